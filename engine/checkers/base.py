@@ -1,0 +1,26 @@
+"""Checkers observe records (the trace vocabulary) and report violations. They never change the
+world: the kernel calls `observe(rec)` after the fact, and a checker only reads what it is given."""
+
+from __future__ import annotations
+
+
+class Checker:
+    name = "?"
+    explains = ""
+    wants_messages = False
+
+    def __init__(self, seed: int, servers: list[str]):
+        self.seed = seed
+        self.servers = servers
+        self.violations: list[dict] = []
+
+    def observe(self, rec: dict) -> None:  # pragma: no cover - every checker overrides it
+        raise NotImplementedError
+
+    def report(self, t: float, nodes: list[str], detail: str) -> None:
+        self.violations.append({"invariant": self.name, "t": t, "nodes": sorted(set(nodes)),
+                                "seed": self.seed, "detail": detail})
+
+    def status(self) -> dict:
+        return {"name": self.name, "ok": not self.violations, "explains": self.explains,
+                "violation": self.violations[0] if self.violations else None}

@@ -1,0 +1,124 @@
+"""The network model: per-link latency, loss, duplication; partitions; one-way cuts.
+
+Latency is drawn uniformly from the link's range for every message, so messages on the same link
+can overtake each other (reordering comes from jitter). Partitions put servers in groups; a server
+not named in any group forms the "rest" group. Clients sit outside the cluster and are never
+partitioned (they are the users of the service); crashes still cut them off.
+Faults are checked when a message is sent and again when it would be delivered, so a partition
+also swallows what is already on the wire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSpec:
+    latency_us_min: int
+    latency_us_max: int
+    loss: float = 0.0
+    duplicate: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "latency_ms": [self.latency_us_min / 1000, self.latency_us_max / 1000],
+            "loss": self.loss,
+            "duplicate": self.duplicate,
+        }
+
+
+class Network:
+    def __init__(self, default: LinkSpec, servers: list[str]):
+        self.servers = servers
+        self.default = default
+        self.overrides: dict[tuple[str, str], LinkSpec] = {}
+        self.group_of: dict[str, int] = {}
+        self.cuts: set[tuple[str, str]] = set()
+
+    # --- queries (hot path) -------------------------------------------------------------------
+    def blocked(self, src: str, dst: str) -> str | None:
+        """Why a message from src to dst cannot pass right now ("partition" / "cut"), or None."""
+        g = self.group_of
+        if g and src in g and dst in g and g[src] != g[dst]:
+            return "partition"
+        if self.cuts and (src, dst) in self.cuts:
+            return "cut"
+        return None
+
+    def link(self, src: str, dst: str) -> LinkSpec:
+        if self.overrides:
+            return self.overrides.get((src, dst), self.default)
+        return self.default
+
+    # --- faults -------------------------------------------------------------------------------
+    def partition(self, groups: list[list[str]]) -> None:
+        named = {n for grp in groups for n in grp}
+        rest = [n for n in self.servers if n not in named]
+        all_groups = [list(grp) for grp in groups if grp] + ([rest] if rest else [])
+        self.group_of = {n: i for i, grp in enumerate(all_groups) for n in grp}
+        if len(all_groups) <= 1:
+            self.group_of = {}
+
+    def cut(self, src: str, dst: str, both: bool) -> None:
+        self.cuts.add((src, dst))
+        if both:
+            self.cuts.add((dst, src))
+
+    def heal(self) -> None:
+        """Remove partitions and cuts (link settings stay)."""
+        self.group_of = {}
+        self.cuts = set()
+
+    def set_link(self, src: str, dst: str, both: bool, latency_us: tuple[int, int] | None,
+                 loss: float | None, duplicate: float | None) -> None:
+        pairs = [(src, dst), (dst, src)] if both else [(src, dst)]
+        for p in pairs:
+            spec = self.overrides.get(p, self.default)
+            if latency_us is not None:
+                spec = replace(spec, latency_us_min=latency_us[0], latency_us_max=latency_us[1])
+            if loss is not None:
+                spec = replace(spec, loss=loss)
+            if duplicate is not None:
+                spec = replace(spec, duplicate=duplicate)
+            if spec == self.default:
+                self.overrides.pop(p, None)
+            else:
+                self.overrides[p] = spec
+
+    def set_all(self, loss: float | None = None, duplicate: float | None = None,
+                latency_us: tuple[int, int] | None = None) -> None:
+        """Change the default link (the browser's network sliders, the nemesis's loss bursts)."""
+        spec = self.default
+        if latency_us is not None:
+            spec = replace(spec, latency_us_min=latency_us[0], latency_us_max=latency_us[1])
+        if loss is not None:
+            spec = replace(spec, loss=loss)
+        if duplicate is not None:
+            spec = replace(spec, duplicate=duplicate)
+        self.default = spec
+
+    # --- pictures -----------------------------------------------------------------------------
+    def cut_state(self, a: str, b: str) -> str:
+        """none | both | a>b | b>a for the pair (a, b), counting partitions as cuts both ways."""
+        ab = self.blocked(a, b) is not None
+        ba = self.blocked(b, a) is not None
+        if ab and ba:
+            return "both"
+        if ab:
+            return f"{a}>{b}"
+        if ba:
+            return f"{b}>{a}"
+        return "none"
+
+    def view(self) -> dict:
+        groups: dict[int, list[str]] = {}
+        for n in self.servers:
+            if n in self.group_of:
+                groups.setdefault(self.group_of[n], []).append(n)
+        return {
+            "default": self.default.as_dict(),
+            "partition": [groups[k] for k in sorted(groups)],
+            "cuts": sorted([list(c) for c in self.cuts]),
+            "links": sorted([[a, b, s.as_dict()] for (a, b), s in self.overrides.items()]),
+        }

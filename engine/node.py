@@ -1,0 +1,82 @@
+"""The node interface every protocol implements.
+
+A node is a pure state machine (etcd/raft's shape): the kernel hands it a message or a timer firing
+together with a `Context`, and the node answers only through that context: messages to send, timers
+to set or cancel. It never sees the network, the clock or other nodes. Randomness comes from the RNG
+stream it was built with.
+
+Nodes come in kinds ("server", "client", later "balancer", "backend", "storage"); the kernel treats
+them alike. A crash discards the object; a restart builds a new one from `persistent_state()`, so
+volatile state is fresh by construction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Context:
+    """What a node may do while handling one input. Effects are applied by the kernel in order."""
+
+    __slots__ = ("_sim", "node_id", "now_us")
+
+    def __init__(self, sim, node_id: str, now_us: int):
+        self._sim = sim
+        self.node_id = node_id
+        self.now_us = now_us
+
+    def send(self, to: str, msg: dict) -> None:
+        self._sim._send(self.node_id, to, msg)
+
+    def set_timer(self, name: str, delay_us: int) -> None:
+        """(Re)arm the named timer: a timer with the same name is replaced."""
+        self._sim._set_timer(self.node_id, name, delay_us)
+
+    def cancel_timer(self, name: str) -> None:
+        self._sim._cancel_timer(self.node_id, name)
+
+
+class Node:
+    """Base class. Subclasses override the `on_*` hooks and the state accessors."""
+
+    kind = "server"
+
+    def __init__(self, node_id: str, peers: list[str], config: Any, rng, persistent: Any = None):
+        self.id = node_id
+        self.peers = peers  # the other servers, sorted
+        self.config = config
+        self.rng = rng
+
+    # --- inputs -------------------------------------------------------------------------------
+    def on_start(self, ctx: Context) -> None:
+        """Called once after boot or restart."""
+
+    def on_message(self, ctx: Context, src: str, msg: dict) -> None:
+        """Handle one delivered message."""
+
+    def on_timer(self, ctx: Context, name: str) -> None:
+        """Handle the firing of a timer set with `ctx.set_timer`."""
+
+    def on_command(self, ctx: Context, command: dict) -> None:
+        """Handle a user command addressed to this node (e.g. force an election timeout)."""
+
+    # --- outputs ------------------------------------------------------------------------------
+    def persistent_state(self) -> Any:
+        """What survives a crash (stable storage)."""
+        return None
+
+    def take_state(self) -> dict | None:
+        """The trace's `state` fields if they changed since the last call, else None."""
+        return None
+
+    def down_state(self) -> dict:
+        """The `state` fields to record when this node crashes."""
+        return {"role": "down"}
+
+    def view(self, now_us: int) -> dict:
+        """Everything the browser shows of this node (not part of the trace)."""
+        return {}
+
+    def digest_state(self) -> Any:
+        """A JSON-able picture of the node's whole state, for the world digest."""
+        return self.view(0)

@@ -1,0 +1,528 @@
+"""Raft, as in "In Search of an Understandable Consensus Algorithm (Extended Version)" (Ongaro and
+Ousterhout, 2014), Figure 2, with the extensions of Ongaro's thesis (2014) named where used:
+PreVote (§9.6), CheckQuorum (§6.2), leadership transfer (§3.10).
+
+Indices are 1-based as in the paper; `self.log[i - 1]` is entry i, an `[term, command]` pair, with
+`command = None` for the no-op a leader appends on election (§8). The key-value state machine is
+volatile: it is rebuilt by re-applying committed entries after a restart.
+
+Per-role behaviour is a method swapped on role change (`_step`), as in etcd/raft.
+"""
+
+from __future__ import annotations
+
+from ...node import Context, Node
+
+FOLLOWER, CANDIDATE, LEADER, PRE_CANDIDATE = "follower", "candidate", "leader", "pre-candidate"
+
+
+class RaftNode(Node):
+    kind = "server"
+
+    def __init__(self, node_id, peers, config, rng, persistent=None):
+        super().__init__(node_id, peers, config, rng)
+        cfg = config
+        self.et_min_us = int(cfg.election_timeout_ms_min * 1000)
+        self.et_max_us = int(cfg.election_timeout_ms_max * 1000)
+        self.heartbeat_us = int(cfg.heartbeat_ms * 1000)
+        self.max_entries = cfg.max_entries_per_append
+        self.pre_vote = cfg.pre_vote
+        self.check_quorum = cfg.check_quorum
+        muts = set(cfg.mutations)
+        self.m_commit_previous_term = "commit_previous_term" in muts
+        self.m_vote_without_log_check = "vote_without_log_check" in muts
+        self.m_forget_vote = "forget_vote_on_restart" in muts
+        self.quorum = (len(peers) + 1) // 2 + 1
+
+        # Persistent state on all servers (Figure 2), restored after a crash.
+        if persistent is None:
+            self.current_term = 0
+            self.voted_for: str | None = None
+            self.log: list[list] = []
+        else:
+            self.current_term, self.voted_for, log = persistent
+            self.log = [list(e) for e in log]
+            if self.m_forget_vote:
+                self.voted_for = None  # the mutation: votedFor was never on stable storage
+        # Volatile state on all servers.
+        self.commit_index = 0
+        self.last_applied = 0
+        self.kv: dict[str, object] = {}
+        self.role = FOLLOWER
+        self.leader_id: str | None = None
+        self.election_deadline_us = 0
+        self.last_leader_contact_us = -10**15  # for the leader-lease check (thesis §4.2.3)
+        # Volatile state on candidates and leaders.
+        self.votes: set[str] = set()
+        self.next_index: dict[str, int] = {}
+        self.match_index: dict[str, int] = {}
+        self.recent_active: set[str] = set()
+        self.pending: dict[int, tuple[str, int]] = {}  # log index -> (client, req) to answer
+        self.transfer_to: str | None = None
+        self.transfer_deadline_us = 0
+        # What the trace has been told (so state records carry only changes).
+        self._told: tuple | None = None
+        self._log_told_len = len(self.log)
+        self._log_keep = len(self.log)  # lowest prefix untouched since the last record
+        self._step = self._step_follower
+
+    # ------------------------------------------------------------------------------------------
+    # helpers
+    def last_index(self) -> int:
+        return len(self.log)
+
+    def term_at(self, index: int) -> int:
+        return self.log[index - 1][0] if index >= 1 else 0
+
+    def last_term(self) -> int:
+        return self.log[-1][0] if self.log else 0
+
+    def _truncate(self, keep: int) -> None:
+        del self.log[keep:]
+        if keep < self._log_keep:
+            self._log_keep = keep
+
+    def _reset_election_timer(self, ctx: Context) -> None:
+        """§5.2: election timeouts are chosen randomly from a fixed interval, anew at each reset."""
+        delay = self.et_min_us + int(self.rng.random() * (self.et_max_us - self.et_min_us))
+        self.election_deadline_us = ctx.now_us + delay
+        ctx.set_timer("election", delay)
+
+    def persistent_state(self):
+        return (self.current_term, self.voted_for, [list(e) for e in self.log])
+
+    # ------------------------------------------------------------------------------------------
+    # role changes
+    def on_start(self, ctx: Context) -> None:
+        self._reset_election_timer(ctx)
+
+    def become_follower(self, ctx: Context, term: int, leader: str | None) -> None:
+        """§5.1: a server that sees a higher term (or a current leader) reverts to follower."""
+        if term > self.current_term:
+            self.current_term = term
+            self.voted_for = None
+        was_leader = self.role == LEADER
+        self.role = FOLLOWER
+        self.leader_id = leader
+        self._step = self._step_follower
+        self.votes = set()
+        self.transfer_to = None
+        if was_leader:
+            ctx.cancel_timer("heartbeat")
+            self.pending.clear()  # clients will time out: the outcome is unknown (info)
+        self._reset_election_timer(ctx)
+
+    def become_pre_candidate(self, ctx: Context) -> None:
+        """Thesis §9.6 (PreVote): ask whether we could win before disturbing anyone's term."""
+        self.role = PRE_CANDIDATE
+        self._step = self._step_candidate
+        self.leader_id = None
+        self.votes = {self.id}
+        self._reset_election_timer(ctx)
+        self._broadcast_vote_request(ctx, pre_vote=True, transfer=False)
+
+    def become_candidate(self, ctx: Context, transfer: bool = False) -> None:
+        """§5.2: increment currentTerm, vote for self, reset the election timer, send RequestVote."""
+        self.current_term += 1
+        self.voted_for = self.id
+        self.role = CANDIDATE
+        self._step = self._step_candidate
+        self.leader_id = None
+        self.votes = {self.id}
+        self._reset_election_timer(ctx)
+        if len(self.votes) >= self.quorum:
+            self.become_leader(ctx)
+            return
+        self._broadcast_vote_request(ctx, pre_vote=False, transfer=transfer)
+
+    def _broadcast_vote_request(self, ctx: Context, pre_vote: bool, transfer: bool) -> None:
+        msg = {"kind": "RequestVote", "term": self.current_term + (1 if pre_vote else 0),
+               "candidate": self.id, "last_log_index": self.last_index(),
+               "last_log_term": self.last_term()}
+        if pre_vote:
+            msg["pre_vote"] = True
+        if transfer:
+            msg["transfer"] = True
+        for p in self.peers:
+            ctx.send(p, msg)
+
+    def become_leader(self, ctx: Context) -> None:
+        """§5.2/§5.3: initialise nextIndex and matchIndex; §8: append a no-op from this term."""
+        self.role = LEADER
+        self._step = self._step_leader
+        self.leader_id = self.id
+        ctx.cancel_timer("election")
+        self.election_deadline_us = 0
+        self.next_index = {p: self.last_index() + 1 for p in self.peers}
+        self.match_index = {p: 0 for p in self.peers}
+        self.recent_active = set()
+        self.log.append([self.current_term, None])
+        self.bcast_append(ctx)
+        ctx.set_timer("heartbeat", self.heartbeat_us)
+        if self.check_quorum:
+            ctx.set_timer("check_quorum", self.et_min_us)
+        self.maybe_commit(ctx)
+
+    # ------------------------------------------------------------------------------------------
+    # inputs
+    def on_timer(self, ctx: Context, name: str) -> None:
+        if name == "election":
+            self.handle_election_timeout(ctx)
+        elif name == "heartbeat" and self.role == LEADER:
+            self.bcast_append(ctx)
+            ctx.set_timer("heartbeat", self.heartbeat_us)
+            if self.transfer_to and ctx.now_us >= self.transfer_deadline_us:
+                self.transfer_to = None  # §3.10: abort a transfer that did not finish in time
+        elif name == "check_quorum" and self.role == LEADER:
+            self.handle_check_quorum(ctx)
+
+    def handle_election_timeout(self, ctx: Context) -> None:
+        """§5.2: a follower (or candidate) that hears nothing starts an election."""
+        if self.role == LEADER:
+            return
+        if self.pre_vote:
+            self.become_pre_candidate(ctx)
+        else:
+            self.become_candidate(ctx)
+
+    def handle_check_quorum(self, ctx: Context) -> None:
+        """Thesis §6.2: a leader steps down if it has not heard from a majority for a timeout."""
+        active = len(self.recent_active) + 1
+        self.recent_active = set()
+        if active < self.quorum:
+            self.become_follower(ctx, self.current_term, None)
+        else:
+            ctx.set_timer("check_quorum", self.et_min_us)
+
+    def on_command(self, ctx: Context, command: dict) -> None:
+        if command["do"] == "timeout":
+            if self.role != LEADER:
+                ctx.cancel_timer("election")
+                self.handle_election_timeout(ctx)
+        elif command["do"] == "transfer":
+            self.start_transfer(ctx, command["to"])
+
+    def start_transfer(self, ctx: Context, target: str) -> None:
+        """Thesis §3.10: stop taking requests, bring the target up to date, send TimeoutNow."""
+        if self.role != LEADER or target not in self.peers:
+            return
+        self.transfer_to = target
+        self.transfer_deadline_us = ctx.now_us + self.et_max_us
+        if self.match_index[target] == self.last_index():
+            ctx.send(target, {"kind": "TimeoutNow", "term": self.current_term})
+        else:
+            self.send_append(ctx, target)
+
+    def on_message(self, ctx: Context, src: str, m: dict) -> None:
+        kind = m["kind"]
+        if kind == "ClientRequest":
+            self.handle_client_request(ctx, src, m)
+            return
+        term = m["term"]
+        if kind == "RequestVote":
+            if self._ignore_vote_request(ctx, m):
+                return
+            if m.get("pre_vote"):
+                self.handle_request_vote(ctx, src, m)
+                return
+        if term > self.current_term:
+            if kind == "RequestVoteResponse" and m.get("pre_vote") and m["granted"]:
+                pass  # a granted pre-vote carries the future term; it does not move ours
+            else:
+                # §5.1: "If RPC request or response contains term T > currentTerm: set
+                # currentTerm = T, convert to follower."
+                leader = src if kind == "AppendEntries" else None
+                self.become_follower(ctx, term, leader)
+        self._step(ctx, src, m)
+
+    def _ignore_vote_request(self, ctx: Context, m: dict) -> bool:
+        """Thesis §4.2.3: with CheckQuorum, a server that heard from a leader within the minimum
+        election timeout ignores RequestVote (neither updates its term nor votes), unless the
+        request comes from a leadership transfer."""
+        if not self.check_quorum or m.get("transfer") or m["term"] <= self.current_term:
+            return False
+        if self.role == LEADER:
+            return True
+        return ctx.now_us - self.last_leader_contact_us < self.et_min_us and self.leader_id is not None
+
+    # --- per-role steps ---------------------------------------------------------------------
+    def _step_follower(self, ctx: Context, src: str, m: dict) -> None:
+        kind = m["kind"]
+        if kind == "AppendEntries":
+            self.handle_append_entries(ctx, src, m)
+        elif kind == "RequestVote":
+            self.handle_request_vote(ctx, src, m)
+        elif kind == "TimeoutNow":
+            if m["term"] == self.current_term:
+                self.become_candidate(ctx, transfer=True)
+
+    def _step_candidate(self, ctx: Context, src: str, m: dict) -> None:
+        kind = m["kind"]
+        if kind == "AppendEntries":
+            if m["term"] >= self.current_term:
+                # §5.2: a candidate that hears from a leader of its term returns to follower.
+                self.become_follower(ctx, m["term"], src)
+                self.handle_append_entries(ctx, src, m)
+            else:
+                self.handle_append_entries(ctx, src, m)  # answers with our term: stale leader
+        elif kind == "RequestVote":
+            self.handle_request_vote(ctx, src, m)
+        elif kind == "RequestVoteResponse":
+            self.handle_vote_response(ctx, src, m)
+
+    def _step_leader(self, ctx: Context, src: str, m: dict) -> None:
+        kind = m["kind"]
+        if kind == "AppendEntriesResponse":
+            self.handle_append_response(ctx, src, m)
+        elif kind == "RequestVote":
+            self.handle_request_vote(ctx, src, m)
+        elif kind == "AppendEntries" and m["term"] < self.current_term:
+            self.handle_append_entries(ctx, src, m)
+
+    # --- elections (§5.2, §5.4.1) -----------------------------------------------------------
+    def log_up_to_date(self, last_term: int, last_index: int) -> bool:
+        """§5.4.1: the candidate's log is at least as up-to-date as ours: compare the last
+        entries' terms, then the lengths."""
+        if last_term != self.last_term():
+            return last_term > self.last_term()
+        return last_index >= self.last_index()
+
+    def handle_request_vote(self, ctx: Context, src: str, m: dict) -> None:
+        """Figure 2, RequestVote RPC receiver implementation (and thesis §9.6 for pre-votes)."""
+        pre = bool(m.get("pre_vote"))
+        log_ok = self.m_vote_without_log_check or self.log_up_to_date(m["last_log_term"],
+                                                                      m["last_log_index"])
+        if pre:
+            # Grant if the candidate could win: its future term is not behind ours and its log
+            # is up to date. Our own term and vote are untouched.
+            granted = m["term"] > self.current_term and log_ok
+            ctx.send(src, {"kind": "RequestVoteResponse", "term": m["term"] if granted else self.current_term,
+                           "granted": granted, "pre_vote": True})
+            return
+        granted = (m["term"] == self.current_term
+                   and self.voted_for in (None, m["candidate"])
+                   and log_ok)
+        if granted:
+            self.voted_for = m["candidate"]
+            self._reset_election_timer(ctx)  # §5.2: granting a vote resets the timer
+        ctx.send(src, {"kind": "RequestVoteResponse", "term": self.current_term, "granted": granted})
+
+    def handle_vote_response(self, ctx: Context, src: str, m: dict) -> None:
+        pre = bool(m.get("pre_vote"))
+        if pre != (self.role == PRE_CANDIDATE):
+            return  # a response to an earlier phase
+        if not pre and m["term"] != self.current_term:
+            return
+        if not m["granted"]:
+            return
+        self.votes.add(src)
+        if len(self.votes) >= self.quorum:
+            if pre:
+                self.become_candidate(ctx)
+            else:
+                self.become_leader(ctx)
+
+    # --- replication (§5.3) -----------------------------------------------------------------
+    def send_append(self, ctx: Context, peer: str) -> None:
+        """Send AppendEntries from nextIndex (empty when up to date: a heartbeat). The leader
+        assumes delivery and advances nextIndex optimistically; a rejection moves it back."""
+        nxt = self.next_index[peer]
+        prev = nxt - 1
+        entries = self.log[prev:prev + self.max_entries]
+        ctx.send(peer, {"kind": "AppendEntries", "term": self.current_term, "leader": self.id,
+                        "prev_log_index": prev, "prev_log_term": self.term_at(prev),
+                        "entries": [list(e) for e in entries], "leader_commit": self.commit_index})
+        if entries:
+            self.next_index[peer] = prev + len(entries) + 1
+
+    def bcast_append(self, ctx: Context) -> None:
+        for p in self.peers:
+            self.send_append(ctx, p)
+
+    def handle_append_entries(self, ctx: Context, src: str, m: dict) -> None:
+        """Figure 2, AppendEntries RPC receiver implementation, with the conflict-term hint of §5.3
+        ("the follower can include the term of the conflicting entry and the first index it stores
+        for that term")."""
+        reply = {"kind": "AppendEntriesResponse", "term": self.current_term, "success": False,
+                 "match_index": 0}
+        if m["term"] < self.current_term:  # 1. Reply false if term < currentTerm
+            ctx.send(src, reply)
+            return
+        self.leader_id = src
+        self.last_leader_contact_us = ctx.now_us
+        self._reset_election_timer(ctx)
+        prev = m["prev_log_index"]
+        # 2. Reply false if log doesn't contain an entry at prevLogIndex whose term matches.
+        if prev > self.last_index():
+            reply["conflict_index"] = self.last_index() + 1
+            reply["conflict_term"] = None
+            ctx.send(src, reply)
+            return
+        if prev >= 1 and self.term_at(prev) != m["prev_log_term"]:
+            ct = self.term_at(prev)
+            first = prev
+            while first > 1 and self.term_at(first - 1) == ct:
+                first -= 1
+            reply["conflict_index"] = first
+            reply["conflict_term"] = ct
+            ctx.send(src, reply)
+            return
+        # 3. If an existing entry conflicts with a new one (same index, different terms), delete
+        #    the existing entry and all that follow it. 4. Append any new entries not in the log.
+        index = prev
+        for entry in m["entries"]:
+            index += 1
+            if index <= self.last_index():
+                if self.term_at(index) == entry[0]:
+                    continue
+                self._truncate(index - 1)
+            self.log.append(list(entry))
+        last_new = prev + len(m["entries"])
+        # 5. If leaderCommit > commitIndex, set commitIndex = min(leaderCommit, index of last new entry)
+        if m["leader_commit"] > self.commit_index:
+            new_commit = min(m["leader_commit"], last_new)
+            if new_commit > self.commit_index:
+                self.commit_index = new_commit
+                self.apply_committed(ctx)
+        reply["success"] = True
+        reply["match_index"] = last_new
+        ctx.send(src, reply)
+
+    def handle_append_response(self, ctx: Context, src: str, m: dict) -> None:
+        if m["term"] != self.current_term:
+            return
+        self.recent_active.add(src)
+        if m["success"]:
+            if m["match_index"] > self.match_index[src]:
+                self.match_index[src] = m["match_index"]
+            if self.next_index[src] < self.match_index[src] + 1:
+                self.next_index[src] = self.match_index[src] + 1
+            self.maybe_commit(ctx)
+            if self.transfer_to == src and self.match_index[src] == self.last_index():
+                ctx.send(src, {"kind": "TimeoutNow", "term": self.current_term})
+            elif self.next_index[src] <= self.last_index():
+                self.send_append(ctx, src)  # still behind: keep catching it up
+            return
+        # Rejected: back off nextIndex using the conflict hint (§5.3), never below matchIndex + 1.
+        ct = m.get("conflict_term")
+        nxt = m.get("conflict_index", self.next_index[src] - 1)
+        if ct is not None:
+            last_of_term = 0
+            for i in range(self.last_index(), 0, -1):
+                t = self.term_at(i)
+                if t == ct:
+                    last_of_term = i
+                    break
+                if t < ct:
+                    break
+            if last_of_term:
+                nxt = last_of_term + 1
+        self.next_index[src] = max(self.match_index[src] + 1, min(nxt, self.last_index() + 1))
+        self.send_append(ctx, src)
+
+    def maybe_commit(self, ctx: Context) -> None:
+        """§5.3/§5.4.2: commit the highest index N replicated on a majority, but only if
+        log[N].term == currentTerm (Figure 8). The `commit_previous_term` mutation drops that
+        last condition."""
+        matches = sorted([self.last_index()] + [self.match_index[p] for p in self.peers], reverse=True)
+        n = matches[self.quorum - 1]
+        if n <= self.commit_index:
+            return
+        if not self.m_commit_previous_term:
+            while n > self.commit_index and self.term_at(n) != self.current_term:
+                n -= 1
+            if n <= self.commit_index:
+                return
+        self.commit_index = n
+        self.apply_committed(ctx)
+
+    # --- state machine and clients (§8) -----------------------------------------------------
+    def apply_committed(self, ctx: Context) -> None:
+        """Figure 2, all servers: if commitIndex > lastApplied, apply log[lastApplied + 1]."""
+        while self.last_applied < self.commit_index:
+            self.last_applied += 1
+            cmd = self.log[self.last_applied - 1][1]
+            if cmd is None:
+                continue
+            ok, value = self.apply(cmd)
+            waiting = self.pending.pop(self.last_applied, None)
+            if waiting is not None and waiting == (cmd["client"], cmd["req"]):
+                ctx.send(cmd["client"], {"kind": "ClientReply", "req": cmd["req"], "ok": ok,
+                                         "value": value})
+
+    def apply(self, cmd: dict) -> tuple[bool, object]:
+        op, key, value = cmd["op"], cmd["key"], cmd["value"]
+        if op == "read":
+            return True, self.kv.get(key)
+        if op == "write":
+            self.kv[key] = value
+            return True, value
+        if self.kv.get(key) == value[0]:  # cas
+            self.kv[key] = value[1]
+            return True, value
+        return False, self.kv.get(key)
+
+    def handle_client_request(self, ctx: Context, src: str, m: dict) -> None:
+        """§8: followers redirect clients to the leader; the leader appends the command (reads too,
+        so every read is linearizable) and answers once the entry is applied."""
+        if self.role != LEADER or self.transfer_to is not None:
+            ctx.send(src, {"kind": "ClientReply", "req": m["req"], "ok": False,
+                           "error": "not_leader", "leader": self.leader_id if self.role != LEADER else None})
+            return
+        cmd = {"client": m["client"], "req": m["req"], "op": m["op"], "key": m["key"],
+               "value": m["value"]}
+        self.log.append([self.current_term, cmd])
+        self.pending[self.last_index()] = (m["client"], m["req"])
+        for p in self.peers:
+            if self.next_index[p] == self.last_index():  # up to date: ship the new entry now
+                self.send_append(ctx, p)
+        self.maybe_commit(ctx)
+
+    # ------------------------------------------------------------------------------------------
+    # what the outside sees
+    def take_state(self) -> dict | None:
+        told = (self.current_term, self.role if self.role != PRE_CANDIDATE else "follower",
+                self.voted_for, self.commit_index)
+        log_changed = self._log_keep < self._log_told_len or len(self.log) != self._log_told_len
+        if told == self._told and not log_changed:
+            return None
+        self._told = told
+        rec = {"term": told[0], "role": told[1], "voted_for": told[2], "commit": told[3]}
+        if log_changed:
+            keep = min(self._log_keep, self._log_told_len)
+            rec["log"] = {"keep": keep, "append": [list(e) for e in self.log[keep:]]}
+            self._log_told_len = len(self.log)
+            self._log_keep = len(self.log)
+        return rec
+
+    def down_state(self) -> dict:
+        self._told = None
+        return {"term": self.current_term, "role": "down", "voted_for": self.voted_for,
+                "commit": self.commit_index}
+
+    def view(self, now_us: int) -> dict:
+        v = {
+            "kind": "raft",
+            "term": self.current_term,
+            "role": self.role,
+            "voted_for": self.voted_for,
+            "leader": self.leader_id,
+            "commit": self.commit_index,
+            "applied": self.last_applied,
+            "log": self.log,
+            "kv": self.kv,
+            "votes": sorted(self.votes),
+            "election_deadline": self.election_deadline_us / 1000 if self.role != LEADER else None,
+        }
+        if self.role == LEADER:
+            v["next_index"] = dict(sorted(self.next_index.items()))
+            v["match_index"] = dict(sorted(self.match_index.items()))
+            v["transfer_to"] = self.transfer_to
+        return v
+
+    def digest_state(self):
+        return [self.current_term, self.role, self.voted_for, self.leader_id, self.commit_index,
+                self.last_applied, self.log, sorted(self.kv.items()), sorted(self.votes),
+                sorted(self.next_index.items()), sorted(self.match_index.items()),
+                sorted(self.recent_active), sorted(self.pending.items()), self.transfer_to,
+                self.last_leader_contact_us]

@@ -1,0 +1,471 @@
+"""The discrete-event kernel.
+
+Virtual time is an integer number of microseconds (`now_us`); records carry `t` in milliseconds.
+The event queue is a heap ordered by (time, priority, insertion counter): user and scenario actions
+(priority 0) run before anything else due at the same microsecond, and ties between other events
+break on the counter, so a run is a pure function of seed + scenario + actions.
+
+A user's click made at `now_us` is scheduled at `now_us + 1` with priority 0 and recorded with that
+time. Replaying the recorded action list therefore puts it at exactly the same place among the other
+events, which is what makes rewinding, forking and share links reproduce a run byte for byte.
+
+Observers receive every record (the trace vocabulary, see docs/trace-format.md). Checkers are
+observers that belong to the world (they are snapshotted with it); other observers (a trace file,
+a browser session) are attached from outside and are not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import pickle
+from typing import Any, Callable
+
+import orjson
+
+from . import rng as rngmod
+from .clients import ClientNode, USER_CLIENT
+from .network import LinkSpec, Network
+from .nemesis import NemesisDriver
+from .node import Context, Node
+from .protocols import get_protocol
+from .scenario import (Cut, Heal, NodeAction, Partition, Request, Scenario, ScenarioError, SetLink,
+                       Transfer, action_to_dict, parse_action)
+
+DELIVER, TIMER, ACTION, NEMESIS, RELEASE = 0, 1, 2, 3, 4
+PRIO_ACTION, PRIO_EVENT = 0, 1
+
+Observer = Callable[[dict], None]
+
+
+def ms_to_us(ms: float) -> int:
+    return int(round(ms * 1000))
+
+
+class Simulation:
+    def __init__(self, scenario: Scenario, *, checkers: bool = True):
+        self.scenario = scenario
+        self.seed = scenario.seed
+        self.config = scenario.config
+        self.protocol = get_protocol(scenario.protocol)
+        self.now_us = 0
+        self.events = 0
+        self._queue: list[tuple] = []
+        self._counter = 0
+        self._next_msg_id = 1
+        self._observers: list[tuple[Observer, bool]] = []
+        self.flight: dict[int, tuple[str, str, dict, int, int]] = {}
+        self._timer_gen: dict[str, dict[str, int]] = {}
+        self.timer_deadline: dict[str, dict[str, int]] = {}
+        self.actions: list[dict] = []  # user actions, as recorded (scenario + live clicks)
+
+        cfg = scenario.config
+        self.servers = scenario.node_ids
+        self.network = Network(
+            LinkSpec(ms_to_us(cfg.latency_ms_min), ms_to_us(cfg.latency_ms_max), cfg.loss, cfg.duplicate),
+            self.servers,
+        )
+        self.net_rng = rngmod.stream(self.seed, "network")
+        self.status: dict[str, str] = {}
+        self.nodes: dict[str, Node] = {}
+        self.persisted: dict[str, Any] = {}
+        self.rngs: dict[str, Any] = {}
+        self._held: dict[str, list[tuple]] = {}
+
+        self.checkers = list(self.protocol.make_checkers(self.seed, self.servers)) if checkers else []
+        self._records_wanted = bool(self.checkers)
+        self._want_msgs = any(c.wants_messages for c in self.checkers)
+
+        for nid in self.servers:
+            self.rngs[nid] = rngmod.stream(self.seed, f"node:{nid}")
+            self._boot(nid, persistent=None)
+        self.clients: list[str] = []
+        wl = scenario.workload
+        if wl and wl.clients > 0 and wl.rate_per_s > 0:
+            for i in range(1, wl.clients + 1):
+                cid = f"c{i}"
+                self.clients.append(cid)
+                self.rngs[cid] = rngmod.stream(self.seed, f"client:{cid}")
+                self._add_client(cid, wl)
+        self.rngs[USER_CLIENT] = rngmod.stream(self.seed, f"client:{USER_CLIENT}")
+        self._add_client(USER_CLIENT, None)
+
+        self.nemesis = None
+        if scenario.nemesis is not None:
+            self.nemesis = NemesisDriver(scenario.nemesis, rngmod.stream(self.seed, "nemesis"),
+                                         self.servers, cfg.loss, cfg.duplicate)
+            self._push(ms_to_us(scenario.nemesis.interval_ms), PRIO_EVENT, NEMESIS, None, None, None)
+        for a in scenario.actions:
+            self._schedule_action(a, ms_to_us(a.at))
+
+    # --- observers ----------------------------------------------------------------------------
+    def subscribe(self, fn: Observer, messages: bool = True) -> None:
+        """Receive every record from now on; `messages=False` skips send/deliver/drop records."""
+        self._observers.append((fn, messages))
+        self._refresh_wants()
+
+    def unsubscribe(self, fn: Observer) -> None:
+        self._observers = [(f, m) for f, m in self._observers if f is not fn]
+        self._refresh_wants()
+
+    def _refresh_wants(self) -> None:
+        self._records_wanted = bool(self._observers or self.checkers)
+        self._want_msgs = any(m for _, m in self._observers) or any(
+            c.wants_messages for c in self.checkers)
+
+    def _emit(self, rec: dict) -> None:
+        for c in self.checkers:
+            c.observe(rec)
+        for fn, _ in self._observers:
+            fn(rec)
+
+    def _emit_msg(self, rec: dict) -> None:
+        for c in self.checkers:
+            if c.wants_messages:
+                c.observe(rec)
+        for fn, m in self._observers:
+            if m:
+                fn(rec)
+
+    # --- queue --------------------------------------------------------------------------------
+    def _push(self, t: int, prio: int, kind: int, a, b, c) -> None:
+        self._counter += 1
+        heapq.heappush(self._queue, (t, prio, self._counter, kind, a, b, c))
+
+    @property
+    def now_ms(self) -> float:
+        return self.now_us / 1000
+
+    def next_event_ms(self) -> float | None:
+        return self._queue[0][0] / 1000 if self._queue else None
+
+    # --- effects (called through Context) -----------------------------------------------------
+    def _send(self, src: str, dst: str, msg: dict) -> None:
+        net = self.network
+        spec = net.link(src, dst)
+        copies = 1
+        rng = self.net_rng
+        if spec.duplicate and rng.random() < spec.duplicate:
+            copies = 2
+        for _ in range(copies):
+            mid = self._next_msg_id
+            self._next_msg_id += 1
+            lo, hi = spec.latency_us_min, spec.latency_us_max
+            arrive = self.now_us + (lo if lo == hi else lo + int(rng.random() * (hi - lo)))
+            if self._want_msgs:
+                self._emit_msg({"type": "send", "t": self.now_us / 1000, "id": mid, "from": src,
+                                "to": dst, "msg": msg})
+            why = net.blocked(src, dst)
+            if why is None and spec.loss and rng.random() < spec.loss:
+                why = "loss"
+            if why is not None:
+                if self._want_msgs:
+                    self._emit_msg({"type": "drop", "t": self.now_us / 1000, "id": mid, "why": why})
+                continue
+            self.flight[mid] = (src, dst, msg, self.now_us, arrive)
+            self._counter += 1
+            heapq.heappush(self._queue, (arrive, PRIO_EVENT, self._counter, DELIVER, mid, None, None))
+
+    def _set_timer(self, nid: str, name: str, delay_us: int) -> None:
+        self._counter += 1
+        gen = self._counter
+        self._timer_gen[nid][name] = gen
+        t = self.now_us + max(0, int(delay_us))
+        self.timer_deadline[nid][name] = t
+        heapq.heappush(self._queue, (t, PRIO_EVENT, gen, TIMER, nid, name, gen))
+
+    def _cancel_timer(self, nid: str, name: str) -> None:
+        self._timer_gen[nid].pop(name, None)
+        self.timer_deadline[nid].pop(name, None)
+
+    # --- node lifecycle -----------------------------------------------------------------------
+    def _boot(self, nid: str, persistent: Any) -> None:
+        peers = [p for p in self.servers if p != nid]
+        node = self.protocol.make_server(nid, peers, self.config, self.rngs[nid], persistent)
+        self.nodes[nid] = node
+        self.status[nid] = "up"
+        self._timer_gen[nid] = {}
+        self.timer_deadline[nid] = {}
+        node.on_start(Context(self, nid, self.now_us))
+        self._after(nid, node)
+
+    def _add_client(self, cid: str, workload) -> None:
+        node = ClientNode(cid, self.servers, self.config, self.rngs[cid], workload)
+        self.nodes[cid] = node
+        self.status[cid] = "up"
+        self._timer_gen[cid] = {}
+        self.timer_deadline[cid] = {}
+        node.on_start(Context(self, cid, self.now_us))
+        self._after(cid, node)
+
+    def _after(self, nid: str, node: Node) -> None:
+        """Collect what the node wants recorded after it handled an input."""
+        if self._records_wanted:
+            st = node.take_state()
+            if st is not None:
+                st["type"] = "state"
+                st["t"] = self.now_us / 1000
+                st["node"] = nid
+                self._emit(st)
+            recs = getattr(node, "records", None)
+            if recs:
+                for r in recs:
+                    r["t"] = self.now_us / 1000
+                    self._emit(r)
+                recs.clear()
+        else:
+            node.take_state()
+            recs = getattr(node, "records", None)
+            if recs:
+                recs.clear()
+
+    # --- main loop ----------------------------------------------------------------------------
+    def step(self) -> bool:
+        """Process the next event. Returns False when the queue is empty."""
+        q = self._queue
+        while q:
+            t, _prio, _cnt, kind, a, b, c = heapq.heappop(q)
+            if kind == TIMER and self._timer_gen[a].get(b) != c:
+                continue  # a replaced or cancelled timer
+            self.now_us = t
+            self.events += 1
+            self._dispatch(kind, a, b, c)
+            return True
+        return False
+
+    def run_until(self, t_ms: float) -> None:
+        """Process every event due at or before t_ms, then set the clock to t_ms."""
+        limit = ms_to_us(t_ms)
+        q = self._queue
+        pop = heapq.heappop
+        gens = self._timer_gen
+        dispatch = self._dispatch
+        while q and q[0][0] <= limit:
+            t, _prio, _cnt, kind, a, b, c = pop(q)
+            if kind == TIMER and gens[a].get(b) != c:
+                continue
+            self.now_us = t
+            self.events += 1
+            dispatch(kind, a, b, c)
+        if limit > self.now_us:
+            self.now_us = limit
+
+    def run(self) -> None:
+        self.run_until(self.scenario.duration_ms)
+
+    def _dispatch(self, kind: int, a, b, c) -> None:
+        if kind == DELIVER:
+            src, dst, msg, _sent, _arr = self.flight.pop(a)
+            st = self.status.get(dst)
+            why = None
+            if st == "down":
+                why = "down"
+            else:
+                why = self.network.blocked(src, dst)
+            if why is not None:
+                if self._want_msgs:
+                    self._emit_msg({"type": "drop", "t": self.now_us / 1000, "id": a, "why": why})
+                return
+            if st == "paused":
+                self._held[dst].append((DELIVER, a, src, msg))
+                self.flight[a] = (src, dst, msg, _sent, _arr)  # still "in flight" to the picture
+                return
+            if self._want_msgs:
+                self._emit_msg({"type": "deliver", "t": self.now_us / 1000, "id": a})
+            node = self.nodes[dst]
+            node.on_message(Context(self, dst, self.now_us), src, msg)
+            self._after(dst, node)
+        elif kind == TIMER:
+            st = self.status[a]
+            if st == "paused":
+                self._held[a].append((TIMER, b, c, None))
+                return
+            if st != "up":
+                return
+            self._timer_gen[a].pop(b, None)
+            self.timer_deadline[a].pop(b, None)
+            node = self.nodes[a]
+            node.on_timer(Context(self, a, self.now_us), b)
+            self._after(a, node)
+        elif kind == ACTION:
+            self._apply_action(a, b)
+        elif kind == NEMESIS:
+            self._nemesis_tick()
+        elif kind == RELEASE:
+            self._release(a)
+
+    # --- actions ------------------------------------------------------------------------------
+    def _schedule_action(self, action, t_us: int) -> None:
+        self._push(t_us, PRIO_ACTION, ACTION, action, "user", None)
+        rec = action_to_dict(action)
+        rec["at"] = t_us / 1000
+        self.actions.append(rec)
+
+    def act(self, data: dict) -> dict:
+        """Validate a user action and schedule it just after the current instant.
+
+        Raises ScenarioError (naming the bad field) and changes nothing when the action is invalid.
+        Returns the action as recorded, with its `at`.
+        """
+        action = parse_action(data, self.servers)
+        t = self.now_us + 1
+        action = action.model_copy(update={"at": t / 1000})
+        self._schedule_action(action, t)
+        return self.actions[-1]
+
+    def _fault_record(self, action, by: str) -> None:
+        if self._records_wanted:
+            rec = action_to_dict(action)
+            rec.pop("at", None)
+            rec["type"] = "fault"
+            rec["t"] = self.now_us / 1000
+            rec["by"] = by
+            self._emit(rec)
+
+    def _apply_action(self, a, by: str) -> None:
+        self._fault_record(a, by)
+        if isinstance(a, NodeAction):
+            self._node_action(a.do, a.node)
+        elif isinstance(a, Partition):
+            self.network.partition([list(g) for g in a.groups])
+        elif isinstance(a, Cut):
+            self.network.cut(a.src, a.dst, a.both)
+        elif isinstance(a, Heal):
+            self.network.heal()
+        elif isinstance(a, SetLink):
+            lat = (ms_to_us(a.latency_ms[0]), ms_to_us(a.latency_ms[1])) if a.latency_ms else None
+            if a.src == "*":
+                self.network.set_all(a.loss, a.duplicate, lat)
+            else:
+                self.network.set_link(a.src, a.dst, a.both, lat, a.loss, a.duplicate)
+        elif isinstance(a, Request):
+            user = self.nodes[USER_CLIENT]
+            user.submit(Context(self, USER_CLIENT, self.now_us), a.node, a.op, a.key, a.value)
+            self._after(USER_CLIENT, user)
+        elif isinstance(a, Transfer):
+            self._command(a.node, {"do": "transfer", "to": a.to})
+
+    def _command(self, nid: str, command: dict) -> None:
+        if self.status[nid] != "up":
+            return
+        node = self.nodes[nid]
+        node.on_command(Context(self, nid, self.now_us), command)
+        self._after(nid, node)
+
+    def _node_action(self, do: str, nid: str) -> None:
+        st = self.status[nid]
+        if do == "crash" and st != "down":
+            node = self.nodes[nid]
+            self.persisted[nid] = node.persistent_state()
+            self.status[nid] = "down"
+            self._timer_gen[nid] = {}
+            self.timer_deadline[nid] = {}
+            self._held.pop(nid, None)
+            if self._records_wanted:
+                rec = node.down_state()
+                rec.update(type="state", t=self.now_us / 1000, node=nid)
+                self._emit(rec)
+        elif do == "restart" and st == "down":
+            self._boot(nid, self.persisted.pop(nid))
+        elif do == "pause" and st == "up":
+            self.status[nid] = "paused"
+            self._held[nid] = []
+        elif do == "resume" and st == "paused":
+            self.status[nid] = "up"
+            self._push(self.now_us, PRIO_EVENT, RELEASE, nid, None, None)
+        elif do == "timeout":
+            self._command(nid, {"do": "timeout"})
+
+    def _release(self, nid: str) -> None:
+        """A paused node resumes: what arrived meanwhile is handled in order, then overdue timers."""
+        held = self._held.pop(nid, [])
+        for kind, a, b, c in held:
+            if self.status.get(nid) != "up":
+                break
+            node = self.nodes[nid]
+            if kind == DELIVER:
+                if a not in self.flight:
+                    continue
+                self.flight.pop(a)
+                if self._want_msgs:
+                    self._emit_msg({"type": "deliver", "t": self.now_us / 1000, "id": a})
+                node.on_message(Context(self, nid, self.now_us), b, c)
+            else:
+                if self._timer_gen[nid].get(a) != b:
+                    continue
+                self._timer_gen[nid].pop(a, None)
+                self.timer_deadline[nid].pop(a, None)
+                node.on_timer(Context(self, nid, self.now_us), a)
+            self._after(nid, node)
+
+    def _nemesis_tick(self) -> None:
+        assert self.nemesis is not None
+        for action in self.nemesis.tick(self.now_us, self):
+            self._apply_action(action, "nemesis")
+        nxt = self.nemesis.next_tick_us(self.now_us)
+        if nxt is not None:
+            self._push(nxt, PRIO_EVENT, NEMESIS, None, None, None)
+
+    # --- reading the world (never changes it) --------------------------------------------------
+    @property
+    def violations(self) -> list[dict]:
+        out = []
+        for c in self.checkers:
+            out.extend(c.violations)
+        return sorted(out, key=lambda v: (v["t"], v["invariant"]))
+
+    def roles(self) -> dict[str, str]:
+        return {nid: ("down" if self.status[nid] == "down" else getattr(self.nodes[nid], "role", "?"))
+                for nid in self.servers}
+
+    def views(self) -> dict[str, dict]:
+        out = {}
+        for nid in self.servers:
+            node = self.nodes[nid]
+            v = node.view(self.now_us)
+            v["status"] = self.status[nid]
+            v["timers"] = {k: t / 1000 for k, t in sorted(self.timer_deadline[nid].items())}
+            out[nid] = v
+        return out
+
+    def in_flight(self) -> list[dict]:
+        return [
+            {"id": mid, "from": s, "to": d, "sent": t0 / 1000, "arrive": t1 / 1000, "msg": m}
+            for mid, (s, d, m, t0, t1) in sorted(self.flight.items())
+        ]
+
+    def digest(self) -> str:
+        """A hash of the whole simulated state at this instant (nodes, network, wire, clock)."""
+        state = {
+            "t": self.now_us,
+            "nodes": {nid: [self.status[nid], self.nodes[nid].digest_state()] for nid in sorted(self.nodes)},
+            "net": self.network.view(),
+            "flight": [[mid, s, d, m, t0, t1] for mid, (s, d, m, t0, t1) in sorted(self.flight.items())],
+            "timers": {nid: sorted(v.items()) for nid, v in sorted(self.timer_deadline.items())},
+        }
+        return hashlib.sha256(orjson.dumps(state, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+    # --- snapshots ----------------------------------------------------------------------------
+    def __getstate__(self):
+        d = self.__dict__.copy()
+        d["_observers"] = []
+        d["_records_wanted"] = bool(self.checkers)
+        d["_want_msgs"] = any(c.wants_messages for c in self.checkers)
+        return d
+
+    def snapshot(self) -> bytes:
+        """The whole world (checkers included, outside observers not), as bytes."""
+        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @staticmethod
+    def restore(blob: bytes) -> "Simulation":
+        return pickle.loads(blob)
+
+
+def replay(scenario: Scenario, until_ms: float | None = None, **kw) -> Simulation:
+    sim = Simulation(scenario, **kw)
+    sim.run_until(scenario.duration_ms if until_ms is None else until_ms)
+    return sim
+
+
+__all__ = ["Simulation", "ScenarioError", "replay", "ms_to_us"]
