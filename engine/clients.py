@@ -51,9 +51,9 @@ class ClientNode(Node):
         key = f"k{r.randint(1, self.workload.keys)}"
         value: object = None
         if f == "write":
-            value = r.randint(1, 9)
+            value = r.randint(1, 5)
         elif f == "cas":
-            value = [r.randint(1, 9), r.randint(1, 9)]
+            value = [r.randint(1, 5), r.randint(1, 5)]
         return f, key, value
 
     def submit(self, ctx: Context, target: str, f: str, key: str, value) -> int:

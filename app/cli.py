@@ -1,0 +1,145 @@
+"""The `playground` command: simulate, check, serve, bench.
+
+    playground simulate SCENARIO.json [--seed N] [--trace FILE]   run headless, print a JSON summary
+    playground check TRACE.ndjson                                 re-run every checker on a trace
+    playground serve [--host H] [--port P]                        the browser playground
+    playground bench [--quick] [--web ...]                        speed figures
+
+`simulate` and `check` exit 3 when a safety check fails, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import orjson
+
+EXIT_BAD_INPUT = 2
+EXIT_UNSAFE = 3
+
+
+def _print(obj) -> None:
+    sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _fail(msg: str) -> int:
+    sys.stderr.write(f"playground: {msg}\n")
+    return EXIT_BAD_INPUT
+
+
+def cmd_simulate(args) -> int:
+    from engine.run import run_scenario
+    from engine.scenario import ScenarioError, parse_scenario
+
+    try:
+        with open(args.scenario, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        return _fail(f"cannot read scenario {args.scenario!r}: {e.strerror}")
+    try:
+        scn = parse_scenario(raw)
+        changes = {}
+        if args.seed is not None:
+            changes["seed"] = args.seed
+        if args.nodes is not None:
+            changes["nodes"] = args.nodes
+        if args.duration_ms is not None:
+            changes["duration_ms"] = args.duration_ms
+        if changes:
+            scn = scn.with_(**changes)
+    except ScenarioError as e:
+        return _fail(f"{args.scenario}: {e}")
+    trace_file = None
+    if args.trace:
+        try:
+            trace_file = open(args.trace, "wb")
+        except OSError as e:
+            return _fail(f"cannot write trace {args.trace!r}: {e.strerror}")
+    try:
+        summary = run_scenario(scn, trace=trace_file)
+    finally:
+        if trace_file:
+            trace_file.close()
+    _print(summary)
+    return EXIT_UNSAFE if summary["violations"] or summary["linearizable"] is False else 0
+
+
+def cmd_check(args) -> int:
+    from engine.trace import TraceError, check_records, read_trace
+
+    try:
+        f = open(args.trace, "rb")
+    except OSError as e:
+        return _fail(f"cannot read trace {args.trace!r}: {e.strerror}")
+    t0 = time.perf_counter()
+    try:
+        with f:
+            head, records = read_trace(f)
+            summary = check_records(head, records)
+    except TraceError as e:
+        return _fail(f"{args.trace}: {e}")
+    summary["wall_s"] = round(time.perf_counter() - t0, 3)
+    summary["seed"] = head["seed"]
+    _print(summary)
+    return EXIT_UNSAFE if summary["violations"] or summary["linearizable"] is False else 0
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    uvicorn.run("app.main:app", host=args.host, port=args.port, ws_per_message_deflate=False,
+                log_level=args.log_level)
+    return 0
+
+
+def cmd_bench(args, rest: list[str]) -> int:
+    if args.web:
+        from app import webbench
+
+        return webbench.main(rest)
+    from engine.bench import run_bench
+
+    _print(run_bench(quick=args.quick))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="playground", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("simulate", help="run a scenario headless and print a JSON summary")
+    s.add_argument("scenario", help="scenario JSON file (see scenarios/)")
+    s.add_argument("--seed", type=int, help="override the scenario's seed")
+    s.add_argument("--nodes", type=int, help="override the number of nodes")
+    s.add_argument("--duration-ms", type=float, help="override the simulated duration")
+    s.add_argument("--trace", help="write the NDJSON trace to this file")
+    c = sub.add_parser("check", help="re-run every checker on an NDJSON trace")
+    c.add_argument("trace")
+    v = sub.add_parser("serve", help="start the browser playground")
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--log-level", default="info")
+    b = sub.add_parser("bench", help="speed figures (engine; --web for the server and page)")
+    b.add_argument("--quick", action="store_true", help="shorter runs")
+    b.add_argument("--web", action="store_true", help="server load and page benchmarks")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and not (args.command == "bench" and args.web):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "simulate":
+        return cmd_simulate(args)
+    if args.command == "check":
+        return cmd_check(args)
+    if args.command == "serve":
+        return cmd_serve(args)
+    return cmd_bench(args, rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

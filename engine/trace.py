@@ -1,0 +1,109 @@
+"""Traces: the public NDJSON format (docs/trace-format.md).
+
+The first line is a header naming the format, the protocol, the nodes, the seed, the config, and the
+whole scenario (actions included), so a trace can be replayed as well as checked. Every other line
+is one record exactly as observers receive it.
+"""
+
+from __future__ import annotations
+
+from typing import IO, Iterable, Iterator
+
+import orjson
+
+from .protocols import get_protocol
+from .scenario import Scenario, ScenarioError, parse_scenario
+
+FORMAT = "playground-trace/1"
+
+
+def header(scenario: Scenario) -> dict:
+    d = scenario.to_dict()
+    return {"type": "header", "format": FORMAT, "protocol": scenario.protocol,
+            "nodes": scenario.node_ids, "seed": scenario.seed, "config": d["config"], "scenario": d}
+
+
+class TraceWriter:
+    """An observer that writes records as NDJSON lines."""
+
+    def __init__(self, out: IO[bytes], scenario: Scenario):
+        self.out = out
+        out.write(orjson.dumps(header(scenario)) + b"\n")
+
+    def __call__(self, rec: dict) -> None:
+        self.out.write(orjson.dumps(rec) + b"\n")
+
+
+class TraceError(ValueError):
+    """A trace could not be read; the message names the line and what was wrong."""
+
+
+def read_trace(lines: Iterable[bytes | str]) -> tuple[dict, Iterator[dict]]:
+    it = iter(lines)
+    try:
+        first = next(it)
+    except StopIteration:
+        raise TraceError("line 1: empty trace (expected a header)") from None
+    try:
+        head = orjson.loads(first)
+    except orjson.JSONDecodeError as e:
+        raise TraceError(f"line 1: not JSON ({e})") from None
+    if not isinstance(head, dict) or head.get("type") != "header":
+        raise TraceError("line 1: expected {\"type\": \"header\", ...}")
+    if head.get("format") != FORMAT:
+        raise TraceError(f"line 1: format {head.get('format')!r} is not {FORMAT!r}")
+    for field in ("protocol", "nodes", "seed"):
+        if field not in head:
+            raise TraceError(f"line 1: header.{field} is missing")
+
+    def records() -> Iterator[dict]:
+        for n, line in enumerate(it, start=2):
+            if not line.strip():
+                continue
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                raise TraceError(f"line {n}: not JSON ({e})") from None
+            if not isinstance(rec, dict) or "type" not in rec or "t" not in rec:
+                raise TraceError(f"line {n}: a record needs 'type' and 't'")
+            yield rec
+
+    return head, records()
+
+
+def scenario_from_header(head: dict) -> Scenario:
+    if "scenario" not in head:
+        raise TraceError("line 1: header.scenario is missing: this trace can be checked, not replayed")
+    try:
+        return parse_scenario(head["scenario"])
+    except ScenarioError as e:
+        raise TraceError(f"line 1: header.scenario: {e}") from None
+
+
+def check_records(head: dict, records: Iterable[dict]) -> dict:
+    """Re-run every checker of the trace's protocol over its records."""
+    try:
+        proto = get_protocol(head["protocol"])
+    except ValueError as e:
+        raise TraceError(f"line 1: header.protocol: {e}") from None
+    servers = list(head["nodes"])
+    checkers = proto.make_checkers(head["seed"], servers)
+    count = 0
+    last_t = 0.0
+    for rec in records:
+        count += 1
+        last_t = rec["t"]
+        if rec["type"] == "state" and rec.get("node") not in servers:
+            raise TraceError(f"record {count}: state for unknown node {rec.get('node')!r}")
+        for c in checkers:
+            c.observe(rec)
+    return summarise(checkers, records=count, sim_ms=last_t)
+
+
+def summarise(checkers: list, **extra) -> dict:
+    lin = None
+    for c in checkers:
+        if c.name == "Linearizability":
+            lin = c.check()
+    violations = sorted((v for c in checkers for v in c.violations), key=lambda v: (v["t"], v["invariant"]))
+    return {**extra, "violations": violations, "linearizable": lin}
