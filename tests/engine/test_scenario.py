@@ -1,0 +1,71 @@
+"""Scenario and action validation: bad input is rejected with a message naming the field."""
+
+import pytest
+
+from engine.scenario import ScenarioError, parse_action, parse_scenario
+
+NODES = ["n1", "n2", "n3"]
+
+
+@pytest.mark.parametrize("bad, field", [
+    ({"nodes": 0}, "nodes"),
+    ({"nodes": "five"}, "nodes"),
+    ({"protocol": "pbft"}, "protocol"),
+    ({"seed": -1}, "seed"),
+    ({"colour": "red"}, "colour"),
+    ({"config": {"heartbeat_ms": -5}}, "config.heartbeat_ms"),
+    ({"config": {"loss": 1.5}}, "config.loss"),
+    ({"config": {"election_timeout_ms_min": 400}}, "election_timeout_ms_min"),
+    ({"config": {"mutations": ["skip_everything"]}}, "skip_everything"),
+    ({"config": {"electon_timeout_ms_min": 400}}, "config.electon_timeout_ms_min"),
+    ({"workload": {"clients": -1}}, "workload.clients"),
+    ({"nemesis": {"faults": ["meteor"]}}, "nemesis.faults"),
+    ({"actions": [{"at": 5, "do": "crash", "node": "n9"}]}, "actions[0].node"),
+    ({"actions": [{"at": 5, "do": "explode", "node": "n1"}]}, "explode"),
+    ({"actions": [{"at": -5, "do": "crash", "node": "n1"}]}, "actions[0].at"),
+    ({"actions": [{"do": "partition", "groups": [["n1"], ["n1", "n2"]]}]}, "actions[0].groups[1]"),
+    ({"actions": [{"do": "cut", "from": "n1", "to": "n1"}]}, "actions[0].to"),
+    ({"actions": [{"do": "request", "node": "n1", "op": "cas", "value": 3}]}, "cas"),
+])
+def test_bad_scenarios_name_the_field(bad, field):
+    with pytest.raises(ScenarioError) as e:
+        parse_scenario({"nodes": 5, **bad})
+    assert field in str(e.value)
+
+
+def test_not_json_and_not_an_object():
+    with pytest.raises(ScenarioError, match="not valid JSON"):
+        parse_scenario("{nope")
+    with pytest.raises(ScenarioError, match="JSON object"):
+        parse_scenario("[1, 2]")
+
+
+def test_defaults_match_the_paper_and_raftscope():
+    s = parse_scenario({})
+    c = s.config
+    assert (c.election_timeout_ms_min, c.election_timeout_ms_max, c.heartbeat_ms) == (150, 300, 50)
+    assert (c.latency_ms_min, c.latency_ms_max) == (10, 15)
+    assert s.node_ids == ["n1", "n2", "n3", "n4", "n5"]
+
+
+def test_actions_round_trip_through_to_dict():
+    s = parse_scenario({"actions": [{"at": 1, "do": "cut", "from": "n1", "to": "n2", "both": False},
+                                    {"at": 2, "do": "set_link", "from": "*", "to": "*", "loss": 0.1}]})
+    again = parse_scenario(s.to_dict())
+    assert again == s
+    assert s.to_dict()["actions"][0] == {"at": 1.0, "do": "cut", "from": "n1", "to": "n2", "both": False}
+
+
+@pytest.mark.parametrize("bad, needle", [
+    ("crash n1", "expected a JSON object"),
+    ({"node": "n1"}, "action.do: missing"),
+    ({"do": "crash"}, "action.node"),
+    ({"do": "crash", "node": "n4"}, "unknown node 'n4'"),
+    ({"do": "set_link", "from": "*", "to": "n2", "loss": 0.1}, "action.from"),
+    ({"do": "set_link", "from": "n1", "to": "n2", "latency_ms": [20, 10]}, "latency_ms"),
+    ({"do": "transfer", "node": "n1", "to": "n1"}, "action.to"),
+])
+def test_bad_actions_name_the_field(bad, needle):
+    with pytest.raises(ScenarioError) as e:
+        parse_action(bad, NODES)
+    assert needle in str(e.value)
