@@ -56,6 +56,8 @@ class Simulation:
         self._observers: list[tuple[Observer, bool]] = []
         self.flight: dict[int, tuple[str, str, dict, int, int]] = {}
         self._timer_gen: dict[str, dict[str, int]] = {}
+        self._timer_queued: dict[str, dict[str, int]] = {}
+        self._contexts: dict[str, Context] = {}
         self.timer_deadline: dict[str, dict[str, int]] = {}
         self.actions: list[dict] = []  # user actions, as recorded (scenario + live clicks)
 
@@ -142,7 +144,7 @@ class Simulation:
     # --- effects (called through Context) -----------------------------------------------------
     def _send(self, src: str, dst: str, msg: dict) -> None:
         net = self.network
-        spec = net.link(src, dst)
+        spec = net.overrides.get((src, dst), net.default) if net.overrides else net.default
         copies = 1
         rng = self.net_rng
         if spec.duplicate and rng.random() < spec.duplicate:
@@ -155,7 +157,7 @@ class Simulation:
             if self._want_msgs:
                 self._emit_msg({"type": "send", "t": self.now_us / 1000, "id": mid, "from": src,
                                 "to": dst, "msg": msg})
-            why = net.blocked(src, dst)
+            why = net.blocked(src, dst) if (net.group_of or net.cuts) else None
             if why is None and spec.loss and rng.random() < spec.loss:
                 why = "loss"
             if why is not None:
@@ -166,17 +168,44 @@ class Simulation:
             self._counter += 1
             heapq.heappush(self._queue, (arrive, PRIO_EVENT, self._counter, DELIVER, mid, None, None))
 
+    def _ctx(self, nid: str) -> Context:
+        ctx = self._contexts.get(nid)
+        if ctx is None:
+            ctx = self._contexts[nid] = Context(self, nid, self.now_us)
+        ctx.now_us = self.now_us
+        return ctx
+
     def _set_timer(self, nid: str, name: str, delay_us: int) -> None:
+        """Timers are lazy: pushing a deadline later (an election timer reset by every heartbeat)
+        only moves `timer_deadline`; the queued entry, when it comes due, re-queues itself at the
+        new deadline. Only an earlier deadline, or a timer not queued, costs a heap push."""
+        t = self.now_us + max(0, int(delay_us))
+        self.timer_deadline[nid][name] = t
+        queued = self._timer_queued[nid]
+        if name in self._timer_gen[nid] and queued.get(name, t + 1) <= t:
+            return
         self._counter += 1
         gen = self._counter
         self._timer_gen[nid][name] = gen
-        t = self.now_us + max(0, int(delay_us))
-        self.timer_deadline[nid][name] = t
+        queued[name] = t
         heapq.heappush(self._queue, (t, PRIO_EVENT, gen, TIMER, nid, name, gen))
 
     def _cancel_timer(self, nid: str, name: str) -> None:
         self._timer_gen[nid].pop(name, None)
         self.timer_deadline[nid].pop(name, None)
+        self._timer_queued[nid].pop(name, None)
+
+    def _timer_due(self, nid: str, name: str, gen: int, t: int) -> bool:
+        """A queued timer entry came up: is it live and really due (else re-queue or drop)?"""
+        if self._timer_gen[nid].get(name) != gen:
+            return False  # cancelled, replaced, or the node crashed
+        deadline = self.timer_deadline[nid][name]
+        if deadline > t:
+            self._counter += 1
+            self._timer_queued[nid][name] = deadline
+            heapq.heappush(self._queue, (deadline, PRIO_EVENT, self._counter, TIMER, nid, name, gen))
+            return False
+        return True
 
     # --- node lifecycle -----------------------------------------------------------------------
     def _boot(self, nid: str, persistent: Any) -> None:
@@ -185,8 +214,9 @@ class Simulation:
         self.nodes[nid] = node
         self.status[nid] = "up"
         self._timer_gen[nid] = {}
+        self._timer_queued[nid] = {}
         self.timer_deadline[nid] = {}
-        node.on_start(Context(self, nid, self.now_us))
+        node.on_start(self._ctx(nid))
         self._after(nid, node)
 
     def _add_client(self, cid: str, workload) -> None:
@@ -194,8 +224,9 @@ class Simulation:
         self.nodes[cid] = node
         self.status[cid] = "up"
         self._timer_gen[cid] = {}
+        self._timer_queued[cid] = {}
         self.timer_deadline[cid] = {}
-        node.on_start(Context(self, cid, self.now_us))
+        node.on_start(self._ctx(cid))
         self._after(cid, node)
 
     def _after(self, nid: str, node: Node) -> None:
@@ -225,8 +256,8 @@ class Simulation:
         q = self._queue
         while q:
             t, _prio, _cnt, kind, a, b, c = heapq.heappop(q)
-            if kind == TIMER and self._timer_gen[a].get(b) != c:
-                continue  # a replaced or cancelled timer
+            if kind == TIMER and not self._timer_due(a, b, c, t):
+                continue
             self.now_us = t
             self.events += 1
             self._dispatch(kind, a, b, c)
@@ -238,11 +269,11 @@ class Simulation:
         limit = ms_to_us(t_ms)
         q = self._queue
         pop = heapq.heappop
-        gens = self._timer_gen
+        due = self._timer_due
         dispatch = self._dispatch
         while q and q[0][0] <= limit:
             t, _prio, _cnt, kind, a, b, c = pop(q)
-            if kind == TIMER and gens[a].get(b) != c:
+            if kind == TIMER and not due(a, b, c, t):
                 continue
             self.now_us = t
             self.events += 1
@@ -258,10 +289,11 @@ class Simulation:
             src, dst, msg, _sent, _arr = self.flight.pop(a)
             st = self.status.get(dst)
             why = None
+            net = self.network
             if st == "down":
                 why = "down"
-            else:
-                why = self.network.blocked(src, dst)
+            elif net.group_of or net.cuts:
+                why = net.blocked(src, dst)
             if why is not None:
                 if self._want_msgs:
                     self._emit_msg({"type": "drop", "t": self.now_us / 1000, "id": a, "why": why})
@@ -273,7 +305,7 @@ class Simulation:
             if self._want_msgs:
                 self._emit_msg({"type": "deliver", "t": self.now_us / 1000, "id": a})
             node = self.nodes[dst]
-            node.on_message(Context(self, dst, self.now_us), src, msg)
+            node.on_message(self._ctx(dst), src, msg)
             self._after(dst, node)
         elif kind == TIMER:
             st = self.status[a]
@@ -284,8 +316,9 @@ class Simulation:
                 return
             self._timer_gen[a].pop(b, None)
             self.timer_deadline[a].pop(b, None)
+            self._timer_queued[a].pop(b, None)
             node = self.nodes[a]
-            node.on_timer(Context(self, a, self.now_us), b)
+            node.on_timer(self._ctx(a), b)
             self._after(a, node)
         elif kind == ACTION:
             self._apply_action(a, b)
@@ -340,7 +373,7 @@ class Simulation:
                 self.network.set_link(a.src, a.dst, a.both, lat, a.loss, a.duplicate)
         elif isinstance(a, Request):
             user = self.nodes[USER_CLIENT]
-            user.submit(Context(self, USER_CLIENT, self.now_us), a.node, a.op, a.key, a.value)
+            user.submit(self._ctx(USER_CLIENT), a.node, a.op, a.key, a.value)
             self._after(USER_CLIENT, user)
         elif isinstance(a, Transfer):
             self._command(a.node, {"do": "transfer", "to": a.to})
@@ -349,7 +382,7 @@ class Simulation:
         if self.status[nid] != "up":
             return
         node = self.nodes[nid]
-        node.on_command(Context(self, nid, self.now_us), command)
+        node.on_command(self._ctx(nid), command)
         self._after(nid, node)
 
     def _node_action(self, do: str, nid: str) -> None:
@@ -359,6 +392,7 @@ class Simulation:
             self.persisted[nid] = node.persistent_state()
             self.status[nid] = "down"
             self._timer_gen[nid] = {}
+            self._timer_queued[nid] = {}
             self.timer_deadline[nid] = {}
             self._held.pop(nid, None)
             if self._records_wanted:
@@ -389,13 +423,14 @@ class Simulation:
                 self.flight.pop(a)
                 if self._want_msgs:
                     self._emit_msg({"type": "deliver", "t": self.now_us / 1000, "id": a})
-                node.on_message(Context(self, nid, self.now_us), b, c)
+                node.on_message(self._ctx(nid), b, c)
             else:
                 if self._timer_gen[nid].get(a) != b:
                     continue
                 self._timer_gen[nid].pop(a, None)
                 self.timer_deadline[nid].pop(a, None)
-                node.on_timer(Context(self, nid, self.now_us), a)
+                self._timer_queued[nid].pop(a, None)
+                node.on_timer(self._ctx(nid), a)
             self._after(nid, node)
 
     def _nemesis_tick(self) -> None:

@@ -13,8 +13,14 @@ from .base import Checker
 
 
 def entry_key(entry) -> tuple:
-    """An entry's identity: its term and its command, serialised canonically."""
-    return (entry[0], orjson.dumps(entry[1], option=orjson.OPT_SORT_KEYS))
+    """An entry's identity: its term and its command's fields (a no-op is just its term)."""
+    cmd = entry[1]
+    if cmd is None:
+        return (entry[0],)
+    if isinstance(cmd, dict):
+        return (entry[0],) + tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                                          for k, v in cmd.items()))
+    return (entry[0], orjson.dumps(cmd, option=orjson.OPT_SORT_KEYS))
 
 
 class RaftMirror(Checker):

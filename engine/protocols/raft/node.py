@@ -14,6 +14,7 @@ from __future__ import annotations
 from ...node import Context, Node
 
 FOLLOWER, CANDIDATE, LEADER, PRE_CANDIDATE = "follower", "candidate", "leader", "pre-candidate"
+SESSION_MEMORY = 64  # responses remembered per client; clients have at most a few requests open
 
 
 class RaftNode(Node):
@@ -48,6 +49,7 @@ class RaftNode(Node):
         self.commit_index = 0
         self.last_applied = 0
         self.kv: dict[str, object] = {}
+        self.sessions: dict[str, dict] = {}  # client -> {serial: response} (§8)
         self.role = FOLLOWER
         self.leader_id: str | None = None
         self.election_deadline_us = 0
@@ -438,13 +440,24 @@ class RaftNode(Node):
 
     # --- state machine and clients (§8) -----------------------------------------------------
     def apply_committed(self, ctx: Context) -> None:
-        """Figure 2, all servers: if commitIndex > lastApplied, apply log[lastApplied + 1]."""
+        """Figure 2, all servers: if commitIndex > lastApplied, apply log[lastApplied + 1].
+        §8: commands carry the client's serial number; the state machine remembers the latest one
+        applied per client with its response, so a command delivered twice (a duplicated or retried
+        request) is answered but not executed again."""
         while self.last_applied < self.commit_index:
             self.last_applied += 1
             cmd = self.log[self.last_applied - 1][1]
             if cmd is None:
                 continue
-            ok, value = self.apply(cmd)
+            session = self.sessions.setdefault(cmd["client"], {})
+            done = session.get(cmd["req"])
+            if done is not None:
+                ok, value = done  # §8: a duplicate of an applied command is not executed again
+            else:
+                ok, value = self.apply(cmd)
+                session[cmd["req"]] = (ok, value)
+                if len(session) > SESSION_MEMORY:
+                    del session[min(session)]
             waiting = self.pending.pop(self.last_applied, None)
             if waiting is not None and waiting == (cmd["client"], cmd["req"]):
                 ctx.send(cmd["client"], {"kind": "ClientReply", "req": cmd["req"], "ok": ok,

@@ -1,0 +1,75 @@
+"""`playground bench`: how fast the engine simulates (figures for the README).
+
+Measures 5-node Raft at default timings with 20 client ops/s: simulated time / wall time with the
+trace off and on, events per second, peak memory; then events/s and wall time per message from 3
+to 51 nodes. One process, one core.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import resource
+import time
+import tracemalloc
+
+from .scenario import parse_scenario
+from .sim import Simulation
+from .trace import TraceWriter
+
+
+def _scenario(nodes: int, duration_ms: float, seed: int = 1):
+    return parse_scenario({"nodes": nodes, "seed": seed, "duration_ms": duration_ms,
+                           "workload": {"clients": 3, "rate_per_s": 20, "keys": 3}})
+
+
+def _run(nodes: int, duration_ms: float, trace: bool = False, checkers: bool = True) -> dict:
+    scn = _scenario(nodes, duration_ms)
+    sim = Simulation(scn, checkers=checkers)
+    sink = None
+    if trace:
+        sink = open(os.devnull, "wb")
+        sim.subscribe(TraceWriter(io.BufferedWriter(sink, 1 << 16), scn))
+    messages = 0
+
+    t0 = time.perf_counter()
+    sim.run()
+    wall = time.perf_counter() - t0
+    messages = sim._next_msg_id - 1
+    if sink:
+        sink.close()
+    return {
+        "nodes": nodes,
+        "sim_s": duration_ms / 1000,
+        "wall_s": round(wall, 3),
+        "speedup_x": round(duration_ms / 1000 / wall, 1),
+        "events": sim.events,
+        "events_per_s": round(sim.events / wall),
+        "messages": messages,
+        "us_per_message": round(wall / max(1, messages) * 1e6, 2),
+    }
+
+
+def _peak_memory_mb(nodes: int, duration_ms: float) -> float:
+    tracemalloc.start()
+    _run(nodes, duration_ms)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return round(peak / 2**20, 1)
+
+
+def run_bench(quick: bool = False) -> dict:
+    dur = 60_000 if quick else 300_000
+    out: dict = {"python": os.sys.version.split()[0], "cpu_count": os.cpu_count()}
+    out["raft5_checkers_on_trace_off"] = _run(5, dur)
+    out["raft5_checkers_off_trace_off"] = _run(5, dur, checkers=False)
+    out["raft5_trace_on"] = _run(5, dur, trace=True)
+    out["raft5_peak_traced_memory_mb"] = _peak_memory_mb(5, dur)
+    out["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    scale = []
+    for n in (3, 5, 9, 15, 25, 51):
+        scale.append(_run(n, dur / 5 if n > 9 else dur / 2))
+    out["scaling"] = scale
+    base = scale[0]["us_per_message"]
+    out["cost_per_message_ratio_51_vs_3"] = round(scale[-1]["us_per_message"] / base, 2)
+    return out
