@@ -1,0 +1,1 @@
+"""The web playground: a FastAPI app that runs one simulated cluster per browser session."""

@@ -1,0 +1,41 @@
+"""The app factory. `playground serve` runs `uvicorn app.main:app`; nothing else happens at import."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from .lessons import load_lessons
+from .routes import api, pages, ws
+from .sessions import SessionManager
+from .settings import ROOT, Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    lessons, lesson_errors = load_lessons(settings.scenarios_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.sessions.start()
+        yield
+        await app.state.sessions.stop()
+
+    app = FastAPI(title="Distributed Systems Playground", lifespan=lifespan, docs_url=None,
+                  redoc_url=None)
+    app.state.settings = settings
+    app.state.lessons = lessons
+    app.state.lesson_errors = lesson_errors
+    app.state.sessions = SessionManager(settings, lessons)
+    app.state.templates = Jinja2Templates(directory=str(ROOT / "templates"))
+    app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
+    app.include_router(pages.router)
+    app.include_router(api.router)
+    app.include_router(ws.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,160 @@
+"""How the browser sees Raft: pill labels, compact node summaries, and events told in words."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, (list, tuple)) and len(v) == 2:
+        return f"{v[0]}\u2192{v[1]}"
+    return "" if v is None else str(v)
+
+
+def op_label(op: str, key: str, value: Any) -> str:
+    if op == "write":
+        return f"w {key}={_value(value)}"
+    if op == "cas":
+        return f"cas {key} {_value(value)}"
+    return f"r {key}"
+
+
+class RaftAdapter:
+    protocol = "raft"
+    roles = ("follower", "pre-candidate", "candidate", "leader", "down")
+
+    # --- the wire --------------------------------------------------------------------------------
+    @staticmethod
+    def msg_label(msg: dict) -> tuple[str, str]:
+        """(label, class) of a message pill. Classes: vote, append, reply, client, other."""
+        k = msg.get("kind")
+        if k == "RequestVote":
+            return ("PreVote?" if msg.get("pre_vote") else f"Vote? t{msg.get('term')}"), "vote"
+        if k == "RequestVoteResponse":
+            return ("vote \u2713" if msg.get("granted") else "vote \u2717"), "vote-reply"
+        if k == "AppendEntries":
+            n = len(msg.get("entries") or ())
+            return (f"AE +{n}" if n else "AE \u2665"), "append"
+        if k == "AppendEntriesResponse":
+            return (f"ok {msg.get('match_index')}" if msg.get("success") else "AE \u2717"), "append-reply"
+        if k == "TimeoutNow":
+            return "TimeoutNow", "vote"
+        if k == "ClientRequest":
+            return op_label(msg.get("op"), msg.get("key"), msg.get("value")), "client"
+        if k == "ClientReply":
+            if msg.get("ok"):
+                return "ok", "client"
+            return ("redirect" if msg.get("error") == "not_leader" else "fail"), "client"
+        return str(k), "other"
+
+    @staticmethod
+    def entry(e: list) -> list:
+        """[term, short label] for one log entry; the no-op a new leader appends is labelled so."""
+        cmd = e[1]
+        if cmd is None:
+            return [e[0], "no-op"]
+        return [e[0], op_label(cmd.get("op"), cmd.get("key"), cmd.get("value"))]
+
+    def node(self, v: dict, full: bool, log_window: int) -> dict:
+        """A node's summary for the canvas and the log panel (the log only when `full`)."""
+        out = {
+            "role": "down" if v["status"] == "down" else v["role"],
+            "status": v["status"],
+            "term": v["term"],
+            "vote": v["voted_for"],
+            "leader": v["leader"],
+            "commit": v["commit"],
+            "applied": v["applied"],
+            "votes": v["votes"],
+            "deadline": v["election_deadline"] if v["status"] != "down" else None,
+            "len": len(v["log"]),
+            "kv": v["kv"],
+        }
+        if "next_index" in v and v["status"] != "down":
+            out["next"] = v["next_index"]
+            out["match"] = v["match_index"]
+        if full:
+            log = v["log"]
+            base = max(0, len(log) - log_window)
+            out["log_base"] = base
+            out["log"] = [self.entry(e) for e in log[base:]]
+        return out
+
+    # --- words ---------------------------------------------------------------------------------
+    def describe(self, rec: dict, prev: dict) -> str | None:
+        """One sentence for a record worth telling, or None. `prev` holds each node's last
+        (role, term, voted_for, commit) as told, and is updated here."""
+        t = rec["type"]
+        if t == "state":
+            n = rec["node"]
+            role, term, vote, commit = rec["role"], rec["term"], rec["voted_for"], rec["commit"]
+            p_role, p_term, p_vote, p_commit = prev.get(n, ("follower", 0, None, 0))
+            prev[n] = (role, term, vote, commit)
+            if role == "down":
+                return None  # the fault record already said it
+            if p_role == "down":
+                return f"{n} restarted as a follower in term {term} (its log survived, its commit index did not)"
+            if role != p_role:
+                if role == "leader":
+                    return f"{n} became leader in term {term}"
+                if role == "candidate":
+                    return f"{n} timed out and became a candidate in term {term}"
+                if p_role == "leader":
+                    return f"{n} stepped down to follower in term {term}"
+                if p_role == "candidate":
+                    return f"{n} gave up its candidacy: follower in term {term}"
+            if vote != p_vote and vote is not None and vote != n and term == rec["term"]:
+                return f"{n} voted for {vote} in term {term}"
+            if role == "leader" and commit > p_commit:
+                return f"{n} (leader) committed up to index {commit}"
+            if term > p_term and role == p_role:
+                return f"{n} moved to term {term}"
+            return None
+        if t == "fault":
+            who = "nemesis" if rec.get("by") == "nemesis" else "you"
+            return f"{'Nemesis' if who == 'nemesis' else 'You'}: {self.fault_words(rec)}"
+        if t == "client":
+            op = rec["op"]
+            what = op_label(rec.get("f"), rec.get("key"), rec.get("value"))
+            c = rec["client"]
+            if op == "invoke":
+                return f"client {c} sent {what}" if c == "user" else None
+            if op == "ok":
+                return f"client {c}: {what} \u2192 ok"
+            if op == "fail":
+                return f"client {c}: {what} \u2192 failed (did not take effect)"
+            return f"client {c}: {what} \u2192 timed out (outcome unknown)"
+        return None
+
+    @staticmethod
+    def fault_words(rec: dict) -> str:
+        do = rec.get("do")
+        if do in ("crash", "restart", "pause", "resume"):
+            return {"crash": "crashed", "restart": "restarted", "pause": "paused",
+                    "resume": "resumed"}[do] + f" {rec['node']}"
+        if do == "timeout":
+            return f"forced an election timeout on {rec['node']}"
+        if do == "partition":
+            return "partitioned the cluster into " + " | ".join(
+                "{" + ", ".join(g) + "}" for g in rec.get("groups", []))
+        if do == "cut":
+            arrow = "\u2194" if rec.get("both", True) else "\u2192"
+            return f"cut the link {rec['from']} {arrow} {rec['to']}"
+        if do == "heal":
+            return "healed every partition and cut"
+        if do == "request":
+            return f"sent {op_label(rec.get('op', 'write'), rec.get('key', 'k1'), rec.get('value'))} to {rec['node']}"
+        if do == "set_link":
+            parts = []
+            if rec.get("latency_ms") is not None:
+                lo, hi = rec["latency_ms"]
+                parts.append(f"latency {lo:g}-{hi:g} ms")
+            if rec.get("loss") is not None:
+                parts.append(f"loss {rec['loss'] * 100:g}%")
+            if rec.get("duplicate") is not None:
+                parts.append(f"duplication {rec['duplicate'] * 100:g}%")
+            where = "every link" if rec.get("from") == "*" else f"{rec['from']}-{rec['to']}"
+            return f"set {', '.join(parts) or 'nothing'} on {where}"
+        if do == "transfer":
+            return f"asked {rec['node']} to transfer leadership to {rec['to']}"
+        return str(do)

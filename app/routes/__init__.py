@@ -1,0 +1,1 @@
+"""One router per concern: pages (HTML and htmx fragments), api (JSON and NDJSON), ws (the stream)."""

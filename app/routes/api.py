@@ -1,0 +1,90 @@
+"""JSON and NDJSON endpoints: health, lessons, trace export (a replay) and import."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from engine.scenario import ScenarioError
+from engine.sim import Simulation
+from engine.trace import TraceError, header, read_trace, scenario_from_header
+
+from .. import share
+from .deps import get_lessons, get_sessions, get_settings
+
+router = APIRouter()
+
+
+@router.get("/healthz")
+def healthz(sessions=Depends(get_sessions)):
+    return {"ok": True, "sessions": len(sessions.sessions)}
+
+
+@router.get("/api/lessons")
+def lessons_list(request: Request, lessons=Depends(get_lessons)):
+    return {"lessons": [{"name": lf.name, "title": lf.title, "notes": lf.notes, "suggest": lf.suggest}
+                        for lf in lessons.values()],
+            "skipped": request.app.state.lesson_errors}
+
+
+def _trace_lines(payload: str, max_chars: int, max_ms: float) -> tuple[str, Iterator[bytes]]:
+    try:
+        sc, t, _lesson = share.decode(payload, max_chars)
+    except ScenarioError as e:
+        raise HTTPException(400, str(e)) from None
+    if t > max_ms:
+        raise HTTPException(400, f"t: at most {max_ms:g} ms can be exported")
+
+    def lines() -> Iterator[bytes]:
+        sim = Simulation(sc)
+        buf: list[dict] = []
+        sim.subscribe(buf.append)
+        yield orjson.dumps(header(sc)) + b"\n"
+        step = 1000.0
+        now = 0.0
+        while True:
+            now = min(t, now + step)
+            sim.run_until(now)
+            if buf:
+                yield b"".join(orjson.dumps(r) + b"\n" for r in buf)
+                buf.clear()
+            if now >= t:
+                break
+
+    return f"playground-seed{sc.seed}-t{int(t)}.ndjson", lines()
+
+
+@router.get("/api/trace")
+def export_trace(share_payload: str = Query(..., alias="share"), settings=Depends(get_settings)):
+    """The documented NDJSON trace of the run a share payload describes, up to its moment."""
+    name, body = _trace_lines(share_payload, settings.max_share_chars, settings.max_replay_ms)
+    return StreamingResponse(body, media_type="application/x-ndjson",
+                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.post("/api/import")
+async def import_trace(request: Request, settings=Depends(get_settings)):
+    """Read an NDJSON trace (the request body) and answer the share payload that replays it."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > settings.max_import_bytes:
+            return JSONResponse({"error": f"trace too large (the limit is {settings.max_import_bytes} bytes)"},
+                                status_code=413)
+    try:
+        head, records = read_trace(body.splitlines())
+        sc = scenario_from_header(head)
+        count, last_t = 0, 0.0
+        for rec in records:
+            count += 1
+            last_t = max(last_t, float(rec["t"]))
+    except (TraceError, ScenarioError) as e:
+        return JSONResponse({"error": str(e)}, status_code=400)
+    if sc.nodes > settings.max_nodes:
+        return JSONResponse({"error": f"scenario.nodes: at most {settings.max_nodes} nodes per session"},
+                            status_code=400)
+    return {"share": share.encode(sc, last_t), "records": count, "t": last_t, "seed": sc.seed,
+            "nodes": sc.nodes}

@@ -1,0 +1,116 @@
+"""All live sessions: creation under a cap, reattachment after a reload, idle reaping."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+
+from engine.scenario import Scenario
+
+from .lessons import LessonFile
+from .session import Session
+from .settings import Settings
+
+log = logging.getLogger("playground.sessions")
+
+
+class Full(Exception):
+    """The session cap was hit; the message is shown to the user."""
+
+
+class SessionManager:
+    def __init__(self, settings: Settings, lessons: dict[str, LessonFile]):
+        self.settings = settings
+        self.lessons = lessons
+        self.sessions: dict[str, Session] = {}
+        self._reaper: asyncio.Task | None = None
+
+    def create(self, scenario: Scenario, lesson: str | None, speed: float | None) -> Session:
+        cap = self.settings.max_sessions
+        if len(self.sessions) >= cap:
+            raise Full(f"the playground is full ({cap} live sessions, the limit on this server); "
+                       "try again in a minute")
+        sid = secrets.token_urlsafe(9)
+        s = Session(sid, self.settings, self.lessons, scenario, lesson, speed)
+        self.sessions[sid] = s
+        return s
+
+    def get(self, sid: str | None) -> Session | None:
+        return self.sessions.get(sid) if sid else None
+
+    def attach(self, s: Session, ws) -> None:
+        if s.ws is not None:  # a second tab on the same session takes it over
+            old = s.ws
+            s.ws = None
+            s.kick()
+            asyncio.ensure_future(_close_quietly(old, 4001, "session opened elsewhere"))
+        s.ws = ws
+        s.detached_at = None
+        s.last_input = time.monotonic()
+        s.task = asyncio.ensure_future(s.run())
+
+    def detach(self, s: Session, ws) -> None:
+        if s.ws is ws:
+            s.ws = None
+            s.detached_at = time.monotonic()
+            s.kick()
+
+    def drop(self, s: Session) -> None:
+        s.closed = True
+        s.kick()
+        self.sessions.pop(s.id, None)
+
+    def reap(self, now: float | None = None) -> list[str]:
+        """Close sessions idle too long or detached longer than the grace period."""
+        now = time.monotonic() if now is None else now
+        st = self.settings
+        gone = []
+        for sid, s in list(self.sessions.items()):
+            if s.ws is None and s.detached_at is not None and now - s.detached_at >= st.detached_grace_s:
+                gone.append(sid)
+            elif s.ws is not None and now - s.last_input >= st.idle_timeout_s:
+                s.queue_error(f"this session was closed after {st.idle_timeout_s / 60:g} minutes "
+                              "without input; reload the page to start again")
+                ws = s.ws
+                s.kick()
+                asyncio.ensure_future(_close_later(s, ws))
+                gone.append(sid)
+        for sid in gone:
+            s = self.sessions.pop(sid, None)
+            if s is not None and s.ws is None:
+                s.closed = True
+        return gone
+
+    async def run_reaper(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reap_interval_s)
+            try:
+                gone = self.reap()
+                if gone:
+                    log.info("reaped %d idle sessions", len(gone))
+            except Exception:  # pragma: no cover - the reaper must survive anything
+                log.exception("reaper failed")
+
+    def start(self) -> None:
+        self._reaper = asyncio.ensure_future(self.run_reaper())
+
+    async def stop(self) -> None:
+        if self._reaper:
+            self._reaper.cancel()
+        for s in list(self.sessions.values()):
+            self.drop(s)
+
+
+async def _close_later(s: Session, ws) -> None:
+    await s.flush()
+    s.closed = True
+    await _close_quietly(ws, 4000, "idle")
+
+
+async def _close_quietly(ws, code: int, reason: str) -> None:
+    try:
+        await ws.close(code=code, reason=reason)
+    except Exception:
+        pass

@@ -1,0 +1,71 @@
+"""Every knob of the web app in one typed place, read from PLAYGROUND_* environment variables.
+
+    PLAYGROUND_MAX_SESSIONS=200 PLAYGROUND_FRAME_INTERVAL_MS=50 playground serve
+
+pydantic-settings is not a dependency, so `Settings.from_env` does the small amount of work itself:
+each field may be overridden by `PLAYGROUND_<FIELD NAME IN UPPER CASE>`; pydantic converts and
+validates the text, and a bad value fails at start-up with the variable's name.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    # Caps, each reported to the browser in a sentence when hit.
+    max_sessions: int = Field(1000, ge=1)
+    max_nodes: int = Field(9, ge=1, le=51)
+    max_actions: int = Field(5000, ge=1)  # live clicks recorded per session
+    max_frame_bytes: int = Field(65536, ge=256)  # inbound WebSocket frames
+    max_share_chars: int = Field(16384, ge=256)
+    max_replay_ms: float = Field(3_600_000, gt=0)  # how far a share link or a seek may replay
+    max_import_bytes: int = Field(20_000_000, ge=1024)
+    # Sessions.
+    idle_timeout_s: float = Field(1800, gt=0)  # no input from an attached browser for this long
+    detached_grace_s: float = Field(60, ge=0)  # a closed tab's session survives this long (reload)
+    reap_interval_s: float = Field(5, gt=0)
+    # Pacing.
+    frame_interval_ms: float = Field(50, gt=0)  # 20 frames per second
+    max_events_per_tick: int = Field(20_000, ge=1)  # CPU bound per session per frame
+    default_speed: float = Field(0.01, gt=0)  # simulated ms per wall ms (RaftScope's 100x slowdown)
+    min_speed: float = Field(0.001, gt=0)
+    max_speed: float = Field(10.0, gt=0)
+    checkpoint_every_ms: float = Field(2000, gt=0)  # simulated time between rewind checkpoints
+    max_checkpoints: int = Field(48, ge=2)
+    lin_check_every_s: float = Field(2.0, gt=0)  # wall time between linearizability searches
+    lin_check_budget: int = Field(200_000, ge=1000)
+    log_window: int = Field(200, ge=10)  # log entries per node sent to the browser
+    words_per_frame: int = Field(60, ge=1)
+    # The live cluster a fresh page gets (a gentle workload keeps log replication visible).
+    default_nodes: int = Field(5, ge=1, le=51)
+    workload_clients: int = Field(1, ge=0)
+    workload_rate_per_s: float = Field(1.0, ge=0)
+    live_duration_ms: float = Field(86_400_000, gt=0)
+    scenarios_dir: Path = ROOT / "scenarios"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        env = os.environ if env is None else env
+        data = {}
+        for name in cls.model_fields:
+            key = f"PLAYGROUND_{name.upper()}"
+            if key in env:
+                data[name] = env[key]
+        data.update(overrides)
+        try:
+            return cls(**data)
+        except ValidationError as e:
+            err = e.errors()[0]
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            raise ValueError(f"PLAYGROUND_{field.upper()}: {err['msg']}") from None

@@ -1,0 +1,143 @@
+"""What the browser may send over the WebSocket, validated with pydantic (see docs/ws-protocol.md).
+
+    {"type": "action",  "action": {"do": "crash", "node": "n3"}}
+    {"type": "control", "do": "speed", "value": 0.01}
+
+The action itself is validated by the engine (`Simulation.act`), which names the bad field; here we
+check the envelope and the controls. `parse_inbound` turns any bad input into a `BadInput` whose
+message is what the `error` frame says.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+
+class BadInput(ValueError):
+    """The browser sent something we cannot use; the message names what was wrong."""
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ActionIn(_In):
+    type: Literal["action"]
+    action: dict[str, Any]
+
+
+class Play(_In):
+    do: Literal["play"]
+
+
+class Pause(_In):
+    do: Literal["pause"]
+
+
+class Step(_In):
+    do: Literal["step"]
+    count: int = Field(1, ge=1, le=1000)
+
+
+class Speed(_In):
+    do: Literal["speed"]
+    value: float = Field(gt=0)
+
+
+class Seek(_In):
+    do: Literal["seek"]
+    t: float = Field(ge=0)
+
+
+class Reset(_In):
+    do: Literal["reset"]
+
+
+class NewSeed(_In):
+    do: Literal["new_seed"]
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+
+
+class Lesson(_In):
+    do: Literal["lesson"]
+    name: str = Field(min_length=1, max_length=100)
+
+
+class Configure(_In):
+    """Restart the cluster with a different shape: node count, mutations, Raft extensions."""
+
+    do: Literal["configure"]
+    nodes: int | None = Field(None, ge=1, le=51)
+    mutations: list[str] | None = Field(None, max_length=20)
+    pre_vote: bool | None = None
+    check_quorum: bool | None = None
+    workload: bool | None = None
+
+
+class Load(_In):
+    """Load a share payload (a shared link, or an imported trace turned into one)."""
+
+    do: Literal["load"]
+    share: str = Field(min_length=1)
+
+
+class Share(_In):
+    do: Literal["share"]
+
+
+class Resync(_In):
+    do: Literal["snapshot"]
+
+
+class Check(_In):
+    do: Literal["check"]
+
+
+Control = Annotated[Union[Play, Pause, Step, Speed, Seek, Reset, NewSeed, Lesson, Configure, Load,
+                          Share, Resync, Check], Field(discriminator="do")]
+CONTROLS = ("play", "pause", "step", "speed", "seek", "reset", "new_seed", "lesson", "configure",
+            "load", "share", "snapshot", "check")
+_CONTROL = TypeAdapter(Control)
+
+
+def _fmt(e: ValidationError, prefix: str) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"] if p not in CONTROLS)
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    return f"{prefix}.{loc}: {msg}" if loc else f"{prefix}: {msg}"
+
+
+def parse_inbound(text: str | bytes, max_bytes: int) -> ActionIn | Any:
+    """Validate one inbound frame; raise BadInput naming what was wrong."""
+    if len(text) > max_bytes:
+        raise BadInput(f"frame too large: {len(text)} bytes (the limit is {max_bytes})")
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError as e:
+        raise BadInput(f"malformed JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise BadInput("a frame must be a JSON object with a \"type\"")
+    kind = data.get("type")
+    if kind == "action":
+        try:
+            return ActionIn.model_validate(data)
+        except ValidationError as e:
+            raise BadInput(_fmt(e, "action")) from None
+    if kind == "control":
+        body = {k: v for k, v in data.items() if k != "type"}
+        if "do" not in body:
+            raise BadInput(f"control.do: missing (one of {', '.join(CONTROLS)})")
+        if body["do"] not in CONTROLS:
+            raise BadInput(f"control.do: unknown control {body['do']!r} (one of {', '.join(CONTROLS)})")
+        try:
+            return _CONTROL.validate_python(body)
+        except ValidationError as e:
+            raise BadInput(_fmt(e, "control")) from None
+    if kind is None:
+        raise BadInput("type: missing (\"action\" or \"control\")")
+    raise BadInput(f"type: unknown frame type {kind!r} (\"action\" or \"control\")")

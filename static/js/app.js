@@ -1,0 +1,557 @@
+// The page: one WebSocket, a state built from frames only, the canvas, the panels and controls.
+// Frames and their fields are documented in docs/ws-protocol.md.
+
+import {Canvas} from "./canvas.js";
+import {getProtocol} from "./protocols/index.js";
+
+const $ = (sel) => document.querySelector(sel);
+const params = new URLSearchParams(location.search);
+const body = document.body;
+const SPEED_MIN = parseFloat(body.dataset.speedMin), SPEED_MAX = parseFloat(body.dataset.speedMax);
+
+const state = {
+  layout: {nodes: [], clients: []}, nodes: {}, logs: {}, flight: new Map(), net: null, inv: [],
+  t: 0, recvAt: performance.now(), playing: true, speed: parseFloat(body.dataset.speedDefault),
+  horizon: 0, end: 0, digest: "", timeoutMax: 300, session: null, scenario: null, lesson: null,
+  mutations: {}, activeMutations: [], frameMs: 50,
+};
+let proto = getProtocol(body.dataset.protocol);
+let canvas = null;
+let ws = null;
+let fatal = false;
+let pendingExport = false;
+let partitionPick = null; // Set of node ids while the partition tool is on
+let scrubbing = false;
+let logDirty = true;
+
+// --- connection ------------------------------------------------------------------------------
+function wsUrl() {
+  const q = new URLSearchParams();
+  if (state.session) q.set("session", state.session);
+  else {
+    for (const k of ["protocol", "scenario", "share", "speed"]) if (params.get(k)) q.set(k, params.get(k));
+  }
+  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws?${q}`;
+}
+
+function connect() {
+  ws = new WebSocket(wsUrl());
+  setConn("connecting…");
+  ws.onopen = () => setConn("live");
+  ws.onmessage = (ev) => onFrame(JSON.parse(ev.data));
+  ws.onclose = () => {
+    setConn(fatal ? "closed" : "reconnecting…");
+    if (!fatal) setTimeout(connect, 1000);
+  };
+}
+
+function send(obj) {
+  if (ws && ws.readyState === 1) ws.send(JSON.stringify(obj));
+  else toast("not connected yet");
+}
+const act = (action) => send({type: "action", action});
+const control = (c) => send({type: "control", ...c});
+
+function setConn(s) { $("#conn").textContent = s; $("#conn").dataset.state = s; }
+
+// --- frames ----------------------------------------------------------------------------------
+function onFrame(f) {
+  switch (f.type) {
+    case "hello": return onHello(f);
+    case "snapshot": return onSnapshot(f);
+    case "events": return onEvents(f);
+    case "error": return onError(f);
+    case "share": return onShare(f);
+  }
+}
+
+function onHello(f) {
+  state.session = f.session;
+  state.layout = f.layout;
+  state.scenario = f.scenario;
+  state.lesson = f.lesson;
+  state.mutations = f.mutations;
+  state.activeMutations = f.active_mutations;
+  state.end = f.end;
+  state.frameMs = f.limits.frame_interval_ms;
+  state.timeoutMax = f.timeout_ms[1];
+  state.nodes = {}; state.logs = {}; state.flight = new Map();
+  proto = getProtocol(f.protocol);
+  $("#proto-name").textContent = f.protocol[0].toUpperCase() + f.protocol.slice(1);
+  canvas = new Canvas($("#canvas"), proto, {nodeClick, linkClick, linkMenu});
+  canvas.layout(f.layout.nodes, f.layout.clients);
+  $("#canvas").setAttribute("aria-label", `${f.protocol} cluster of ${f.layout.nodes.length} servers`);
+  renderLegend();
+  syncForms();
+  const picker = $("#lesson-picker");
+  const name = f.lesson ? f.lesson.name : "";
+  if (picker.value !== name && [...picker.options].some((o) => o.value === name)) {
+    picker.value = name;
+    if (window.htmx) htmx.ajax("GET", `/fragments/lesson?scenario=${encodeURIComponent(name)}`, "#lesson");
+  }
+  $("#seed-label").textContent = `seed ${f.scenario.seed}`;
+  $("#events").textContent = "";
+}
+
+function onSnapshot(f) {
+  setTime(f);
+  state.digest = f.digest;
+  state.playing = f.playing;
+  state.speed = f.speed;
+  state.horizon = f.horizon;
+  state.end = f.end;
+  state.nodes = {};
+  for (const [id, n] of Object.entries(f.nodes)) {
+    state.logs[id] = {base: n.log_base, entries: n.log};
+    delete n.log; delete n.log_base;
+    state.nodes[id] = n;
+  }
+  state.flight = new Map(f.flight.map((m) => [m[0], m]));
+  state.net = f.net;
+  state.inv = f.inv;
+  if (canvas) {
+    canvas.updateNodes(state, Object.keys(state.nodes));
+    canvas.updateNet(f.net);
+  }
+  renderInvariants();
+  renderNetForm();
+  logDirty = true;
+  $("#canvas").setAttribute("data-digest", f.digest);
+  updateTimeBar();
+  if (f.behind) setConn("falling behind: slow down");
+}
+
+function onEvents(f) {
+  if (f.t !== state.t) $("#canvas").setAttribute("data-digest", "");
+  setTime(f);
+  if (f.add) for (const m of f.add) state.flight.set(m[0], m);
+  if (f.del) {
+    for (const [id, why] of f.del) {
+      const m = state.flight.get(id);
+      if (!m) continue;
+      if (why) { m[7] = why; setTimeout(() => state.flight.delete(id), 700); }
+      else state.flight.delete(id);
+    }
+  }
+  if (f.nodes) {
+    for (const [id, n] of Object.entries(f.nodes)) state.nodes[id] = n;
+    if (canvas) canvas.updateNodes(state, Object.keys(f.nodes));
+    logDirty = true;
+  }
+  if (f.logd) {
+    for (const [id, keep, entries] of f.logd) {
+      const lg = state.logs[id] || (state.logs[id] = {base: 0, entries: []});
+      const k = Math.max(0, keep - lg.base);
+      lg.entries.length = Math.min(lg.entries.length, k);
+      lg.entries.push(...entries);
+      const extra = lg.entries.length - 200;
+      if (extra > 0) { lg.entries.splice(0, extra); lg.base += extra; }
+    }
+    logDirty = true;
+  }
+  if (f.ev) addEvents(f.ev);
+  if (f.net) { state.net = f.net; if (canvas) canvas.updateNet(f.net); renderNetForm(); }
+  if (f.inv) { state.inv = f.inv; renderInvariants(); }
+  state.horizon = Math.max(state.horizon, f.t);
+  if (f.behind) setConn("falling behind: slow down");
+  else if ($("#conn").dataset.state !== "live" && ws && ws.readyState === 1) setConn("live");
+}
+
+function setTime(f) {
+  state.t = f.t;
+  state.recvAt = performance.now();
+  $("#canvas").setAttribute("data-time", String(f.t));
+}
+
+function onError(f) {
+  if (f.fatal) fatal = true;
+  toast(f.message, true);
+  const n = $("#notice");
+  n.textContent = f.message;
+  n.hidden = false;
+  clearTimeout(onError.timer);
+  onError.timer = setTimeout(() => { n.hidden = true; }, 8000);
+}
+
+function onShare(f) {
+  if (pendingExport) {
+    pendingExport = false;
+    const a = document.createElement("a");
+    a.href = `/api/trace?share=${encodeURIComponent(f.payload)}`;
+    a.download = "";
+    document.body.appendChild(a); a.click(); a.remove();
+    toast("Exporting the trace (NDJSON)…");
+    return;
+  }
+  const q = new URLSearchParams();
+  if (body.classList.contains("projector")) q.set("projector", "1");
+  q.set("share", f.payload);
+  const url = `${location.origin}${location.pathname}?${q}`;
+  const box = $("#share-url");
+  box.value = url;
+  box.hidden = false;
+  box.dataset.url = url;
+  box.select();
+  const done = () => toast(`Link copied: it reproduces this run at t = ${fmtT(f.t)}`);
+  if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(url).then(done, () => toast("Copy the link from the box"));
+  else { try { document.execCommand("copy"); done(); } catch (e) { toast("Copy the link from the box"); } }
+}
+
+// --- panels ----------------------------------------------------------------------------------
+function addEvents(list) {
+  const ol = $("#events");
+  const frag = document.createDocumentFragment();
+  for (const [t, text] of list) {
+    const li = document.createElement("li");
+    li.innerHTML = `<span class="t mono">${fmtT(t)}</span> `;
+    li.append(text);
+    frag.prepend(li);
+  }
+  ol.prepend(frag);
+  while (ol.childElementCount > 200) ol.lastElementChild.remove();
+}
+
+function renderInvariants() {
+  const ul = $("#invariants");
+  ul.textContent = "";
+  let bad = 0, unknown = 0;
+  for (const v of state.inv) {
+    const li = document.createElement("li");
+    li.dataset.invariant = v.name;
+    li.dataset.ok = v.ok === null ? "unknown" : String(v.ok);
+    const mark = v.ok === null ? "?" : v.ok ? "✓" : "✗";
+    li.className = v.ok === null ? "unknown" : v.ok ? "ok" : "bad";
+    li.innerHTML = `<span class="mark" aria-hidden="true">${mark}</span> <strong></strong><p class="why"></p>`;
+    li.querySelector("strong").textContent = v.name + (v.ok === false ? " — BROKEN" : v.ok === null ? " — unknown" : " — holds");
+    li.querySelector(".why").textContent = v.ok === false && v.violation
+      ? `at ${fmtT(v.violation.t)}${v.violation.nodes.length ? " on " + v.violation.nodes.join(", ") : ""}: ${v.violation.detail}`
+      : v.explains;
+    if (v.ok === false) bad++;
+    if (v.ok === null) unknown++;
+    ul.appendChild(li);
+  }
+  const b = $("#inv-badge");
+  b.textContent = bad ? `${bad} broken` : unknown ? "?" : "ok";
+  b.className = `badge ${bad ? "bad" : "ok"}`;
+}
+
+function renderLegend() {
+  $("#legend").innerHTML = proto.legend.map(([cls, label]) => `<span class="lg role-${cls}"><i></i>${label}</span>`).join("") +
+    `<span class="lg ring"><i></i>election timer</span><span class="lg cutk"><i></i>cut link (arrow: blocked direction)</span>`;
+}
+
+function renderNetForm() {
+  if (!state.net) return;
+  const d = state.net.default;
+  const set = (id, v) => { const e = $(id); if (document.activeElement !== e) e.value = v; };
+  set("#lat-min", d.latency_ms[0]); set("#lat-max", d.latency_ms[1]);
+  set("#loss", Math.round(d.loss * 100)); set("#dup", Math.round(d.duplicate * 100));
+  $("#o-lat-min").textContent = d.latency_ms[0]; $("#o-lat-max").textContent = d.latency_ms[1];
+  $("#o-loss").textContent = Math.round(d.loss * 100); $("#o-dup").textContent = Math.round(d.duplicate * 100);
+}
+
+function syncForms() {
+  const n = state.layout.nodes.length;
+  for (const r of document.querySelectorAll('input[name="nodes"]')) r.checked = parseInt(r.value) === n;
+  for (const c of document.querySelectorAll('input[name="mutation"]')) c.checked = state.activeMutations.includes(c.value);
+  const cfg = state.scenario ? state.scenario.config : {};
+  for (const c of document.querySelectorAll('input[name="ext"]')) {
+    if (c.value === "workload") c.checked = !!(state.scenario && state.scenario.workload);
+    else c.checked = !!cfg[c.value];
+  }
+}
+
+function updateTimeBar() {
+  $("#btn-play").textContent = state.playing ? "❚❚ Pause" : "▶ Play";
+  $("#btn-play").setAttribute("aria-label", state.playing ? "Pause" : "Play");
+  $("#btn-play").setAttribute("aria-pressed", String(state.playing));
+  const sp = $("#speed");
+  if (document.activeElement !== sp) sp.value = Math.log10(state.speed);
+  $("#speed-label").textContent = fmtSpeed(state.speed);
+}
+
+function fmtT(ms) { return `${(ms / 1000).toFixed(3)} s`; }
+function fmtSpeed(s) {
+  if (s >= 1) return `${+s.toFixed(s >= 10 ? 0 : 1)}×`;
+  return `1/${Math.round(1 / s)}×`;
+}
+
+function toast(msg, bad = false) {
+  const t = $("#toast");
+  t.textContent = msg;
+  t.className = `toast${bad ? " bad" : ""}`;
+  t.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { t.hidden = true; }, bad ? 6000 : 3000);
+}
+
+// --- the animation loop --------------------------------------------------------------------
+function displayTime() {
+  if (!state.playing) return state.t;
+  const ahead = Math.min(performance.now() - state.recvAt, state.frameMs * 3) * state.speed;
+  return state.t + ahead;
+}
+
+let lastClock = 0;
+function frame(ts) {
+  if (canvas) {
+    const now = displayTime();
+    canvas.draw(state, now);
+    if (ts - lastClock > 100) {
+      lastClock = ts;
+      $("#clock").textContent = `t = ${fmtT(now)}`;
+      const sc = $("#scrubber");
+      sc.max = String(state.horizon);
+      if (!scrubbing) sc.value = String(state.t);
+      $("#horizon-label").textContent = `of ${(state.horizon / 1000).toFixed(1)} s`;
+      updateTimeBar();
+      if (logDirty) { logDirty = false; proto.renderLog($("#log-panel"), state, body.classList.contains("projector")); }
+    }
+  }
+  window.__fps = (window.__fps || 0) + 1;
+  requestAnimationFrame(frame);
+}
+
+// --- clicks ----------------------------------------------------------------------------------
+function leader() {
+  return state.layout.nodes.find((id) => state.nodes[id] && state.nodes[id].role === "leader" && state.nodes[id].status === "up");
+}
+let writeValue = 1;
+
+function nodeAction(id, what) {
+  closeMenu();
+  if (what === "write") return act({do: "request", node: id, op: "write", key: "k1", value: writeValue++});
+  if (what === "read") return act({do: "request", node: id, op: "read", key: "k1"});
+  if (what === "transfer") {
+    const l = leader();
+    if (!l) return toast("there is no leader to transfer from");
+    if (l === id) return toast(`${id} is already the leader`);
+    return act({do: "transfer", node: l, to: id});
+  }
+  act({do: what, node: id});
+}
+
+function nodeClick(id, ev) {
+  ev.stopPropagation();
+  if (partitionPick) {
+    if (partitionPick.has(id)) partitionPick.delete(id); else partitionPick.add(id);
+    markPicked();
+    return;
+  }
+  const n = state.nodes[id];
+  if (!n) return;
+  openMenu(ev, `${id} · ${proto.look(n).words} · term ${n.term}`, proto.menu(id, n).map(([what, label]) => [label, () => nodeAction(id, what)]));
+}
+
+function linkClick(a, b, ev, nearer) {
+  ev.stopPropagation();
+  if (partitionPick) return;
+  const cut = canvas.linkEls[`${a}-${b}`].getAttribute("data-cut");
+  if (cut !== "none" && !(ev.shiftKey || ev.altKey)) return toast("Links heal together: press Heal all (H)");
+  if (ev.shiftKey || ev.altKey || ev.ctrlKey || ev.metaKey) {
+    const other = nearer === a ? b : a;
+    act({do: "cut", from: nearer, to: other, both: false});
+  } else {
+    act({do: "cut", from: a, to: b, both: true});
+  }
+}
+
+function linkMenu(a, b, ev) {
+  if (partitionPick) return;
+  openMenu(ev, `link ${a}-${b}`, [
+    [`Cut both ways`, () => act({do: "cut", from: a, to: b, both: true})],
+    [`Cut ${a} → ${b} only`, () => act({do: "cut", from: a, to: b, both: false})],
+    [`Cut ${b} → ${a} only`, () => act({do: "cut", from: b, to: a, both: false})],
+    [`Heal all`, () => act({do: "heal"})],
+  ]);
+}
+
+function openMenu(ev, title, items) {
+  const m = $("#menu");
+  m.innerHTML = "";
+  const h = document.createElement("div");
+  h.className = "menu-title";
+  h.textContent = title;
+  m.appendChild(h);
+  for (const [label, fn] of items) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.setAttribute("role", "menuitem");
+    b.textContent = label;
+    b.addEventListener("click", (e) => { e.stopPropagation(); closeMenu(); fn(); });
+    m.appendChild(b);
+  }
+  const stage = $(".stage").getBoundingClientRect();
+  let x = ev.clientX, y = ev.clientY;
+  if (!x && !y && ev.target && ev.target.getBoundingClientRect) {
+    const r = ev.target.getBoundingClientRect(); x = r.left + r.width / 2; y = r.top + r.height / 2;
+  }
+  m.hidden = false;
+  const mw = m.offsetWidth, mh = m.offsetHeight;
+  m.style.left = `${Math.max(4, Math.min(x - stage.left + 8, stage.width - mw - 4))}px`;
+  m.style.top = `${Math.max(4, Math.min(y - stage.top + 8, stage.height - mh - 4))}px`;
+  const first = m.querySelector("button");
+  if (first) first.focus();
+}
+function closeMenu() { $("#menu").hidden = true; }
+
+function togglePartition() {
+  const btn = $("#btn-partition");
+  if (partitionPick) {
+    const group = [...partitionPick];
+    partitionPick = null;
+    btn.setAttribute("aria-pressed", "false");
+    btn.textContent = "Partition…";
+    $("#tool-hint").textContent = "Click a node for its menu · click a link to cut it (Shift-click: one way)";
+    markPicked();
+    if (group.length && group.length < state.layout.nodes.length) act({do: "partition", groups: [group.sort()]});
+    else toast("partition cancelled: pick some nodes, not all of them");
+    return;
+  }
+  partitionPick = new Set();
+  btn.setAttribute("aria-pressed", "true");
+  btn.textContent = "Apply partition";
+  $("#tool-hint").textContent = "Click nodes to put them in one group; the others form the second group. Then Apply (G).";
+  markPicked();
+}
+
+function markPicked() {
+  for (const id of state.layout.nodes) {
+    const e = canvas && canvas.nodeEls[id];
+    if (e) e.g.classList.toggle("picked", !!(partitionPick && partitionPick.has(id)));
+  }
+}
+
+function requestToLeader() {
+  const l = leader() || state.layout.nodes[0];
+  act({do: "request", node: l, op: "write", key: "k1", value: writeValue++});
+}
+
+function crashLeader() {
+  const l = leader();
+  if (!l) return toast("no leader right now");
+  act({do: "crash", node: l});
+}
+
+function setProjector(on) {
+  body.classList.toggle("projector", on);
+  $("#btn-projector").setAttribute("aria-pressed", String(on));
+  const q = new URLSearchParams(location.search);
+  if (on) q.set("projector", "1"); else q.delete("projector");
+  history.replaceState(null, "", `${location.pathname}?${q}`);
+  logDirty = true;
+}
+
+// --- wiring ----------------------------------------------------------------------------------
+function throttle(fn, ms) {
+  let last = 0, timer = null, lastArgs = null;
+  return (...args) => {
+    lastArgs = args;
+    const now = performance.now();
+    if (now - last >= ms) { last = now; fn(...args); }
+    else if (!timer) timer = setTimeout(() => { timer = null; last = performance.now(); fn(...lastArgs); }, ms - (now - last));
+  };
+}
+
+function wire() {
+  $("#btn-play").addEventListener("click", () => control({do: state.playing ? "pause" : "play"}));
+  $("#btn-step").addEventListener("click", () => control({do: "step"}));
+  const sendSpeed = throttle((v) => control({do: "speed", value: v}), 120);
+  $("#speed").addEventListener("input", (e) => {
+    const v = Math.min(SPEED_MAX, Math.max(SPEED_MIN, Math.pow(10, parseFloat(e.target.value))));
+    $("#speed-label").textContent = fmtSpeed(v);
+    sendSpeed(+v.toPrecision(3));
+  });
+  const sc = $("#scrubber");
+  const sendSeek = throttle((t) => control({do: "seek", t}), 80);
+  sc.addEventListener("pointerdown", () => { scrubbing = true; });
+  sc.addEventListener("input", () => { scrubbing = true; sendSeek(parseFloat(sc.value)); });
+  sc.addEventListener("change", () => { scrubbing = false; sendSeek(parseFloat(sc.value)); });
+  sc.addEventListener("pointerup", () => { scrubbing = false; });
+  $("#btn-heal").addEventListener("click", () => act({do: "heal"}));
+  $("#btn-partition").addEventListener("click", togglePartition);
+  $("#btn-request").addEventListener("click", requestToLeader);
+  $("#btn-share").addEventListener("click", () => control({do: "share"}));
+  $("#btn-export").addEventListener("click", () => { pendingExport = true; control({do: "share"}); });
+  $("#btn-projector").addEventListener("click", () => setProjector(!body.classList.contains("projector")));
+  $("#btn-help").addEventListener("click", () => $("#help").showModal());
+  $("#btn-check").addEventListener("click", () => control({do: "check"}));
+  $("#btn-reset").addEventListener("click", () => control({do: "reset"}));
+  $("#btn-seed").addEventListener("click", () => control({do: "new_seed"}));
+  $("#file-import").addEventListener("change", async (e) => {
+    const file = e.target.files[0];
+    if (!file) return;
+    const r = await fetch("/api/import", {method: "POST", body: await file.text(), headers: {"Content-Type": "application/x-ndjson"}});
+    const j = await r.json();
+    e.target.value = "";
+    if (!r.ok) return onError({message: `import: ${j.error || r.statusText}`});
+    control({do: "load", share: j.share});
+    toast(`Imported ${j.records} records (seed ${j.seed}); paused at ${fmtT(j.t)}. Drag the timeline back to replay.`);
+  });
+  $("#lesson-picker").addEventListener("change", (e) => {
+    const name = e.target.value;
+    const q = new URLSearchParams(location.search);
+    q.delete("share");
+    if (name) { q.set("scenario", name); control({do: "lesson", name}); }
+    else { q.delete("scenario"); location.search = q.toString(); return; }
+    history.replaceState(null, "", `${location.pathname}?${q}`);
+  });
+  const netSend = () => {
+    let lo = parseFloat($("#lat-min").value), hi = parseFloat($("#lat-max").value);
+    if (lo > hi) [lo, hi] = [hi, lo];
+    act({do: "set_link", from: "*", to: "*", latency_ms: [lo, hi],
+         loss: parseFloat($("#loss").value) / 100, duplicate: parseFloat($("#dup").value) / 100});
+  };
+  for (const id of ["lat-min", "lat-max", "loss", "dup"]) {
+    const e = $(`#${id}`);
+    e.addEventListener("input", () => { $(`#o-${id}`).textContent = e.value; });
+    e.addEventListener("change", netSend);
+  }
+  document.addEventListener("change", (e) => {
+    const t = e.target;
+    if (t.name === "nodes") control({do: "configure", nodes: parseInt(t.value)});
+    else if (t.name === "mutation") {
+      control({do: "configure", mutations: [...document.querySelectorAll('input[name="mutation"]:checked')].map((c) => c.value)});
+    } else if (t.name === "ext") control({do: "configure", [t.value]: t.checked});
+  });
+  document.body.addEventListener("htmx:afterSwap", syncForms);
+  for (const tab of document.querySelectorAll('[role="tab"]')) {
+    tab.addEventListener("click", () => showTab(tab.dataset.tab));
+  }
+  document.addEventListener("click", (e) => { if (!$("#menu").contains(e.target)) closeMenu(); });
+  document.addEventListener("keydown", onKey);
+}
+
+function showTab(name) {
+  for (const t of document.querySelectorAll('[role="tab"]')) t.setAttribute("aria-selected", String(t.dataset.tab === name));
+  for (const p of document.querySelectorAll(".panel.tab")) p.hidden = p.dataset.panel !== name;
+}
+
+function onKey(e) {
+  const tag = (e.target.tagName || "").toLowerCase();
+  if (["input", "select", "textarea"].includes(tag) && e.target.type !== "range" && e.target.type !== "checkbox" && e.target.type !== "radio") return;
+  if (e.ctrlKey || e.metaKey || e.altKey) return;
+  const k = e.key;
+  if (k === " " || k === "Spacebar") {
+    if (tag === "button" && e.target.closest("#menu")) return;
+    e.preventDefault(); control({do: state.playing ? "pause" : "play"});
+  } else if (k === ".") { e.preventDefault(); control({do: "step"}); }
+  else if (k === "ArrowLeft" && tag !== "input") { e.preventDefault(); control({do: "seek", t: Math.max(0, state.t - 100)}); }
+  else if (k === "ArrowRight" && tag !== "input") { e.preventDefault(); control({do: "seek", t: Math.min(state.horizon, state.t + 100)}); }
+  else if (k === "+" || k === "=") control({do: "speed", value: Math.min(SPEED_MAX, +(state.speed * 2).toPrecision(3))});
+  else if (k === "-" || k === "_") control({do: "speed", value: Math.max(SPEED_MIN, +(state.speed / 2).toPrecision(3))});
+  else if (k === "c" || k === "C") requestToLeader();
+  else if (k === "r" || k === "R") crashLeader();
+  else if (k === "h" || k === "H") act({do: "heal"});
+  else if (k === "g" || k === "G") togglePartition();
+  else if (k === "s" || k === "S") control({do: "share"});
+  else if (k === "p" || k === "P") setProjector(!body.classList.contains("projector"));
+  else if (k === "?") { const d = $("#help"); d.open ? d.close() : d.showModal(); }
+  else if (k === "Escape") { closeMenu(); if (partitionPick) { partitionPick = null; markPicked(); $("#btn-partition").setAttribute("aria-pressed", "false"); $("#btn-partition").textContent = "Partition…"; } }
+}
+
+wire();
+if (params.get("projector") === "1") setProjector(true);
+connect();
+requestAnimationFrame(frame);
+window.__playground = {state, send};
