@@ -157,8 +157,10 @@ class Session:
                 break
             if budget is not None and n >= budget:
                 return False
-            sim.step()
-            n += 1
+            # run_until (not step) so a cancelled timer at the head never makes us overshoot.
+            before = sim.events
+            sim.run_until(nxt)
+            n += sim.events - before
         sim.run_until(target_ms)
         if sim.now_ms - self.checkpoints[-1][0] >= self.checkpoint_every_ms:
             self._checkpoint()

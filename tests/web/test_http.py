@@ -1,0 +1,125 @@
+"""Pages, htmx fragments, the trace export/import round trip, settings and the reaper."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from engine.scenario import parse_scenario
+from engine.trace import read_trace
+
+from app import share
+from app.settings import Settings
+
+from .conftest import drain
+
+
+def test_page_has_the_hooks_and_accessible_controls(client):
+    r = client.get("/?projector=1")
+    assert r.status_code == 200
+    html = r.text
+    assert 'id="canvas"' in html and 'data-time="0"' in html and 'data-digest=""' in html
+    assert 'class="projector"' in html
+    for name in ("Pause", "Step one event", "Heal all partitions and cuts", "Copy a share link to this moment",
+                 "Projector mode", "Keyboard shortcuts", "Export the trace as NDJSON"):
+        assert f'aria-label="{name}"' in html
+    assert "vendor/htmx.min.js" in html
+    assert client.get("/static/vendor/htmx.min.js").status_code == 200
+    assert client.get("/static/js/app.js").status_code == 200
+
+
+def test_unknown_protocol_or_lesson_is_explained_on_the_page(client):
+    html = client.get("/?protocol=paxos&scenario=nope").text
+    assert "no lesson named &#39;nope&#39;" in html or "no lesson named 'nope'" in html
+
+
+def test_fragments(client_with_lessons):
+    c = client_with_lessons
+    frag = c.get("/fragments/lesson", params={"scenario": "demo"}).text
+    assert "A demo lesson" in frag and "Try crashing n1." in frag
+    assert "A live Raft cluster" in c.get("/fragments/lesson").text
+    muts = c.get("/fragments/mutations").text
+    assert 'value="commit_previous_term"' in muts and "Figure 8" in muts
+    assert "<kbd>Space</kbd>" in c.get("/fragments/help").text
+    lessons = c.get("/api/lessons").json()
+    assert [l["name"] for l in lessons["lessons"]] == ["demo"]
+    assert "broken" in lessons["skipped"] and "bogus" in lessons["skipped"]["broken"]
+
+
+def test_healthz_counts_sessions(client):
+    assert client.get("/healthz").json() == {"ok": True, "sessions": 0}
+    with client.websocket_connect("/ws") as ws:
+        drain(ws, "snapshot")
+        assert client.get("/healthz").json()["sessions"] == 1
+
+
+def test_trace_export_then_import_round_trip(client):
+    sc = parse_scenario({"nodes": 3, "seed": 5, "actions": [{"at": 700, "do": "crash", "node": "n1"}]})
+    payload = share.encode(sc, 1500)
+    r = client.get("/api/trace", params={"share": payload})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
+    head, recs = read_trace(r.content.splitlines())
+    recs = list(recs)
+    assert head["seed"] == 5 and head["scenario"]["actions"][0]["do"] == "crash"
+    assert any(x["type"] == "fault" and x["do"] == "crash" for x in recs)
+    assert max(x["t"] for x in recs) <= 1500
+    back = client.post("/api/import", content=r.content).json()
+    assert back["records"] == len(recs) and back["seed"] == 5 and back["nodes"] == 3
+    sc2, t2, _ = share.decode(back["share"])
+    assert sc2.actions == sc.actions and t2 == max(x["t"] for x in recs)
+
+
+@pytest.mark.parametrize("body,expect", [
+    (b"", "empty trace"),
+    (b"not json\n", "line 1: not JSON"),
+    (orjson.dumps({"type": "header", "format": "other/1"}) + b"\n", "format"),
+])
+def test_import_rejects_bad_traces_with_the_line(client, body, expect):
+    r = client.post("/api/import", content=body)
+    assert r.status_code == 400 and expect in r.json()["error"]
+
+
+def test_export_rejects_a_bad_payload(client):
+    r = client.get("/api/trace", params={"share": "1.zzzz"})
+    assert r.status_code == 400 and "damaged" in r.json()["detail"]
+
+
+def test_share_codec_is_compact_and_url_safe():
+    sc = parse_scenario({"nodes": 5, "seed": 42, "actions": [
+        {"at": 100.001, "do": "crash", "node": "n1"},
+        {"at": 200.001, "do": "partition", "groups": [["n1", "n2"]]}]})
+    p = share.encode(sc, 1234.5, "figure8")
+    assert set(p) <= set("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_.")
+    assert len(p) < 200
+    sc2, t, lesson = share.decode(p)
+    assert sc2 == sc and t == 1234.5 and lesson == "figure8"
+
+
+def test_settings_from_env():
+    s = Settings.from_env({"PLAYGROUND_MAX_SESSIONS": "12", "PLAYGROUND_DEFAULT_SPEED": "0.5"})
+    assert s.max_sessions == 12 and s.default_speed == 0.5
+    with pytest.raises(ValueError, match="PLAYGROUND_MAX_SESSIONS"):
+        Settings.from_env({"PLAYGROUND_MAX_SESSIONS": "lots"})
+
+
+def test_reaper_drops_detached_sessions_after_the_grace_period(make_client):
+    c = make_client(detached_grace_s=5)
+    mgr = c.app.state.sessions
+    with c.websocket_connect("/ws") as ws:
+        drain(ws, "snapshot")
+    (s,) = mgr.sessions.values()
+    assert s.detached_at is not None
+    assert mgr.reap(now=s.detached_at + 1) == []
+    assert mgr.reap(now=s.detached_at + 6) == [s.id]
+    assert mgr.sessions == {}
+
+
+def test_idle_attached_session_is_told_and_closed(make_client):
+    c = make_client(idle_timeout_s=10)
+    mgr = c.app.state.sessions
+    with c.websocket_connect("/ws") as ws:
+        drain(ws, "snapshot")
+        (s,) = mgr.sessions.values()
+        assert mgr.reap(now=s.last_input + 11) == [s.id]
+        err = drain(ws, "error")
+        assert "closed after" in err["message"] and "without input" in err["message"]
