@@ -58,6 +58,22 @@ def _peak_memory_mb(nodes: int, duration_ms: float) -> float:
     return round(peak / 2**20, 1)
 
 
+def _snapshot_cost(nodes: int, at_ms: float) -> dict:
+    sim = Simulation(_scenario(nodes, at_ms))
+    sim.run()
+    t0 = time.perf_counter()
+    n = 20
+    for _ in range(n):
+        blob = sim.snapshot()
+    dt_snap = (time.perf_counter() - t0) / n
+    t0 = time.perf_counter()
+    for _ in range(n):
+        Simulation.restore(blob)
+    dt_restore = (time.perf_counter() - t0) / n
+    return {"nodes": nodes, "at_sim_s": at_ms / 1000, "bytes": len(blob),
+            "snapshot_ms": round(dt_snap * 1000, 2), "restore_ms": round(dt_restore * 1000, 2)}
+
+
 def run_bench(quick: bool = False) -> dict:
     dur = 60_000 if quick else 300_000
     out: dict = {"python": os.sys.version.split()[0], "cpu_count": os.cpu_count()}
@@ -65,6 +81,7 @@ def run_bench(quick: bool = False) -> dict:
     out["raft5_checkers_off_trace_off"] = _run(5, dur, checkers=False)
     out["raft5_trace_on"] = _run(5, dur, trace=True)
     out["raft5_peak_traced_memory_mb"] = _peak_memory_mb(5, dur)
+    out["snapshot_5_nodes_after_60s"] = _snapshot_cost(5, 60_000)
     out["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     scale = []
     for n in (3, 5, 9, 15, 25, 51):

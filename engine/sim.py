@@ -305,7 +305,9 @@ class Simulation:
             if self._want_msgs:
                 self._emit_msg({"type": "deliver", "t": self.now_us / 1000, "id": a})
             node = self.nodes[dst]
-            node.on_message(self._ctx(dst), src, msg)
+            ctx = self._contexts[dst]
+            ctx.now_us = self.now_us
+            node.on_message(ctx, src, msg)
             self._after(dst, node)
         elif kind == TIMER:
             st = self.status[a]

@@ -328,12 +328,12 @@ class RaftNode(Node):
     def send_append(self, ctx: Context, peer: str) -> None:
         """Send AppendEntries from nextIndex (empty when up to date: a heartbeat). The leader
         assumes delivery and advances nextIndex optimistically; a rejection moves it back."""
-        nxt = self.next_index[peer]
-        prev = nxt - 1
-        entries = self.log[prev:prev + self.max_entries]
+        prev = self.next_index[peer] - 1
+        log = self.log
+        entries = [list(e) for e in log[prev:prev + self.max_entries]] if prev < len(log) else []
         ctx.send(peer, {"kind": "AppendEntries", "term": self.current_term, "leader": self.id,
-                        "prev_log_index": prev, "prev_log_term": self.term_at(prev),
-                        "entries": [list(e) for e in entries], "leader_commit": self.commit_index})
+                        "prev_log_index": prev, "prev_log_term": log[prev - 1][0] if prev else 0,
+                        "entries": entries, "leader_commit": self.commit_index})
         if entries:
             self.next_index[peer] = prev + len(entries) + 1
 
@@ -354,13 +354,14 @@ class RaftNode(Node):
         self.last_leader_contact_us = ctx.now_us
         self._reset_election_timer(ctx)
         prev = m["prev_log_index"]
+        log = self.log
         # 2. Reply false if log doesn't contain an entry at prevLogIndex whose term matches.
-        if prev > self.last_index():
-            reply["conflict_index"] = self.last_index() + 1
+        if prev > len(log):
+            reply["conflict_index"] = len(log) + 1
             reply["conflict_term"] = None
             ctx.send(src, reply)
             return
-        if prev >= 1 and self.term_at(prev) != m["prev_log_term"]:
+        if prev >= 1 and log[prev - 1][0] != m["prev_log_term"]:
             ct = self.term_at(prev)
             first = prev
             while first > 1 and self.term_at(first - 1) == ct:
@@ -372,14 +373,15 @@ class RaftNode(Node):
         # 3. If an existing entry conflicts with a new one (same index, different terms), delete
         #    the existing entry and all that follow it. 4. Append any new entries not in the log.
         index = prev
-        for entry in m["entries"]:
+        entries = m["entries"]
+        for entry in entries:
             index += 1
-            if index <= self.last_index():
-                if self.term_at(index) == entry[0]:
+            if index <= len(log):
+                if log[index - 1][0] == entry[0]:
                     continue
                 self._truncate(index - 1)
-            self.log.append(list(entry))
-        last_new = prev + len(m["entries"])
+            log.append(list(entry))
+        last_new = prev + len(entries)
         # 5. If leaderCommit > commitIndex, set commitIndex = min(leaderCommit, index of last new entry)
         if m["leader_commit"] > self.commit_index:
             new_commit = min(m["leader_commit"], last_new)
@@ -426,7 +428,9 @@ class RaftNode(Node):
         """§5.3/§5.4.2: commit the highest index N replicated on a majority, but only if
         log[N].term == currentTerm (Figure 8). The `commit_previous_term` mutation drops that
         last condition."""
-        matches = sorted([self.last_index()] + [self.match_index[p] for p in self.peers], reverse=True)
+        matches = list(self.match_index.values())
+        matches.append(len(self.log))
+        matches.sort(reverse=True)
         n = matches[self.quorum - 1]
         if n <= self.commit_index:
             return
