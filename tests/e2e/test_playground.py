@@ -1,0 +1,205 @@
+"""End to end in headless Chromium: the page, driven the way a person would drive it.
+
+Assertions read the stable hooks (data-node, data-role, data-term, data-link, data-cut, and the
+canvas's data-time and data-digest); waits are for states, never for fixed times. Screenshots of
+each scene go to artifacts/.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import shot
+
+pytestmark = pytest.mark.browser
+
+LEADER = '[data-node][data-role="leader"]'
+
+
+def leader_of(page) -> tuple[str, int]:
+    page.wait_for_selector(LEADER, timeout=15_000)
+    el = page.locator(LEADER).first
+    return el.get_attribute("data-node"), int(el.get_attribute("data-term"))
+
+
+def pause(page) -> None:
+    page.keyboard.press("Space")
+    page.wait_for_selector('#btn-play[aria-label="Play"]')
+    page.wait_for_function("document.querySelector('#canvas').dataset.digest.length === 16")
+
+
+def canvas_state(page) -> tuple[float, str]:
+    c = page.locator("#canvas")
+    return float(c.get_attribute("data-time")), c.get_attribute("data-digest")
+
+
+def click_link(page, a: str, b: str, frac: float = 0.3, shift: bool = False) -> None:
+    """Click on the wire between a and b, `frac` of the way from a (clear of the nodes)."""
+    x, y = page.evaluate("""([a, b, f]) => {
+        const w = document.querySelector(`[data-link="${a}-${b}"] .wire, [data-link="${b}-${a}"] .wire`);
+        const ab = w.closest('[data-link]').dataset.link.startsWith(a + '-');
+        const p = [Number(w.getAttribute('x1')), Number(w.getAttribute('y1'))];
+        const q = [Number(w.getAttribute('x2')), Number(w.getAttribute('y2'))];
+        const [s, e] = ab ? [p, q] : [q, p];
+        const pt = w.ownerSVGElement.createSVGPoint();
+        pt.x = s[0] + (e[0] - s[0]) * f; pt.y = s[1] + (e[1] - s[1]) * f;
+        const r = pt.matrixTransform(w.getScreenCTM());
+        return [r.x, r.y];
+    }""", [a, b, frac])
+    if shift:
+        page.keyboard.down("Shift")
+    page.mouse.click(x, y)
+    if shift:
+        page.keyboard.up("Shift")
+
+
+def test_a_leader_appears(server, page):
+    page.goto(f"{server}/?speed=1")
+    nid, term = leader_of(page)
+    assert term >= 1
+    roles = page.locator("[data-node]").evaluate_all("els => els.map(e => e.dataset.role)")
+    assert roles.count("leader") == 1 and len(roles) == 5
+    assert page.locator(f'[data-node="{nid}"] .nrole').text_content() == "★ LEADER"  # not colour alone
+    page.wait_for_selector("#events li", state="attached")
+    assert "became leader in term" in page.locator("#events").text_content()
+    shot(page, "e2e-leader")
+
+
+def test_clicking_the_leader_crashes_it_and_a_new_leader_takes_over(server, page):
+    page.goto(f"{server}/?speed=1")
+    old, term = leader_of(page)
+    page.locator(f'[data-node="{old}"]').click()
+    page.get_by_role("menuitem", name=f"Crash {old}").click()
+    page.wait_for_selector(f'[data-node="{old}"][data-role="down"]')
+    page.wait_for_function(
+        """([old, term]) => [...document.querySelectorAll('[data-node][data-role="leader"]')]
+             .some(e => e.dataset.node !== old && Number(e.dataset.term) > term)""", arg=[old, term],
+        timeout=15_000)
+    new, new_term = page.locator(LEADER).first.get_attribute("data-node"), \
+        int(page.locator(LEADER).first.get_attribute("data-term"))
+    assert new != old and new_term > term
+    assert "CRASHED" in page.locator(f'[data-node="{old}"] .nrole').text_content()
+    assert page.locator("#events").get_by_text(f"You: crashed {old}").count() == 1
+    shot(page, "e2e-crash-new-leader")
+
+
+def test_cutting_links_isolates_a_node_and_the_ui_shows_it(server, page):
+    page.goto(f"{server}/?speed=1")
+    leader_of(page)
+    pause(page)
+    for other in ("n2", "n3", "n4", "n5"):
+        click_link(page, "n1", other)
+        page.wait_for_selector(f'[data-link="n1-{other}"][data-cut="both"]')
+    cuts = page.locator('[data-link^="n1-"]').evaluate_all("els => els.map(e => e.dataset.cut)")
+    assert cuts == ["both"] * 4
+    others = page.locator('[data-link]:not([data-link^="n1-"])').evaluate_all("els => els.map(e => e.dataset.cut)")
+    assert set(others) == {"none"}
+    # A one-way cut: Shift-click near n2 blocks n2 -> n3 only.
+    click_link(page, "n2", "n3", frac=0.3, shift=True)
+    page.wait_for_selector('[data-link="n2-n3"][data-cut="n2>n3"]')
+    # Let it run: the four others still have a leader between them; n1 is alone.
+    page.keyboard.press("Space")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-node][data-role=\"leader\"]')].some(e => e.dataset.node !== 'n1')",
+        timeout=15_000)
+    shot(page, "e2e-isolated-n1")
+    page.get_by_role("button", name="Heal all partitions and cuts").click()
+    page.wait_for_function("() => [...document.querySelectorAll('[data-link]')].every(e => e.dataset.cut === 'none')")
+
+
+def test_partition_tool_groups_nodes_by_clicking(server, page):
+    page.goto(f"{server}/?speed=1")
+    leader_of(page)
+    pause(page)
+    page.get_by_role("button", name="Partition tool").click()
+    page.locator('[data-node="n1"]').click()
+    page.locator('[data-node="n2"]').click()
+    page.get_by_role("button", name="Partition tool").click()  # apply
+    page.wait_for_selector('[data-link="n1-n3"][data-cut="both"]')
+    assert page.locator('[data-link="n1-n2"]').get_attribute("data-cut") == "none"
+    assert page.locator('[data-link="n3-n5"]').get_attribute("data-cut") == "none"
+    assert page.locator('[data-link="n2-n4"]').get_attribute("data-cut") == "both"
+    shot(page, "e2e-partition")
+
+
+def test_pause_step_and_rewind(server, page):
+    page.goto(f"{server}/?speed=1")
+    leader_of(page)
+    pause(page)
+    t1, d1 = canvas_state(page)
+    page.keyboard.press(".")
+    page.wait_for_function(f"() => document.querySelector('#canvas').dataset.digest !== '{d1}'"
+                           " && document.querySelector('#canvas').dataset.digest.length === 16")
+    t2, d2 = canvas_state(page)
+    assert t2 >= t1 and d2 != d1
+    for _ in range(5):
+        page.keyboard.press(".")
+    page.wait_for_timeout(100)  # let the last steps land before reading (not a timing assertion)
+    page.wait_for_function("document.querySelector('#canvas').dataset.digest.length === 16")
+    t3, _ = canvas_state(page)
+    assert t3 >= t2
+    # Rewind with the timeline to the moment we paused: exactly the same state.
+    page.locator("#scrubber").fill(str(t1))
+    page.wait_for_function(f"() => Number(document.querySelector('#canvas').dataset.time) === {t1}"
+                           " && document.querySelector('#canvas').dataset.digest.length === 16")
+    assert canvas_state(page) == (t1, d1)
+    assert page.locator("#btn-play").get_attribute("aria-label") == "Play"
+    shot(page, "e2e-rewound")
+
+
+def test_a_shared_link_reproduces_the_same_state(server, page, browser):
+    page.goto(f"{server}/?speed=1")
+    old, _ = leader_of(page)
+    page.locator(f'[data-node="{old}"]').click()
+    page.get_by_role("menuitem", name=f"Crash {old}").click()
+    page.wait_for_selector(f'[data-node="{old}"][data-role="down"]')
+    click_link(page, "n2", "n3")
+    page.wait_for_selector('[data-link="n2-n3"][data-cut="both"]')
+    pause(page)
+    t, digest = canvas_state(page)
+    page.get_by_role("button", name="Copy a share link to this moment").click()
+    page.wait_for_function("document.querySelector('#share-url').dataset.url")
+    url = page.locator("#share-url").get_attribute("data-url")
+    assert "share=1." in url and len(url) < 2000
+    other = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
+    other.goto(url)
+    other.wait_for_function("document.querySelector('#canvas').dataset.digest.length === 16")
+    assert canvas_state(other) == (t, digest)
+    assert other.locator(f'[data-node="{old}"]').get_attribute("data-role") == "down"
+    assert other.locator('[data-link="n2-n3"]').get_attribute("data-cut") == "both"
+    shot(other, "e2e-shared-link")
+    other.context.close()
+
+
+def test_projector_mode_renders_large_and_toggles(server, page):
+    page.goto(f"{server}/?speed=0.05")
+    page.wait_for_selector("[data-node]")
+    normal = page.locator('[data-node="n1"] .nbadge').evaluate("e => parseFloat(getComputedStyle(e).fontSize)")
+    shot(page, "e2e-normal")
+    page.goto(f"{server}/?projector=1&speed=0.05")
+    page.wait_for_selector("body.projector [data-node]")
+    big = page.locator('[data-node="n1"] .nbadge').evaluate("e => parseFloat(getComputedStyle(e).fontSize)")
+    assert big > normal
+    assert page.locator("#btn-projector").get_attribute("aria-pressed") == "true"
+    # Nothing falls off a 1280x720 screen: the page does not scroll sideways.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    shot(page, "e2e-projector")
+    page.keyboard.press("p")
+    page.wait_for_function("!document.body.classList.contains('projector')")
+    assert "projector" not in page.url
+
+
+def test_lesson_picker_help_and_touch(server, browser):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 720}, has_touch=True)
+    page = ctx.new_page()
+    page.goto(f"{server}/?scenario=figure8_bug")
+    page.wait_for_selector("#lesson h2")
+    assert page.locator("#lesson-picker").input_value() == "figure8_bug"
+    assert page.locator("#lesson .suggest").count() == 1
+    page.keyboard.press("?")
+    page.wait_for_selector("dialog#help[open] kbd")
+    page.keyboard.press("Escape")
+    page.locator('[data-node="n2"]').tap()
+    page.wait_for_selector('#menu:not([hidden]) [role="menuitem"]')
+    shot(page, "e2e-lesson-touch-menu")
+    ctx.close()
