@@ -69,3 +69,33 @@ def test_bad_actions_name_the_field(bad, needle):
     with pytest.raises(ScenarioError) as e:
         parse_action(bad, NODES)
     assert needle in str(e.value)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+_keys = st.sampled_from(["protocol", "nodes", "seed", "duration_ms", "config", "workload", "nemesis",
+                         "actions", "do", "node", "from", "to", "groups", "at", "value", "op", "both"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_keys, _json, max_size=5))
+def test_any_json_is_a_scenario_or_a_clear_error(data):
+    try:
+        parse_scenario(data)
+    except ScenarioError as e:
+        assert str(e)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_keys, _json, max_size=5) | _json)
+def test_any_json_is_an_action_or_a_clear_error(data):
+    try:
+        parse_action(data, NODES)
+    except ScenarioError as e:
+        assert str(e)
