@@ -82,7 +82,7 @@ export class Canvas {
       const [x, y] = this.pos[id];
       const g = el("g", {class: "node", "data-node": id, "data-role": "follower", "data-term": "0",
         "data-status": "up", transform: `translate(${x.toFixed(1)},${y.toFixed(1)})`, tabindex: "0",
-        role: "button", "aria-label": `${id}`}, this.gNodes);
+        role: "button", "aria-label": `${id}`, style: `--s:${(this.nodeR / 76).toFixed(3)}`}, this.gNodes);
       el("circle", {class: "ring-bg", r: this.nodeR + 11}, g);
       const ring = el("circle", {class: "ring", r: this.nodeR + 11, "stroke-dasharray": C.toFixed(1),
         "stroke-dashoffset": "0", transform: "rotate(-90)"}, g);

@@ -14,11 +14,13 @@ export function look(n) {
 }
 
 export function badge(n, state) {
-  if (n.status === "down") return "crashed: log kept on disk";
   const total = state.layout.nodes.length;
-  if (n.role === "leader") return `commit ${n.commit} · log ${n.len}`;
+  const short = total > 5;  // crowded circles get shorter badges
+  if (n.status === "down") return short ? "crashed" : "crashed: log kept on disk";
+  if (n.role === "leader") return short ? `commit ${n.commit}` : `commit ${n.commit} · log ${n.len}`;
   if (n.role === "candidate" || n.role === "pre-candidate")
-    return `votes ${n.votes.length}/${Math.floor(total / 2) + 1} needed`;
+    return `votes ${n.votes.length}/${Math.floor(total / 2) + 1}${short ? "" : " needed"}`;
+  if (short) return `log ${n.len}`;
   return n.vote ? `voted ${n.vote} · log ${n.len}` : `log ${n.len}`;
 }
 
