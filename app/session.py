@@ -68,6 +68,7 @@ class Session:
         self.sim_ref = 0.0
         self.wall_ref = 0.0
         self._lin_checked_at = 0.0
+        self.stats: list[float] | None = None  # set by the manager when bench_stats is on
         self.load(scenario, lesson)
 
     # --- building and rebuilding the world -------------------------------------------------------
@@ -345,7 +346,9 @@ class Session:
                 handle.cancel()
                 self._wake = None
                 now = loop.time()
-            if now >= due:
+            ticked = now >= due
+            tick_due = due
+            if ticked:
                 try:
                     self.tick((due + epoch) * 1000)
                 except Exception as e:  # a bug must not kill the session silently
@@ -357,6 +360,8 @@ class Session:
                     due = now + interval  # fell behind: skip ticks instead of bursting
             if not await self.flush():
                 break
+            if ticked and self.stats is not None:
+                self.stats.append(loop.time() - tick_due)  # server-side lateness of this tick's frame
 
     def tick(self, due_wall_ms: float) -> None:
         if self.playing:

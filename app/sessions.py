@@ -26,6 +26,7 @@ class SessionManager:
         self.lessons = lessons
         self.sessions: dict[str, Session] = {}
         self._reaper: asyncio.Task | None = None
+        self.lateness_s: list[float] | None = [] if settings.bench_stats else None
 
     def create(self, scenario: Scenario, lesson: str | None, speed: float | None) -> Session:
         cap = self.settings.max_sessions
@@ -34,6 +35,7 @@ class SessionManager:
                        "try again in a minute")
         sid = secrets.token_urlsafe(9)
         s = Session(sid, self.settings, self.lessons, scenario, lesson, speed)
+        s.stats = self.lateness_s
         self.sessions[sid] = s
         return s
 

@@ -53,6 +53,8 @@ class Settings(BaseModel):
     workload_rate_per_s: float = Field(1.0, ge=0)
     live_duration_ms: float = Field(86_400_000, gt=0)
     scenarios_dir: Path = ROOT / "scenarios"
+    # Benchmarks only: record server-side frame lateness, readable at GET /api/stats.
+    bench_stats: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":

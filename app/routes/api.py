@@ -23,6 +23,22 @@ def healthz(sessions=Depends(get_sessions)):
     return {"ok": True, "sessions": len(sessions.sessions)}
 
 
+@router.get("/api/stats")
+def stats(reset: bool = False, sessions=Depends(get_sessions)):
+    """Server-side frame lateness (benchmarks only: PLAYGROUND_BENCH_STATS=1)."""
+    xs = sessions.lateness_s
+    if xs is None:
+        raise HTTPException(404, "stats are off (set PLAYGROUND_BENCH_STATS=1)")
+    ys = sorted(xs)
+    if reset:
+        xs.clear()
+
+    def pct(p):
+        return round(ys[min(len(ys) - 1, int(p / 100 * (len(ys) - 1)))] * 1000, 2) if ys else None
+
+    return {"frames": len(ys), "lateness_ms": {"p50": pct(50), "p90": pct(90), "p99": pct(99), "max": pct(100)}}
+
+
 @router.get("/api/lessons")
 def lessons_list(request: Request, lessons=Depends(get_lessons)):
     return {"lessons": [{"name": lf.name, "title": lf.title, "notes": lf.notes, "suggest": lf.suggest}
