@@ -70,6 +70,20 @@ class Network:
         self.group_of = {}
         self.cuts = set()
 
+    def heal_link(self, src: str, dst: str, both: bool) -> None:
+        """Let messages pass from src to dst again (and back, with `both`). A partition is first
+        turned into the equivalent one-way cuts, so that one link of it can be healed alone."""
+        if self.group_of:
+            g = self.group_of
+            for a in self.servers:
+                for b in self.servers:
+                    if a in g and b in g and g[a] != g[b]:
+                        self.cuts.add((a, b))
+            self.group_of = {}
+        self.cuts.discard((src, dst))
+        if both:
+            self.cuts.discard((dst, src))
+
     def set_link(self, src: str, dst: str, both: bool, latency_us: tuple[int, int] | None,
                  loss: float | None, duplicate: float | None) -> None:
         pairs = [(src, dst), (dst, src)] if both else [(src, dst)]

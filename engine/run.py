@@ -39,8 +39,10 @@ class LeaderAfterHeal:
 
 def run_scenario(scn: Scenario, trace: IO[bytes] | None = None) -> dict:
     sim = Simulation(scn)
+    writer = None
     if trace is not None:
-        sim.subscribe(TraceWriter(trace, scn))
+        writer = TraceWriter(trace, scn)
+        sim.subscribe(writer)
     liveness = None
     t0 = time.perf_counter()
     if scn.nemesis is not None and scn.nemesis.heal_ms < scn.duration_ms:
@@ -50,6 +52,8 @@ def run_scenario(scn: Scenario, trace: IO[bytes] | None = None) -> dict:
         liveness.evaluate(scn.nemesis.heal_ms)
     sim.run()
     wall = time.perf_counter() - t0
+    if writer is not None:
+        writer.end(sim.now_ms)
     lin_checker = next(c for c in sim.checkers if c.name == "Linearizability")
     summary = summarise(
         sim.checkers,

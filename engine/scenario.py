@@ -107,7 +107,18 @@ class Cut(_Action):
 
 
 class Heal(_Action):
+    """Heal every partition and cut, or with `from`/`to` only that link (`both` ways by default)."""
+
     do: Literal["heal"]
+    src: str | None = Field(None, alias="from")
+    dst: str | None = Field(None, alias="to")
+    both: bool | None = None  # with from/to: True unless given
+
+    @model_validator(mode="after")
+    def _both_ends(self) -> "Heal":
+        if (self.src is None) != (self.dst is None):
+            raise ValueError("to heal one link give both 'from' and 'to'")
+        return self
 
 
 class Request(_Action):
@@ -201,6 +212,9 @@ def check_action_nodes(a: Any, node_ids: list[str], where: str) -> None:
     for field in ("node", "to"):
         if isinstance(getattr(a, field, None), str):
             need(field, getattr(a, field))
+    if isinstance(a, Heal) and a.src is not None:
+        need("from", a.src)
+        need("to", a.dst)
     if isinstance(a, SetLink) and (a.src == "*" or a.dst == "*"):
         if a.src != a.dst:
             raise ScenarioError(f"{where}.from: use \"*\" for both ends to change every link")

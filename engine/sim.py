@@ -348,6 +348,21 @@ class Simulation:
         self._schedule_action(action, t)
         return self.actions[-1]
 
+    def schedule(self, data: dict) -> dict:
+        """Validate a recorded action and schedule it at its own `at` (a timeline being re-enacted
+        after a rewind). `at` must not be in the past. Raises ScenarioError, changing nothing."""
+        action = parse_action(data, self.servers)
+        t = ms_to_us(action.at)
+        if t < self.now_us:
+            raise ScenarioError(f"action.at: {action.at} ms is before the current time "
+                                f"{self.now_ms} ms")
+        self._schedule_action(action, t)
+        return self.actions[-1]
+
+    def end_record(self) -> dict:
+        """The trace's closing record: the instant the trace was cut."""
+        return {"type": "end", "t": self.now_us / 1000}
+
     def _fault_record(self, action, by: str) -> None:
         if self._records_wanted:
             rec = action_to_dict(action)
@@ -366,7 +381,10 @@ class Simulation:
         elif isinstance(a, Cut):
             self.network.cut(a.src, a.dst, a.both)
         elif isinstance(a, Heal):
-            self.network.heal()
+            if a.src is None:
+                self.network.heal()
+            else:
+                self.network.heal_link(a.src, a.dst, a.both is not False)
         elif isinstance(a, SetLink):
             lat = (ms_to_us(a.latency_ms[0]), ms_to_us(a.latency_ms[1])) if a.latency_ms else None
             if a.src == "*":

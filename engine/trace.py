@@ -33,6 +33,10 @@ class TraceWriter:
     def __call__(self, rec: dict) -> None:
         self.out.write(orjson.dumps(rec) + b"\n")
 
+    def end(self, t_ms: float) -> None:
+        """Close the trace with `{"type": "end", "t": ...}`: where the run was cut."""
+        self.out.write(orjson.dumps({"type": "end", "t": t_ms}) + b"\n")
+
 
 class TraceError(ValueError):
     """A trace could not be read; the message names the line and what was wrong."""

@@ -205,6 +205,16 @@ class LinearizabilityChecker(Checker):
         self._result = result
         return result
 
+    @property
+    def result(self) -> bool | None:
+        """The last search's verdict: True, False, or None (budget ran out); `checked_ops` says how
+        many history records it covered (`check()` brings it up to date)."""
+        return self._result
+
+    @property
+    def checked_ops(self) -> int:
+        return max(0, self._checked_len)
+
     def ops_count(self) -> dict:
         c = {"invoke": 0, "ok": 0, "fail": 0, "info": 0}
         for r in self.records:

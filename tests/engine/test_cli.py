@@ -29,7 +29,8 @@ def test_simulate_prints_a_summary_and_writes_a_trace(tmp_path):
     head = orjson.loads(lines[0])
     assert head["type"] == "header" and head["format"] == FORMAT and head["seed"] == 3
     kinds = {orjson.loads(x)["type"] for x in lines[1:]}
-    assert kinds == {"send", "deliver", "drop", "fault", "client", "state"}
+    assert kinds == {"send", "deliver", "drop", "fault", "client", "state", "end"}
+    assert orjson.loads(lines[-1]) == {"type": "end", "t": 6000.0}
     # and `check` agrees on the exported trace
     c = pg("check", str(trace))
     assert c.returncode == 0, c.stderr

@@ -57,3 +57,41 @@ def test_fork_after_rewind_diverges_only_after_the_fork_point():
     b.act({"do": "crash", "node": "n2"})
     b.run_until(2000)
     assert b.digest() != a.digest()
+
+
+def test_schedule_puts_a_recorded_action_at_its_own_time_and_refuses_the_past():
+    import pytest
+
+    from engine.scenario import ScenarioError
+
+    scn = parse_scenario(load("clean_election"))
+    a = Simulation(scn)
+    a.run_until(500)
+    rec = a.act({"do": "crash", "node": "n3"})
+    a.run_until(1500)
+    b = Simulation(scn)
+    b.run_until(400)
+    assert b.schedule(rec) == rec
+    b.run_until(1500)
+    assert b.digest() == a.digest()
+    with pytest.raises(ScenarioError, match="before the current time"):
+        b.schedule({**rec, "at": 10})
+    assert b.actions == [rec]
+
+
+def test_heal_one_link_of_a_partition():
+    scn = parse_scenario(load("clean_election"))
+    sim = Simulation(scn)
+    sim.act({"do": "partition", "groups": [["n1", "n2"]]})
+    sim.run_until(1)
+    assert sim.network.cut_state("n1", "n3") == "both"
+    sim.act({"do": "heal", "from": "n1", "to": "n3", "both": False})
+    sim.run_until(2)
+    assert sim.network.cut_state("n1", "n3") == "n3>n1"
+    assert sim.network.cut_state("n2", "n4") == "both"  # the rest of the partition stands
+    sim.act({"do": "heal", "from": "n3", "to": "n1"})
+    sim.run_until(3)
+    assert sim.network.cut_state("n1", "n3") == "none"
+    sim.act({"do": "heal"})
+    sim.run_until(4)
+    assert all(sim.network.cut_state(x, y) == "none" for x in sim.servers for y in sim.servers if x != y)
