@@ -30,8 +30,8 @@ from typing import Any
 import orjson
 
 from engine.protocols import get_protocol
-from engine.scenario import MUTATIONS, Scenario, ScenarioError, parse_action
-from engine.sim import Simulation, ms_to_us
+from engine.scenario import MUTATIONS, Scenario, ScenarioError
+from engine.sim import Simulation
 
 from . import share
 from .lessons import LessonFile
@@ -133,10 +133,9 @@ class Session:
             self.checkpoint_every_ms *= 2
 
     def _push_action(self, a: dict) -> None:
-        # The engine's public `act` schedules at now + 1 µs; a timeline action must land exactly at
-        # its recorded `at` (ordering among same-time events depends on it), hence the kernel call.
-        action = parse_action(a, self.sim.servers, "timeline")
-        self.sim._schedule_action(action, ms_to_us(a["at"]))
+        # `act` would schedule at now + 1 µs; a timeline action must land exactly at its recorded
+        # `at` (ordering among same-time events depends on it), which is what `schedule` does.
+        self.sim.schedule(a)
 
     def advance(self, target_ms: float, budget: int | None) -> bool:
         """Run to `target_ms`, pushing timeline actions as the clock reaches them. With a budget,
@@ -444,7 +443,7 @@ class Session:
             if c.name == "mirror":
                 continue
             ok: bool | None = not c.violations
-            if c is self.lin and ok and c._result is None:
+            if c is self.lin and ok and c.result is None:
                 ok = None  # the search gave up: unknown
             v = c.violations[0] if c.violations else None
             out.append({"name": c.name, "ok": ok, "explains": c.explains,
@@ -567,7 +566,7 @@ class Session:
         if net_changed:
             frame["net"] = self._net()
         vc = self._violation_count()
-        lin_state = None if self.lin is None else self.lin._result
+        lin_state = None if self.lin is None else self.lin.result
         if vc != self.violation_count or lin_state != getattr(self, "_lin_told", True):
             self.violation_count = vc
             self._lin_told = lin_state

@@ -141,7 +141,10 @@ class RaftAdapter:
             arrow = "\u2194" if rec.get("both", True) else "\u2192"
             return f"cut the link {rec['from']} {arrow} {rec['to']}"
         if do == "heal":
-            return "healed every partition and cut"
+            if rec.get("from") is None:
+                return "healed every partition and cut"
+            arrow = "\u2192" if rec.get("both") is False else "\u2194"
+            return f"healed the link {rec['from']} {arrow} {rec['to']}"
         if do == "request":
             return f"sent {op_label(rec.get('op', 'write'), rec.get('key', 'k1'), rec.get('value'))} to {rec['node']}"
         if do == "set_link":

@@ -69,6 +69,7 @@ def _trace_lines(payload: str, max_chars: int, max_ms: float) -> tuple[str, Iter
                 buf.clear()
             if now >= t:
                 break
+        yield orjson.dumps(sim.end_record()) + b"\n"  # where the run was cut: an import resumes there
 
     return f"playground-seed{sc.seed}-t{int(t)}.ndjson", lines()
 
@@ -83,7 +84,8 @@ def export_trace(share_payload: str = Query(..., alias="share"), settings=Depend
 
 @router.post("/api/import")
 async def import_trace(request: Request, settings=Depends(get_settings)):
-    """Read an NDJSON trace (the request body) and answer the share payload that replays it."""
+    """Read an NDJSON trace (the request body) and answer the share payload that replays it, up to
+    the trace's `end` record (or its last record, for traces written without one)."""
     body = b""
     async for chunk in request.stream():
         body += chunk
@@ -93,14 +95,19 @@ async def import_trace(request: Request, settings=Depends(get_settings)):
     try:
         head, records = read_trace(body.splitlines())
         sc = scenario_from_header(head)
-        count, last_t = 0, 0.0
+        count, last_t, end_t = 0, 0.0, None
         for rec in records:
+            if rec["type"] == "end":  # the instant the trace was cut: resume exactly there
+                end_t = float(rec["t"])
+                continue
             count += 1
             last_t = max(last_t, float(rec["t"]))
-    except (TraceError, ScenarioError) as e:
+    except (TraceError, ScenarioError, TypeError, ValueError) as e:
         return JSONResponse({"error": str(e)}, status_code=400)
     if sc.nodes > settings.max_nodes:
         return JSONResponse({"error": f"scenario.nodes: at most {settings.max_nodes} nodes per session"},
                             status_code=400)
-    return {"share": share.encode(sc, last_t), "records": count, "t": last_t, "seed": sc.seed,
-            "nodes": sc.nodes}
+    # Traces written before the `end` record existed resume at their last record instead.
+    t = end_t if end_t is not None else last_t
+    return {"share": share.encode(sc, t), "records": count, "t": t, "seed": sc.seed,
+            "nodes": sc.nodes, "ended": end_t is not None}

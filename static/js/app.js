@@ -343,27 +343,42 @@ function nodeClick(id, ev) {
   openMenu(ev, `${id} · ${proto.look(n).words} · term ${n.term}`, proto.menu(id, n).map(([what, label]) => [label, () => nodeAction(id, what)]));
 }
 
+const HINT = "Click a node for its menu · click a link to cut it, a cut (dashed red) link to heal it (Shift-click: one direction)";
+
 function linkClick(a, b, ev, nearer) {
+  // A whole link is one click: cut it both ways, or heal it both ways when it is cut.
+  // Shift/Alt/Ctrl/⌘-click acts on one direction only: the one leaving the nearer end.
   ev.stopPropagation();
   if (partitionPick) return;
   const cut = canvas.linkEls[`${a}-${b}`].getAttribute("data-cut");
-  if (cut !== "none" && !(ev.shiftKey || ev.altKey)) return toast("Links heal together: press Heal all (H)");
-  if (ev.shiftKey || ev.altKey || ev.ctrlKey || ev.metaKey) {
-    const other = nearer === a ? b : a;
-    act({do: "cut", from: nearer, to: other, both: false});
+  const one = ev.shiftKey || ev.altKey || ev.ctrlKey || ev.metaKey;
+  const other = nearer === a ? b : a;
+  if (cut === "none") {
+    if (one) act({do: "cut", from: nearer, to: other, both: false});
+    else act({do: "cut", from: a, to: b, both: true});
+  } else if (one && cut === "both") {
+    act({do: "heal", from: nearer, to: other, both: false});
   } else {
-    act({do: "cut", from: a, to: b, both: true});
+    act({do: "heal", from: a, to: b, both: true});
   }
 }
 
 function linkMenu(a, b, ev) {
   if (partitionPick) return;
-  openMenu(ev, `link ${a}-${b}`, [
-    [`Cut both ways`, () => act({do: "cut", from: a, to: b, both: true})],
-    [`Cut ${a} → ${b} only`, () => act({do: "cut", from: a, to: b, both: false})],
-    [`Cut ${b} → ${a} only`, () => act({do: "cut", from: b, to: a, both: false})],
-    [`Heal all`, () => act({do: "heal"})],
-  ]);
+  const cut = canvas.linkEls[`${a}-${b}`].getAttribute("data-cut");
+  const items = [];
+  if (cut !== "both") items.push([`Cut both ways`, () => act({do: "cut", from: a, to: b, both: true})]);
+  if (cut === "none" || cut === `${b}>${a}`) items.push([`Cut ${a} → ${b} only`, () => act({do: "cut", from: a, to: b, both: false})]);
+  if (cut === "none" || cut === `${a}>${b}`) items.push([`Cut ${b} → ${a} only`, () => act({do: "cut", from: b, to: a, both: false})]);
+  if (cut !== "none") {
+    items.push([`Heal this link`, () => act({do: "heal", from: a, to: b, both: true})]);
+    if (cut === "both") {
+      items.push([`Heal ${a} → ${b} only`, () => act({do: "heal", from: a, to: b, both: false})]);
+      items.push([`Heal ${b} → ${a} only`, () => act({do: "heal", from: b, to: a, both: false})]);
+    }
+  }
+  items.push([`Heal all`, () => act({do: "heal"})]);
+  openMenu(ev, `link ${a}-${b} · ${cut === "none" ? "connected" : cut === "both" ? "cut both ways" : "cut " + cut.replace(">", " → ")}`, items);
 }
 
 function openMenu(ev, title, items) {
@@ -402,7 +417,7 @@ function togglePartition() {
     partitionPick = null;
     btn.setAttribute("aria-pressed", "false");
     btn.textContent = "Partition…";
-    $("#tool-hint").textContent = "Click a node for its menu · click a link to cut it (Shift-click: one way)";
+    $("#tool-hint").textContent = HINT;
     markPicked();
     if (group.length && group.length < state.layout.nodes.length) act({do: "partition", groups: [group.sort()]});
     else toast("partition cancelled: pick some nodes, not all of them");
@@ -486,7 +501,8 @@ function wire() {
     e.target.value = "";
     if (!r.ok) return onError({message: `import: ${j.error || r.statusText}`});
     control({do: "load", share: j.share});
-    toast(`Imported ${j.records} records (seed ${j.seed}); paused at ${fmtT(j.t)}. Drag the timeline back to replay.`);
+    const where = j.ended ? `paused where the trace ends, t = ${fmtT(j.t)}` : `paused at its last record, t = ${fmtT(j.t)} (the trace has no end record)`;
+    toast(`Imported ${j.records} records (seed ${j.seed}); ${where}. Drag the timeline back to replay.`);
   });
   $("#lesson-picker").addEventListener("change", (e) => {
     const name = e.target.value;

@@ -146,7 +146,8 @@ export class Canvas {
       else if (st === `${a}>${b}`) cls += " cut ab";
       else if (st === `${b}>${a}`) cls += " cut ba";
       g.setAttribute("class", cls);
-      const words = st === "none" ? "connected; click to cut" : st === "both" ? "cut both ways" : `cut one way (${st.replace(">", " to ")})`;
+      const words = st === "none" ? "connected; click to cut" : st === "both" ? "cut both ways; click to heal"
+        : `cut one way (${st.replace(">", " to ")}); click to heal`;
       g.setAttribute("aria-label", `link ${a}-${b}: ${words}`);
     }
   }

@@ -107,6 +107,38 @@ def test_cutting_links_isolates_a_node_and_the_ui_shows_it(server, page):
     page.wait_for_function("() => [...document.querySelectorAll('[data-link]')].every(e => e.dataset.cut === 'none')")
 
 
+def test_clicking_a_cut_link_heals_it_and_shift_click_heals_one_direction(server, page):
+    page.goto(f"{server}/?speed=1")
+    leader_of(page)
+    pause(page)
+    click_link(page, "n1", "n3")
+    page.wait_for_selector('[data-link="n1-n3"][data-cut="both"]')
+    click_link(page, "n2", "n4")
+    page.wait_for_selector('[data-link="n2-n4"][data-cut="both"]')
+    assert "click to heal" in page.locator('[data-link="n1-n3"]').get_attribute("aria-label")
+    # A plain click on a cut link heals it, and only it.
+    click_link(page, "n1", "n3")
+    page.wait_for_selector('[data-link="n1-n3"][data-cut="none"]')
+    assert page.locator('[data-link="n2-n4"]').get_attribute("data-cut") == "both"
+    # Shift-click near n4 lets n4 -> n2 through again; n2 -> n4 stays blocked.
+    click_link(page, "n4", "n2", frac=0.3, shift=True)
+    page.wait_for_selector('[data-link="n2-n4"][data-cut="n2>n4"]')
+    assert page.locator("#events").get_by_text("You: healed the link n4 \u2192 n2").count() == 1
+    shot(page, "e2e-heal-one-direction")
+    # A link of a partition heals alone; the rest of the partition stands.
+    page.get_by_role("button", name="Partition tool").click()
+    page.locator('[data-node="n1"]').click()
+    page.get_by_role("button", name="Partition tool").click()
+    page.wait_for_selector('[data-link="n1-n2"][data-cut="both"]')
+    click_link(page, "n1", "n2")
+    page.wait_for_selector('[data-link="n1-n2"][data-cut="none"]')
+    assert page.locator('[data-link="n1-n5"]').get_attribute("data-cut") == "both"
+    # The help overlay tells how.
+    page.keyboard.press("?")
+    page.wait_for_selector("dialog#help[open] kbd")
+    assert "heal" in page.locator("dialog#help").text_content()
+
+
 def test_partition_tool_groups_nodes_by_clicking(server, page):
     page.goto(f"{server}/?speed=1")
     leader_of(page)

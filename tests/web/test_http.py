@@ -55,18 +55,40 @@ def test_healthz_counts_sessions(client):
 
 def test_trace_export_then_import_round_trip(client):
     sc = parse_scenario({"nodes": 3, "seed": 5, "actions": [{"at": 700, "do": "crash", "node": "n1"}]})
-    payload = share.encode(sc, 1500)
+    payload = share.encode(sc, 1500.25)
     r = client.get("/api/trace", params={"share": payload})
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
     head, recs = read_trace(r.content.splitlines())
     recs = list(recs)
     assert head["seed"] == 5 and head["scenario"]["actions"][0]["do"] == "crash"
     assert any(x["type"] == "fault" and x["do"] == "crash" for x in recs)
-    assert max(x["t"] for x in recs) <= 1500
+    # The last line says where the run was cut, which is later than the last thing that happened.
+    assert recs[-1] == {"type": "end", "t": 1500.25}
+    assert max(x["t"] for x in recs[:-1]) < 1500.25
     back = client.post("/api/import", content=r.content).json()
-    assert back["records"] == len(recs) and back["seed"] == 5 and back["nodes"] == 3
+    assert back["records"] == len(recs) - 1 and back["seed"] == 5 and back["nodes"] == 3
+    assert back["ended"] is True and back["t"] == 1500.25
     sc2, t2, _ = share.decode(back["share"])
-    assert sc2.actions == sc.actions and t2 == max(x["t"] for x in recs)
+    assert sc2.actions == sc.actions and t2 == 1500.25
+    # Loading the import resumes in exactly the state the exported run was in.
+    digests = []
+    for p in (payload, back["share"]):
+        with client.websocket_connect(f"/ws?share={p}") as ws:
+            snap = drain(ws, "snapshot")
+            digests.append((snap["t"], snap["digest"]))
+    assert digests[0] == digests[1] and digests[0][0] == 1500.25
+
+
+def test_import_of_a_trace_without_an_end_record_resumes_at_its_last_record(client):
+    sc = parse_scenario({"nodes": 3, "seed": 5})
+    r = client.get("/api/trace", params={"share": share.encode(sc, 900)})
+    lines = r.content.splitlines()
+    assert orjson.loads(lines[-1])["type"] == "end"
+    old = b"\n".join(lines[:-1]) + b"\n"
+    last_t = orjson.loads(lines[-2])["t"]
+    back = client.post("/api/import", content=old).json()
+    assert back["ended"] is False and back["t"] == last_t < 900
+    assert share.decode(back["share"])[1] == last_t
 
 
 @pytest.mark.parametrize("body,expect", [

@@ -118,6 +118,47 @@ def test_restart_resume_heal_and_transfer(client):
         assert s["nodes"][other]["role"] == "leader"
 
 
+def test_healing_one_link_leaves_the_other_cuts_and_the_rest_of_a_partition(client):
+    with open_paused(client) as (ws, snap):
+        def act(a):
+            ws.send_json({"type": "action", "action": a})
+            ev = drain(ws, "events")
+            return ev, drain(ws, "snapshot")
+
+        act({"do": "cut", "from": "n1", "to": "n2"})
+        act({"do": "cut", "from": "n4", "to": "n5"})
+        ev, s = act({"do": "heal", "from": "n1", "to": "n2"})
+        assert s["net"]["cut"]["n1-n2"] == "none" and s["net"]["cut"]["n4-n5"] == "both"
+        assert [w for _, w in ev["ev"]] == ["You: healed the link n1 \u2194 n2"]
+        assert ev["net"]["cut"]["n1-n2"] == "none"  # the events frame carries the new picture
+        # One direction of a both-ways cut: n5 -> n4 passes again, n4 -> n5 stays blocked.
+        ev, s = act({"do": "heal", "from": "n5", "to": "n4", "both": False})
+        assert s["net"]["cut"]["n4-n5"] == "n4>n5"
+        assert [w for _, w in ev["ev"]] == ["You: healed the link n5 \u2192 n4"]
+        # One link of a partition: the partition becomes cuts, and only that link heals.
+        act({"do": "partition", "groups": [["n1", "n2"]]})
+        _, s = act({"do": "heal", "from": "n1", "to": "n3"})
+        assert s["net"]["cut"]["n1-n3"] == "none"
+        assert s["net"]["cut"]["n1-n4"] == "both" and s["net"]["cut"]["n2-n3"] == "both"
+        assert s["net"]["cut"]["n1-n2"] == "none" and s["net"]["cut"]["n3-n4"] == "none"
+        # The clicks replay: a share link to this moment reproduces the cuts exactly.
+        ws.send_json({"type": "control", "do": "share"})
+        payload = drain(ws, "share")["payload"]
+    with client.websocket_connect(f"/ws?share={payload}") as ws2:
+        s2 = drain(ws2, "snapshot")
+        assert s2["digest"] == s["digest"] and s2["net"]["cut"] == s["net"]["cut"]
+
+
+def test_healing_one_link_names_bad_input(client):
+    with open_paused(client) as (ws, _):
+        ws.send_json({"type": "action", "action": {"do": "heal", "from": "n1"}})
+        e = drain(ws, "error")
+        assert "from" in e["message"] and "to" in e["message"]
+        ws.send_json({"type": "action", "action": {"do": "heal", "from": "n1", "to": "n9"}})
+        e = drain(ws, "error")
+        assert "n9" in e["message"]
+
+
 def test_rewind_reproduces_the_earlier_state_and_acting_forks(client):
     with open_paused(client, seed=5, run_ms=1500) as (ws, snap):
         ws.send_json({"type": "action", "action": {"do": "crash", "node": "n1"}})
