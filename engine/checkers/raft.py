@@ -35,6 +35,7 @@ class RaftMirror(Checker):
         self.commit = {n: 0 for n in servers}
         self.log: dict[str, list[tuple]] = {n: [] for n in servers}
         self.prefix: dict[str, list[int]] = {n: [] for n in servers}  # rolling hash of log[:i+1]
+        self._interned: dict[tuple, tuple] = {}  # one key object per distinct entry: small snapshots
         # The change the last record made (read by the checkers right after).
         self.node: str | None = None
         self.prev_role = self.prev_term = self.prev_commit = None
@@ -58,8 +59,10 @@ class RaftMirror(Checker):
             del log[keep:]
             del pre[keep:]
             h = pre[-1] if pre else 0
+            interned = self._interned
             for e in lg["append"]:
                 k = entry_key(e)
+                k = interned.setdefault(k, k)
                 log.append(k)
                 h = hash((h, k))
                 pre.append(h)
