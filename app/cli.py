@@ -1,6 +1,7 @@
 """The `playground` command: simulate, check, serve, bench.
 
-    playground simulate SCENARIO.json [--seed N] [--trace FILE]   run headless, print a JSON summary
+    playground simulate SCENARIO.json [--seed N] [--trace FILE] [--transcript FILE|-]
+                                                                  run headless, print a JSON summary
     playground check TRACE.ndjson                                 re-run every checker on a trace
     playground serve [--host H] [--port P]                        the browser playground
     playground bench [--quick] [--web ...]                        speed figures
@@ -51,6 +52,19 @@ def cmd_simulate(args) -> int:
             scn = scn.with_(**changes)
     except ScenarioError as e:
         return _fail(f"{args.scenario}: {e}")
+    observers = []
+    text_out = None
+    if args.transcript:
+        from engine.transcript import line
+
+        text_out = sys.stdout if args.transcript == "-" else open(args.transcript, "w")
+
+        def write_line(rec):
+            s = line(rec)
+            if s is not None:
+                text_out.write(s + "\n")
+
+        observers.append(write_line)
     trace_file = None
     if args.trace:
         try:
@@ -58,10 +72,12 @@ def cmd_simulate(args) -> int:
         except OSError as e:
             return _fail(f"cannot write trace {args.trace!r}: {e.strerror}")
     try:
-        summary = run_scenario(scn, trace=trace_file)
+        summary = run_scenario(scn, trace=trace_file, observers=observers)
     finally:
         if trace_file:
             trace_file.close()
+        if text_out is not None and text_out is not sys.stdout:
+            text_out.close()
     _print(summary)
     return EXIT_UNSAFE if summary["violations"] or summary["linearizable"] is False else 0
 
@@ -115,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nodes", type=int, help="override the number of nodes")
     s.add_argument("--duration-ms", type=float, help="override the simulated duration")
     s.add_argument("--trace", help="write the NDJSON trace to this file")
+    s.add_argument("--transcript", help="write a readable transcript, one line per record, to this "
+                   "file ('-' for stdout, before the summary)")
     c = sub.add_parser("check", help="re-run every checker on an NDJSON trace")
     c.add_argument("trace")
     v = sub.add_parser("serve", help="start the browser playground")
@@ -128,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `playground simulate ... --transcript - | head`
+        sys.stderr.close()
+        return 141
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if rest and not (args.command == "bench" and args.web):

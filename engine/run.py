@@ -37,8 +37,10 @@ class LeaderAfterHeal:
             self.found_ms = t - self.heal_ms
 
 
-def run_scenario(scn: Scenario, trace: IO[bytes] | None = None) -> dict:
+def run_scenario(scn: Scenario, trace: IO[bytes] | None = None, observers=()) -> dict:
     sim = Simulation(scn)
+    for fn in observers:
+        sim.subscribe(fn)
     writer = None
     if trace is not None:
         writer = TraceWriter(trace, scn)

@@ -69,3 +69,12 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path):
     junk.write_text(f'{{"type": "header", "format": "{FORMAT}", "protocol": "raft", "nodes": ["n1"], "seed": 1}}\n{{oops\n')
     r = pg("check", str(junk))
     assert r.returncode == 2 and "line 2" in r.stderr
+
+
+def test_transcript_is_readable_lines(tmp_path):
+    out = tmp_path / "t.txt"
+    r = pg("simulate", str(SCENARIOS / "split_vote.json"), "--duration-ms", "400", "--transcript", str(out))
+    assert r.returncode == 0
+    text = out.read_text().splitlines()
+    assert any("n1 candidate term=1" in x for x in text)
+    assert any("n2 leader     term=2" in x for x in text)
