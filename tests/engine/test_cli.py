@@ -77,4 +77,4 @@ def test_transcript_is_readable_lines(tmp_path):
     assert r.returncode == 0
     text = out.read_text().splitlines()
     assert any("n1 candidate term=1" in x for x in text)
-    assert any("n2 leader     term=2" in x for x in text)
+    assert any("n2 leader    term=2" in x for x in text)
