@@ -49,7 +49,7 @@ def measure_fps(seconds: float = 5.0) -> dict:
                     if (now - t0 < ms) requestAnimationFrame(tick);
                     else done({frames, ms: now - t0, min: Math.min(...sizes),
                                mean: sizes.reduce((a, b) => a + b, 0) / sizes.length,
-                               pills: document.querySelectorAll('.pill:not([style*="none"])').length});
+                               pills: window.__playground.canvas.pillsDrawn});
                 }
                 requestAnimationFrame(tick);
             })""", seconds * 1000)

@@ -10,7 +10,7 @@ const body = document.body;
 const SPEED_MIN = parseFloat(body.dataset.speedMin), SPEED_MAX = parseFloat(body.dataset.speedMax);
 
 const state = {
-  layout: {nodes: [], clients: []}, nodes: {}, logs: {}, flight: new Map(), net: null, inv: [],
+  layout: {nodes: [], clients: []}, nodes: {}, logs: {}, flight: new Map(), flightRev: 0, net: null, inv: [],
   t: 0, recvAt: performance.now(), playing: true, speed: parseFloat(body.dataset.speedDefault),
   horizon: 0, end: 0, digest: "", timeoutMax: 300, session: null, scenario: null, lesson: null,
   mutations: {}, activeMutations: [], frameMs: 50,
@@ -107,6 +107,7 @@ function onSnapshot(f) {
     state.nodes[id] = n;
   }
   state.flight = new Map(f.flight.map((m) => [m[0], m]));
+  state.flightRev++;
   state.net = f.net;
   state.inv = f.inv;
   if (canvas) {
@@ -129,10 +130,12 @@ function onEvents(f) {
     for (const [id, why] of f.del) {
       const m = state.flight.get(id);
       if (!m) continue;
-      if (why) { m[7] = why; setTimeout(() => state.flight.delete(id), 700); }
+      // A dropped message fades out where it died (m[7] = why, m[8] = when, wall clock).
+      if (why) { m[7] = why; m[8] = performance.now(); setTimeout(() => { state.flight.delete(id); state.flightRev++; }, 700); }
       else state.flight.delete(id);
     }
   }
+  if (f.add || f.del) state.flightRev++;
   if (f.nodes) {
     for (const [id, n] of Object.entries(f.nodes)) state.nodes[id] = n;
     if (canvas) canvas.updateNodes(state, Object.keys(f.nodes));
@@ -455,6 +458,7 @@ function setProjector(on) {
   if (on) q.set("projector", "1"); else q.delete("projector");
   history.replaceState(null, "", `${location.pathname}?${q}`);
   logDirty = true;
+  if (canvas) canvas.restyle();
 }
 
 // --- wiring ----------------------------------------------------------------------------------
@@ -570,4 +574,4 @@ wire();
 if (params.get("projector") === "1") setProjector(true);
 connect();
 requestAnimationFrame(frame);
-window.__playground = {state, send};
+window.__playground = {state, send, get canvas() { return canvas; }};

@@ -1,7 +1,13 @@
-// The canvas: a pure function from the client-side state (built from frames only) to SVG.
+// The canvas: a pure function from the client-side state (built from frames only) to pictures.
 // Protocol-agnostic: nodes on a circle, clients in the middle, faint links between every pair,
 // messages as labelled pills placed by their send/arrive times. What a role looks like and what
 // a node's badge says come from the protocol module (static/js/protocols/).
+//
+// Two layers. The SVG holds what changes a few times a second and what people and tests click
+// and read (nodes, links, their data-* hooks). Message pills move every animation frame, so they
+// are drawn on a <canvas> laid exactly over the SVG (same viewBox mapping), above the nodes so a
+// label is never hidden; each distinct pill (label, class, size) is rendered once to a sprite
+// and then only copied, so a frame costs one drawImage per message and no DOM or text work.
 
 const NS = "http://www.w3.org/2000/svg";
 const RING_R = 300;
@@ -21,9 +27,10 @@ export class Canvas {
     this.pos = {};
     this.nodeEls = {};
     this.linkEls = {};
-    this.pillPool = [];
-    this.pillsInUse = new Map();
-    this.dropMarks = [];
+    this.sprites = new Map(); // "label|cls|dropped" -> {img, w, h} at the current scale
+    this.pillsDrawn = 0;
+    this.layer = null;
+    this._drawKey = "";
   }
 
   layout(nodes, clients) {
@@ -32,8 +39,7 @@ export class Canvas {
     this.pos = {};
     this.nodeEls = {};
     this.linkEls = {};
-    this.pillPool = [];
-    this.pillsInUse = new Map();
+    this._mountLayer();
     const n = nodes.length;
     this.nodeR = n <= 3 ? 80 : n <= 5 ? 76 : n <= 7 ? 64 : 54;
     nodes.forEach((id, i) => {
@@ -47,7 +53,6 @@ export class Canvas {
     el("path", {d: "M0,0 L10,5 L0,10 z", class: "cut-arrow"}, mk);
     this.gLinks = el("g", {class: "links"}, svg);
     this.gClients = el("g", {class: "clients"}, svg);
-    this.gPills = el("g", {class: "pills"}, svg);
     this.gNodes = el("g", {class: "nodes"}, svg);
     // Links: every pair, a visible wire plus a wide transparent hit area.
     for (let i = 0; i < n; i++) {
@@ -152,19 +157,94 @@ export class Canvas {
     }
   }
 
-  // --- per animation frame -----------------------------------------------------------------
-  _pill() {
-    let p = this.pillPool.pop();
-    if (!p) {
-      const g = el("g", {class: "pill"}, this.gPills);
-      const r = el("rect", {x: -56, y: -18, width: 112, height: 36, rx: 18}, g);
-      const t = el("text", {y: 7}, g);
-      p = {g, r, t, label: "", cls: ""};
+  // --- the pill layer ----------------------------------------------------------------------
+  _mountLayer() {
+    if (this.layer) { this._fit(); return; }
+    // One layer per SVG, reused when the cluster is rebuilt (a new Canvas on every hello).
+    const svg = this.svg;
+    let c = svg.nextElementSibling;
+    if (!c || !c.classList.contains("pill-layer")) {
+      c = document.createElement("canvas");
+      c.className = "pill-layer";
+      c.setAttribute("aria-hidden", "true");
+      svg.insertAdjacentElement("afterend", c);
     }
-    p.g.style.display = "";
-    return p;
+    this.layer = c;
+    this.ctx = c.getContext("2d");
+    if (svg._pillObserver) svg._pillObserver.disconnect();
+    svg._pillObserver = new ResizeObserver(() => this._fit());
+    svg._pillObserver.observe(svg);
+    this._fit();
   }
 
+  _fit() {
+    // Lay the canvas over the SVG's box and find the SVG's viewBox -> pixel mapping
+    // (preserveAspectRatio xMidYMid meet on a viewBox centred on 0,0).
+    const svg = this.svg, c = this.layer;
+    const r = svg.getBoundingClientRect();
+    const host = c.offsetParent || document.body, hr = host.getBoundingClientRect();
+    const w = r.width, h = r.height;
+    const dpr = window.devicePixelRatio || 1;
+    c.style.left = `${r.left - hr.left - host.clientLeft}px`;
+    c.style.top = `${r.top - hr.top - host.clientTop}px`;
+    c.style.width = `${w}px`;
+    c.style.height = `${h}px`;
+    c.width = Math.max(1, Math.round(w * dpr));
+    c.height = Math.max(1, Math.round(h * dpr));
+    const vb = svg.viewBox.baseVal;
+    const k = Math.min(w / vb.width, h / vb.height) * dpr; // device pixels per SVG unit
+    this.k = k;
+    this.ox = c.width / 2 - (vb.x + vb.width / 2) * k;
+    this.oy = c.height / 2 - (vb.y + vb.height / 2) * k;
+    const look = document.body.classList.contains("projector") ? "p" : "n";
+    const key = `${k.toFixed(3)}|${look}`;
+    if (key !== this._spriteKey) { this.sprites.clear(); this._spriteKey = key; }
+    this._drawKey = ""; // force a redraw
+  }
+
+  restyle() {
+    // Projector mode changed the look (and maybe the layout): new sprites, new mapping.
+    this._spriteKey = "";
+    this._fit();
+  }
+
+  _sprite(label, cls, dropped) {
+    const key = `${label}|${cls}|${dropped ? 1 : 0}`;
+    let s = this.sprites.get(key);
+    if (s) return s;
+    if (this.sprites.size > 400) this.sprites.clear(); // labels are few; never grow without bound
+    const projector = document.body.classList.contains("projector");
+    const st = dropped ? PILL.dropped : (PILL[cls] || PILL.other);
+    const k = this.k;
+    const font = `700 ${(projector ? 25 : 19) * k}px system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif`;
+    const line = (projector ? 3.5 : 2) * k;
+    const ph = projector ? 42 : 36;
+    const m = this._measure || (this._measure = document.createElement("canvas").getContext("2d"));
+    m.font = font;
+    const tw = m.measureText(label).width;
+    const h = Math.ceil(ph * k + line), w = Math.ceil(Math.max(64 * k, tw + 26 * k) + line);
+    const c = document.createElement("canvas");
+    c.width = w; c.height = h;
+    const g = c.getContext("2d");
+    const r = (h - line) / 2;
+    g.beginPath();
+    g.roundRect(line / 2, line / 2, w - line, h - line, r);
+    g.fillStyle = st.fill; g.fill();
+    g.lineWidth = line; g.strokeStyle = st.stroke;
+    if (dropped) g.setLineDash([4 * k, 3 * k]);
+    g.stroke();
+    g.font = font; g.fillStyle = st.ink; g.textAlign = "center"; g.textBaseline = "middle";
+    g.fillText(label, w / 2, h / 2 + k);
+    if (dropped) { // struck through: readable without colour
+      g.setLineDash([]); g.lineWidth = 2 * k; g.strokeStyle = st.ink;
+      g.beginPath(); g.moveTo(w / 2 - tw / 2, h / 2 + k); g.lineTo(w / 2 + tw / 2, h / 2 + k); g.stroke();
+    }
+    s = {img: c, w, h};
+    this.sprites.set(key, s);
+    return s;
+  }
+
+  // --- per animation frame -----------------------------------------------------------------
   draw(state, now) {
     // Timer rings drain toward the election deadline.
     const tmax = state.timeoutMax || 300;
@@ -173,37 +253,62 @@ export class Canvas {
       if (!n) continue;
       let frac = 0;
       if (n.deadline != null && n.status === "up") frac = Math.max(0, Math.min(1, (n.deadline - now) / tmax));
-      const off = (this.ringC * (1 - frac)).toFixed(1);
+      const off = (this.ringC * (1 - frac)).toFixed(0);
       if (e._off !== off) { e.ring.setAttribute("stroke-dashoffset", off); e._off = off; }
     }
-    // Pills.
-    const seen = new Set();
-    const R = this.nodeR + 14;
-    for (const [id, m] of state.flight) {
+    this.drawPills(state, now);
+  }
+
+  drawPills(state, now) {
+    // Nothing moved (paused, nothing dropped): keep the picture.
+    const key = `${now}|${state.flightRev}|${state.flight.size}`;
+    if (key === this._drawKey && !this._fading) return;
+    this._drawKey = key;
+    const g = this.ctx, k = this.k, ox = this.ox, oy = this.oy;
+    g.clearRect(0, 0, this.layer.width, this.layer.height);
+    const R = this.nodeR + 14, wall = performance.now();
+    let drawn = 0, fading = false;
+    for (const m of state.flight.values()) {
       const a = this.pos[m[1]], b = this.pos[m[2]];
       if (!a || !b) continue;
-      seen.add(id);
-      let p = this.pillsInUse.get(id);
-      if (!p) { p = this._pill(); this.pillsInUse.set(id, p); }
-      if (p.label !== m[5]) { p.t.textContent = m[5]; p.label = m[5]; }
-      const cls = `pill ${m[6]}${m[7] ? " dropped" : ""}`;
-      if (p.cls !== cls) { p.g.setAttribute("class", cls); p.cls = cls; }
+      const sp = this._sprite(m[5], m[6], !!m[7]);
       const span = m[4] - m[3];
       let f = span > 0 ? (now - m[3]) / span : 1;
       f = f < 0 ? 0 : f > 1 ? 1 : f;
       const dx = b[0] - a[0], dy = b[1] - a[1], len = Math.hypot(dx, dy) || 1;
       const ux = dx / len, uy = dy / len;
-      const ra = m[1].startsWith("n") ? R : 60, rb = m[2].startsWith("n") ? R : 60;
+      // Start and stop clear of the node circles (by part of the pill's own extent along the
+      // link), but always travel at least a third of the link.
+      const ext = 0.5 * (Math.abs(ux) * sp.w + Math.abs(uy) * sp.h) / k;
+      const cap = len / 3;
+      const ra = Math.min(cap, (m[1].startsWith("n") ? R : 60) + ext * 0.6);
+      const rb = Math.min(cap, (m[2].startsWith("n") ? R : 60) + ext * 0.6);
       const x = a[0] + ux * ra + (len - ra - rb) * f * ux - uy * 20;
       const y = a[1] + uy * ra + (len - ra - rb) * f * uy + ux * 20;
-      p.g.setAttribute("transform", `translate(${x.toFixed(1)},${y.toFixed(1)})`);
-    }
-    for (const [id, p] of this.pillsInUse) {
-      if (!seen.has(id)) {
-        p.g.style.display = "none";
-        this.pillsInUse.delete(id);
-        this.pillPool.push(p);
+      // Fade in as it leaves, out as it arrives; a dropped pill fades away where it died.
+      let alpha = f < 0.08 ? 0.35 + 0.65 * (f / 0.08) : f > 0.92 ? 0.35 + 0.65 * ((1 - f) / 0.08) : 1;
+      if (m[7]) {
+        const dt = m[8] ? wall - m[8] : 0;
+        alpha = Math.max(0, 1 - dt / 700);
+        fading = true;
       }
+      g.globalAlpha = alpha;
+      g.drawImage(sp.img, Math.round(ox + x * k - sp.w / 2), Math.round(oy + y * k - sp.h / 2));
+      drawn++;
     }
+    g.globalAlpha = 1;
+    this._fading = fading;
+    this.pillsDrawn = drawn;
   }
 }
+
+// Pill colours by class (the same palette as the SVG's roles in playground.css).
+const PILL = {
+  vote: {fill: "#ffe7b8", stroke: "#c77700", ink: "#15181d"},
+  "vote-reply": {fill: "#fff3d6", stroke: "#c77700", ink: "#15181d"},
+  append: {fill: "#d9f0df", stroke: "#17803d", ink: "#15181d"},
+  "append-reply": {fill: "#eef8f0", stroke: "#17803d", ink: "#15181d"},
+  client: {fill: "#e1e9fb", stroke: "#2f5fa7", ink: "#15181d"},
+  other: {fill: "#ffffff", stroke: "#444444", ink: "#15181d"},
+  dropped: {fill: "#fde2e2", stroke: "#d0202b", ink: "#b0101b"},
+};

@@ -235,3 +235,31 @@ def test_lesson_picker_help_and_touch(server, browser):
     page.wait_for_selector('#menu:not([hidden]) [role="menuitem"]')
     shot(page, "e2e-lesson-touch-menu")
     ctx.close()
+
+
+def test_message_pills_are_drawn_on_a_layer_over_the_svg_in_both_modes(server, page):
+    page.goto(f"{server}/?speed=0.05")
+    leader_of(page)
+    page.wait_for_function("window.__playground.state.flight.size > 0")
+    pause(page)
+    for projector in (False, True):
+        if projector:
+            page.keyboard.press("p")
+            page.wait_for_function("document.body.classList.contains('projector')")
+        page.wait_for_timeout(100)  # one animation frame after the layout change
+        geo = page.evaluate("""() => {
+            const s = document.querySelector('#canvas').getBoundingClientRect();
+            const c = document.querySelector('canvas.pill-layer');
+            const r = c.getBoundingClientRect();
+            const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let ink = 0; for (let i = 3; i < px.length; i += 4) if (px[i]) ink++;
+            return {dx: Math.abs(s.left - r.left) + Math.abs(s.top - r.top),
+                    dw: Math.abs(s.width - r.width) + Math.abs(s.height - r.height),
+                    ink, pe: getComputedStyle(c).pointerEvents,
+                    drawn: window.__playground.canvas.pillsDrawn,
+                    flight: window.__playground.state.flight.size};
+        }""")
+        assert geo["dx"] < 1 and geo["dw"] < 1, geo  # exactly over the SVG
+        assert geo["pe"] == "none"  # clicks reach the nodes and links underneath
+        assert geo["drawn"] == geo["flight"] > 0 and geo["ink"] > 1000, geo
+    shot(page, "e2e-pills-projector")
