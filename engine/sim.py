@@ -34,6 +34,8 @@ from .scenario import (Cut, Heal, NodeAction, Partition, Request, Scenario, Scen
 
 DELIVER, TIMER, ACTION, NEMESIS, RELEASE = 0, 1, 2, 3, 4
 PRIO_ACTION, PRIO_EVENT = 0, 1
+RECORD_TYPES = ("send", "deliver", "drop", "fault", "client", "state", "end")
+MESSAGE_RECORDS = ("send", "deliver", "drop")
 
 Observer = Callable[[dict], None]
 
@@ -76,7 +78,8 @@ class Simulation:
 
         self.checkers = list(self.protocol.make_checkers(self.seed, self.servers)) if checkers else []
         self._records_wanted = bool(self.checkers)
-        self._want_msgs = any(c.wants_messages for c in self.checkers)
+        self._route_checkers()
+        self._want_msgs = any(self._routes[t] for t in MESSAGE_RECORDS)
 
         for nid in self.servers:
             self.rngs[nid] = rngmod.stream(self.seed, f"node:{nid}")
@@ -113,18 +116,22 @@ class Simulation:
     def _refresh_wants(self) -> None:
         self._records_wanted = bool(self._observers or self.checkers)
         self._want_msgs = any(m for _, m in self._observers) or any(
-            c.wants_messages for c in self.checkers)
+            self._routes[t] for t in MESSAGE_RECORDS)
+
+    def _route_checkers(self) -> None:
+        """Each checker is called only for the record types it declares."""
+        self._routes = {t: [c.observe for c in self.checkers
+                            if c.record_types is None or t in c.record_types] for t in RECORD_TYPES}
 
     def _emit(self, rec: dict) -> None:
-        for c in self.checkers:
-            c.observe(rec)
+        for fn in self._routes[rec["type"]]:
+            fn(rec)
         for fn, _ in self._observers:
             fn(rec)
 
     def _emit_msg(self, rec: dict) -> None:
-        for c in self.checkers:
-            if c.wants_messages:
-                c.observe(rec)
+        for fn in self._routes[rec["type"]]:
+            fn(rec)
         for fn, m in self._observers:
             if m:
                 fn(rec)
@@ -504,9 +511,13 @@ class Simulation:
     def __getstate__(self):
         d = self.__dict__.copy()
         d["_observers"] = []
-        d["_records_wanted"] = bool(self.checkers)
-        d["_want_msgs"] = any(c.wants_messages for c in self.checkers)
+        d.pop("_routes", None)
         return d
+
+    def __setstate__(self, d):
+        self.__dict__.update(d)
+        self._route_checkers()
+        self._refresh_wants()
 
     def snapshot(self) -> bytes:
         """The whole world (checkers included, outside observers not), as bytes."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 class Checker:
     name = "?"
     explains = ""
-    wants_messages = False
+    record_types: tuple[str, ...] | None = ("state",)  # the record types it reads; None: all
 
     def __init__(self, seed: int, servers: list[str]):
         self.seed = seed

@@ -173,6 +173,7 @@ class LinearizabilityChecker(Checker):
     """The clients' read/write/cas history is linearizable (checked on demand: it is a search)."""
 
     name = "Linearizability"
+    record_types = ("client",)
     explains = ("Every client operation appears to take effect at one instant between its "
                 "invocation and its response.")
 

@@ -17,10 +17,12 @@ def entry_key(entry) -> tuple:
     cmd = entry[1]
     if cmd is None:
         return (entry[0],)
-    if isinstance(cmd, dict):
-        return (entry[0],) + tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
-                                          for k, v in cmd.items()))
-    return (entry[0], orjson.dumps(cmd, option=orjson.OPT_SORT_KEYS))
+    try:
+        v = cmd["value"]
+        return (entry[0], cmd["client"], cmd["req"], cmd["op"], cmd["key"],
+                tuple(v) if isinstance(v, list) else v)
+    except (KeyError, TypeError):
+        return (entry[0], orjson.dumps(cmd, option=orjson.OPT_SORT_KEYS))
 
 
 class RaftMirror(Checker):
