@@ -399,9 +399,9 @@ class RaftNode(Node):
         if m["success"]:
             if m["match_index"] > self.match_index[src]:
                 self.match_index[src] = m["match_index"]
+                self.maybe_commit(ctx)  # only a higher matchIndex can move the commit index
             if self.next_index[src] < self.match_index[src] + 1:
                 self.next_index[src] = self.match_index[src] + 1
-            self.maybe_commit(ctx)
             if self.transfer_to == src and self.match_index[src] == self.last_index():
                 ctx.send(src, {"kind": "TimeoutNow", "term": self.current_term})
             elif self.next_index[src] <= self.last_index():
