@@ -69,6 +69,7 @@ class Session:
         self.wall_ref = 0.0
         self._lin_checked_at = 0.0
         self.stats: list[float] | None = None  # set by the manager when bench_stats is on
+        self.phase_s = 0.0  # where in each frame interval this session ticks (set by the manager)
         self.load(scenario, lesson)
 
     # --- building and rebuilding the world -------------------------------------------------------
@@ -330,11 +331,20 @@ class Session:
             _wake_up(self._wake)
 
     async def run(self) -> None:
-        """Advance simulated time against the wall clock and send frames, until detached."""
+        """Advance simulated time against the wall clock and send frames, until detached.
+
+        Ticks fall on a fixed grid, `interval` apart, offset by this session's `phase_s`: the
+        manager spreads the phases evenly over the interval, so 500 sessions make a steady trickle
+        of work instead of bursts (a burst makes every session in it late). A late tick is caught
+        up (the next one follows at once) so a session still gets its 20 frames a second; only
+        when more than `frame_catch_up` ticks behind does the runner skip ahead, on the same grid.
+        """
         loop = asyncio.get_running_loop()
         interval = self.settings.frame_interval_ms / 1000
+        catch_up = self.settings.frame_catch_up * interval
         epoch = time.time() - loop.time()
-        due = loop.time()
+        start = loop.time()
+        due = start + (self.phase_s - start) % interval
         while not self.closed and self.ws is not None:
             now = loop.time()
             if now < due and not self.outbox:
@@ -355,8 +365,8 @@ class Session:
                     self.queue_error(f"internal error while advancing the simulation: {e!r}")
                     self.playing = False
                 due += interval
-                if due < now:
-                    due = now + interval  # fell behind: skip ticks instead of bursting
+                if now - due > catch_up:  # far behind: skip the missed ticks, keep the phase
+                    due += math.ceil((now - due) / interval) * interval
             if not await self.flush():
                 break
             if ticked and self.stats is not None:
@@ -565,7 +575,8 @@ class Session:
             frame["ev"] = words
         if net_changed:
             frame["net"] = self._net()
-        vc = self._violation_count()
+        # Checkers only find violations in records they observe: count them only after records.
+        vc = self._violation_count() if recs else self.violation_count
         lin_state = None if self.lin is None else self.lin.result
         if vc != self.violation_count or lin_state != getattr(self, "_lin_told", True):
             self.violation_count = vc
@@ -594,4 +605,4 @@ def default_scenario(settings: Settings, seed: int | None = None) -> Scenario:
     return parse_scenario(data)
 
 
-__all__ = ["Session", "default_scenario", "live_workload", "math"]
+__all__ = ["Session", "default_scenario", "live_workload"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import secrets
 import time
@@ -26,7 +27,10 @@ class SessionManager:
         self.lessons = lessons
         self.sessions: dict[str, Session] = {}
         self._reaper: asyncio.Task | None = None
+        self._created = 0
         self.lateness_s: list[float] | None = [] if settings.bench_stats else None
+        self.gc_pauses_s: list[float] = []  # benchmarks only: garbage-collector pauses
+        self._gc_started = 0.0
 
     def create(self, scenario: Scenario, lesson: str | None, speed: float | None) -> Session:
         cap = self.settings.max_sessions
@@ -36,6 +40,10 @@ class SessionManager:
         sid = secrets.token_urlsafe(9)
         s = Session(sid, self.settings, self.lessons, scenario, lesson, speed)
         s.stats = self.lateness_s
+        # Spread the sessions' ticks evenly over the frame interval (golden-ratio steps: any number
+        # of sessions, created in any order, stays evenly spread).
+        self._created += 1
+        s.phase_s = (self._created * 0.6180339887498949) % 1.0 * self.settings.frame_interval_ms / 1000
         self.sessions[sid] = s
         return s
 
@@ -97,8 +105,18 @@ class SessionManager:
 
     def start(self) -> None:
         self._reaper = asyncio.ensure_future(self.run_reaper())
+        if self.settings.bench_stats:
+            gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif info.get("generation") == 2:
+            self.gc_pauses_s.append(time.perf_counter() - self._gc_started)
 
     async def stop(self) -> None:
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
         if self._reaper:
             self._reaper.cancel()
         for s in list(self.sessions.values()):

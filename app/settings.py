@@ -37,6 +37,7 @@ class Settings(BaseModel):
     reap_interval_s: float = Field(5, gt=0)
     # Pacing.
     frame_interval_ms: float = Field(50, gt=0)  # 20 frames per second
+    frame_catch_up: int = Field(3, ge=0)  # late ticks sent back to back before the runner skips ahead
     max_events_per_tick: int = Field(20_000, ge=1)  # CPU bound per session per frame
     default_speed: float = Field(0.01, gt=0)  # simulated ms per wall ms (RaftScope's 100x slowdown)
     min_speed: float = Field(0.001, gt=0)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import socket
 import statistics
@@ -103,36 +104,103 @@ async def _open(port: int, n: int, query: str = ""):
     return conns
 
 
+class _RawStream(asyncio.Protocol):
+    """The cheapest WebSocket reader we can write: one per session, no task, no per-frame
+    coroutine, no JSON. It does the handshake, splits the byte stream into frames, answers pings,
+    and hands each text frame's bytes to `on_frame`. (The `websockets` client costs a task wake-up
+    and a queue hop per frame; at 500 sessions x 20 frames/s that load generator used about half a
+    core of the two this machine has, and its own delays showed up as lateness.)"""
+
+    def __init__(self, port: int, on_frame):
+        self.port = port
+        self.on_frame = on_frame
+        self.buf = bytearray()
+        self.open = asyncio.get_running_loop().create_future()
+        self.transport = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nUpgrade: websocket\r\n"
+                         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                         "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+
+    def connection_lost(self, exc) -> None:
+        if not self.open.done():
+            self.open.set_exception(ConnectionError("closed during the handshake"))
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        if not self.open.done():
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not buf.startswith(b"HTTP/1.1 101"):
+                self.open.set_exception(ConnectionError(bytes(buf[:80]).decode("latin-1")))
+                return
+            del buf[:end + 4]
+            self.open.set_result(None)
+        now_ms = time.time() * 1000  # every frame in this read arrived now
+        i, n = 0, len(buf)
+        while n - i >= 2:
+            b0, ln = buf[i], buf[i + 1] & 0x7F
+            h = 2
+            if ln == 126:
+                if n - i < 4:
+                    break
+                ln, h = int.from_bytes(buf[i + 2:i + 4], "big"), 4
+            elif ln == 127:
+                if n - i < 10:
+                    break
+                ln, h = int.from_bytes(buf[i + 2:i + 10], "big"), 10
+            if n - i < h + ln:
+                break
+            op = b0 & 0x0F
+            if op == 1:
+                self.on_frame(buf, i + h, i + h + ln, now_ms)
+            elif op == 9:  # ping: answer a masked pong (zero mask) with the same payload
+                payload = bytes(buf[i + h:i + h + ln])
+                self.transport.write(bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+            i += h + ln
+        del buf[:i]
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"\x88\x82\0\0\0\0\x03\xe8")  # close 1000, masked with zeros
+            self.transport.close()
+
+
 async def stream_phase(port: int, sessions: int, warmup_s: float, measure_s: float) -> dict:
-    conns = await _open(port, sessions)
+    loop = asyncio.get_running_loop()
     lateness: list[float] = []
     frames = [0] * sessions
     nbytes = [0] * sessions
     measuring = False
-    stop = False
 
-    async def reader(i, ws):
-        nonlocal measuring
-        # Cheap on purpose (bytes, no JSON parse): the load generator shares the machine with the
-        # server, and its own delays count against the figure.
-        try:
-            while not stop:
-                msg = await ws.recv(decode=False)
-                if not measuring:
-                    continue
-                now = time.time() * 1000
-                frames[i] += 1
-                nbytes[i] += len(msg)
-                k = msg.find(b'"w":', 0, 80)
-                if k > 0:
-                    end = msg.find(b",", k)
-                    if end < 0:
-                        end = msg.find(b"}", k)
-                    lateness.append(now - float(msg[k + 4:end]))
-        except Exception:
-            pass
+    def reader(i):
+        def on_frame(buf: bytearray, start: int, end: int, now_ms: float) -> None:
+            if not measuring:
+                return
+            frames[i] += 1
+            nbytes[i] += end - start
+            k = buf.find(b'"w":', start, min(end, start + 80))
+            if k > 0:
+                e = buf.find(b",", k, end)
+                if e < 0:
+                    e = buf.find(b"}", k, end)
+                lateness.append(now_ms - float(buf[k + 4:e]))
+        return on_frame
 
-    tasks = [asyncio.ensure_future(reader(i, ws)) for i, ws in enumerate(conns)]
+    conns: list[_RawStream] = []
+    for i in range(0, sessions, 50):
+        batch = []
+        for j in range(i, min(sessions, i + 50)):
+            _, proto = await loop.create_connection(lambda j=j: _RawStream(port, reader(j)),
+                                                    "127.0.0.1", port)
+            batch.append(proto)
+        await asyncio.wait_for(asyncio.gather(*(c.open for c in batch)), 30)
+        conns += batch
     await asyncio.sleep(warmup_s)
     await asyncio.to_thread(_get, port, "/api/stats?reset=true")
     measuring = True
@@ -141,16 +209,14 @@ async def stream_phase(port: int, sessions: int, warmup_s: float, measure_s: flo
     measuring = False
     elapsed = time.monotonic() - t0
     server_side = await asyncio.to_thread(_get, port, "/api/stats")
-    stop = True
-    for ws in conns:
-        await ws.close()
-    for t in tasks:
-        t.cancel()
+    for c in conns:
+        c.close()
     fps = [f / elapsed for f in frames]
     bps = [b / elapsed for b in nbytes]
     return {
         "sessions": sessions, "seconds": round(elapsed, 2),
         "frame_lateness_server_ms": server_side["lateness_ms"],
+        "server_gc_full_collections": server_side.get("gc_full_collections"),
         "frame_lateness_ms": {"p50": _pct(lateness, 50), "p90": _pct(lateness, 90),
                               "p99": _pct(lateness, 99), "max": _pct(lateness, 100),
                               "samples": len(lateness)},
@@ -227,10 +293,13 @@ def main(argv: list[str]) -> int:
         srv = Server()
         try:
             if "stream" in phases:
-                cpu0, w0 = _cpu_seconds(srv.proc.pid), time.monotonic()
+                cpu0, me0, w0 = _cpu_seconds(srv.proc.pid), time.process_time(), time.monotonic()
                 result["stream"] = asyncio.run(stream_phase(srv.port, a.sessions, a.warmup_s, a.measure_s))
+                wall = time.monotonic() - w0
                 result["stream"]["server_cpu_percent"] = round(
-                    100 * (_cpu_seconds(srv.proc.pid) - cpu0) / (time.monotonic() - w0), 1)
+                    100 * (_cpu_seconds(srv.proc.pid) - cpu0) / wall, 1)
+                result["stream"]["load_generator_cpu_percent"] = round(
+                    100 * (time.process_time() - me0) / wall, 1)
                 time.sleep(1)  # let the server notice the closed sockets
             if "click" in phases:
                 result["click"] = asyncio.run(click_phase(srv.port, a.click_sessions, a.measure_s))

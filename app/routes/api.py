@@ -25,18 +25,21 @@ def healthz(sessions=Depends(get_sessions)):
 
 @router.get("/api/stats")
 def stats(reset: bool = False, sessions=Depends(get_sessions)):
-    """Server-side frame lateness (benchmarks only: PLAYGROUND_BENCH_STATS=1)."""
+    """Server-side frame lateness and full GC pauses (benchmarks only: PLAYGROUND_BENCH_STATS=1)."""
     xs = sessions.lateness_s
     if xs is None:
         raise HTTPException(404, "stats are off (set PLAYGROUND_BENCH_STATS=1)")
     ys = sorted(xs)
+    gcs = list(sessions.gc_pauses_s)
     if reset:
         xs.clear()
+        sessions.gc_pauses_s.clear()
 
     def pct(p):
         return round(ys[min(len(ys) - 1, int(p / 100 * (len(ys) - 1)))] * 1000, 2) if ys else None
 
-    return {"frames": len(ys), "lateness_ms": {"p50": pct(50), "p90": pct(90), "p99": pct(99), "max": pct(100)}}
+    return {"frames": len(ys), "lateness_ms": {"p50": pct(50), "p90": pct(90), "p99": pct(99), "max": pct(100)},
+            "gc_full_collections": {"count": len(gcs), "max_ms": round(max(gcs) * 1000, 1) if gcs else None}}
 
 
 @router.get("/api/lessons")

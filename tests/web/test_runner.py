@@ -1,0 +1,64 @@
+"""The session runner's pacing: ticks on a fixed grid per session, phases spread, late ticks caught up."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+
+from app.session import Session, default_scenario
+from app.sessions import SessionManager
+from app.settings import Settings
+
+
+class _Socket:
+    def __init__(self):
+        self.frames: list[dict] = []
+
+    async def send_text(self, text: str) -> None:
+        self.frames.append(orjson.loads(text))
+
+
+def _run(settings: Settings, block_s: float) -> list[float]:
+    """Run one live session for a while, stalling the event loop once for `block_s`; answer the
+    due times (`w`, wall ms) of its tick frames."""
+    s = Session("t", settings, {}, default_scenario(settings, seed=1))
+    ws = _Socket()
+
+    async def main():
+        s.ws = ws
+        task = asyncio.ensure_future(s.run())
+        await asyncio.sleep(0.15)
+        time.sleep(block_s)  # a stall (a long tick elsewhere, a GC pause): deliberate, in a test
+        await asyncio.sleep(0.15)
+        s.closed = True
+        s.kick()
+        await task
+
+    asyncio.run(main())
+    return [f["w"] for f in ws.frames if f["type"] == "events" and "w" in f]
+
+
+def test_late_ticks_are_caught_up_so_no_frame_is_lost(tmp_path):
+    st = Settings.from_env({}, scenarios_dir=tmp_path, frame_interval_ms=20, frame_catch_up=20)
+    ws = _run(st, block_s=0.1)  # five intervals
+    gaps = [round((b - a) / 20, 2) for a, b in zip(ws, ws[1:])]
+    assert len(ws) >= 12 and set(gaps) == {1.0}, gaps  # every tick of the grid was sent
+
+
+def test_far_behind_the_runner_skips_ahead_on_the_same_grid(tmp_path):
+    st = Settings.from_env({}, scenarios_dir=tmp_path, frame_interval_ms=20, frame_catch_up=1)
+    ws = _run(st, block_s=0.15)
+    gaps = [(b - a) / 20 for a, b in zip(ws, ws[1:])]
+    assert all(abs(g - round(g)) < 0.01 and round(g) >= 1 for g in gaps), gaps  # phase kept
+    assert max(gaps) > 2  # and some ticks were skipped rather than sent in a burst
+
+
+def test_the_manager_spreads_session_phases_over_the_interval(tmp_path):
+    st = Settings.from_env({}, scenarios_dir=tmp_path, frame_interval_ms=50, live_duration_ms=1000)
+    m = SessionManager(st, {})
+    phases = sorted(m.create(default_scenario(st, seed=i), None, None).phase_s for i in range(40))
+    assert all(0 <= p < 0.05 for p in phases)
+    gaps = [b - a for a, b in zip(phases, phases[1:])] + [phases[0] + 0.05 - phases[-1]]
+    assert max(gaps) < 3 * 0.05 / 40  # evenly spread: no big hole, so no burst elsewhere
