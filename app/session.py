@@ -102,7 +102,9 @@ class Session:
             self.playing = playing
         self._resync_refs()
         self.outbox.clear()
-        self.pending_recs.clear()
+        if until_ms <= 0:
+            self.pending_recs.clear()
+        # else the replay to `until_ms` (a share link, an import) is told in words after `hello`.
         self.queue_hello()
         self.queue_snapshot()
 
@@ -180,7 +182,8 @@ class Session:
         if t_ms > self.settings.max_replay_ms:
             raise BadInput(f"control.t: at most {self.settings.max_replay_ms:g} ms")
         t_ms = round(t_ms, 3)
-        if t_ms < self.sim.now_ms:
+        back = t_ms < self.sim.now_ms
+        if back:
             i = bisect.bisect_right([c[0] for c in self.checkpoints], t_ms) - 1
             cp_t, ai, blob = self.checkpoints[max(0, i)]
             self.sim = Simulation.restore(blob)
@@ -188,7 +191,14 @@ class Session:
             self._attach()
         self.advance(t_ms, budget=None)
         self.horizon = max(self.horizon, self.sim.now_ms)
-        self.pending_recs.clear()
+        if back:
+            # The page already told what happened up to here (it drops what is now the future);
+            # the replay from the checkpoint only brings each node's last-told state up to date.
+            for r in self.pending_recs:
+                if r["type"] == "state":
+                    self.adapter.describe(r, self.told)
+            self.pending_recs.clear()
+        # Forward, the records stay: the next frame tells the skipped stretch in words (capped).
         self._resync_refs()
 
     def step(self, count: int) -> None:

@@ -118,7 +118,7 @@ class RaftAdapter:
             what = op_label(rec.get("f"), rec.get("key"), rec.get("value"))
             c = rec["client"]
             if op == "invoke":
-                return f"client {c} sent {what}" if c == "user" else None
+                return None  # a click's own fault record already said "You: sent ..."
             if op == "ok":
                 return f"client {c}: {what} \u2192 ok"
             if op == "fail":

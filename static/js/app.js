@@ -117,6 +117,8 @@ function onSnapshot(f) {
   renderInvariants();
   renderNetForm();
   logDirty = true;
+  // After a rewind, what the list told about later moments has not happened (yet) on this branch.
+  for (const li of [...$("#events").children]) if (parseFloat(li.dataset.t) > f.t) li.remove();
   $("#canvas").setAttribute("data-digest", f.digest);
   updateTimeBar();
   if (f.behind) setConn("falling behind: slow down");
@@ -206,6 +208,7 @@ function addEvents(list) {
   const frag = document.createDocumentFragment();
   for (const [t, text] of list) {
     const li = document.createElement("li");
+    li.dataset.t = String(t);
     li.innerHTML = `<span class="t mono">${fmtT(t)}</span> `;
     li.append(text);
     frag.prepend(li);
@@ -240,7 +243,7 @@ function renderInvariants() {
 
 function renderLegend() {
   $("#legend").innerHTML = proto.legend.map(([cls, label]) => `<span class="lg role-${cls}"><i></i>${label}</span>`).join("") +
-    `<span class="lg ring"><i></i>election timer</span><span class="lg cutk"><i></i>cut link (arrow: blocked direction)</span>`;
+    `<span class="lg ring"><i></i>election timer</span><span class="lg cutk"><i></i>cut (→ blocked way)</span>`;
 }
 
 function renderNetForm() {
@@ -346,7 +349,7 @@ function nodeClick(id, ev) {
   openMenu(ev, `${id} · ${proto.look(n).words} · term ${n.term}`, proto.menu(id, n).map(([what, label]) => [label, () => nodeAction(id, what)]));
 }
 
-const HINT = "Click a node for its menu · click a link to cut it, a cut (dashed red) link to heal it (Shift-click: one direction)";
+const HINT = "Click a node for its menu · a link to cut it, a cut link to heal it · Shift-click: one way";
 
 function linkClick(a, b, ev, nearer) {
   // A whole link is one click: cut it both ways, or heal it both ways when it is cut.

@@ -133,6 +133,7 @@ export class Canvas {
       e.g.setAttribute("data-status", n.status);
       e.g.setAttribute("class", `node role-${look.cls}${n.status !== "up" ? " st-" + n.status : ""}`);
       e.trole.textContent = look.label;
+      e.trole.classList.toggle("long", look.label.length > 9); // "? CANDIDATE" must fit the circle
       e.tterm.textContent = `term ${n.term}`;
       e.badge.textContent = P.badge(n, state);
       e.g.setAttribute("aria-label", `${id}: ${look.words}, term ${n.term}. ${P.badge(n, state)}. Press Enter for actions.`);
@@ -277,16 +278,17 @@ export class Canvas {
       f = f < 0 ? 0 : f > 1 ? 1 : f;
       const dx = b[0] - a[0], dy = b[1] - a[1], len = Math.hypot(dx, dy) || 1;
       const ux = dx / len, uy = dy / len;
-      // Start and stop clear of the node circles (by part of the pill's own extent along the
-      // link), but always travel at least a third of the link.
+      // Start and stop clear of the node circles (by the pill's own extent along the link), but
+      // always travel at least a third of the link (short links on a crowded ring).
       const ext = 0.5 * (Math.abs(ux) * sp.w + Math.abs(uy) * sp.h) / k;
       const cap = len / 3;
-      const ra = Math.min(cap, (m[1].startsWith("n") ? R : 60) + ext * 0.6);
-      const rb = Math.min(cap, (m[2].startsWith("n") ? R : 60) + ext * 0.6);
+      const ra = Math.min(cap, (m[1].startsWith("n") ? R : 60) + ext);
+      const rb = Math.min(cap, (m[2].startsWith("n") ? R : 60) + ext);
       const x = a[0] + ux * ra + (len - ra - rb) * f * ux - uy * 20;
       const y = a[1] + uy * ra + (len - ra - rb) * f * uy + ux * 20;
       // Fade in as it leaves, out as it arrives; a dropped pill fades away where it died.
-      let alpha = f < 0.08 ? 0.35 + 0.65 * (f / 0.08) : f > 0.92 ? 0.35 + 0.65 * ((1 - f) / 0.08) : 1;
+      // (Over a node's badge a half-faded pill lets both be read.)
+      let alpha = f < 0.15 ? 0.3 + 0.7 * (f / 0.15) : f > 0.85 ? 0.3 + 0.7 * ((1 - f) / 0.15) : 1;
       if (m[7]) {
         const dt = m[8] ? wall - m[8] : 0;
         alpha = Math.max(0, 1 - dt / 700);

@@ -263,3 +263,45 @@ def test_message_pills_are_drawn_on_a_layer_over_the_svg_in_both_modes(server, p
         assert geo["pe"] == "none"  # clicks reach the nodes and links underneath
         assert geo["drawn"] == geo["flight"] > 0 and geo["ink"] > 1000, geo
     shot(page, "e2e-pills-projector")
+
+
+LESSONS = ["clean_election", "split_vote", "leader_crash_replication", "minority_partition", "figure8",
+           "figure8_bug", "nemesis"]
+
+
+def seek(page, t: float) -> None:
+    page.evaluate(f"window.__playground.send({{type: 'control', do: 'seek', t: {t}}})")
+    page.wait_for_function(f"Number(document.querySelector('#canvas').dataset.time) === {t}"
+                           " && document.querySelector('#canvas').dataset.digest.length === 16",
+                           timeout=20_000)
+
+
+def test_every_lesson_loads_from_the_picker_with_its_explanation_and_a_suggestion(server, page):
+    page.goto(f"{server}/")
+    page.wait_for_selector("[data-node]")
+    for name in LESSONS:
+        page.locator("#lesson-picker").select_option(name)
+        page.wait_for_function(f"new URLSearchParams(location.search).get('scenario') === '{name}'")
+        page.wait_for_function("document.querySelector('#lesson .notes p')"
+                               " && document.querySelector('#lesson .suggest')")
+        assert page.locator("#lesson h2").text_content().strip()
+        assert len(page.locator("#lesson .notes").text_content()) > 80
+        page.wait_for_function("document.querySelectorAll('[data-node]').length === 5")
+        seek(page, 1500)  # it plays: by then every lesson has a leader or is electing one
+        roles = page.locator("[data-node]").evaluate_all("els => els.map(e => e.dataset.role)")
+        assert "leader" in roles or "candidate" in roles, (name, roles)
+        assert page.locator("#events li").count() > 0, name  # the seek told what happened in words
+        shot(page, f"e2e-lesson-{name}")
+
+
+def test_figure8_breaks_the_invariants_only_with_the_mutation(server, page):
+    for name, broken in (("figure8", set()), ("figure8_bug", {"Leader Completeness", "State Machine Safety"})):
+        page.goto(f"{server}/?scenario={name}")
+        page.wait_for_selector("[data-node]")
+        seek(page, 2000)
+        page.get_by_role("tab", name="Invariants").click()
+        states = dict(page.locator("#invariants li").evaluate_all(
+            "els => els.map(e => [e.dataset.invariant, e.dataset.ok])"))
+        assert {k for k, v in states.items() if v == "false"} == broken, (name, states)
+        assert ("broken" in page.locator("#inv-badge").text_content()) == bool(broken)
+        shot(page, f"e2e-{name}-invariants")

@@ -50,7 +50,12 @@ function termColour(term) {
 
 export function renderLog(el, state, projector) {
   const ids = state.layout.nodes;
-  const leaderId = ids.find((id) => state.nodes[id] && state.nodes[id].role === "leader");
+  // With a stale leader on the minority side there can be two: show the one of the highest term.
+  let leaderId = null;
+  for (const id of ids) {
+    const n = state.nodes[id];
+    if (n && n.role === "leader" && n.status === "up" && (!leaderId || n.term > state.nodes[leaderId].term)) leaderId = id;
+  }
   const leader = leaderId ? state.nodes[leaderId] : null;
   let maxLen = 0;
   for (const id of ids) maxLen = Math.max(maxLen, (state.logs[id]?.base || 0) + (state.logs[id]?.entries.length || 0));
