@@ -538,6 +538,13 @@ function wire() {
     } else if (t.name === "ext") control({do: "configure", [t.value]: t.checked});
   });
   document.body.addEventListener("htmx:afterSwap", syncForms);
+  // A log cell's entry, on click or tap (not only in a hover tooltip: projectors and touch screens).
+  $("#log-panel").addEventListener("click", (e) => {
+    const td = e.target.closest("td[data-what]");
+    if (!td) return;
+    state.logDetail = td.dataset.what;
+    $("#log-panel .log-detail").textContent = state.logDetail;
+  });
   for (const tab of document.querySelectorAll('[role="tab"]')) {
     tab.addEventListener("click", () => showTab(tab.dataset.tab));
   }

@@ -305,3 +305,22 @@ def test_figure8_breaks_the_invariants_only_with_the_mutation(server, page):
         assert {k for k, v in states.items() if v == "false"} == broken, (name, states)
         assert ("broken" in page.locator("#inv-badge").text_content()) == bool(broken)
         shot(page, f"e2e-{name}-invariants")
+
+
+def test_log_entries_show_on_click_and_user_text_is_never_html(server, page):
+    from engine.scenario import parse_scenario
+
+    from app import share
+
+    key = '"><img id=pwn src=x>'
+    sc = parse_scenario({"nodes": 3, "seed": 2, "duration_ms": 60000, "actions": [
+        {"at": 50, "do": "timeout", "node": "n1"},
+        {"at": 400, "do": "request", "node": "n1", "op": "write", "key": key, "value": 7}]})
+    page.goto(f"{server}/?share={share.encode(sc, 900)}")
+    page.wait_for_selector('[data-log-node="n1"] td[data-what]')
+    assert page.locator("#pwn").count() == 0
+    cell = page.locator('[data-log-node="n2"] td[data-what]').last
+    cell.click()
+    detail = page.locator("#log-panel .log-detail").text_content()
+    assert detail.startswith("n2 index 2, term 1: w ") and key in detail
+    assert page.locator("#pwn").count() == 0

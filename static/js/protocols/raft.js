@@ -42,6 +42,9 @@ export const menu = (id, n) => {
   return items;
 };
 
+const ESC = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"};
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ESC[c]);  // labels carry user-typed keys
+
 function termColour(term) {
   // Adjacent terms get far-apart hues; lightness keeps black text readable.
   const h = (term * 137.508) % 360;
@@ -80,7 +83,8 @@ export function renderLog(el, state, projector) {
       if (match !== undefined && i === match) cls += " match";
       if (next !== undefined && i === next) cls += " next";
       if (e) {
-        h += `<td class="${cls}" style="background:${termColour(e[0])}" title="index ${i}, term ${e[0]}: ${e[1]}">${e[0]}</td>`;
+        const what = esc(`${id} index ${i}, term ${e[0]}: ${e[1]}`);
+        h += `<td class="${cls}" style="background:${termColour(e[0])}" title="${what}" data-what="${what}">${e[0]}</td>`;
       } else {
         h += `<td class="${cls} empty"></td>`;
       }
@@ -90,6 +94,6 @@ export function renderLog(el, state, projector) {
     else if (id === leaderId) ni = `commit ${n.commit}`;
     h += `<td class="ni">${ni}</td></tr>`;
   }
-  h += `</tbody></table><p class="logkey"><span class="k committed">solid</span> committed · <span class="k">faded</span> not yet · <span class="k commit">▌</span> commit index · <span class="k match">▔</span> matchIndex · <span class="k next">◦</span> nextIndex · number = term</p>`;
+  h += `</tbody></table><p class="logkey"><span class="k committed">solid</span> committed · <span class="k">faded</span> not yet · <span class="k commit">▌</span> commit index · <span class="k match">▔</span> matchIndex · <span class="k next">◦</span> nextIndex · number = term · click a cell for its entry</p><p class="log-detail" aria-live="polite">${esc(state.logDetail || "")}</p>`;
   el.innerHTML = h;
 }
