@@ -1,12 +1,15 @@
 """`playground bench --web`: load-test the web playground on loopback and print JSON figures.
 
 It starts its own server (one uvicorn worker, per-message deflate off, in a child process on a free
-127.0.0.1 port), then, from this process, with asyncio WebSocket clients:
+127.0.0.1 port), then, from this process:
 
 1. stream: `--sessions` sessions (default 500), each a live 5-node cluster at the default speed
-   streaming 20 frames/s. Frame lateness = arrival time here - the wall time the server's runner
-   meant to send it (the frame's `w` field); also frames/s and bytes/s per session, server CPU.
-2. click: `--click-sessions` live sessions (default 200) each sending a client request about once a
+   streaming 20 frames/s, read by raw asyncio protocols (`_RawStream`: no task and no JSON
+   decoding per frame, so the load generator's own delays hardly count). Frame lateness = arrival
+   time here - the wall time the server's runner meant to send it (the frame's `w` field); also
+   the server's own view of it (GET /api/stats), frames/s and bytes/s per session, and the CPU
+   of the server and of this load generator.
+2. click: `--click-sessions` live sessions (default 200, `websockets` clients) each sending a client request about once a
    second; click-to-frame latency = from sending the action to the first frame showing its effect.
 3. fps: headless Chromium at 1280x720 on a 9-node cluster with at least 100 messages in flight,
    counting requestAnimationFrame callbacks (app/fpsbench.py).
