@@ -92,15 +92,24 @@ def check_records(head: dict, records: Iterable[dict]) -> dict:
         raise TraceError(f"line 1: header.protocol: {e}") from None
     servers = list(head["nodes"])
     checkers = proto.make_checkers(head["seed"], servers)
+    routes: dict[str, list] = {}
     count = 0
     last_t = 0.0
     for rec in records:
         count += 1
         last_t = rec["t"]
-        if rec["type"] == "state" and rec.get("node") not in servers:
+        typ = rec["type"]
+        if typ == "state" and rec.get("node") not in servers:
             raise TraceError(f"record {count}: state for unknown node {rec.get('node')!r}")
-        for c in checkers:
-            c.observe(rec)
+        fns = routes.get(typ)
+        if fns is None:
+            fns = routes[typ] = [c.observe for c in checkers
+                                 if c.record_types is None or typ in c.record_types]
+        try:
+            for fn in fns:
+                fn(rec)
+        except (KeyError, TypeError, IndexError, AttributeError) as e:
+            raise TraceError(f"record {count}: a {typ!r} record is malformed ({type(e).__name__}: {e})") from None
     return summarise(checkers, records=count, sim_ms=last_t)
 
 

@@ -78,3 +78,11 @@ def test_transcript_is_readable_lines(tmp_path):
     text = out.read_text().splitlines()
     assert any("n1 candidate term=1" in x for x in text)
     assert any("n2 leader    term=2" in x for x in text)
+
+
+def test_check_names_a_malformed_record(tmp_path):
+    bad = tmp_path / "bad.ndjson"
+    bad.write_text(f'{{"type": "header", "format": "{FORMAT}", "protocol": "raft", "nodes": ["n1"], "seed": 1}}\n'
+                   '{"type": "state", "t": 1, "node": "n1", "role": "leader"}\n')
+    r = pg("check", str(bad))
+    assert r.returncode == 2 and "record 1" in r.stderr and "malformed" in r.stderr
