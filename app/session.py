@@ -12,6 +12,15 @@ actions; the session pushes each action into it just before the clock reaches it
 Rewinds restore the latest checkpoint (a `Simulation.snapshot()`, taken every
 `checkpoint_every_ms` of simulated time, thinned when too many) and replay from there.
 
+No request may hold the event loop (which every session shares) for long. A replay (opening a share
+link, `load`, a seek either way) is a `Replay` job that the runner advances in slices of at most
+`replay_slice_ms` of CPU, yielding between slices and telling the page how far it has got
+(`progress` frames); at most `max_concurrent_replays` sessions replay at once (the rest wait their
+turn, see `ReplayGate`). Live play has a CPU budget per tick (`tick_budget_ms`): a session that
+cannot keep up runs slower and says it is `behind` instead of stalling the others. The state a job
+ends in is exactly the state a synchronous replay reaches: slicing only decides where the loop
+stops between two events, never what happens.
+
 The runner is the only writer to the socket: input handlers change the world and queue frames in
 the outbox, then wake the runner, so frames leave in `seq` order. Every frame is serialised once
 with orjson.
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import logging
 import math
 import random
@@ -35,6 +45,7 @@ from engine.sim import Simulation
 
 from . import share
 from .lessons import LessonFile
+from .limits import check_replay, check_scenario, decode_share
 from .protocols import get_adapter
 from .settings import Settings
 from .wire import (ActionIn, BadInput, Check, Configure, Lesson, Load, NewSeed, Pause, Play, Reset,
@@ -52,6 +63,71 @@ _EARLY_S = 0.002
 def _wake_up(fut: asyncio.Future) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+# How often (in events) the replay and tick loops look at the clock: about every 0.5 ms of CPU.
+_CLOCK_EVERY = 50
+
+
+class Replay:
+    """A replay in progress: the session runs towards `target_ms` a slice at a time.
+
+    The page has been told what happened up to `seen_ms`; what the job finds after that is told in
+    words when it ends (the last `words_per_frame` of them). A rewind replays from a checkpoint
+    what the page has already seen: that only brings each node's last-told state up to date."""
+
+    __slots__ = ("kind", "target_ms", "from_ms", "seen_ms", "words", "skipped", "told_at")
+
+    def __init__(self, kind: str, from_ms: float, target_ms: float, seen_ms: float, cap: int):
+        self.kind = kind  # "load" | "seek"
+        self.from_ms = from_ms
+        self.target_ms = target_ms
+        self.seen_ms = seen_ms
+        self.words: collections.deque = collections.deque(maxlen=cap)
+        self.skipped = 0
+        self.told_at = 0.0  # wall time of the last progress frame
+
+    def done_fraction(self, now_ms: float) -> float:
+        span = self.target_ms - self.from_ms
+        return 1.0 if span <= 0 else max(0.0, min(1.0, (now_ms - self.from_ms) / span))
+
+
+def fmt_ms(ms: float) -> str:
+    """Simulated time as m:ss.mmm (or s.mmm s under a minute), as the page shows it."""
+    if ms < 60_000:
+        return f"{ms / 1000:.3f} s"
+    m, rest = divmod(ms, 60_000)
+    return f"{int(m)}:{rest / 1000:06.3f}"
+
+
+class ReplayGate:
+    """At most `slots` sessions replay at once, first come first served; the others wait (their
+    page says how many are ahead). Shared by the manager's sessions; non-blocking: a waiting
+    session asks again at its next tick."""
+
+    def __init__(self, slots: int):
+        self.slots = slots
+        self.active: set[str] = set()
+        self.waiting: list[str] = []
+
+    def enter(self, sid: str) -> int:
+        """0 when `sid` may replay now, else its place in the queue (1 = next)."""
+        if sid in self.active:
+            return 0
+        if sid not in self.waiting:
+            self.waiting.append(sid)
+        free = self.slots - len(self.active)
+        pos = self.waiting.index(sid)
+        if pos < free:
+            self.waiting.remove(sid)
+            self.active.add(sid)
+            return 0
+        return pos - max(free, 0) + 1
+
+    def leave(self, sid: str) -> None:
+        self.active.discard(sid)
+        if sid in self.waiting:
+            self.waiting.remove(sid)
 
 
 class Session:
@@ -76,18 +152,24 @@ class Session:
         self._lin_checked_at = 0.0
         self.stats: list[float] | None = None  # set by the manager when bench_stats is on
         self.phase_s = 0.0  # where in each frame interval this session ticks (set by the manager)
+        self.gate: ReplayGate | None = None  # set by the manager; None: replay whenever due
+        self.job: Replay | None = None
+        self.queued_at = 0  # place in the replay queue last told (0: replaying or no job)
+        # One bound method, kept: `unsubscribe` compares by identity, and every `self._on_record`
+        # is a new object.
+        self._observer = self._on_record
         self.load(scenario, lesson)
 
     # --- building and rebuilding the world -------------------------------------------------------
     def load(self, scenario: Scenario, lesson: str | None, until_ms: float = 0.0,
              playing: bool | None = None) -> None:
-        """Start the session over on `scenario` (its actions become the timeline), at `until_ms`."""
-        if scenario.nodes > self.settings.max_nodes:
-            raise ScenarioError(f"scenario.nodes: at most {self.settings.max_nodes} nodes per "
-                                f"session (asked for {scenario.nodes})")
-        if until_ms > self.settings.max_replay_ms:
-            raise ScenarioError(f"t: at most {self.settings.max_replay_ms:g} ms can be replayed "
-                                f"(asked for {until_ms:g})")
+        """Start the session over on `scenario` (its actions become the timeline), at `until_ms`.
+
+        The replay to `until_ms` is a job for the runner: `hello` goes out at once, progress
+        frames while it runs, and the snapshot when it is done."""
+        check_scenario(scenario, self.settings)
+        check_replay(scenario, until_ms, self.settings)
+        self._end_job()
         self.adapter = get_adapter(scenario.protocol)
         self.protocol = get_protocol(scenario.protocol)
         self.lesson = lesson
@@ -101,23 +183,24 @@ class Session:
         self.checkpoint_every_ms = self.settings.checkpoint_every_ms
         self._attach()
         self._checkpoint()
-        if until_ms > 0:
-            self.advance(until_ms, budget=None)
         self.horizon = self.sim.now_ms
         if playing is not None:
             self.playing = playing
         self._resync_refs()
         self.outbox.clear()
-        if until_ms <= 0:
-            self.pending_recs.clear()
-        # else the replay to `until_ms` (a share link, an import) is told in words after `hello`.
+        self.pending_recs.clear()
         self.queue_hello()
-        self.queue_snapshot()
+        if until_ms > 0:
+            # The replay to `until_ms` (a share link, an import) is told in words when it is done.
+            self.playing = False
+            self._start_job("load", until_ms, seen_ms=-1.0)
+        else:
+            self.queue_snapshot()
 
-    def _attach(self) -> None:
+    def _attach(self, messages: bool = True) -> None:
         """(Re)subscribe to the simulation: observers are not part of snapshots."""
         self.pending_recs: list[dict] = []
-        self.sim.subscribe(self._on_record)
+        self.sim.subscribe(self._observer, messages=messages)
         self.shown: set[int] = set()
         self.msg_to = {mid: f[1] for mid, f in self.sim.flight.items()}
         self.told: dict[str, tuple] = {}
@@ -135,7 +218,12 @@ class Session:
 
     def _checkpoint(self) -> None:
         cps = self.checkpoints
+        t0 = time.perf_counter()
         cps.append((self.sim.now_ms, self.ai, self.sim.snapshot()))
+        if (time.perf_counter() - t0) * 1000 > self.settings.checkpoint_max_ms:
+            # A checkpoint holds the loop for as long as pickling the world takes, which grows
+            # with the run: take them less often (a rewind replays further, a slice at a time).
+            self.checkpoint_every_ms *= 2
         if len(cps) > self.settings.max_checkpoints:
             # Keep the first and every other one; checkpoints get sparser as the run grows.
             self.checkpoints = [cps[0]] + cps[2::2] if len(cps) % 2 else [cps[0]] + cps[1::2]
@@ -146,11 +234,16 @@ class Session:
         # `at` (ordering among same-time events depends on it), which is what `schedule` does.
         self.sim.schedule(a)
 
-    def advance(self, target_ms: float, budget: int | None) -> bool:
-        """Run to `target_ms`, pushing timeline actions as the clock reaches them. With a budget,
-        stop after that many events and return False (the session fell behind)."""
+    def advance(self, target_ms: float, budget: int | None = None,
+                deadline: float | None = None) -> bool:
+        """Run to `target_ms`, pushing timeline actions as the clock reaches them. With a budget
+        (events) or a deadline (`time.perf_counter()`), stop when it is spent and return False;
+        calling again carries on exactly where it stopped. Without either, a checkpoint is taken at
+        the end when one is due; with them, the caller takes it (`_checkpoint_due`), so that one
+        slice never pays for both."""
         sim, tl = self.sim, self.timeline
         n = 0
+        clock_at = _CLOCK_EVERY
         while True:
             nxt = sim.next_event_ms()
             if self.ai < len(tl):
@@ -166,14 +259,21 @@ class Session:
                 break
             if budget is not None and n >= budget:
                 return False
+            if deadline is not None and n >= clock_at:
+                if time.perf_counter() >= deadline:
+                    return False
+                clock_at = n + _CLOCK_EVERY
             # run_until (not step) so a cancelled timer at the head never makes us overshoot.
             before = sim.events
             sim.run_until(nxt)
             n += sim.events - before
         sim.run_until(target_ms)
-        if sim.now_ms - self.checkpoints[-1][0] >= self.checkpoint_every_ms:
+        if budget is None and deadline is None and self._checkpoint_due():
             self._checkpoint()
         return True
+
+    def _checkpoint_due(self) -> bool:
+        return self.sim.now_ms - self.checkpoints[-1][0] >= self.checkpoint_every_ms
 
     def _resync_refs(self) -> None:
         self.sim_ref = self.sim.now_ms
@@ -184,28 +284,124 @@ class Session:
 
     # --- time controls -------------------------------------------------------------------------
     def seek(self, t_ms: float) -> None:
-        """Go to simulated time t (back or forward) on the current branch."""
-        if t_ms > self.settings.max_replay_ms:
-            raise BadInput(f"control.t: at most {self.settings.max_replay_ms:g} ms")
+        """Go to simulated time t (back or forward) on the current branch, as a replay job (which
+        supersedes any job in progress). Pauses."""
+        try:
+            check_replay(self.scenario, t_ms, self.settings, where="control.t")
+        except ScenarioError as e:
+            raise BadInput(str(e)) from None
         t_ms = round(t_ms, 3)
-        back = t_ms < self.sim.now_ms
-        if back:
+        self.playing = False
+        job = self.job
+        if t_ms < self.sim.now_ms:
+            seen = self.sim.now_ms
             i = bisect.bisect_right([c[0] for c in self.checkpoints], t_ms) - 1
             cp_t, ai, blob = self.checkpoints[max(0, i)]
+            if job is None:
+                self.queue_events()  # what happened before the seek belongs to the last picture
             self.sim = Simulation.restore(blob)
             self.ai = ai
-            self._attach()
-        self.advance(t_ms, budget=None)
-        self.horizon = max(self.horizon, self.sim.now_ms)
-        if back:
-            # The page already told what happened up to here (it drops what is now the future);
-            # the replay from the checkpoint only brings each node's last-told state up to date.
-            for r in self.pending_recs:
+            self._attach(messages=False)
+            if job is not None:
+                # A rewind in the middle of a job: what it found after the checkpoint will be
+                # found again (or is no longer wanted); the rest stays to be told.
+                job.words = collections.deque((w for w in job.words if w[0] <= cp_t), job.words.maxlen)
+                job.target_ms = t_ms
+                job.from_ms = self.sim.now_ms
+            else:
+                # The page already told what happened up to here (it drops what is now the
+                # future): the replay from the checkpoint only brings each node's last-told
+                # state up to date.
+                self.job = Replay("seek", self.sim.now_ms, t_ms, seen, self.settings.words_per_frame)
+            return
+        if job is not None:
+            job.target_ms = t_ms  # forward from here: the same job goes further
+            return
+        self._start_job("seek", t_ms, seen_ms=self.sim.now_ms)
+
+    # --- replay jobs ---------------------------------------------------------------------------
+    def _start_job(self, kind: str, target_ms: float, seen_ms: float) -> None:
+        if self.job is None:
+            self.queue_events()  # what happened before belongs to the previous picture
+            self.sim.unsubscribe(self._observer)
+            self.sim.subscribe(self._observer, messages=False)  # a replay draws no pills
+        self.job = Replay(kind, self.sim.now_ms, target_ms, seen_ms, self.settings.words_per_frame)
+
+    def _end_job(self) -> None:
+        self.job = None
+        self.queued_at = 0
+        if self.gate is not None:
+            self.gate.leave(self.id)
+
+    def _fold_job_records(self) -> None:
+        """Turn a slice's records into the words the job will tell (or just into `told`)."""
+        job, told, describe = self.job, self.told, self.adapter.describe
+        recs = self.pending_recs
+        if not recs:
+            return
+        if recs[-1]["t"] > job.seen_ms:
+            words, seen = job.words, job.seen_ms
+            for r in recs:
+                text = describe(r, told)
+                if text and r["t"] > seen:
+                    if len(words) == words.maxlen:
+                        job.skipped += 1
+                    words.append([r["t"], text])
+        else:
+            for r in recs:
                 if r["type"] == "state":
-                    self.adapter.describe(r, self.told)
-            self.pending_recs.clear()
-        # Forward, the records stay: the next frame tells the skipped stretch in words (capped).
+                    describe(r, told)
+        recs.clear()
+
+    def run_job_slice(self, budget_s: float) -> bool:
+        """Advance the job by at most `budget_s` of CPU; True when it is finished (its frames
+        queued), False when there is more to do (a progress frame queued now and then)."""
+        job = self.job
+        start = time.perf_counter()
+        if self._checkpoint_due():
+            self._checkpoint()
+        done = self.advance(job.target_ms, deadline=start + budget_s)
+        self._fold_job_records()
+        if done:
+            self._finish_job()
+            return True
+        now = time.monotonic()
+        if now - job.told_at >= self.settings.frame_interval_ms / 1000:
+            job.told_at = now
+            self.queue_progress()
+        return False
+
+    def _finish_job(self) -> None:
+        """The job is over (done, or stopped by `pause`): tell the stretch, send the picture."""
+        job = self.job
+        self._end_job()
+        sim = self.sim
+        sim.unsubscribe(self._observer)
+        sim.subscribe(self._observer)
+        self.msg_to = {mid: f[1] for mid, f in sim.flight.items()}
+        self.horizon = max(self.horizon, sim.now_ms)
         self._resync_refs()
+        if job.words:
+            words = list(job.words)
+            if job.skipped:
+                words.insert(0, [words[0][0], f"\u2026 {job.skipped} more events (slow down to read them)"])
+            self.outbox.append({"type": "events", "t": sim.now_ms, "ev": words})
+        self.violation_count = self._violation_count()
+        self.queue_snapshot()
+
+    def queue_progress(self) -> None:
+        job = self.job
+        frame = {"type": "progress", "kind": job.kind, "from": job.from_ms, "to": job.target_ms,
+                 "done": round(job.done_fraction(self.sim.now_ms), 3)}
+        if self.queued_at:
+            frame["queued"] = self.queued_at
+        self.outbox.append(frame)
+
+    def _busy(self, what: str) -> BadInput:
+        job = self.job
+        pct = int(job.done_fraction(self.sim.now_ms) * 100)
+        return BadInput(f"{what}: the session is still replaying to {fmt_ms(job.target_ms)} "
+                        f"({pct}% done); wait for it, or pause to stop the replay where it is")
 
     def step(self, count: int) -> None:
         """Process exactly `count` events (timeline actions count as events)."""
@@ -261,6 +457,8 @@ class Session:
 
     def _apply(self, msg: Any) -> None:
         s = self.settings
+        if self.job is not None and self._apply_during_job(msg):
+            return
         if isinstance(msg, ActionIn):
             self.act(msg.action)
             self.queue_events()  # the click's effect goes out now, not at the next tick
@@ -291,9 +489,7 @@ class Session:
             self._resync_refs()
             self.queue_snapshot()
         elif isinstance(msg, Seek):
-            self.seek(msg.t)
-            self.playing = False
-            self.queue_snapshot()
+            self.seek(msg.t)  # a job: its snapshot follows when it is done
         elif isinstance(msg, Reset):
             self.load(self.scenario, self.lesson, playing=self.playing)
         elif isinstance(msg, NewSeed):
@@ -308,7 +504,7 @@ class Session:
         elif isinstance(msg, Configure):
             self._configure(msg)
         elif isinstance(msg, Load):
-            sc, t, lesson = share.decode(msg.share, s.max_share_chars)
+            sc, t, lesson = decode_share(msg.share, s)
             self.load(sc, lesson, until_ms=t, playing=False)
         elif isinstance(msg, Share):
             self.outbox.append({"type": "share", "payload": self.share_payload()})
@@ -317,6 +513,32 @@ class Session:
         elif isinstance(msg, Check):
             self._check_linearizability(force=True)
             self.queue_snapshot()
+
+    def _apply_during_job(self, msg: Any) -> bool:
+        """Input that arrives while a replay runs. True when handled here.
+
+        A seek supersedes the replay's target; pause stops the replay where it has got to; a
+        speed change just applies; a snapshot request is answered by the snapshot that ends the
+        replay; reset, new seed, lesson, configure and load start over (dropping the replay).
+        Clicks, play, step, share and check are refused with an error saying why."""
+        if isinstance(msg, Seek):
+            self.seek(msg.t)
+            return True
+        if isinstance(msg, Pause):
+            self._finish_job()
+            return True
+        if isinstance(msg, Speed):
+            s = self.settings
+            if not (s.min_speed <= msg.value <= s.max_speed):
+                return False  # the usual error
+            self.speed = msg.value
+            return True
+        if isinstance(msg, Resync):
+            return True
+        if isinstance(msg, (Reset, NewSeed, Lesson, Configure, Load)):
+            return False  # `load` drops the job (only once the new scenario passed its checks)
+        what = "action" if isinstance(msg, ActionIn) else f"control.{msg.do}"
+        raise self._busy(what)
 
     def _configure(self, msg: Configure) -> None:
         sc = self.scenario
@@ -354,14 +576,37 @@ class Session:
         of work instead of bursts (a burst makes every session in it late). A late tick is caught
         up (the next one follows at once) so a session still gets its 20 frames a second; only
         when more than `frame_catch_up` ticks behind does the runner skip ahead, on the same grid.
+
+        While a replay job runs (and it is this session's turn), the runner does slices of it
+        back to back instead of ticks, yielding to the loop after each one.
         """
+        try:
+            await self._run()
+        finally:
+            if self.gate is not None:
+                self.gate.leave(self.id)  # a detached session queues again when it comes back
+            self.queued_at = 0
+
+    async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        slice_s = self.settings.replay_slice_ms / 1000
         interval = self.settings.frame_interval_ms / 1000
         catch_up = self.settings.frame_catch_up * interval
         epoch = time.time() - loop.time()
         start = loop.time()
         due = start + (self.phase_s - start) % interval
         while not self.closed and self.ws is not None:
+            if self.job is not None and self._job_turn():
+                try:
+                    self.run_job_slice(slice_s)
+                except Exception as e:  # a bug must not wedge the session in a replay
+                    log.exception("session %s: replay failed", self.id)
+                    self.queue_error(f"internal error while replaying: {e!r}")
+                    self._end_job()
+                if not await self.flush():
+                    break
+                await asyncio.sleep(0)  # every other session's ticks and input come first
+                continue
             now = loop.time()
             if now < due - _EARLY_S and not self.outbox:
                 fut = loop.create_future()
@@ -388,13 +633,28 @@ class Session:
             if ticked and self.stats is not None:
                 self.stats.append(loop.time() - tick_due)  # server-side lateness of this tick's frame
 
+    def _job_turn(self) -> bool:
+        """May this session's replay run now? (Its place in the queue is told at each tick.)"""
+        if self.gate is None:
+            return True
+        self.queued_at = self.gate.enter(self.id)
+        return self.queued_at == 0
+
     def tick(self, due_wall_ms: float) -> None:
+        if self.job is not None:  # waiting for a turn to replay: say where in the queue
+            self.queue_progress()
+            return
         if self.playing:
             end = self.scenario.duration_ms
             target = self.sim_ref + (time.monotonic() - self.wall_ref) * 1000 * self.speed
             target = min(round(target, 3), end)
             if target > self.sim.now_ms:
-                ok = self.advance(target, budget=self.settings.max_events_per_tick)
+                st = self.settings
+                start = time.perf_counter()
+                if self._checkpoint_due():
+                    self._checkpoint()  # counts against this tick's budget
+                ok = self.advance(target, budget=st.max_events_per_tick,
+                                  deadline=start + st.tick_budget_ms / 1000)
                 self.behind = not ok
                 if not ok:
                     self._resync_refs()  # do not accumulate a debt: fall behind gracefully

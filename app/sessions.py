@@ -11,7 +11,7 @@ import time
 from engine.scenario import Scenario
 
 from .lessons import LessonFile
-from .session import Session
+from .session import ReplayGate, Session
 from .settings import Settings
 
 log = logging.getLogger("playground.sessions")
@@ -31,6 +31,9 @@ class SessionManager:
         self.lateness_s: list[float] | None = [] if settings.bench_stats else None
         self.gc_pauses_s: list[float] = []  # benchmarks only: garbage-collector pauses
         self._gc_started = 0.0
+        # Replays (share links, seeks, imports, exports) take turns: a busy link cannot hold
+        # more than this many slices of the loop at once.
+        self.replay_gate = ReplayGate(settings.max_concurrent_replays)
 
     def create(self, scenario: Scenario, lesson: str | None, speed: float | None) -> Session:
         cap = self.settings.max_sessions
@@ -40,6 +43,7 @@ class SessionManager:
         sid = secrets.token_urlsafe(9)
         s = Session(sid, self.settings, self.lessons, scenario, lesson, speed)
         s.stats = self.lateness_s
+        s.gate = self.replay_gate
         # Spread the sessions' ticks evenly over the frame interval (golden-ratio steps: any number
         # of sessions, created in any order, stays evenly spread).
         self._created += 1
@@ -70,6 +74,7 @@ class SessionManager:
     def drop(self, s: Session) -> None:
         s.closed = True
         s.kick()
+        self.replay_gate.leave(s.id)
         self.sessions.pop(s.id, None)
 
     def reap(self, now: float | None = None) -> list[str]:

@@ -30,7 +30,17 @@ class Settings(BaseModel):
     max_frame_bytes: int = Field(65536, ge=256)  # inbound WebSocket frames
     max_share_chars: int = Field(16384, ge=256)
     max_replay_ms: float = Field(3_600_000, gt=0)  # how far a share link or a seek may replay
+    # Client operations a replay may go through: they are what makes the state (and so every
+    # checkpoint and digest, which hold the loop) grow. 5000 keep a checkpoint near 10 ms.
+    max_replay_ops: int = Field(5_000, ge=1)
     max_import_bytes: int = Field(20_000_000, ge=1024)
+    max_share_decoded_bytes: int = Field(1 << 20, ge=1024)  # a share payload, unzipped
+    # What a scenario may ask for in the browser (see app/limits.py; the engine allows more).
+    max_workload_clients: int = Field(10, ge=0)
+    max_workload_rate_per_s: float = Field(200, ge=0)
+    max_workload_keys: int = Field(10, ge=1)
+    min_nemesis_interval_ms: float = Field(100, ge=0)
+    min_timer_ms: float = Field(5, ge=0)  # heartbeat, election and client timeouts
     # Sessions.
     idle_timeout_s: float = Field(1800, gt=0)  # no input from an attached browser for this long
     detached_grace_s: float = Field(60, ge=0)  # a closed tab's session survives this long (reload)
@@ -38,12 +48,16 @@ class Settings(BaseModel):
     # Pacing.
     frame_interval_ms: float = Field(50, gt=0)  # 20 frames per second
     frame_catch_up: int = Field(3, ge=0)  # late ticks sent back to back before the runner skips ahead
-    max_events_per_tick: int = Field(20_000, ge=1)  # CPU bound per session per frame
+    max_events_per_tick: int = Field(20_000, ge=1)  # events per session per frame, at most
+    tick_budget_ms: float = Field(4, gt=0)  # CPU per session per frame while playing, at most
+    replay_slice_ms: float = Field(5, gt=0)  # CPU per slice of a replay/seek before yielding
+    max_concurrent_replays: int = Field(2, ge=1)  # sessions replaying at once; others queue
     default_speed: float = Field(0.01, gt=0)  # simulated ms per wall ms (RaftScope's 100x slowdown)
     min_speed: float = Field(0.001, gt=0)
     max_speed: float = Field(10.0, gt=0)
     checkpoint_every_ms: float = Field(2000, gt=0)  # simulated time between rewind checkpoints
     max_checkpoints: int = Field(48, ge=2)
+    checkpoint_max_ms: float = Field(10, gt=0)  # a checkpoint slower than this spaces them out
     lin_check_every_s: float = Field(2.0, gt=0)  # wall time between linearizability searches
     lin_check_budget: int = Field(200_000, ge=1000)
     log_window: int = Field(200, ge=10)  # log entries per node sent to the browser

@@ -32,8 +32,13 @@ def encode(scenario: Scenario, t_ms: float, lesson: str | None = None) -> str:
     return VERSION + "." + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def decode(payload: str, max_chars: int = 1 << 20) -> tuple[Scenario, float, str | None]:
-    """(scenario, t_ms, lesson name). Raises ScenarioError naming what was wrong."""
+def decode(payload: str, max_chars: int = 1 << 20, max_decoded_bytes: int = 4 << 20,
+           max_actions: int | None = None) -> tuple[Scenario, float, str | None]:
+    """(scenario, t_ms, lesson name). Raises ScenarioError naming what was wrong.
+
+    A few kilobytes of zlib can unpack to megabytes of repeated actions, and validating those
+    would hold the server for seconds: the unpacked size and the number of actions are checked
+    before the scenario is parsed."""
     if len(payload) > max_chars:
         raise ScenarioError(f"share: payload too long ({len(payload)} characters, the limit is {max_chars})")
     version, _, body = payload.partition(".")
@@ -41,11 +46,21 @@ def decode(payload: str, max_chars: int = 1 << 20) -> tuple[Scenario, float, str
         raise ScenarioError(f"share: not a playground link (expected a payload starting with '{VERSION}.')")
     try:
         raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-        data = orjson.loads(zlib.decompressobj().decompress(raw, 4 << 20))
-    except (ValueError, zlib.error, orjson.JSONDecodeError):
+        z = zlib.decompressobj()
+        text = z.decompress(raw, max_decoded_bytes)
+        if z.unconsumed_tail:
+            raise ScenarioError(f"share: the payload unpacks to more than {max_decoded_bytes} bytes")
+        data = orjson.loads(text)
+    except (ValueError, zlib.error, orjson.JSONDecodeError) as e:
+        if isinstance(e, ScenarioError):
+            raise
         raise ScenarioError("share: the payload is damaged (was the link cut short?)") from None
     if not isinstance(data, dict) or not isinstance(data.get("s"), dict):
         raise ScenarioError("share: the payload has no scenario")
+    actions = data["s"].get("actions")
+    if max_actions is not None and isinstance(actions, list) and len(actions) > max_actions:
+        raise ScenarioError(f"share.actions: at most {max_actions} actions per session "
+                            f"(this link has {len(actions)})")
     t = data.get("t", 0)
     if not isinstance(t, (int, float)) or isinstance(t, bool) or t < 0:
         raise ScenarioError("share.t: must be a time in ms, at least 0")

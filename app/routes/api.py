@@ -1,8 +1,16 @@
-"""JSON and NDJSON endpoints: health, lessons, trace export (a replay) and import."""
+"""JSON and NDJSON endpoints: health, lessons, trace export (a replay) and import.
+
+Both trace endpoints do CPU work proportional to the trace, so both do it in slices of at most
+`replay_slice_ms`, yielding to the event loop between slices (every session shares it); exports
+also take turns with the sessions' replays (`ReplayGate`).
+"""
 
 from __future__ import annotations
 
-from typing import Iterator
+import asyncio
+import itertools
+import time
+from typing import AsyncIterator
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -13,6 +21,7 @@ from engine.sim import Simulation
 from engine.trace import TraceError, header, read_trace, scenario_from_header
 
 from .. import share
+from ..limits import check_raw_scenario, check_replay, check_scenario, decode_share
 from .deps import get_lessons, get_sessions, get_settings
 
 router = APIRouter()
@@ -49,68 +58,104 @@ def lessons_list(request: Request, lessons=Depends(get_lessons)):
             "skipped": request.app.state.lesson_errors}
 
 
-def _trace_lines(payload: str, max_chars: int, max_ms: float) -> tuple[str, Iterator[bytes]]:
+def run_slice(sim: Simulation, target_ms: float, deadline: float) -> bool:
+    """Run `sim` towards `target_ms` until `deadline` (perf_counter); True when it got there."""
+    while True:
+        nxt = sim.next_event_ms()
+        if nxt is None or nxt > target_ms:
+            sim.run_until(target_ms)
+            return True
+        sim.run_until(nxt)
+        if time.perf_counter() >= deadline:
+            return False
+
+
+_export_ids = itertools.count(1)
+
+
+def _trace_lines(payload: str, settings, gate) -> tuple[str, AsyncIterator[bytes]]:
     try:
-        sc, t, _lesson = share.decode(payload, max_chars)
+        sc, t, _lesson = decode_share(payload, settings)
+        check_scenario(sc, settings)
+        check_replay(sc, t, settings, where="share.t")
     except ScenarioError as e:
         raise HTTPException(400, str(e)) from None
-    if t > max_ms:
-        raise HTTPException(400, f"t: at most {max_ms:g} ms can be exported")
+    slice_s = settings.replay_slice_ms / 1000
+    turn = f"export-{next(_export_ids)}"
 
-    def lines() -> Iterator[bytes]:
+    async def lines() -> AsyncIterator[bytes]:
         sim = Simulation(sc)
         buf: list[dict] = []
         sim.subscribe(buf.append)
         yield orjson.dumps(header(sc)) + b"\n"
-        step = 1000.0
-        now = 0.0
-        while True:
-            now = min(t, now + step)
-            sim.run_until(now)
-            if buf:
-                yield b"".join(orjson.dumps(r) + b"\n" for r in buf)
-                buf.clear()
-            if now >= t:
-                break
+        try:
+            while True:
+                while gate.enter(turn):  # a replay's turn, like a session's
+                    await asyncio.sleep(settings.frame_interval_ms / 1000)
+                done = run_slice(sim, t, time.perf_counter() + slice_s)
+                if buf:
+                    chunk = b"".join(orjson.dumps(r) + b"\n" for r in buf)
+                    buf.clear()
+                    yield chunk
+                if done:
+                    break
+                await asyncio.sleep(0)
+        finally:
+            gate.leave(turn)
         yield orjson.dumps(sim.end_record()) + b"\n"  # where the run was cut: an import resumes there
 
     return f"playground-seed{sc.seed}-t{int(t)}.ndjson", lines()
 
 
 @router.get("/api/trace")
-def export_trace(share_payload: str = Query(..., alias="share"), settings=Depends(get_settings)):
+async def export_trace(share_payload: str = Query(..., alias="share"), settings=Depends(get_settings),
+                 sessions=Depends(get_sessions)):
     """The documented NDJSON trace of the run a share payload describes, up to its moment."""
-    name, body = _trace_lines(share_payload, settings.max_share_chars, settings.max_replay_ms)
+    name, body = _trace_lines(share_payload, settings, sessions.replay_gate)
     return StreamingResponse(body, media_type="application/x-ndjson",
                              headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+async def _read_records(records, slice_s: float) -> tuple[int, float, float | None]:
+    """Count the records (each line is parsed and checked), a slice of CPU at a time."""
+    count, last_t, end_t = 0, 0.0, None
+    deadline = time.perf_counter() + slice_s
+    for rec in records:
+        if rec["type"] == "end":  # the instant the trace was cut: resume exactly there
+            end_t = float(rec["t"])
+            continue
+        count += 1
+        last_t = max(last_t, float(rec["t"]))
+        if not count % 256 and time.perf_counter() >= deadline:
+            await asyncio.sleep(0)
+            deadline = time.perf_counter() + slice_s
+    return count, last_t, end_t
 
 
 @router.post("/api/import")
 async def import_trace(request: Request, settings=Depends(get_settings)):
     """Read an NDJSON trace (the request body) and answer the share payload that replays it, up to
     the trace's `end` record (or its last record, for traces written without one)."""
-    body = b""
+    limit = settings.max_import_bytes
+    if int(request.headers.get("content-length") or 0) > limit:
+        return JSONResponse({"error": f"trace too large (the limit is {limit} bytes)"}, status_code=413)
+    body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > settings.max_import_bytes:
-            return JSONResponse({"error": f"trace too large (the limit is {settings.max_import_bytes} bytes)"},
+        if len(body) > limit:
+            return JSONResponse({"error": f"trace too large (the limit is {limit} bytes)"},
                                 status_code=413)
     try:
-        head, records = read_trace(body.splitlines())
+        head, records = read_trace(bytes(body).split(b"\n") if body.strip() else [])
+        raw = head.get("scenario")
+        check_raw_scenario(raw, settings, "line 1: header.scenario")  # before parsing it
         sc = scenario_from_header(head)
-        count, last_t, end_t = 0, 0.0, None
-        for rec in records:
-            if rec["type"] == "end":  # the instant the trace was cut: resume exactly there
-                end_t = float(rec["t"])
-                continue
-            count += 1
-            last_t = max(last_t, float(rec["t"]))
+        check_scenario(sc, settings)
+        count, last_t, end_t = await _read_records(records, settings.replay_slice_ms / 1000)
+        # Traces written before the `end` record existed resume at their last record instead.
+        t = end_t if end_t is not None else last_t
+        check_replay(sc, t, settings, where="end.t")
     except (TraceError, ScenarioError, TypeError, ValueError) as e:
         return JSONResponse({"error": str(e)}, status_code=400)
-    if sc.nodes > settings.max_nodes:
-        return JSONResponse({"error": f"scenario.nodes: at most {settings.max_nodes} nodes per session"},
-                            status_code=400)
-    # Traces written before the `end` record existed resume at their last record instead.
-    t = end_t if end_t is not None else last_t
     return {"share": share.encode(sc, t), "records": count, "t": t, "seed": sc.seed,
             "nodes": sc.nodes, "ended": end_t is not None}

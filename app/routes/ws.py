@@ -7,7 +7,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from engine.scenario import ScenarioError
 
-from .. import share
+from ..limits import decode_share
 from ..protocols import ADAPTERS
 from ..session import default_scenario
 from ..sessions import Full
@@ -56,7 +56,7 @@ async def stream(websocket: WebSocket):
                 scenario, lesson = lf.scenario, lf.name
         if q.get("share"):
             try:
-                scenario, until, lesson = share.decode(q["share"], settings.max_share_chars)
+                scenario, until, lesson = decode_share(q["share"], settings)
                 playing = False
             except ScenarioError as e:
                 errors.append(str(e))

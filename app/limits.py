@@ -1,0 +1,91 @@
+"""Caps on what a browser session may run, applied to every way a scenario enters a session.
+
+The engine accepts any scenario a file may describe (100 clients at 10 000 ops/s); a public server
+does not. `check_scenario` refuses, with the field and the limit in the message, whatever would
+make one session cost much more than a live cluster: big workloads, a nemesis firing every
+millisecond, hair-trigger timers, thousands of scripted actions. `check_replay` bounds how much a
+share link, a seek or an import may replay. The limits live in `Settings` (PLAYGROUND_* variables).
+
+Scenario *duration* is not capped: sessions run open-ended and stop at the scenario's end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.scenario import Scenario, ScenarioError
+
+from .settings import Settings
+
+
+def check_actions_count(n: int, settings: Settings, where: str = "scenario.actions") -> None:
+    """Refuse before parsing: validating 100 000 actions is itself a second of CPU."""
+    if n > settings.max_actions:
+        raise ScenarioError(f"{where}: at most {settings.max_actions} actions per session "
+                            f"(this one has {n})")
+
+
+def check_raw_scenario(data: Any, settings: Settings, where: str = "scenario") -> None:
+    """Cheap checks on a decoded-but-unparsed scenario dict (before pydantic sees it)."""
+    if isinstance(data, dict) and isinstance(data.get("actions"), list):
+        check_actions_count(len(data["actions"]), settings, f"{where}.actions")
+
+
+def check_scenario(sc: Scenario, settings: Settings) -> None:
+    """Raise ScenarioError naming the first field over a browser-session limit."""
+    s = settings
+    if sc.nodes > s.max_nodes:
+        raise ScenarioError(f"scenario.nodes: at most {s.max_nodes} nodes per session "
+                            f"(asked for {sc.nodes})")
+    check_actions_count(len(sc.actions), s)
+    wl = sc.workload
+    if wl is not None:
+        if wl.clients > s.max_workload_clients:
+            raise ScenarioError(f"scenario.workload.clients: at most {s.max_workload_clients} "
+                                f"clients in the browser (asked for {wl.clients})")
+        if wl.rate_per_s > s.max_workload_rate_per_s:
+            raise ScenarioError(f"scenario.workload.rate_per_s: at most "
+                                f"{s.max_workload_rate_per_s:g} operations per second in the "
+                                f"browser (asked for {wl.rate_per_s:g})")
+        if wl.keys > s.max_workload_keys:
+            raise ScenarioError(f"scenario.workload.keys: at most {s.max_workload_keys} keys in the "
+                                f"browser (asked for {wl.keys})")
+    if sc.nemesis is not None and sc.nemesis.interval_ms < s.min_nemesis_interval_ms:
+        raise ScenarioError(f"scenario.nemesis.interval_ms: at least {s.min_nemesis_interval_ms:g} "
+                            f"ms between faults in the browser (asked for {sc.nemesis.interval_ms:g})")
+    cfg = sc.config
+    for name in ("heartbeat_ms", "election_timeout_ms_min", "client_timeout_ms"):
+        v = getattr(cfg, name)
+        if v < s.min_timer_ms:
+            raise ScenarioError(f"scenario.config.{name}: at least {s.min_timer_ms:g} ms in the "
+                                f"browser (asked for {v:g})")
+
+
+def check_replay(sc: Scenario, t_ms: float, settings: Settings, where: str = "t") -> None:
+    """A replay to `t_ms` is bounded in simulated time and in client operations (which is what
+    makes the state, and so every snapshot and digest, grow)."""
+    s = settings
+    if t_ms > s.max_replay_ms:
+        raise ScenarioError(f"{where}: at most {s.max_replay_ms:g} ms can be replayed "
+                            f"(asked for {t_ms:g})")
+    wl = sc.workload
+    if wl is not None and wl.clients > 0 and wl.rate_per_s > 0:
+        ops = wl.rate_per_s * t_ms / 1000
+        if ops > s.max_replay_ops:
+            limit_ms = s.max_replay_ops / wl.rate_per_s * 1000
+            raise ScenarioError(f"{where}: with workload.rate_per_s = {wl.rate_per_s:g} at most "
+                                f"{limit_ms:g} ms can be replayed ({s.max_replay_ops} client "
+                                f"operations; asked for {t_ms:g} ms)")
+
+
+
+
+def decode_share(payload: str, settings: Settings):
+    """`share.decode` with this server's limits: (scenario, t_ms, lesson)."""
+    from . import share
+
+    return share.decode(payload, settings.max_share_chars, settings.max_share_decoded_bytes,
+                        settings.max_actions)
+
+
+__all__ = ["check_scenario", "check_replay", "check_raw_scenario", "check_actions_count", "decode_share"]
