@@ -62,7 +62,38 @@ function onFrame(f) {
     case "events": return onEvents(f);
     case "error": return onError(f);
     case "share": return onShare(f);
+    case "progress": return onProgress(f);
   }
+}
+
+// A replay (a shared link, an import, a long seek) runs on the server a slice at a time; until
+// its snapshot arrives the page says how far it has got.
+function onProgress(f) {
+  const p = $("#progress");
+  p.textContent = f.queued
+    ? `waiting for a turn to replay (${f.queued} ahead)…`
+    : `replaying to ${fmtT(f.to)} … ${Math.round(f.done * 100)}%`;
+  p.hidden = false;
+  state.playing = false;  // a replay always ends paused; the clock must not run meanwhile
+  $("#canvas").dataset.replaying = "1";
+}
+
+function endProgress() {
+  $("#progress").hidden = true;
+  delete $("#canvas").dataset.replaying;
+}
+
+// Messages dropped as they were sent (a cut, a partition, loss) never fly: show each one for a
+// moment beside its sender, struck through with a ×, then let it fade (the canvas fades pills
+// that carry a reason). At most a dozen per frame, so a storm stays readable.
+let dropSeq = 0;
+function showDrops(drops, t) {
+  for (const [from, to, label, why] of drops.slice(-12)) {
+    const id = `drop${++dropSeq}`;
+    state.flight.set(id, [id, from, to, t, t + 1e9, `× ${label}`, "other", why, performance.now()]);
+    setTimeout(() => { state.flight.delete(id); state.flightRev++; }, 700);
+  }
+  state.flightRev++;
 }
 
 function onHello(f) {
@@ -94,6 +125,7 @@ function onHello(f) {
 }
 
 function onSnapshot(f) {
+  endProgress();
   setTime(f);
   state.digest = f.digest;
   state.playing = f.playing;
@@ -138,6 +170,7 @@ function onEvents(f) {
     }
   }
   if (f.add || f.del) state.flightRev++;
+  if (f.drops) showDrops(f.drops, f.t);
   if (f.nodes) {
     for (const [id, n] of Object.entries(f.nodes)) state.nodes[id] = n;
     if (canvas) canvas.updateNodes(state, Object.keys(f.nodes));

@@ -36,7 +36,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def server():
     port = _free_port()
-    env = {**os.environ, "PLAYGROUND_DETACHED_GRACE_S": "5"}
+    # Room for a replay long enough (about a second) to watch its progress in the page.
+    env = {**os.environ, "PLAYGROUND_DETACHED_GRACE_S": "5", "PLAYGROUND_MAX_REPLAY_OPS": "12000"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port),
          "--ws-per-message-deflate", "false", "--log-level", "warning"],

@@ -324,3 +324,25 @@ def test_log_entries_show_on_click_and_user_text_is_never_html(server, page):
     detail = page.locator("#log-panel .log-detail").text_content()
     assert detail.startswith("n2 index 2, term 1: w ") and key in detail
     assert page.locator("#pwn").count() == 0
+
+
+def test_a_heavy_shared_link_shows_its_replay_progress_then_the_exact_state(server, page):
+    from engine.scenario import parse_scenario
+    from engine.sim import Simulation
+
+    from app import share
+
+    sc = parse_scenario({"nodes": 9, "seed": 1, "duration_ms": 3_600_000,
+                         "workload": {"clients": 10, "rate_per_s": 200, "keys": 10},
+                         "nemesis": {"interval_ms": 100}})
+    page.goto(f"{server}/?share={share.encode(sc, 60000)}")
+    progress = page.locator("#progress")
+    progress.wait_for(state="visible", timeout=10_000)
+    assert progress.text_content().startswith("replaying to 60.000 s")
+    shot(page, "e2e-replay-progress")
+    page.wait_for_function("document.querySelector('#canvas').dataset.time === '60000'", timeout=30_000)
+    assert progress.is_hidden()
+    sim = Simulation(sc)
+    sim.run_until(60000)
+    assert page.locator("#canvas").get_attribute("data-digest") == sim.digest()
+    shot(page, "e2e-replay-done")
