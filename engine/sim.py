@@ -110,7 +110,7 @@ class Simulation:
         self._refresh_wants()
 
     def unsubscribe(self, fn: Observer) -> None:
-        self._observers = [(f, m) for f, m in self._observers if f is not fn]
+        self._observers = [(f, m) for f, m in self._observers if f != fn]  # == : bound methods
         self._refresh_wants()
 
     def _refresh_wants(self) -> None:

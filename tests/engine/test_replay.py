@@ -95,3 +95,22 @@ def test_heal_one_link_of_a_partition():
     sim.act({"do": "heal"})
     sim.run_until(4)
     assert all(sim.network.cut_state(x, y) == "none" for x in sim.servers for y in sim.servers if x != y)
+
+
+def test_unsubscribe_a_bound_method():
+    class Sink:
+        def __init__(self):
+            self.n = 0
+
+        def take(self, rec):
+            self.n += 1
+
+    sink = Sink()
+    sim = Simulation(parse_scenario(load("clean_election")))
+    sim.subscribe(sink.take)
+    sim.run_until(500)
+    seen = sink.n
+    assert seen > 0
+    sim.unsubscribe(sink.take)  # a new bound-method object, equal to the subscribed one
+    sim.run_until(1000)
+    assert sink.n == seen
