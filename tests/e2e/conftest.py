@@ -61,8 +61,10 @@ def server():
         proc.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    # Module-scoped: Playwright's sync API keeps an event loop running while it is open, which
+    # would break later tests that call asyncio.run() (tests/web runs after tests/e2e).
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
