@@ -13,6 +13,8 @@ import resource
 import time
 import tracemalloc
 
+from .node import Node
+from .protocols import Protocol
 from .scenario import parse_scenario
 from .sim import Simulation
 from .trace import TraceWriter
@@ -58,6 +60,33 @@ def _run_once(nodes: int, duration_ms: float, trace: bool, checkers: bool) -> di
     }
 
 
+class _PingNode(Node):
+    """Does nothing but exchange pings: what the kernel costs per message on its own."""
+
+    def on_start(self, ctx):
+        if self.id == "n1":
+            ctx.set_timer("ping", 2500)
+
+    def on_timer(self, ctx, name):
+        for p in self.peers:
+            ctx.send(p, {"kind": "Ping"})
+        ctx.set_timer("ping", 2500)
+
+    def on_message(self, ctx, src, msg):
+        if msg["kind"] == "Ping":
+            ctx.send(src, {"kind": "Pong"})
+
+
+def _kernel_floor(duration_ms: float) -> dict:
+    proto = Protocol("ping", _PingNode, lambda seed, servers: [], ())
+    sim = Simulation(parse_scenario({"nodes": 5, "duration_ms": duration_ms}), protocol=proto)
+    t0 = time.perf_counter()
+    sim.run()
+    wall = time.perf_counter() - t0
+    messages = sim._next_msg_id - 1
+    return {"messages": messages, "us_per_message": round(wall / messages * 1e6, 2)}
+
+
 def _peak_memory_mb(nodes: int, duration_ms: float) -> float:
     tracemalloc.start()
     _run(nodes, duration_ms)
@@ -90,6 +119,8 @@ def run_bench(quick: bool = False) -> dict:
     out["raft5_checkers_off_trace_off"] = _run(5, dur, checkers=False, repeat=rep)
     out["raft5_trace_on"] = _run(5, dur, trace=True, repeat=rep)
     out["raft5_peak_traced_memory_mb"] = _peak_memory_mb(5, dur)
+    out["kernel_only_ping_5_nodes"] = min((_kernel_floor(dur / 5) for _ in range(rep)),
+                                          key=lambda r: r["us_per_message"])
     out["snapshot_5_nodes_after_60s"] = _snapshot_cost(5, 60_000)
     out["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     scale = []

@@ -40,6 +40,7 @@ class Node:
     """Base class. Subclasses override the `on_*` hooks and the state accessors."""
 
     kind = "server"
+    records: list | tuple = ()  # history records to hand to the kernel (clients fill a list)
 
     def __init__(self, node_id: str, peers: list[str], config: Any, rng, persistent: Any = None):
         self.id = node_id

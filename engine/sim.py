@@ -45,11 +45,12 @@ def ms_to_us(ms: float) -> int:
 
 
 class Simulation:
-    def __init__(self, scenario: Scenario, *, checkers: bool = True):
+    def __init__(self, scenario: Scenario, *, checkers: bool = True, protocol=None):
+        """`protocol` overrides the registry's (benchmarks and tests of the kernel itself)."""
         self.scenario = scenario
         self.seed = scenario.seed
         self.config = scenario.config
-        self.protocol = get_protocol(scenario.protocol)
+        self.protocol = protocol or get_protocol(scenario.protocol)
         self.now_us = 0
         self.events = 0
         self._queue: list[tuple] = []
@@ -245,7 +246,7 @@ class Simulation:
                 st["t"] = self.now_us / 1000
                 st["node"] = nid
                 self._emit(st)
-            recs = getattr(node, "records", None)
+            recs = node.records
             if recs:
                 for r in recs:
                     r["t"] = self.now_us / 1000
@@ -253,9 +254,8 @@ class Simulation:
                 recs.clear()
         else:
             node.take_state()
-            recs = getattr(node, "records", None)
-            if recs:
-                recs.clear()
+            if node.records:
+                node.records.clear()
 
     # --- main loop ----------------------------------------------------------------------------
     def step(self) -> bool:
