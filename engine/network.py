@@ -84,17 +84,21 @@ class Network:
         if both:
             self.cuts.discard((dst, src))
 
+    @staticmethod
+    def _changed(spec: LinkSpec, latency_us: tuple[int, int] | None, loss: float | None,
+                 duplicate: float | None) -> LinkSpec:
+        if latency_us is not None:
+            spec = replace(spec, latency_us_min=latency_us[0], latency_us_max=latency_us[1])
+        if loss is not None:
+            spec = replace(spec, loss=loss)
+        if duplicate is not None:
+            spec = replace(spec, duplicate=duplicate)
+        return spec
+
     def set_link(self, src: str, dst: str, both: bool, latency_us: tuple[int, int] | None,
                  loss: float | None, duplicate: float | None) -> None:
-        pairs = [(src, dst), (dst, src)] if both else [(src, dst)]
-        for p in pairs:
-            spec = self.overrides.get(p, self.default)
-            if latency_us is not None:
-                spec = replace(spec, latency_us_min=latency_us[0], latency_us_max=latency_us[1])
-            if loss is not None:
-                spec = replace(spec, loss=loss)
-            if duplicate is not None:
-                spec = replace(spec, duplicate=duplicate)
+        for p in [(src, dst), (dst, src)] if both else [(src, dst)]:
+            spec = self._changed(self.overrides.get(p, self.default), latency_us, loss, duplicate)
             if spec == self.default:
                 self.overrides.pop(p, None)
             else:
@@ -103,14 +107,7 @@ class Network:
     def set_all(self, loss: float | None = None, duplicate: float | None = None,
                 latency_us: tuple[int, int] | None = None) -> None:
         """Change the default link (the browser's network sliders, the nemesis's loss bursts)."""
-        spec = self.default
-        if latency_us is not None:
-            spec = replace(spec, latency_us_min=latency_us[0], latency_us_max=latency_us[1])
-        if loss is not None:
-            spec = replace(spec, loss=loss)
-        if duplicate is not None:
-            spec = replace(spec, duplicate=duplicate)
-        self.default = spec
+        self.default = self._changed(self.default, latency_us, loss, duplicate)
 
     # --- pictures -----------------------------------------------------------------------------
     def cut_state(self, a: str, b: str) -> str:

@@ -272,8 +272,6 @@ def parse_scenario(data: Any) -> Scenario:
         return Scenario.model_validate(data)
     except ValidationError as e:
         raise ScenarioError(_format_error(e)) from None
-    except ScenarioError:
-        raise
 
 
 _ACTION_ADAPTER = None

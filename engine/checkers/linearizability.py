@@ -96,8 +96,9 @@ def check_key(ops: list[dict], budget: int = 2_000_000) -> bool | None:
         steps += 1
         if steps > budget:
             return None
-        if entry is None:
-            # only info returns (at infinity) remain ahead: backtrack
+        # Backtrack at the end of the list (only info returns, at infinity, remain) or at the
+        # return of an op not yet linearised: nothing can go before it on this path.
+        if entry is None or (not entry.is_call and entry.op["ret"] != INF):
             if not stack:
                 return False
             entry, state = stack.pop()
@@ -106,8 +107,7 @@ def check_key(ops: list[dict], budget: int = 2_000_000) -> bool | None:
                 definite_left += 1
             unlift(entry)
             entry = entry.next
-            continue
-        if entry.is_call:
+        elif entry.is_call:
             legal, new_state = _step(state, entry.op)
             if legal:
                 new_lin = linearized | (1 << entry.id)
@@ -124,17 +124,7 @@ def check_key(ops: list[dict], budget: int = 2_000_000) -> bool | None:
                     continue
             entry = entry.next
         else:
-            if entry.op["ret"] == INF:
-                entry = entry.next  # an info op's return: it never forces anything
-                continue
-            if not stack:
-                return False
-            entry, state = stack.pop()
-            linearized &= ~(1 << entry.id)
-            if entry.op["definite"]:
-                definite_left += 1
-            unlift(entry)
-            entry = entry.next
+            entry = entry.next  # an info op's return: it never forces anything
 
 
 def history_by_key(records: list[dict]) -> dict[str, list[dict]]:
