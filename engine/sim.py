@@ -490,12 +490,6 @@ class Simulation:
             out[nid] = v
         return out
 
-    def in_flight(self) -> list[dict]:
-        return [
-            {"id": mid, "from": s, "to": d, "sent": t0 / 1000, "arrive": t1 / 1000, "msg": m}
-            for mid, (s, d, m, t0, t1) in sorted(self.flight.items())
-        ]
-
     def digest(self) -> str:
         """A hash of the whole simulated state at this instant (nodes, network, wire, clock)."""
         state = {
@@ -528,10 +522,4 @@ class Simulation:
         return pickle.loads(blob)
 
 
-def replay(scenario: Scenario, until_ms: float | None = None, **kw) -> Simulation:
-    sim = Simulation(scenario, **kw)
-    sim.run_until(scenario.duration_ms if until_ms is None else until_ms)
-    return sim
-
-
-__all__ = ["Simulation", "ScenarioError", "replay", "ms_to_us"]
+__all__ = ["Simulation", "ScenarioError", "ms_to_us"]
