@@ -645,7 +645,9 @@ class Session:
             self.queue_progress()
             return
         if self.playing:
-            end = self.scenario.duration_ms
+            # A session stops where it could still be shared and replayed: at the scenario's end
+            # or after max_replay_ms, whichever comes first (state, and so checkpoints, stay bounded).
+            end = min(self.scenario.duration_ms, self.settings.max_replay_ms)
             target = self.sim_ref + (time.monotonic() - self.wall_ref) * 1000 * self.speed
             target = min(round(target, 3), end)
             if target > self.sim.now_ms:
@@ -662,6 +664,9 @@ class Session:
             if self.sim.now_ms >= end:
                 self.playing = False
                 self.queue_events()
+                if end < self.scenario.duration_ms:
+                    self.queue_error(f"time: this session reached {fmt_ms(end)}, the longest run "
+                                     "that can be shared and replayed; rewind, reset or pick a lesson")
                 self.queue_snapshot()
                 return
             self._check_linearizability()

@@ -62,3 +62,16 @@ def test_the_manager_spreads_session_phases_over_the_interval(tmp_path):
     assert all(0 <= p < 0.05 for p in phases)
     gaps = [b - a for a, b in zip(phases, phases[1:])] + [phases[0] + 0.05 - phases[-1]]
     assert max(gaps) < 3 * 0.05 / 40  # evenly spread: no big hole, so no burst elsewhere
+
+
+def test_live_play_stops_at_the_longest_shareable_run(tmp_path):
+    st = Settings.from_env({}, scenarios_dir=tmp_path, max_replay_ms=300)
+    s = Session("t", st, {}, default_scenario(st, seed=1))
+    s.outbox.clear()
+    s.playing = True
+    s.speed = 10.0
+    s.sim_ref, s.wall_ref = 0.0, time.monotonic() - 1.0  # a second of wall time at 10x is due
+    s.tick(0.0)
+    assert s.sim.now_ms == 300 and s.playing is False
+    errors = [f["message"] for f in s.outbox if f["type"] == "error"]
+    assert errors and "longest run that can be shared" in errors[0]
