@@ -334,7 +334,7 @@ class Simulation:
         elif kind == NEMESIS:
             self._nemesis_tick()
         elif kind == RELEASE:
-            self._release(a)
+            self._release(a, b)
 
     # --- actions ------------------------------------------------------------------------------
     def _schedule_action(self, action, t_us: int) -> None:
@@ -421,7 +421,7 @@ class Simulation:
             self._timer_gen[nid] = {}
             self._timer_queued[nid] = {}
             self.timer_deadline[nid] = {}
-            self._held.pop(nid, None)
+            self._drop_held(self._held.pop(nid, []), "down")
             if self._records_wanted:
                 rec = node.down_state()
                 rec.update(type="state", t=self.now_us / 1000, node=nid)
@@ -433,21 +433,36 @@ class Simulation:
             self._held[nid] = []
         elif do == "resume" and st == "paused":
             self.status[nid] = "up"
-            self._push(self.now_us, PRIO_EVENT, RELEASE, nid, None, None)
+            # The held inputs travel with the release event, so a pause at the same instant
+            # starts a fresh buffer instead of swallowing this one.
+            self._push(self.now_us, PRIO_EVENT, RELEASE, nid, self._held.pop(nid, []), None)
         elif do == "timeout":
             self._command(nid, {"do": "timeout"})
 
-    def _release(self, nid: str) -> None:
-        """A paused node resumes: what arrived meanwhile is handled in order, then overdue timers."""
-        held = self._held.pop(nid, [])
-        for kind, a, b, c in held:
-            if self.status.get(nid) != "up":
-                break
+    def _release(self, nid: str, held: list[tuple]) -> None:
+        """A paused node resumes: what arrived meanwhile is handled in order (unless a partition or
+        cut now stands in the way: it was on the wire as far as the network is concerned), then
+        overdue timers. If the node was paused again or crashed at the same instant, what is left
+        goes back to its buffer or is dropped."""
+        for i, (kind, a, b, c) in enumerate(held):
+            st = self.status.get(nid)
+            if st == "paused":
+                self._held[nid][:0] = held[i:]
+                return
+            if st != "up":
+                self._drop_held(held[i:], "down")
+                return
             node = self.nodes[nid]
             if kind == DELIVER:
                 if a not in self.flight:
                     continue
                 self.flight.pop(a)
+                net = self.network
+                why = net.blocked(b, nid) if (net.group_of or net.cuts) else None
+                if why is not None:
+                    if self._want_msgs:
+                        self._emit_msg({"type": "drop", "t": self.now_us / 1000, "id": a, "why": why})
+                    continue
                 if self._want_msgs:
                     self._emit_msg({"type": "deliver", "t": self.now_us / 1000, "id": a})
                 node.on_message(self._ctx(nid), b, c)
@@ -459,6 +474,12 @@ class Simulation:
                 self._timer_queued[nid].pop(a, None)
                 node.on_timer(self._ctx(nid), a)
             self._after(nid, node)
+
+    def _drop_held(self, held: list[tuple], why: str) -> None:
+        """Held deliveries that will never be handled leave the wire with a `drop` record."""
+        for kind, mid, _src, _msg in held:
+            if kind == DELIVER and self.flight.pop(mid, None) is not None and self._want_msgs:
+                self._emit_msg({"type": "drop", "t": self.now_us / 1000, "id": mid, "why": why})
 
     def _nemesis_tick(self) -> None:
         assert self.nemesis is not None

@@ -7,6 +7,8 @@ checker then looks at the change the mirror just applied.
 
 from __future__ import annotations
 
+from hashlib import blake2b
+
 import orjson
 
 from .base import Checker
@@ -36,7 +38,7 @@ class RaftMirror(Checker):
         self.role = {n: "follower" for n in servers}
         self.commit = {n: 0 for n in servers}
         self.log: dict[str, list[tuple]] = {n: [] for n in servers}
-        self.prefix: dict[str, list[int]] = {n: [] for n in servers}  # rolling hash of log[:i+1]
+        self.prefix: dict[str, list[bytes]] = {n: [] for n in servers}  # rolling hash of log[:i+1]
         self._interned: dict[tuple, tuple] = {}  # one key object per distinct entry: small snapshots
         # The change the last record made (read by the checkers right after).
         self.node: str | None = None
@@ -60,13 +62,13 @@ class RaftMirror(Checker):
             self.log_keep, self.log_old_len = keep, len(log)
             del log[keep:]
             del pre[keep:]
-            h = pre[-1] if pre else 0
+            h = pre[-1] if pre else b""
             interned = self._interned
             for e in lg["append"]:
                 k = entry_key(e)
                 k = interned.setdefault(k, k)
                 log.append(k)
-                h = hash((h, k))
+                h = blake2b(repr((h, k)).encode(), digest_size=8).digest()  # stable across processes
                 pre.append(h)
 
 

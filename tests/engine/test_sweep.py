@@ -14,9 +14,10 @@ ELECTION_TIMEOUT_MAX_MS = 300
 
 
 def one(args):
-    seed, nodes, duration_ms, heal_ms = args
+    seed, nodes, duration_ms, heal_ms, *config = args
     scn = parse_scenario({
         "nodes": nodes, "seed": seed, "duration_ms": duration_ms,
+        "config": config[0] if config else {},
         "workload": {"clients": 3, "rate_per_s": 20, "keys": 3},
         "nemesis": {"interval_ms": 500, "faults": ["crash", "partition", "cut", "loss", "pause"],
                     "heal_ms": heal_ms},
@@ -26,8 +27,8 @@ def one(args):
             s["ops"]["ok"])
 
 
-def sweep(seeds, node_counts, duration_ms, heal_ms):
-    jobs = [(s, n, duration_ms, heal_ms) for s in seeds for n in node_counts]
+def sweep(seeds, node_counts, duration_ms, heal_ms, config=None):
+    jobs = [(s, n, duration_ms, heal_ms, config or {}) for s in seeds for n in node_counts]
     with get_context("fork").Pool(os.cpu_count() or 2) as pool:
         results = pool.map(one, jobs, chunksize=8)
     unsafe = [r for r in results if r[2]]
@@ -42,6 +43,17 @@ def sweep(seeds, node_counts, duration_ms, heal_ms):
 
 def test_sweep_500_seeds_3_and_5_nodes():
     sweep(range(500), (3, 5), duration_ms=12_000, heal_ms=9_000)
+
+
+def test_sweep_with_prevote_and_check_quorum():
+    sweep(range(10_000, 10_150), (3, 5), duration_ms=12_000, heal_ms=9_000,
+          config={"pre_vote": True, "check_quorum": True})
+
+
+@pytest.mark.slow
+def test_sweep_nightly_prevote_and_check_quorum():
+    sweep(range(20_000, 22_000), (3, 5, 7), duration_ms=40_000, heal_ms=35_000,
+          config={"pre_vote": True, "check_quorum": True})
 
 
 @pytest.mark.slow

@@ -50,3 +50,56 @@ def test_leadership_transfer_hands_over_to_the_target():
     assert sim.roles()[target] == "leader" and sim.nodes[target].current_term == term + 1
     assert sim.roles()[leader] == "follower"
     assert not sim.violations
+
+
+def test_9_6_prevote_ignores_grants_from_an_earlier_round():
+    from engine import rng as rngmod
+    from engine.protocols.raft.node import RaftNode
+    from engine.scenario import RaftConfig
+
+    from .helpers import FakeContext
+
+    n = RaftNode("n1", ["n2", "n3", "n4", "n5"], RaftConfig(pre_vote=True), rngmod.stream(1, "n1"),
+                 (5, None, []))
+    ctx = FakeContext()
+    n.on_timer(ctx, "election")
+    assert n.role == "pre-candidate"
+    for p in ("n2", "n3"):  # grants for term 1, from a round long ago
+        n.on_message(ctx, p, {"kind": "RequestVoteResponse", "term": 1, "granted": True, "pre_vote": True})
+    assert n.role == "pre-candidate" and n.current_term == 5
+    for p in ("n2", "n3"):
+        n.on_message(ctx, p, {"kind": "RequestVoteResponse", "term": 6, "granted": True, "pre_vote": True})
+    assert n.role == "candidate" and n.current_term == 6
+
+
+def test_9_6_prevote_is_refused_by_a_server_that_hears_its_leader():
+    # n3 loses n1's heartbeats (one-way cut) but n2 still hears n1: n2 must refuse n3's pre-vote.
+    scn = load("clean_election", nodes=3, duration_ms=3000, config={"pre_vote": True})
+    sim, recs = run(scn, until_ms=500)
+    (_, leader, term), = leaders(recs)
+    victim = next(n for n in sim.servers if n != leader)
+    sim.act({"do": "cut", "from": leader, "to": victim, "both": False})
+    sim.run_until(3000)
+    assert sim.roles()[leader] == "leader"
+    assert max(r["term"] for r in states(recs)) == term
+
+
+def test_figure_2_a_refused_higher_term_vote_request_does_not_reset_the_timer():
+    from engine import rng as rngmod
+    from engine.protocols.raft.node import RaftNode
+    from engine.scenario import RaftConfig
+
+    from .helpers import FakeContext
+
+    n = RaftNode("n2", ["n1", "n3"], RaftConfig(), rngmod.stream(1, "n2"), (1, None, [[1, None]]))
+    ctx = FakeContext(node_id="n2")
+    n.on_start(ctx)
+    deadline = n.election_deadline_us
+    ctx.now_us = 100_000
+    n.on_message(ctx, "n3", {"kind": "RequestVote", "term": 2, "candidate": "n3",
+                             "last_log_index": 0, "last_log_term": 0})  # stale log: refused
+    assert n.current_term == 2 and n.voted_for is None
+    assert n.election_deadline_us == deadline
+    n.on_message(ctx, "n1", {"kind": "RequestVote", "term": 2, "candidate": "n1",
+                             "last_log_index": 1, "last_log_term": 1})  # granted: reset
+    assert n.voted_for == "n1" and n.election_deadline_us != deadline

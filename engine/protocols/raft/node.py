@@ -112,7 +112,11 @@ class RaftNode(Node):
         if was_leader:
             ctx.cancel_timer("heartbeat")
             self.pending.clear()  # clients will time out: the outcome is unknown (info)
-        self._reset_election_timer(ctx)
+        if was_leader or self.election_deadline_us <= ctx.now_us:
+            # Figure 2 resets a running timer only on AppendEntries from the current leader or on
+            # granting a vote (both do it themselves); seeing a higher term does not, so that a
+            # candidate with a stale log cannot keep pushing back the up-to-date servers' timers.
+            self._reset_election_timer(ctx)
 
     def become_pre_candidate(self, ctx: Context) -> None:
         """Thesis §9.6 (PreVote): ask whether we could win before disturbing anyone's term."""
@@ -295,9 +299,13 @@ class RaftNode(Node):
         log_ok = self.m_vote_without_log_check or self.log_up_to_date(m["last_log_term"],
                                                                       m["last_log_index"])
         if pre:
-            # Grant if the candidate could win: its future term is not behind ours and its log
-            # is up to date. Our own term and vote are untouched.
-            granted = m["term"] > self.current_term and log_ok
+            # Thesis §9.6: grant if the candidate's log is up to date and we have not heard from a
+            # valid leader for at least a baseline (minimum) election timeout; its future term
+            # must be ahead of ours. Our own term and vote are untouched.
+            heard_from_leader = self.role == LEADER or (
+                self.leader_id is not None
+                and ctx.now_us - self.last_leader_contact_us < self.et_min_us)
+            granted = m["term"] > self.current_term and log_ok and not heard_from_leader
             ctx.send(src, {"kind": "RequestVoteResponse", "term": m["term"] if granted else self.current_term,
                            "granted": granted, "pre_vote": True})
             return
@@ -313,8 +321,8 @@ class RaftNode(Node):
         pre = bool(m.get("pre_vote"))
         if pre != (self.role == PRE_CANDIDATE):
             return  # a response to an earlier phase
-        if not pre and m["term"] != self.current_term:
-            return
+        if m["term"] != self.current_term + (1 if pre else 0):
+            return  # a response from an earlier round
         if not m["granted"]:
             return
         self.votes.add(src)
