@@ -3,8 +3,10 @@ world: the kernel calls `observe(rec)` after the fact, and a checker only reads 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 
-class Checker:
+
+class Checker(ABC):
     name = "?"
     explains = ""
     record_types: tuple[str, ...] | None = ("state",)  # the record types it reads; None: all
@@ -14,8 +16,9 @@ class Checker:
         self.servers = servers
         self.violations: list[dict] = []
 
-    def observe(self, rec: dict) -> None:  # pragma: no cover - every checker overrides it
-        raise NotImplementedError
+    @abstractmethod
+    def observe(self, rec: dict) -> None:
+        """Read one record (of the types in `record_types`); never change anything."""
 
     def report(self, t: float, nodes: list[str], detail: str) -> None:
         self.violations.append({"invariant": self.name, "t": t, "nodes": sorted(set(nodes)),
