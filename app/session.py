@@ -53,6 +53,9 @@ from .wire import (ActionIn, BadInput, Check, Configure, Lesson, Load, NewSeed, 
 
 log = logging.getLogger("playground.session")
 
+# Controls that rebuild the world: they count `ws_heavy_cost` frames against the rate limit.
+HEAVY = (Load, Reset, Configure, NewSeed, Lesson)
+
 
 # A timer may wake us a little before its deadline: uvloop's clock and timers count whole
 # milliseconds. Within this of the due time the tick is due; otherwise the runner would spin
@@ -100,6 +103,29 @@ def fmt_ms(ms: float) -> str:
     return f"{int(m)}:{rest / 1000:06.3f}"
 
 
+class TokenBucket:
+    """A per-connection rate limit on inbound frames: `rate` tokens per second, at most `burst`
+    saved up. `told` is set once the page has been told it is over the limit."""
+
+    __slots__ = ("rate", "burst", "tokens", "at", "told")
+
+    def __init__(self, rate: float, burst: float):
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.at = time.monotonic()
+        self.told = False
+
+    def take(self, n: float = 1) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= n:
+            self.tokens -= n
+            return True
+        return False
+
+
 class ReplayGate:
     """At most `slots` sessions replay at once, first come first served; the others wait (their
     page says how many are ahead). Shared by the manager's sessions; non-blocking: a waiting
@@ -132,7 +158,8 @@ class ReplayGate:
 
 class Session:
     def __init__(self, sid: str, settings: Settings, lessons: dict[str, LessonFile],
-                 scenario: Scenario, lesson: str | None = None, speed: float | None = None):
+                 scenario: Scenario, lesson: str | None = None, speed: float | None = None,
+                 until_ms: float = 0.0, playing: bool | None = None):
         self.id = sid
         self.settings = settings
         self.lessons = lessons
@@ -140,6 +167,9 @@ class Session:
         self.outbox: list[dict] = []
         self.ws = None
         self.task: asyncio.Task | None = None
+        self.generation = 0  # bumped at each attach: only the runner of the latest one runs
+        self._snapshot_pending = False  # a snapshot is in the outbox (repeated requests collapse)
+        self._lin_told: bool | None = True  # the linearizability result the page was last told
         self._wake: asyncio.Future | None = None
         self.closed = False
         self.last_input = time.monotonic()
@@ -158,7 +188,7 @@ class Session:
         # One bound method, kept: `unsubscribe` compares by identity, and every `self._on_record`
         # is a new object.
         self._observer = self._on_record
-        self.load(scenario, lesson)
+        self.load(scenario, lesson, until_ms=until_ms, playing=playing)
 
     # --- building and rebuilding the world -------------------------------------------------------
     def load(self, scenario: Scenario, lesson: str | None, until_ms: float = 0.0,
@@ -188,6 +218,7 @@ class Session:
             self.playing = playing
         self._resync_refs()
         self.outbox.clear()
+        self._snapshot_pending = False
         self.pending_recs.clear()
         self.queue_hello()
         if until_ms > 0:
@@ -385,7 +416,7 @@ class Session:
             words = list(job.words)
             if job.skipped:
                 words.insert(0, [words[0][0], f"\u2026 {job.skipped} more events (slow down to read them)"])
-            self.outbox.append({"type": "events", "t": sim.now_ms, "ev": words})
+            self._queue({"type": "events", "t": sim.now_ms, "ev": words})
         self.violation_count = self._violation_count()
         self.queue_snapshot()
 
@@ -395,7 +426,7 @@ class Session:
                  "done": round(job.done_fraction(self.sim.now_ms), 3)}
         if self.queued_at:
             frame["queued"] = self.queued_at
-        self.outbox.append(frame)
+        self._queue(frame)
 
     def _busy(self, what: str) -> BadInput:
         job = self.job
@@ -443,17 +474,40 @@ class Session:
         return share.encode(sc, self.sim.now_ms, self.lesson)
 
     # --- input -----------------------------------------------------------------------------------
-    def handle(self, text: str | bytes) -> None:
+    def handle(self, text: str | bytes, bucket: "TokenBucket | None" = None) -> None:
         """One inbound frame. Bad input becomes an `error` frame; the session keeps running."""
         self.last_input = time.monotonic()
+        msg = None
         try:
+            if bucket is not None and not bucket.take(1):
+                self._rate_limited(bucket)
+                return
             msg = parse_inbound(text, self.settings.max_frame_bytes)
+            if (bucket is not None and isinstance(msg, HEAVY)
+                    and not bucket.take(self.settings.ws_heavy_cost - 1)):
+                self._rate_limited(bucket)
+                return
+            if bucket is not None:
+                bucket.told = False  # within the limit again: the next excess is told again
             self._apply(msg)
-        except BadInput as e:
+        except (BadInput, ScenarioError) as e:
             self.queue_error(str(e))
-        except ScenarioError as e:
-            self.queue_error(str(e))
+        except Exception as e:  # a bug must neither drop the connection nor pause the session
+            what = "frame" if msg is None else (
+                "action" if isinstance(msg, ActionIn) else f"control.{getattr(msg, 'do', '?')}")
+            log.exception("session %s: internal error handling %s", self.id, what)
+            self.queue_error(f"internal error handling {what}: {e!r}")
         self.kick()
+
+    def _rate_limited(self, bucket: "TokenBucket") -> None:
+        """Over the per-connection rate: the frame is dropped, and the page told once."""
+        if not bucket.told:
+            bucket.told = True
+            s = self.settings
+            self.queue_error(f"rate: more than {s.ws_rate_per_s:g} frames per second (bursts of "
+                             f"{s.ws_burst}; loading and resetting count {s.ws_heavy_cost}); frames "
+                             "are dropped until the rate falls")
+            self.kick()
 
     def _apply(self, msg: Any) -> None:
         s = self.settings
@@ -507,9 +561,10 @@ class Session:
             sc, t, lesson = decode_share(msg.share, s)
             self.load(sc, lesson, until_ms=t, playing=False)
         elif isinstance(msg, Share):
-            self.outbox.append({"type": "share", "payload": self.share_payload()})
+            self._queue({"type": "share", "payload": self.share_payload()})
         elif isinstance(msg, Resync):
-            self.queue_snapshot()
+            if not self._snapshot_pending:  # repeated requests collapse into the pending one
+                self.queue_snapshot()
         elif isinstance(msg, Check):
             self._check_linearizability(force=True)
             self.queue_snapshot()
@@ -595,7 +650,8 @@ class Session:
         epoch = time.time() - loop.time()
         start = loop.time()
         due = start + (self.phase_s - start) % interval
-        while not self.closed and self.ws is not None:
+        gen = self.generation
+        while not self.closed and self.ws is not None and self.generation == gen:
             if self.job is not None and self._job_turn():
                 try:
                     self.run_job_slice(slice_s)
@@ -647,16 +703,15 @@ class Session:
         if self.playing:
             # A session stops where it could still be shared and replayed: at the scenario's end
             # or after max_replay_ms, whichever comes first (state, and so checkpoints, stay bounded).
-            end = min(self.scenario.duration_ms, self.settings.max_replay_ms)
+            end, why = self._shareable_end()
             target = self.sim_ref + (time.monotonic() - self.wall_ref) * 1000 * self.speed
             target = min(round(target, 3), end)
+            st = self.settings
+            deadline = time.perf_counter() + st.tick_budget_ms / 1000
             if target > self.sim.now_ms:
-                st = self.settings
-                start = time.perf_counter()
                 if self._checkpoint_due():
                     self._checkpoint()  # counts against this tick's budget
-                ok = self.advance(target, budget=st.max_events_per_tick,
-                                  deadline=start + st.tick_budget_ms / 1000)
+                ok = self.advance(target, budget=st.max_events_per_tick, deadline=deadline)
                 self.behind = not ok
                 if not ok:
                     self._resync_refs()  # do not accumulate a debt: fall behind gracefully
@@ -666,13 +721,31 @@ class Session:
                 self.queue_events()
                 if end < self.scenario.duration_ms:
                     self.queue_error(f"time: this session reached {fmt_ms(end)}, the longest run "
-                                     "that can be shared and replayed; rewind, reset or pick a lesson")
+                                     f"that can be shared and replayed ({why}); rewind, reset or "
+                                     "pick a lesson")
                 self.queue_snapshot()
                 return
-            self._check_linearizability()
+            if time.perf_counter() < deadline:  # the search waits for a tick with budget left
+                self._check_linearizability()
             self.queue_events(due_wall_ms)
         elif self.pending_recs:
             self.queue_events()
+
+    def _shareable_end(self) -> tuple[float, str]:
+        """Where live play stops: the scenario's end, or the longest run a share link may replay
+        (`max_replay_ms`, and `max_replay_ops` client operations at the workload's rate, exactly
+        as `check_replay` counts them), whichever comes first; with the limit's name."""
+        st = self.settings
+        end, why = float(self.scenario.duration_ms), "the scenario's end"
+        if st.max_replay_ms < end:
+            end, why = st.max_replay_ms, f"at most {fmt_ms(st.max_replay_ms)} of simulated time"
+        wl = self.scenario.workload
+        if wl is not None and wl.clients > 0 and wl.rate_per_s > 0:
+            ops_end = math.floor(st.max_replay_ops / wl.rate_per_s * 1000 * 1000) / 1000
+            if ops_end < end:
+                end, why = ops_end, (f"at most {st.max_replay_ops} client operations at "
+                                     f"{wl.rate_per_s:g} per second")
+        return end, why
 
     def _check_linearizability(self, force: bool = False) -> None:
         lin = self.lin
@@ -691,8 +764,8 @@ class Session:
             for f in frames:
                 self.seq += 1
                 f["seq"] = self.seq
-                if "t" not in f:
-                    f["t"] = self.sim.now_ms
+                if f["type"] == "snapshot":
+                    self._snapshot_pending = False
                 try:
                     await ws.send_text(orjson.dumps(f).decode())
                 except Exception:
@@ -701,14 +774,22 @@ class Session:
         return ws is not None
 
     # --- frames ----------------------------------------------------------------------------------
-    def queue_error(self, message: str) -> None:
-        self.outbox.append({"type": "error", "message": message})
+    def _queue(self, frame: dict) -> None:
+        """Queue a frame, stamped with the simulated time it describes (now, not at flush)."""
+        frame.setdefault("t", self.sim.now_ms)
+        self.outbox.append(frame)
+
+    def queue_error(self, message: str, fatal: bool = False) -> None:
+        frame: dict[str, Any] = {"type": "error", "message": message}
+        if fatal:
+            frame["fatal"] = True
+        self._queue(frame)
 
     def queue_hello(self) -> None:
         sc = self.scenario
         sim = self.sim
         lf = self.lessons.get(self.lesson) if self.lesson else None
-        self.outbox.append({
+        self._queue({
             "type": "hello",
             "session": self.id,
             "protocol": sc.protocol,
@@ -725,7 +806,8 @@ class Session:
             "end": sc.duration_ms,
             "limits": {"min_speed": self.settings.min_speed, "max_speed": self.settings.max_speed,
                        "max_nodes": self.settings.max_nodes,
-                       "frame_interval_ms": self.settings.frame_interval_ms},
+                       "frame_interval_ms": self.settings.frame_interval_ms,
+                       "log_window": self.settings.log_window},
         })
 
     def _invariants(self) -> list[dict]:
@@ -764,7 +846,8 @@ class Session:
         lw = self.settings.log_window
         nodes = {nid: self.adapter.node(v, True, lw) for nid, v in sim.views().items()}
         self.shown = set(sim.flight)
-        self.outbox.append({
+        self._snapshot_pending = True
+        self._queue({
             "type": "snapshot", "t": sim.now_ms, "digest": sim.digest(), "playing": self.playing,
             "speed": self.speed, "horizon": self.horizon, "end": self.scenario.duration_ms,
             "nodes": nodes,
@@ -859,13 +942,13 @@ class Session:
         # Checkers only find violations in records they observe: count them only after records.
         vc = self._violation_count() if recs else self.violation_count
         lin_state = None if self.lin is None else self.lin.result
-        if vc != self.violation_count or lin_state != getattr(self, "_lin_told", True):
+        if vc != self.violation_count or lin_state != self._lin_told:
             self.violation_count = vc
             self._lin_told = lin_state
             frame["inv"] = self._invariants()
         if self.behind:
             frame["behind"] = True
-        self.outbox.append(frame)
+        self._queue(frame)
 
 
 def live_workload(settings: Settings) -> dict | None:
@@ -886,4 +969,4 @@ def default_scenario(settings: Settings, seed: int | None = None) -> Scenario:
     return parse_scenario(data)
 
 
-__all__ = ["Session", "default_scenario", "live_workload"]
+__all__ = ["Session", "TokenBucket", "ReplayGate", "default_scenario", "live_workload"]

@@ -8,6 +8,8 @@ import logging
 import secrets
 import time
 
+import orjson
+
 from engine.scenario import Scenario
 
 from .lessons import LessonFile
@@ -35,13 +37,15 @@ class SessionManager:
         # more than this many slices of the loop at once.
         self.replay_gate = ReplayGate(settings.max_concurrent_replays)
 
-    def create(self, scenario: Scenario, lesson: str | None, speed: float | None) -> Session:
+    def create(self, scenario: Scenario, lesson: str | None, speed: float | None,
+               until_ms: float = 0.0, playing: bool | None = None) -> Session:
+        """A new session, built once (a share link's replay to `until_ms` is its first job)."""
         cap = self.settings.max_sessions
         if len(self.sessions) >= cap:
             raise Full(f"the playground is full ({cap} live sessions, the limit on this server); "
                        "try again in a minute")
         sid = secrets.token_urlsafe(9)
-        s = Session(sid, self.settings, self.lessons, scenario, lesson, speed)
+        s = Session(sid, self.settings, self.lessons, scenario, lesson, speed, until_ms, playing)
         s.stats = self.lateness_s
         s.gate = self.replay_gate
         # Spread the sessions' ticks evenly over the frame interval (golden-ratio steps: any number
@@ -54,12 +58,26 @@ class SessionManager:
     def get(self, sid: str | None) -> Session | None:
         return self.sessions.get(sid) if sid else None
 
-    def attach(self, s: Session, ws) -> None:
+    async def attach(self, s: Session, ws) -> None:
+        """Give `s` to `ws`. A session has exactly one runner: the previous one (another tab, or
+        the same tab before a reload) is cancelled and awaited before the new one starts."""
         if s.ws is not None:  # a second tab on the same session takes it over
             old = s.ws
             s.ws = None
-            s.kick()
-            asyncio.ensure_future(_close_quietly(old, 4001, "session opened elsewhere"))
+            # The old runner is cancelled below: this last word goes straight to the old socket.
+            asyncio.ensure_future(_close_quietly(
+                old, 4001, "session opened elsewhere",
+                {"type": "error", "seq": s.seq + 1, "t": s.sim.now_ms, "fatal": True,
+                 "message": "this session was opened in another tab or window; this page stopped "
+                            "following it"}))
+        s.generation += 1  # a runner still alive for an older generation stops at once
+        old_task = s.task
+        if old_task is not None and not old_task.done():
+            old_task.cancel()
+            try:
+                await asyncio.wait({old_task}, timeout=1.0)
+            except Exception:  # pragma: no cover - nothing the old runner does may stop the new one
+                log.exception("session %s: old runner did not stop cleanly", s.id)
         s.ws = ws
         s.detached_at = None
         s.last_input = time.monotonic()
@@ -87,7 +105,7 @@ class SessionManager:
                 gone.append(sid)
             elif s.ws is not None and now - s.last_input >= st.idle_timeout_s:
                 s.queue_error(f"this session was closed after {st.idle_timeout_s / 60:g} minutes "
-                              "without input; reload the page to start again")
+                              "without input; start again to get a new one", fatal=True)
                 ws = s.ws
                 s.kick()
                 asyncio.ensure_future(_close_later(s, ws))
@@ -134,8 +152,10 @@ async def _close_later(s: Session, ws) -> None:
     await _close_quietly(ws, 4000, "idle")
 
 
-async def _close_quietly(ws, code: int, reason: str) -> None:
+async def _close_quietly(ws, code: int, reason: str, last: dict | None = None) -> None:
     try:
+        if last is not None:
+            await ws.send_text(orjson.dumps(last).decode())
         await ws.close(code=code, reason=reason)
     except Exception:
         pass

@@ -28,6 +28,14 @@ class Settings(BaseModel):
     max_nodes: int = Field(9, ge=1, le=51)
     max_actions: int = Field(5000, ge=1)  # live clicks recorded per session
     max_frame_bytes: int = Field(65536, ge=256)  # inbound WebSocket frames
+    # Inbound frames per connection: a token bucket (sustained rate, burst); controls that rebuild
+    # the world (load, reset, configure, new_seed, lesson) cost `ws_heavy_cost` frames.
+    ws_rate_per_s: float = Field(50, gt=0)
+    ws_burst: int = Field(100, ge=1)
+    ws_heavy_cost: int = Field(10, ge=1)
+    max_concurrent_exports: int = Field(4, ge=1)  # GET /api/trace at once; beyond: 503
+    max_concurrent_imports: int = Field(4, ge=1)  # POST /api/import at once; beyond: 503
+    max_import_header_bytes: int = Field(1 << 20, ge=1024)  # an imported trace's first line
     max_share_chars: int = Field(16384, ge=256)
     max_replay_ms: float = Field(3_600_000, gt=0)  # how far a share link or a seek may replay
     # Client operations a replay may go through: they are what makes the state (and so every

@@ -19,6 +19,9 @@ def op_label(op: str, key: str, value: Any) -> str:
     return f"r {key}"
 
 
+KV_PER_TICK = 20  # keys of a node's store in a per-tick summary (snapshots carry them all)
+
+
 class RaftAdapter:
     protocol = "raft"
     roles = ("follower", "pre-candidate", "candidate", "leader", "down")
@@ -68,8 +71,15 @@ class RaftAdapter:
             "votes": v["votes"],
             "deadline": v["election_deadline"] if v["status"] != "down" else None,
             "len": len(v["log"]),
-            "kv": v["kv"],
         }
+        # A copy: frames are serialised later, and the engine's dict keeps changing meanwhile.
+        kv = v["kv"]
+        if full or len(kv) <= KV_PER_TICK:
+            out["kv"] = dict(kv)
+        else:  # per-tick summaries stay small: the first keys and how many more (snapshots: all)
+            keys = sorted(kv)[:KV_PER_TICK]
+            out["kv"] = {k: kv[k] for k in keys}
+            out["kv_more"] = len(kv) - KV_PER_TICK
         if "next_index" in v and v["status"] != "down":
             out["next"] = v["next_index"]
             out["match"] = v["match_index"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
@@ -9,7 +11,7 @@ from engine.scenario import ScenarioError
 
 from ..limits import decode_share
 from ..protocols import ADAPTERS
-from ..session import default_scenario
+from ..session import TokenBucket, default_scenario
 from ..sessions import Full
 
 router = APIRouter()
@@ -61,13 +63,8 @@ async def stream(websocket: WebSocket):
             except ScenarioError as e:
                 errors.append(str(e))
         try:
-            session = manager.create(scenario, lesson, speed)
-            if until or not playing:
-                try:
-                    session.load(scenario, lesson, until_ms=until, playing=playing)
-                except ScenarioError as e:
-                    errors.append(str(e))
-                    session.load(default_scenario(settings), None)
+            session = manager.create(scenario, lesson, speed, until_ms=until,
+                                     playing=None if playing else False)
         except Full as e:
             await _refuse(websocket, str(e), 1013)
             return
@@ -83,7 +80,8 @@ async def stream(websocket: WebSocket):
         session.queue_snapshot()
     for e in errors:
         session.queue_error(e)
-    manager.attach(session, websocket)
+    await manager.attach(session, websocket)
+    bucket = TokenBucket(settings.ws_rate_per_s, settings.ws_burst)  # per connection
     try:
         while True:
             msg = await websocket.receive()
@@ -92,7 +90,10 @@ async def stream(websocket: WebSocket):
             data = msg.get("text")
             if data is None:
                 data = msg.get("bytes") or b""
-            session.handle(data)
+            session.handle(data, bucket)  # never raises: errors become `error` frames
+            # A client sending frames back to back must not keep the loop from every other
+            # session's ticks and input: one handled frame, then everyone else's turn.
+            await asyncio.sleep(0)
     except WebSocketDisconnect:
         pass
     finally:

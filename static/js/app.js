@@ -13,7 +13,7 @@ const state = {
   layout: {nodes: [], clients: []}, nodes: {}, logs: {}, flight: new Map(), flightRev: 0, net: null, inv: [],
   t: 0, recvAt: performance.now(), playing: true, speed: parseFloat(body.dataset.speedDefault),
   horizon: 0, end: 0, digest: "", timeoutMax: 300, session: null, scenario: null, lesson: null,
-  mutations: {}, activeMutations: [], frameMs: 50,
+  mutations: {}, activeMutations: [], frameMs: 50, logWindow: 200,
 };
 let proto = getProtocol(body.dataset.protocol);
 let canvas = null;
@@ -39,10 +39,36 @@ function connect() {
   setConn("connecting…");
   ws.onopen = () => setConn("live");
   ws.onmessage = (ev) => onFrame(JSON.parse(ev.data));
-  ws.onclose = () => {
-    setConn(fatal ? "closed" : "reconnecting…");
-    if (!fatal) setTimeout(connect, 1000);
+  ws.onclose = (ev) => {
+    // 4001: another tab took this session over; 4000: closed for being idle (it is gone).
+    // Reconnecting on our own would steal the session back (two tabs fighting over it) or
+    // silently start a new one: say what happened and let the user choose.
+    if (ev.code === 4001 || ev.code === 4000 || fatal) return stopped(ev.code);
+    setConn("reconnecting…");
+    setTimeout(connect, 1000);
   };
+}
+
+function stopped(code) {
+  setConn("closed");
+  const n = $("#notice");
+  clearTimeout(onError.timer);
+  n.textContent = code === 4001
+    ? "This session is now open in another tab or window. "
+    : code === 4000 ? "This session was closed after a long time without input. "
+    : "The connection was closed. ";
+  const b = document.createElement("button");
+  b.type = "button";
+  b.id = "reconnect";
+  b.textContent = code === 4001 ? "Use it here instead" : "Start over";
+  b.addEventListener("click", () => {
+    if (code !== 4001) state.session = null;  // the old session is gone: ask for a new one
+    fatal = false;
+    n.hidden = true;
+    connect();
+  });
+  n.append(b);
+  n.hidden = false;
 }
 
 function send(obj) {
@@ -105,6 +131,7 @@ function onHello(f) {
   state.activeMutations = f.active_mutations;
   state.end = f.end;
   state.frameMs = f.limits.frame_interval_ms;
+  if (f.limits.log_window) state.logWindow = f.limits.log_window;
   state.timeoutMax = f.timeout_ms[1];
   state.nodes = {}; state.logs = {}; state.flight = new Map();
   proto = getProtocol(f.protocol);
@@ -182,7 +209,7 @@ function onEvents(f) {
       const k = Math.max(0, keep - lg.base);
       lg.entries.length = Math.min(lg.entries.length, k);
       lg.entries.push(...entries);
-      const extra = lg.entries.length - 200;
+      const extra = lg.entries.length - state.logWindow;
       if (extra > 0) { lg.entries.splice(0, extra); lg.base += extra; }
     }
     logDirty = true;

@@ -7,6 +7,8 @@ each scene go to artifacts/.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from .conftest import shot
@@ -346,3 +348,28 @@ def test_a_heavy_shared_link_shows_its_replay_progress_then_the_exact_state(serv
     sim.run_until(60000)
     assert page.locator("#canvas").get_attribute("data-digest") == sim.digest()
     shot(page, "e2e-replay-done")
+
+
+def test_a_page_taken_over_by_another_tab_says_so_and_does_not_reconnect(server, page, browser):
+    hello = []
+    page.on("websocket", lambda w: w.on(
+        "framereceived", lambda p: hello.append(p) if '"type":"hello"' in str(p) else None))
+    page.goto(f"{server}/?speed=1")
+    page.wait_for_function("document.querySelector('#conn').dataset.state === 'live'")
+    page.wait_for_timeout(300)
+    sid = json.loads(hello[0])["session"]
+    ctx = browser.new_context()
+    other = ctx.new_page()
+    other.goto(f"{server}/healthz")
+    other.evaluate("sid => new Promise(ok => { const w = new WebSocket("
+                   "`ws://${location.host}/ws?session=${sid}`); w.onmessage = () => ok(); window.w = w; })",
+                   sid)
+    page.wait_for_selector("#reconnect")
+    assert "another tab" in page.locator("#notice").text_content()
+    page.wait_for_timeout(2000)  # and it stays put: no reconnect loop stealing the session back
+    assert page.locator("#conn").text_content() == "closed"
+    assert len(hello) == 1
+    page.click("#reconnect")  # taking it back, on request
+    page.wait_for_function("document.querySelector('#conn').dataset.state === 'live'")
+    assert json.loads(hello[-1])["session"] == sid
+    ctx.close()
