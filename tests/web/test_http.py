@@ -142,6 +142,10 @@ def test_idle_attached_session_is_told_and_closed(make_client):
     with c.websocket_connect("/ws") as ws:
         drain(ws, "snapshot")
         (s,) = mgr.sessions.values()
-        assert mgr.reap(now=s.last_input + 11) == [s.id]
+
+        async def reap():  # on the app's loop, as the reaper does
+            return mgr.reap(now=s.last_input + 11)
+
+        assert c.portal.call(reap) == [s.id]
         err = drain(ws, "error")
         assert "closed after" in err["message"] and "without input" in err["message"]
