@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
 from typing import AsyncIterator
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
 from engine.scenario import ScenarioError
 from engine.sim import Simulation
@@ -73,26 +75,70 @@ def run_slice(sim: Simulation, target_ms: float, deadline: float) -> bool:
 _export_ids = itertools.count(1)
 
 
-def _trace_lines(payload: str, settings, gate) -> tuple[str, AsyncIterator[bytes]]:
+class Slots:
+    """A cap on concurrent requests of one kind (exports, imports): `take` answers a release
+    function (safe to call twice), or None when all slots are busy."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.busy = 0
+
+    def take(self):
+        if self.busy >= self.n:
+            return None
+        self.busy += 1
+        done = False
+
+        def release() -> None:
+            nonlocal done
+            if not done:
+                done = True
+                self.busy -= 1
+
+        return release
+
+
+def _slots(request: Request, kind: str, n: int) -> Slots:
+    state = request.app.state
+    slots = getattr(state, f"{kind}_slots", None)
+    if slots is None:
+        slots = Slots(n)
+        setattr(state, f"{kind}_slots", slots)
+    return slots
+
+
+def _busy(kind: str, n: int) -> JSONResponse:
+    return JSONResponse({"error": f"the server is busy: {n} trace {kind}s are running, the limit; "
+                                  "try again in a moment"}, status_code=503,
+                        headers={"Retry-After": "2"})
+
+
+def _trace_lines(payload: str, settings, gate, release) -> tuple[str, AsyncIterator[bytes]]:
     try:
         sc, t, _lesson = decode_share(payload, settings)
         check_scenario(sc, settings)
         check_replay(sc, t, settings, where="share.t")
     except ScenarioError as e:
+        release()
         raise HTTPException(400, str(e)) from None
     slice_s = settings.replay_slice_ms / 1000
     turn = f"export-{next(_export_ids)}"
 
     async def lines() -> AsyncIterator[bytes]:
-        sim = Simulation(sc)
-        buf: list[dict] = []
-        sim.subscribe(buf.append)
-        yield orjson.dumps(header(sc)) + b"\n"
         try:
+            sim = Simulation(sc)
+            buf: list[dict] = []
+            sim.subscribe(buf.append)
+            yield orjson.dumps(header(sc)) + b"\n"
             while True:
                 while gate.enter(turn):  # a replay's turn, like a session's
                     await asyncio.sleep(settings.frame_interval_ms / 1000)
-                done = run_slice(sim, t, time.perf_counter() + slice_s)
+                try:
+                    done = run_slice(sim, t, time.perf_counter() + slice_s)
+                finally:
+                    # The slot is held for the slice only: a slow reader must not keep it (and so
+                    # every queued session's replay waiting) while its bytes trickle out.
+                    gate.leave(turn)
                 if buf:
                     chunk = b"".join(orjson.dumps(r) + b"\n" for r in buf)
                     buf.clear()
@@ -100,32 +146,58 @@ def _trace_lines(payload: str, settings, gate) -> tuple[str, AsyncIterator[bytes
                 if done:
                     break
                 await asyncio.sleep(0)
+            yield orjson.dumps(sim.end_record()) + b"\n"  # where the run was cut: an import resumes there
         finally:
             gate.leave(turn)
-        yield orjson.dumps(sim.end_record()) + b"\n"  # where the run was cut: an import resumes there
+            release()
 
     return f"playground-seed{sc.seed}-t{int(t)}.ndjson", lines()
 
 
 @router.get("/api/trace")
-async def export_trace(share_payload: str = Query(..., alias="share"), settings=Depends(get_settings),
-                 sessions=Depends(get_sessions)):
-    """The documented NDJSON trace of the run a share payload describes, up to its moment."""
-    name, body = _trace_lines(share_payload, settings, sessions.replay_gate)
-    return StreamingResponse(body, media_type="application/x-ndjson",
+async def export_trace(request: Request, share_payload: str = Query(..., alias="share"),
+                       settings=Depends(get_settings), sessions=Depends(get_sessions)):
+    """The documented NDJSON trace of the run a share payload describes, up to its moment.
+    At most `max_concurrent_exports` at once (503 beyond)."""
+    release = _slots(request, "export", settings.max_concurrent_exports).take()
+    if release is None:
+        return _busy("export", settings.max_concurrent_exports)
+    name, body = _trace_lines(share_payload, settings, sessions.replay_gate, release)
+    # The body releases its slot when it ends; the background task covers a body never started.
+    return StreamingResponse(body, media_type="application/x-ndjson", background=BackgroundTask(release),
                              headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-async def _read_records(records, slice_s: float) -> tuple[int, float, float | None]:
-    """Count the records (each line is parsed and checked), a slice of CPU at a time."""
+def _record_t(rec: dict, n: int) -> float:
+    t = rec.get("t") if isinstance(rec, dict) else None
+    if not isinstance(t, (int, float)) or isinstance(t, bool):
+        raise TraceError(f"line {n}: t must be a time in ms (a number), not {t!r}"[:200])
+    t = float(t)
+    if not math.isfinite(t) or t < 0:
+        raise TraceError(f"line {n}: t must be a finite time in ms, at least 0 (not {t!r})")
+    return t
+
+
+async def _read_records(lines: list[bytes], slice_s: float) -> tuple[int, float, float | None]:
+    """Count the records after the header (each line is parsed and checked, and named when it is
+    wrong), a slice of CPU at a time."""
     count, last_t, end_t = 0, 0.0, None
     deadline = time.perf_counter() + slice_s
-    for rec in records:
+    for n, line in enumerate(lines, start=2):
+        if not line.strip():
+            continue
+        try:
+            rec = orjson.loads(line)
+        except orjson.JSONDecodeError as e:
+            raise TraceError(f"line {n}: not JSON ({e})") from None
+        if not isinstance(rec, dict) or "type" not in rec or "t" not in rec:
+            raise TraceError(f"line {n}: a record needs 'type' and 't'")
+        t = _record_t(rec, n)
         if rec["type"] == "end":  # the instant the trace was cut: resume exactly there
-            end_t = float(rec["t"])
+            end_t = t
             continue
         count += 1
-        last_t = max(last_t, float(rec["t"]))
+        last_t = max(last_t, t)
         if not count % 256 and time.perf_counter() >= deadline:
             await asyncio.sleep(0)
             deadline = time.perf_counter() + slice_s
@@ -135,7 +207,18 @@ async def _read_records(records, slice_s: float) -> tuple[int, float, float | No
 @router.post("/api/import")
 async def import_trace(request: Request, settings=Depends(get_settings)):
     """Read an NDJSON trace (the request body) and answer the share payload that replays it, up to
-    the trace's `end` record (or its last record, for traces written without one)."""
+    the trace's `end` record (or its last record, for traces written without one). At most
+    `max_concurrent_imports` at once (503 beyond)."""
+    release = _slots(request, "import", settings.max_concurrent_imports).take()
+    if release is None:
+        return _busy("import", settings.max_concurrent_imports)
+    try:
+        return await _import(request, settings)
+    finally:
+        release()
+
+
+async def _import(request: Request, settings):
     limit = settings.max_import_bytes
     if int(request.headers.get("content-length") or 0) > limit:
         return JSONResponse({"error": f"trace too large (the limit is {limit} bytes)"}, status_code=413)
@@ -145,17 +228,30 @@ async def import_trace(request: Request, settings=Depends(get_settings)):
         if len(body) > limit:
             return JSONResponse({"error": f"trace too large (the limit is {limit} bytes)"},
                                 status_code=413)
+    head_cap = settings.max_import_header_bytes
+    first_nl = body.find(b"\n")
+    head_len = len(body) if first_nl < 0 else first_nl
+    if head_len > head_cap:
+        return JSONResponse({"error": f"line 1: the header is {head_len} bytes, the limit is "
+                                      f"{head_cap}"}, status_code=400)
     try:
-        head, records = read_trace(bytes(body).split(b"\n") if body.strip() else [])
+        lines = bytes(body).split(b"\n") if body.strip() else []
+        head, _records = read_trace(lines[:1])
         raw = head.get("scenario")
         check_raw_scenario(raw, settings, "line 1: header.scenario")  # before parsing it
         sc = scenario_from_header(head)
         check_scenario(sc, settings)
-        count, last_t, end_t = await _read_records(records, settings.replay_slice_ms / 1000)
+        count, last_t, end_t = await _read_records(lines[1:], settings.replay_slice_ms / 1000)
         # Traces written before the `end` record existed resume at their last record instead.
         t = end_t if end_t is not None else last_t
         check_replay(sc, t, settings, where="end.t")
+        payload = share.encode(sc, t)
     except (TraceError, ScenarioError, TypeError, ValueError) as e:
         return JSONResponse({"error": str(e)}, status_code=400)
-    return {"share": share.encode(sc, t), "records": count, "t": t, "seed": sc.seed,
+    if len(payload) > settings.max_share_chars:
+        return JSONResponse({"error": f"the trace is too large to load in the browser (its share "
+                                      f"link would be {len(payload)} characters, the limit is "
+                                      f"{settings.max_share_chars}; fewer actions would fit)"},
+                            status_code=400)
+    return {"share": payload, "records": count, "t": t, "seed": sc.seed,
             "nodes": sc.nodes, "ended": end_t is not None}

@@ -239,3 +239,95 @@ def test_per_tick_node_summaries_cap_the_store(tmp_path):
     assert len(small["kv"]) == KV_PER_TICK and small["kv_more"] == 50 - KV_PER_TICK
     full = s.adapter.node(v, True, 10)
     assert len(full["kv"]) == 50 and "kv_more" not in full
+
+
+def _trace(client, t=900):
+    from engine.scenario import parse_scenario
+
+    from app import share
+
+    sc = parse_scenario({"nodes": 3, "seed": 5})
+    return client.get("/api/trace", params={"share": share.encode(sc, t)}).content.splitlines()
+
+
+@pytest.mark.parametrize("t,expect", [
+    (-1, "t must be a finite time in ms, at least 0"),
+    (1e308 * 10, "t must be"),
+    ("soon", "t must be a time in ms (a number)"),
+    (True, "t must be a time in ms (a number)"),
+])
+def test_import_rejects_bad_times_naming_the_line(client, t, expect):
+    lines = _trace(client)
+    bad = orjson.dumps({"type": "fault", "t": t, "do": "crash", "node": "n1"}) if not isinstance(t, float) \
+        else b'{"type": "fault", "t": 1e999, "do": "crash"}'
+    body = b"\n".join(lines[:2] + [bad] + lines[2:]) + b"\n"
+    r = client.post("/api/import", content=body)
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert ("line 3:" in err and expect in err) or (isinstance(t, float) and "line 3" in err), err
+
+
+def test_import_caps_the_header_line(make_client):
+    c = make_client(max_import_header_bytes=2048)
+    lines = _trace(c)
+    head = orjson.loads(lines[0])
+    head["padding"] = "x" * 4000
+    r = c.post("/api/import", content=b"\n".join([orjson.dumps(head)] + lines[1:]))
+    assert r.status_code == 400 and "line 1: the header is" in r.json()["error"]
+
+
+def test_import_refuses_a_trace_too_large_for_a_share_link(make_client):
+    from engine.scenario import parse_scenario
+
+    from app import share
+
+    c = make_client(max_share_chars=256)
+    acts = [{"at": 100 + i * 37.123, "do": "crash" if i % 2 == 0 else "restart", "node": f"n{i % 3 + 1}"}
+            for i in range(60)]
+    sc = parse_scenario({"nodes": 3, "seed": 5, "actions": acts})
+    from engine.trace import header
+    body = orjson.dumps(header(sc)) + b"\n" + orjson.dumps({"type": "end", "t": 5000}) + b"\n"
+    assert len(share.encode(sc, 5000)) > 256
+    r = c.post("/api/import", content=body)
+    assert r.status_code == 400 and "too large to load in the browser" in r.json()["error"]
+
+
+def test_exports_and_imports_are_capped_with_503(make_client):
+    c = make_client(max_concurrent_exports=1, max_concurrent_imports=1)
+    slots = c.app.state
+    lines = _trace(c)  # creates the export slots, and gives its slot back when done
+    assert slots.export_slots.busy == 0
+    hold = slots.export_slots.take()
+    r = c.get("/api/trace", params={"share": "1.zzzz"})
+    assert r.status_code == 503 and "busy" in r.json()["error"]
+    hold()
+    assert c.get("/api/trace", params={"share": "1.zzzz"}).status_code == 400
+    assert slots.export_slots.busy == 0  # a refused payload gives its slot back
+    assert c.post("/api/import", content=b"\n".join(lines)).status_code == 200
+    hold = slots.import_slots.take()
+    r = c.post("/api/import", content=b"\n".join(lines))
+    assert r.status_code == 503 and "busy" in r.json()["error"]
+    hold()
+
+
+def test_an_export_holds_the_replay_slot_only_during_a_slice(tmp_path):
+    from engine.scenario import parse_scenario
+
+    from app import share
+    from app.routes.api import _trace_lines
+    from app.session import ReplayGate
+
+    st = _settings(tmp_path, replay_slice_ms=1)
+    gate = ReplayGate(1)
+    released = []
+    sc = parse_scenario({"nodes": 5, "seed": 5, "workload": {"clients": 2, "rate_per_s": 50}})
+    _name, body = _trace_lines(share.encode(sc, 20_000), st, gate, lambda: released.append(1))
+    seen = []
+
+    async def main():
+        async for _chunk in body:  # the reader is suspended here: no slot may be held meanwhile
+            seen.append(len(gate.active))
+
+    asyncio.run(main())
+    assert len(seen) > 3 and set(seen) == {0}
+    assert released  # and its export slot was given back
