@@ -13,7 +13,6 @@ import base64
 import zlib
 
 import orjson
-from pydantic import ValidationError
 
 from engine.scenario import Scenario, ScenarioError, parse_scenario
 
@@ -69,4 +68,4 @@ def decode(payload: str, max_chars: int = 1 << 20, max_decoded_bytes: int = 4 <<
     return scenario, float(t), lesson if isinstance(lesson, str) else None
 
 
-__all__ = ["encode", "decode", "ValidationError"]
+__all__ = ["encode", "decode"]
