@@ -28,7 +28,7 @@ class ScenarioError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, allow_inf_nan=False)
 
 
 class RaftConfig(_Strict):
@@ -86,7 +86,7 @@ class Nemesis(_Strict):
 # --- actions: the vocabulary shared by scenario files, the browser and the nemesis -------------
 
 class _Action(_Strict):
-    at: float = Field(0, ge=0)
+    at: float = Field(0, ge=0, le=86_400_000)
 
 
 class NodeAction(_Action):
@@ -96,7 +96,7 @@ class NodeAction(_Action):
 
 class Partition(_Action):
     do: Literal["partition"]
-    groups: tuple[tuple[str, ...], ...] = Field(min_length=1)
+    groups: tuple[Annotated[tuple[str, ...], Field(min_length=1)], ...] = Field(min_length=1)
 
 
 class Cut(_Action):
@@ -121,20 +121,29 @@ class Heal(_Action):
         return self
 
 
+MAX_VALUE = 2**53  # client values are integers a browser can hold exactly
+
+
+def _is_value(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and -MAX_VALUE <= v <= MAX_VALUE
+
+
 class Request(_Action):
     do: Literal["request"]
     node: str
     op: Literal["read", "write", "cas"] = "write"
-    key: str = "k1"
+    key: str = Field("k1", min_length=1, max_length=32, pattern=r"^[\w.:-]+$")
     value: Any = None
 
     @model_validator(mode="after")
     def _value_shape(self) -> "Request":
-        if self.op == "write" and not isinstance(self.value, int):
-            raise ValueError("a write needs an integer 'value'")
+        if self.op == "read" and self.value is not None:
+            raise ValueError("a read takes no 'value' (leave it out or null)")
+        if self.op == "write" and not _is_value(self.value):
+            raise ValueError(f"a write needs an integer 'value' between -{MAX_VALUE} and {MAX_VALUE}")
         if self.op == "cas" and not (
             isinstance(self.value, (list, tuple)) and len(self.value) == 2
-            and all(isinstance(v, int) for v in self.value)
+            and all(_is_value(v) for v in self.value)
         ):
             raise ValueError("a cas needs 'value': [expected, new] (two integers)")
         return self

@@ -99,3 +99,25 @@ def test_any_json_is_an_action_or_a_clear_error(data):
         parse_action(data, NODES)
     except ScenarioError as e:
         assert str(e)
+
+
+@pytest.mark.parametrize("bad, needle", [
+    ({"do": "request", "node": "n1", "op": "read", "value": {"a": [[[]]]}}, "a read takes no 'value'"),
+    ({"do": "request", "node": "n1", "op": "write", "value": True}, "integer 'value'"),
+    ({"do": "request", "node": "n1", "op": "write", "value": 2**64}, "integer 'value'"),
+    ({"do": "request", "node": "n1", "op": "write", "key": "k" * 33, "value": 1}, "action.key"),
+    ({"do": "request", "node": "n1", "op": "write", "key": "<b>x</b>", "value": 1}, "action.key"),
+    ({"do": "partition", "groups": [[]]}, "action.groups"),
+    ({"do": "crash", "node": "n1", "at": float("inf")}, "action.at"),
+])
+def test_request_values_and_keys_are_bounded(bad, needle):
+    with pytest.raises(ScenarioError) as e:
+        parse_action(bad, NODES)
+    assert needle in str(e.value)
+
+
+def test_an_infinite_action_time_in_a_scenario_is_refused():
+    with pytest.raises(ScenarioError, match=r"actions\[0\]\.at"):
+        parse_scenario({"actions": [{"at": float("inf"), "do": "crash", "node": "n1"}]})
+    with pytest.raises(ScenarioError, match="config.heartbeat_ms"):
+        parse_scenario({"config": {"heartbeat_ms": float("nan")}})
