@@ -18,6 +18,7 @@ import time
 import orjson
 
 EXIT_BAD_INPUT = 2
+WS_MAX_BYTES = 1 << 20
 EXIT_UNSAFE = 3
 
 
@@ -105,8 +106,10 @@ def cmd_check(args) -> int:
 def cmd_serve(args) -> int:
     import uvicorn
 
+    # ws_max_size: refuse big inbound frames in the protocol layer too (the session's own
+    # limit, PLAYGROUND_MAX_FRAME_BYTES, then names the problem for anything under it).
     uvicorn.run("app.main:app", host=args.host, port=args.port, ws_per_message_deflate=False,
-                log_level=args.log_level)
+                ws_max_size=WS_MAX_BYTES, log_level=args.log_level)
     return 0
 
 
