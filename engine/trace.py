@@ -7,6 +7,7 @@ is one record exactly as observers receive it.
 
 from __future__ import annotations
 
+import math
 from typing import IO, Iterable, Iterator
 
 import orjson
@@ -62,17 +63,27 @@ def read_trace(lines: Iterable[bytes | str]) -> tuple[dict, Iterator[dict]]:
 
     def records() -> Iterator[dict]:
         for n, line in enumerate(it, start=2):
-            if not line.strip():
-                continue
-            try:
-                rec = orjson.loads(line)
-            except orjson.JSONDecodeError as e:
-                raise TraceError(f"line {n}: not JSON ({e})") from None
-            if not isinstance(rec, dict) or "type" not in rec or "t" not in rec:
-                raise TraceError(f"line {n}: a record needs 'type' and 't'")
-            yield rec
+            if line.strip():
+                yield parse_record(line, n)
 
     return head, records()
+
+
+def parse_record(line: bytes | str, n: int) -> dict:
+    """One record line: JSON, an object with a `type` and a finite time `t` >= 0 (ms).
+    Raises TraceError naming line `n`."""
+    try:
+        rec = orjson.loads(line)
+    except orjson.JSONDecodeError as e:
+        raise TraceError(f"line {n}: not JSON ({e})") from None
+    if not isinstance(rec, dict) or "type" not in rec or "t" not in rec:
+        raise TraceError(f"line {n}: a record needs 'type' and 't'")
+    t = rec["t"]
+    if not isinstance(t, (int, float)) or isinstance(t, bool):
+        raise TraceError(f"line {n}: t must be a time in ms (a number), not {t!r}"[:200])
+    if not math.isfinite(t) or t < 0:
+        raise TraceError(f"line {n}: t must be a finite time in ms, at least 0 (not {t!r})")
+    return rec
 
 
 def scenario_from_header(head: dict) -> Scenario:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import math
 import time
 from typing import AsyncIterator
 
@@ -20,7 +19,7 @@ from starlette.background import BackgroundTask
 
 from engine.scenario import ScenarioError
 from engine.sim import Simulation
-from engine.trace import TraceError, header, read_trace, scenario_from_header
+from engine.trace import TraceError, header, parse_record, read_trace, scenario_from_header
 
 from .. import share
 from ..limits import check_raw_scenario, check_replay, check_scenario, decode_share
@@ -168,16 +167,6 @@ async def export_trace(request: Request, share_payload: str = Query(..., alias="
                              headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-def _record_t(rec: dict, n: int) -> float:
-    t = rec.get("t") if isinstance(rec, dict) else None
-    if not isinstance(t, (int, float)) or isinstance(t, bool):
-        raise TraceError(f"line {n}: t must be a time in ms (a number), not {t!r}"[:200])
-    t = float(t)
-    if not math.isfinite(t) or t < 0:
-        raise TraceError(f"line {n}: t must be a finite time in ms, at least 0 (not {t!r})")
-    return t
-
-
 async def _read_records(lines: list[bytes], slice_s: float) -> tuple[int, float, float | None]:
     """Count the records after the header (each line is parsed and checked, and named when it is
     wrong), a slice of CPU at a time."""
@@ -186,13 +175,8 @@ async def _read_records(lines: list[bytes], slice_s: float) -> tuple[int, float,
     for n, line in enumerate(lines, start=2):
         if not line.strip():
             continue
-        try:
-            rec = orjson.loads(line)
-        except orjson.JSONDecodeError as e:
-            raise TraceError(f"line {n}: not JSON ({e})") from None
-        if not isinstance(rec, dict) or "type" not in rec or "t" not in rec:
-            raise TraceError(f"line {n}: a record needs 'type' and 't'")
-        t = _record_t(rec, n)
+        rec = parse_record(line, n)
+        t = float(rec["t"])
         if rec["type"] == "end":  # the instant the trace was cut: resume exactly there
             end_t = t
             continue
