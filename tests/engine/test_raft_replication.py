@@ -144,3 +144,28 @@ def test_followers_catch_up_after_restart():
     logs = {n: [tuple(map(str, e)) for e in sim.nodes[n].log] for n in sim.servers}
     assert all(logs[n] == logs[lead] for n in sim.servers)
     assert not sim.violations
+
+
+def test_fig2_heartbeats_only_in_idle_periods():
+    """Figure 2, Leaders: empty AppendEntries are repeated "during idle periods". Under load a
+    follower just sent entries is not idle and gets no heartbeat, yet every follower still hears
+    from the leader at least once per heartbeat interval."""
+    hb = 50.0
+    sim, recs = run({"nodes": 5, "seed": 3, "duration_ms": 5000,
+                     "workload": {"clients": 3, "rate_per_s": 20, "keys": 3}})
+    (t_lead, lead, term), = leaders(recs)
+    sent: dict[str, list[tuple[float, int]]] = {}
+    for r in recs:
+        if r["type"] == "send" and r["from"] == lead and r["msg"]["kind"] == "AppendEntries":
+            sent.setdefault(r["to"], []).append((r["t"], len(r["msg"]["entries"])))
+    assert set(sent) == set(sim.servers) - {lead}
+    for peer, ts in sent.items():
+        times = [t for t, _ in ts] + [5000.0]
+        assert max(b - a for a, b in zip(times, times[1:])) <= hb, peer
+        for (a, _), (b, n) in zip(ts, ts[1:]):
+            if n == 0:  # a heartbeat: the follower had heard nothing for 3/4 of an interval
+                assert b - a >= 0.75 * hb - 1e-9, (peer, a, b)
+    # Sent every interval regardless, there would be one heartbeat per follower per 50 ms.
+    every_tick = (5000 - t_lead) / hb * len(sent)
+    heartbeats = sum(1 for ts in sent.values() for _, n in ts if n == 0)
+    assert heartbeats < 0.8 * every_tick

@@ -58,6 +58,7 @@ class RaftNode(Node):
         self.votes: set[str] = set()
         self.next_index: dict[str, int] = {}
         self.match_index: dict[str, int] = {}
+        self.last_sent_us: dict[str, int] = {}  # when each follower was last sent AppendEntries
         self.recent_active: set[str] = set()
         self.pending: dict[int, tuple[str, int]] = {}  # log index -> (client, req) to answer
         self.transfer_to: str | None = None
@@ -161,6 +162,7 @@ class RaftNode(Node):
         self.election_deadline_us = 0
         self.next_index = {p: self.last_index() + 1 for p in self.peers}
         self.match_index = {p: 0 for p in self.peers}
+        self.last_sent_us = {}
         self.recent_active = set()
         self.log.append([self.current_term, None])
         self.bcast_append(ctx)
@@ -175,8 +177,7 @@ class RaftNode(Node):
         if name == "election":
             self.handle_election_timeout(ctx)
         elif name == "heartbeat" and self.role == LEADER:
-            self.bcast_append(ctx)
-            ctx.set_timer("heartbeat", self.heartbeat_us)
+            self.send_heartbeats(ctx)
             if self.transfer_to and ctx.now_us >= self.transfer_deadline_us:
                 self.transfer_to = None  # §3.10: abort a transfer that did not finish in time
         elif name == "check_quorum" and self.role == LEADER:
@@ -342,12 +343,30 @@ class RaftNode(Node):
         ctx.send(peer, {"kind": "AppendEntries", "term": self.current_term, "leader": self.id,
                         "prev_log_index": prev, "prev_log_term": log[prev - 1][0] if prev else 0,
                         "entries": entries, "leader_commit": self.commit_index})
+        self.last_sent_us[peer] = ctx.now_us
         if entries:
             self.next_index[peer] = prev + len(entries) + 1
 
     def bcast_append(self, ctx: Context) -> None:
         for p in self.peers:
             self.send_append(ctx, p)
+
+    def send_heartbeats(self, ctx: Context) -> None:
+        """Figure 2, Leaders: "send initial empty AppendEntries RPCs (heartbeat) to each server;
+        repeat during idle periods to prevent election timeouts". A follower sent AppendEntries
+        (entries or not) within the last interval is not idle, so it is skipped, as in RaftScope,
+        which re-arms each peer's heartbeat whenever it sends. Sending a little early costs nothing,
+        so a tick also serves any follower due within the next quarter interval; each follower
+        therefore hears from the leader at least every `heartbeat_ms`. The timer is re-armed for
+        the earliest follower to fall due."""
+        now = ctx.now_us
+        hb = self.heartbeat_us
+        last = self.last_sent_us
+        soon = now + hb // 4
+        for p in self.peers:
+            if last.get(p, -hb) + hb <= soon:
+                self.send_append(ctx, p)
+        ctx.set_timer("heartbeat", max(1, min(last[p] for p in self.peers) + hb - now))
 
     def handle_append_entries(self, ctx: Context, src: str, m: dict) -> None:
         """Figure 2, AppendEntries RPC receiver implementation, with the conflict-term hint of §5.3
@@ -549,5 +568,5 @@ class RaftNode(Node):
         return [self.current_term, self.role, self.voted_for, self.leader_id, self.commit_index,
                 self.last_applied, self.log, sorted(self.kv.items()), sorted(self.votes),
                 sorted(self.next_index.items()), sorted(self.match_index.items()),
-                sorted(self.recent_active), sorted(self.pending.items()), self.transfer_to,
+                sorted(self.last_sent_us.items()), sorted(self.recent_active), sorted(self.pending.items()), self.transfer_to,
                 self.last_leader_contact_us]
