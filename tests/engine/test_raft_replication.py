@@ -142,7 +142,12 @@ def test_followers_catch_up_after_restart():
     sim, recs = run(load("leader_crash_replication", duration_ms=9000))
     lead = leaders_now(sim)
     logs = {n: [tuple(map(str, e)) for e in sim.nodes[n].log] for n in sim.servers}
-    assert all(logs[n] == logs[lead] for n in sim.servers)
+    # n5 (down 1-4 s) and n1 (down 2.1-5 s) hold everything the leader has committed; an entry
+    # appended in the last few milliseconds may still be on its way.
+    c = sim.nodes[lead].commit_index
+    assert c > 40
+    assert all(logs[n][:c] == logs[lead][:c] for n in sim.servers)
+    assert all(sim.nodes[n].commit_index >= c - 1 for n in sim.servers)
     assert not sim.violations
 
 
