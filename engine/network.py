@@ -35,6 +35,14 @@ class Network:
         self.overrides: dict[tuple[str, str], LinkSpec] = {}
         self.group_of: dict[str, int] = {}
         self.cuts: set[tuple[str, str]] = set()
+        self._settle()
+
+    def _settle(self) -> None:
+        """Recompute `plain`: every link is the default one, lossless, duplicate-free and open
+        (the kernel's fast path for sending and delivering). Every change below calls it."""
+        d = self.default
+        self.plain = not (self.overrides or self.group_of or self.cuts or d.loss or d.duplicate)
+        self.open = not (self.group_of or self.cuts)
 
     # --- queries (hot path) -------------------------------------------------------------------
     def blocked(self, src: str, dst: str) -> str | None:
@@ -59,16 +67,19 @@ class Network:
         self.group_of = {n: i for i, grp in enumerate(all_groups) for n in grp}
         if len(all_groups) <= 1:
             self.group_of = {}
+        self._settle()
 
     def cut(self, src: str, dst: str, both: bool) -> None:
         self.cuts.add((src, dst))
         if both:
             self.cuts.add((dst, src))
+        self._settle()
 
     def heal(self) -> None:
         """Remove partitions and cuts (link settings stay)."""
         self.group_of = {}
         self.cuts = set()
+        self._settle()
 
     def heal_link(self, src: str, dst: str, both: bool) -> None:
         """Let messages pass from src to dst again (and back, with `both`). A partition is first
@@ -83,6 +94,7 @@ class Network:
         self.cuts.discard((src, dst))
         if both:
             self.cuts.discard((dst, src))
+        self._settle()
 
     @staticmethod
     def _changed(spec: LinkSpec, latency_us: tuple[int, int] | None, loss: float | None,
@@ -103,11 +115,13 @@ class Network:
                 self.overrides.pop(p, None)
             else:
                 self.overrides[p] = spec
+        self._settle()
 
     def set_all(self, loss: float | None = None, duplicate: float | None = None,
                 latency_us: tuple[int, int] | None = None) -> None:
         """Change the default link (the browser's network sliders, the nemesis's loss bursts)."""
         self.default = self._changed(self.default, latency_us, loss, duplicate)
+        self._settle()
 
     # --- pictures -----------------------------------------------------------------------------
     def cut_state(self, a: str, b: str) -> str:

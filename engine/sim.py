@@ -78,9 +78,8 @@ class Simulation:
         self._held: dict[str, list[tuple]] = {}
 
         self.checkers = list(self.protocol.make_checkers(self.seed, self.servers)) if checkers else []
-        self._records_wanted = bool(self.checkers)
         self._route_checkers()
-        self._want_msgs = any(self._routes[t] for t in MESSAGE_RECORDS)
+        self._refresh_wants()
 
         for nid in self.servers:
             self.rngs[nid] = rngmod.stream(self.seed, f"node:{nid}")
@@ -115,9 +114,14 @@ class Simulation:
         self._refresh_wants()
 
     def _refresh_wants(self) -> None:
+        """Recompute, per record type, everyone who reads it: the checkers that declared it, then
+        the outside observers (message records only to those who asked for them)."""
+        self._sinks = {t: self._routes[t] + [fn for fn, m in self._observers
+                                             if m or t not in MESSAGE_RECORDS]
+                       for t in RECORD_TYPES}
+        self._state_sinks = self._sinks["state"]
         self._records_wanted = bool(self._observers or self.checkers)
-        self._want_msgs = any(m for _, m in self._observers) or any(
-            self._routes[t] for t in MESSAGE_RECORDS)
+        self._want_msgs = any(self._sinks[t] for t in MESSAGE_RECORDS)
 
     def _route_checkers(self) -> None:
         """Each checker is called only for the record types it declares."""
@@ -125,17 +129,10 @@ class Simulation:
                             if c.record_types is None or t in c.record_types] for t in RECORD_TYPES}
 
     def _emit(self, rec: dict) -> None:
-        for fn in self._routes[rec["type"]]:
-            fn(rec)
-        for fn, _ in self._observers:
+        for fn in self._sinks[rec["type"]]:
             fn(rec)
 
-    def _emit_msg(self, rec: dict) -> None:
-        for fn in self._routes[rec["type"]]:
-            fn(rec)
-        for fn, m in self._observers:
-            if m:
-                fn(rec)
+    _emit_msg = _emit
 
     # --- queue --------------------------------------------------------------------------------
     def _push(self, t: int, prio: int, kind: int, a, b, c) -> None:
@@ -152,6 +149,18 @@ class Simulation:
     # --- effects (called through Context) -----------------------------------------------------
     def _send(self, src: str, dst: str, msg: dict) -> None:
         net = self.network
+        if net.plain and not self._want_msgs:
+            # The common case, with the same random draws as the general path below.
+            spec = net.default
+            now = self.now_us
+            lo, hi = spec.latency_us_min, spec.latency_us_max
+            arrive = now + (lo if lo == hi else lo + int(self.net_rng.random() * (hi - lo)))
+            mid = self._next_msg_id
+            self._next_msg_id = mid + 1
+            self.flight[mid] = (src, dst, msg, now, arrive)
+            self._counter = cnt = self._counter + 1
+            heapq.heappush(self._queue, (arrive, PRIO_EVENT, cnt, DELIVER, mid, None, None))
+            return
         spec = net.overrides.get((src, dst), net.default) if net.overrides else net.default
         copies = 1
         rng = self.net_rng
@@ -245,7 +254,8 @@ class Simulation:
                 st["type"] = "state"
                 st["t"] = self.now_us / 1000
                 st["node"] = nid
-                self._emit(st)
+                for fn in self._state_sinks:
+                    fn(st)
             recs = node.records
             if recs:
                 for r in recs:
@@ -294,8 +304,7 @@ class Simulation:
                 if kind == DELIVER:
                     entry = flight[a]
                     dst = entry[1]
-                    if (status[dst] == "up" and not (net.group_of or net.cuts)
-                            and not self._want_msgs):
+                    if status[dst] == "up" and net.open and not self._want_msgs:
                         del flight[a]
                         self.now_us = t
                         events += 1
@@ -557,6 +566,8 @@ class Simulation:
         d = self.__dict__.copy()
         d["_observers"] = []
         d.pop("_routes", None)
+        d.pop("_sinks", None)
+        d.pop("_state_sinks", None)
         return d
 
     def __setstate__(self, d):

@@ -7,8 +7,6 @@ checker then looks at the change the mirror just applied.
 
 from __future__ import annotations
 
-from hashlib import blake2b
-
 import orjson
 
 from .base import Checker
@@ -38,7 +36,11 @@ class RaftMirror(Checker):
         self.role = {n: "follower" for n in servers}
         self.commit = {n: 0 for n in servers}
         self.log: dict[str, list[tuple]] = {n: [] for n in servers}
-        self.prefix: dict[str, list[bytes]] = {n: [] for n in servers}  # rolling hash of log[:i+1]
+        # prefix[n][i] names log[:i+1] of node n: equal names <=> equal prefixes. A name is a small
+        # int handed out in order of first appearance for each (name of the shorter prefix, entry),
+        # so it is exact (no hash collisions) and the same in every process.
+        self.prefix: dict[str, list[int]] = {n: [] for n in servers}
+        self._prefix_names: dict[tuple, int] = {}
         self._interned: dict[tuple, tuple] = {}  # one key object per distinct entry: small snapshots
         # The change the last record made (read by the checkers right after).
         self.node: str | None = None
@@ -62,13 +64,14 @@ class RaftMirror(Checker):
             self.log_keep, self.log_old_len = keep, len(log)
             del log[keep:]
             del pre[keep:]
-            h = pre[-1] if pre else b""
+            h = pre[-1] if pre else 0
             interned = self._interned
+            names = self._prefix_names
             for e in lg["append"]:
                 k = entry_key(e)
                 k = interned.setdefault(k, k)
                 log.append(k)
-                h = blake2b(repr((h, k)).encode(), digest_size=8).digest()  # stable across processes
+                h = names.setdefault((h, k), len(names) + 1)
                 pre.append(h)
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 from ...node import Context, Node
 
 FOLLOWER, CANDIDATE, LEADER, PRE_CANDIDATE = "follower", "candidate", "leader", "pre-candidate"
-SESSION_MEMORY = 64  # responses remembered per client; clients have at most a few requests open
+SESSION_MEMORY = 64  # responses remembered per client (at least; at most twice as many): clients
+# have at most a few requests open
 
 
 class RaftNode(Node):
@@ -487,8 +488,9 @@ class RaftNode(Node):
             else:
                 ok, value = self.apply(cmd)
                 session[cmd["req"]] = (ok, value)
-                if len(session) > SESSION_MEMORY:
-                    del session[min(session)]
+                if len(session) > 2 * SESSION_MEMORY:  # forget all but the newest SESSION_MEMORY
+                    for req in sorted(session)[:SESSION_MEMORY]:
+                        del session[req]
             waiting = self.pending.pop(self.last_applied, None)
             if waiting is not None and waiting == (cmd["client"], cmd["req"]):
                 ctx.send(cmd["client"], {"kind": "ClientReply", "req": cmd["req"], "ok": ok,
