@@ -58,10 +58,9 @@ class Simulation:
         self._next_msg_id = 1
         self._observers: list[tuple[Observer, bool]] = []
         self.flight: dict[int, tuple[str, str, dict, int, int]] = {}
-        self._timer_gen: dict[str, dict[str, int]] = {}
-        self._timer_queued: dict[str, dict[str, int]] = {}
+        # nid -> timer name -> [deadline, generation, time its heap entry is queued at]
+        self._timers: dict[str, dict[str, list[int]]] = {}
         self._contexts: dict[str, Context] = {}
-        self.timer_deadline: dict[str, dict[str, int]] = {}
         self.actions: list[dict] = []  # user actions, as recorded (scenario + live clicks)
 
         cfg = scenario.config
@@ -194,32 +193,31 @@ class Simulation:
 
     def _set_timer(self, nid: str, name: str, delay_us: int) -> None:
         """Timers are lazy: pushing a deadline later (an election timer reset by every heartbeat)
-        only moves `timer_deadline`; the queued entry, when it comes due, re-queues itself at the
-        new deadline. Only an earlier deadline, or a timer not queued, costs a heap push."""
-        t = self.now_us + max(0, int(delay_us))
-        self.timer_deadline[nid][name] = t
-        queued = self._timer_queued[nid]
-        if name in self._timer_gen[nid] and queued.get(name, t + 1) <= t:
+        only moves the deadline; the queued heap entry, when it comes due, re-queues itself at the
+        new deadline. Only an earlier deadline, or a timer not queued, costs a heap push (with a
+        new generation, so the old entry is ignored). Delays are integer microseconds."""
+        t = self.now_us + delay_us if delay_us > 0 else self.now_us
+        timers = self._timers[nid]
+        tm = timers.get(name)
+        if tm is not None and tm[2] <= t:
+            tm[0] = t
             return
-        self._counter += 1
-        gen = self._counter
-        self._timer_gen[nid][name] = gen
-        queued[name] = t
+        self._counter = gen = self._counter + 1
+        timers[name] = [t, gen, t]
         heapq.heappush(self._queue, (t, PRIO_EVENT, gen, TIMER, nid, name, gen))
 
     def _cancel_timer(self, nid: str, name: str) -> None:
-        self._timer_gen[nid].pop(name, None)
-        self.timer_deadline[nid].pop(name, None)
-        self._timer_queued[nid].pop(name, None)
+        self._timers[nid].pop(name, None)
 
     def _timer_due(self, nid: str, name: str, gen: int, t: int) -> bool:
         """A queued timer entry came up: is it live and really due (else re-queue or drop)?"""
-        if self._timer_gen[nid].get(name) != gen:
+        tm = self._timers[nid].get(name)
+        if tm is None or tm[1] != gen:
             return False  # cancelled, replaced, or the node crashed
-        deadline = self.timer_deadline[nid][name]
+        deadline = tm[0]
         if deadline > t:
             self._counter += 1
-            self._timer_queued[nid][name] = deadline
+            tm[2] = deadline
             heapq.heappush(self._queue, (deadline, PRIO_EVENT, self._counter, TIMER, nid, name, gen))
             return False
         return True
@@ -230,9 +228,7 @@ class Simulation:
         node = self.protocol.make_server(nid, peers, self.config, self.rngs[nid], persistent)
         self.nodes[nid] = node
         self.status[nid] = "up"
-        self._timer_gen[nid] = {}
-        self._timer_queued[nid] = {}
-        self.timer_deadline[nid] = {}
+        self._timers[nid] = {}
         node.on_start(self._ctx(nid))
         self._after(nid, node)
 
@@ -240,9 +236,7 @@ class Simulation:
         node = ClientNode(cid, self.servers, self.config, self.rngs[cid], workload)
         self.nodes[cid] = node
         self.status[cid] = "up"
-        self._timer_gen[cid] = {}
-        self._timer_queued[cid] = {}
-        self.timer_deadline[cid] = {}
+        self._timers[cid] = {}
         node.on_start(self._ctx(cid))
         self._after(cid, node)
 
@@ -362,9 +356,7 @@ class Simulation:
                 return
             if st != "up":
                 return
-            self._timer_gen[a].pop(b, None)
-            self.timer_deadline[a].pop(b, None)
-            self._timer_queued[a].pop(b, None)
+            del self._timers[a][b]  # live: checked as it left the queue
             node = self.nodes[a]
             node.on_timer(self._ctx(a), b)
             self._after(a, node)
@@ -457,9 +449,7 @@ class Simulation:
             node = self.nodes[nid]
             self.persisted[nid] = node.persistent_state()
             self.status[nid] = "down"
-            self._timer_gen[nid] = {}
-            self._timer_queued[nid] = {}
-            self.timer_deadline[nid] = {}
+            self._timers[nid] = {}
             self._drop_held(self._held.pop(nid, []), "down")
             if self._records_wanted:
                 rec = node.down_state()
@@ -506,11 +496,10 @@ class Simulation:
                     self._emit_msg({"type": "deliver", "t": self.now_us / 1000, "id": a})
                 node.on_message(self._ctx(nid), b, c)
             else:
-                if self._timer_gen[nid].get(a) != b:
+                tm = self._timers[nid].get(a)
+                if tm is None or tm[1] != b:
                     continue
-                self._timer_gen[nid].pop(a, None)
-                self.timer_deadline[nid].pop(a, None)
-                self._timer_queued[nid].pop(a, None)
+                del self._timers[nid][a]
                 node.on_timer(self._ctx(nid), a)
             self._after(nid, node)
 
@@ -546,7 +535,7 @@ class Simulation:
             node = self.nodes[nid]
             v = node.view(self.now_us)
             v["status"] = self.status[nid]
-            v["timers"] = {k: t / 1000 for k, t in sorted(self.timer_deadline[nid].items())}
+            v["timers"] = {k: tm[0] / 1000 for k, tm in sorted(self._timers[nid].items())}
             out[nid] = v
         return out
 
@@ -557,7 +546,8 @@ class Simulation:
             "nodes": {nid: [self.status[nid], self.nodes[nid].digest_state()] for nid in sorted(self.nodes)},
             "net": self.network.view(),
             "flight": [[mid, s, d, m, t0, t1] for mid, (s, d, m, t0, t1) in sorted(self.flight.items())],
-            "timers": {nid: sorted(v.items()) for nid, v in sorted(self.timer_deadline.items())},
+            "timers": {nid: sorted((k, tm[0]) for k, tm in v.items())
+                       for nid, v in sorted(self._timers.items())},
         }
         return hashlib.sha256(orjson.dumps(state, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
