@@ -38,11 +38,14 @@ class Network:
         self._settle()
 
     def _settle(self) -> None:
-        """Recompute `plain`: every link is the default one, lossless, duplicate-free and open
-        (the kernel's fast path for sending and delivering). Every change below calls it."""
+        """Recompute what the kernel's fast paths read: `plain` (every link is the default one,
+        lossless, duplicate-free and open), `open` (no partition, no cut) and the default latency
+        range. Every change below calls it."""
         d = self.default
         self.plain = not (self.overrides or self.group_of or self.cuts or d.loss or d.duplicate)
         self.open = not (self.group_of or self.cuts)
+        self.lat_lo = d.latency_us_min
+        self.lat_span = d.latency_us_max - d.latency_us_min
 
     # --- queries (hot path) -------------------------------------------------------------------
     def blocked(self, src: str, dst: str) -> str | None:

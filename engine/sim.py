@@ -34,6 +34,7 @@ from .scenario import (Cut, Heal, NodeAction, Partition, Request, Scenario, Scen
 
 DELIVER, TIMER, ACTION, NEMESIS, RELEASE = 0, 1, 2, 3, 4
 PRIO_ACTION, PRIO_EVENT = 0, 1
+_heappush, _heappop = heapq.heappush, heapq.heappop
 RECORD_TYPES = ("send", "deliver", "drop", "fault", "client", "state", "end")
 MESSAGE_RECORDS = ("send", "deliver", "drop")
 
@@ -150,15 +151,14 @@ class Simulation:
         net = self.network
         if net.plain and not self._want_msgs:
             # The common case, with the same random draws as the general path below.
-            spec = net.default
             now = self.now_us
-            lo, hi = spec.latency_us_min, spec.latency_us_max
-            arrive = now + (lo if lo == hi else lo + int(self.net_rng.random() * (hi - lo)))
+            span = net.lat_span
+            arrive = now + net.lat_lo + (int(self.net_rng.random() * span) if span else 0)
             mid = self._next_msg_id
             self._next_msg_id = mid + 1
             self.flight[mid] = (src, dst, msg, now, arrive)
             self._counter = cnt = self._counter + 1
-            heapq.heappush(self._queue, (arrive, PRIO_EVENT, cnt, DELIVER, mid, None, None))
+            _heappush(self._queue, (arrive, 1, cnt, 0, mid, None, None))  # PRIO_EVENT, DELIVER
             return
         spec = net.overrides.get((src, dst), net.default) if net.overrides else net.default
         copies = 1
@@ -283,7 +283,7 @@ class Simulation:
         most of the events); everything else goes through `_dispatch`, which does the same."""
         limit = ms_to_us(t_ms)
         q = self._queue
-        pop = heapq.heappop
+        pop = _heappop
         due = self._timer_due
         dispatch = self._dispatch
         flight = self.flight
@@ -291,14 +291,18 @@ class Simulation:
         nodes = self.nodes
         contexts = self._contexts
         net = self.network
+        # Only events other than deliveries (actions, the nemesis, timers) change the network or
+        # who wants records, so the fast-path condition is re-read after each of those.
+        fast = net.open and not self._want_msgs
+        wanted = self._records_wanted
         events = 0
         try:
             while q and q[0][0] <= limit:
                 t, _prio, _cnt, kind, a, b, c = pop(q)
-                if kind == DELIVER:
+                if kind == 0 and fast:  # DELIVER
                     entry = flight[a]
                     dst = entry[1]
-                    if status[dst] == "up" and net.open and not self._want_msgs:
+                    if status[dst] == "up":
                         del flight[a]
                         self.now_us = t
                         events += 1
@@ -306,7 +310,7 @@ class Simulation:
                         ctx = contexts[dst]
                         ctx.now_us = t
                         node.on_message(ctx, entry[0], entry[2])
-                        if self._records_wanted:
+                        if wanted:
                             self._after(dst, node)
                         elif node.records:
                             node.records.clear()
@@ -316,6 +320,8 @@ class Simulation:
                 self.now_us = t
                 events += 1
                 dispatch(kind, a, b, c)
+                fast = net.open and not self._want_msgs
+                wanted = self._records_wanted
         finally:
             self.events += events
         if limit > self.now_us:

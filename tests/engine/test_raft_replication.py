@@ -34,7 +34,7 @@ def test_5_3_conflicting_suffix_is_replaced_and_the_hint_names_the_term():
     f.on_message(ctx, "n1", ae(3, 1, 1, [[3, None], [3, None]], commit=2))
     r = ctx.of_kind("AppendEntriesResponse")[-1][1]
     assert r["success"] is True and r["match_index"] == 3
-    assert f.log == [[1, None], [3, None], [3, None]]
+    assert f.log == [(1, None), (3, None), (3, None)]
     assert f.commit_index == 2
 
 
@@ -51,7 +51,7 @@ def test_5_3_leader_backs_off_next_index_with_the_conflict_term():
     lead.on_timer(ctx, "election")  # term 4, candidate
     for p in ("n2", "n3"):
         lead.on_message(ctx, p, {"kind": "RequestVoteResponse", "term": 4, "granted": True})
-    assert lead.role == "leader" and lead.log[-1] == [4, None]
+    assert lead.role == "leader" and lead.log[-1] == (4, None)
     # follower n2 holds a term-2 entry at index 3; it rejects and names term 2 starting at index 3
     lead.on_message(ctx, "n2", {"kind": "AppendEntriesResponse", "term": 4, "success": False,
                                 "match_index": 0, "conflict_index": 3, "conflict_term": 2})
@@ -103,8 +103,8 @@ def test_minority_leader_cannot_commit_and_rolls_back():
     n1_states = states(recs, "n1")
     during = [r for r in n1_states if 1000 < r["t"] < 4000]
     # n1 appended the user's write (index 2) as leader of term 1 but never committed it
-    assert any(r.get("log", {}).get("append") == [[1, {"client": "user", "req": 1, "op": "write",
-                                                        "key": "k1", "value": 1}]] for r in during)
+    assert any(r.get("log", {}).get("append") == [(1, {"client": "user", "req": 1, "op": "write",
+                                                        "key": "k1", "value": 1})] for r in during)
     assert max(r["commit"] for r in during) == 1
     after = [r for r in n1_states if r["t"] > 4000]
     assert after[0]["role"] == "follower" and after[0]["term"] == 2
@@ -119,7 +119,7 @@ def test_minority_leader_cannot_commit_and_rolls_back():
 def test_restart_keeps_term_vote_and_log_and_resets_volatile_state():
     sim, _ = run(load("leader_crash_replication", duration_ms=2400))
     n2 = sim.nodes["n2"]
-    before = (n2.current_term, n2.voted_for, [list(e) for e in n2.log])
+    before = (n2.current_term, n2.voted_for, list(n2.log))
     assert n2.commit_index > 3 and n2.kv
     sim.act({"do": "crash", "node": "n2"})
     sim.run_until(2401)

@@ -2,7 +2,7 @@
 Ousterhout, 2014), Figure 2, with the extensions of Ongaro's thesis (2014) named where used:
 PreVote (§9.6), CheckQuorum (§6.2), leadership transfer (§3.10).
 
-Indices are 1-based as in the paper; `self.log[i - 1]` is entry i, an `[term, command]` pair, with
+Indices are 1-based as in the paper; `self.log[i - 1]` is entry i, a `(term, command)` tuple, with
 `command = None` for the no-op a leader appends on election (§8). The key-value state machine is
 volatile: it is rebuilt by re-applying committed entries after a restart.
 
@@ -40,10 +40,10 @@ class RaftNode(Node):
         if persistent is None:
             self.current_term = 0
             self.voted_for: str | None = None
-            self.log: list[list] = []
+            self.log: list[tuple] = []  # entries are never changed in place: shared, not copied
         else:
             self.current_term, self.voted_for, log = persistent
-            self.log = [list(e) for e in log]
+            self.log = [tuple(e) for e in log]
             if self.m_forget_vote:
                 self.voted_for = None  # the mutation: votedFor was never on stable storage
         # Volatile state on all servers.
@@ -93,7 +93,7 @@ class RaftNode(Node):
         ctx.set_timer("election", delay)
 
     def persistent_state(self):
-        return (self.current_term, self.voted_for, [list(e) for e in self.log])
+        return (self.current_term, self.voted_for, list(self.log))
 
     # ------------------------------------------------------------------------------------------
     # role changes
@@ -165,7 +165,7 @@ class RaftNode(Node):
         self.match_index = {p: 0 for p in self.peers}
         self.last_sent_us = {}
         self.recent_active = set()
-        self.log.append([self.current_term, None])
+        self.log.append((self.current_term, None))
         self.bcast_append(ctx)
         ctx.set_timer("heartbeat", self.heartbeat_us)
         if self.check_quorum:
@@ -340,7 +340,7 @@ class RaftNode(Node):
         assumes delivery and advances nextIndex optimistically; a rejection moves it back."""
         prev = self.next_index[peer] - 1
         log = self.log
-        entries = [list(e) for e in log[prev:prev + self.max_entries]] if prev < len(log) else []
+        entries = log[prev:prev + self.max_entries]
         ctx.send(peer, {"kind": "AppendEntries", "term": self.current_term, "leader": self.id,
                         "prev_log_index": prev, "prev_log_term": log[prev - 1][0] if prev else 0,
                         "entries": entries, "leader_commit": self.commit_index})
@@ -408,7 +408,7 @@ class RaftNode(Node):
                 if log[index - 1][0] == entry[0]:
                     continue
                 self._truncate(index - 1)
-            log.append(list(entry))
+            log.append(tuple(entry))  # (the same object when it is a tuple already)
         last_new = prev + len(entries)
         # 5. If leaderCommit > commitIndex, set commitIndex = min(leaderCommit, index of last new entry)
         if m["leader_commit"] > self.commit_index:
@@ -517,7 +517,7 @@ class RaftNode(Node):
             return
         cmd = {"client": m["client"], "req": m["req"], "op": m["op"], "key": m["key"],
                "value": m["value"]}
-        self.log.append([self.current_term, cmd])
+        self.log.append((self.current_term, cmd))
         self.pending[self.last_index()] = (m["client"], m["req"])
         for p in self.peers:
             if self.next_index[p] == self.last_index():  # up to date: ship the new entry now
@@ -536,7 +536,7 @@ class RaftNode(Node):
         rec = {"term": told[0], "role": told[1], "voted_for": told[2], "commit": told[3]}
         if log_changed:
             keep = min(self._log_keep, self._log_told_len)
-            rec["log"] = {"keep": keep, "append": [list(e) for e in self.log[keep:]]}
+            rec["log"] = {"keep": keep, "append": self.log[keep:]}
             self._log_told_len = len(self.log)
             self._log_keep = len(self.log)
         return rec
