@@ -174,3 +174,33 @@ def test_fig2_heartbeats_only_in_idle_periods():
     every_tick = (5000 - t_lead) / hb * len(sent)
     heartbeats = sum(1 for ts in sent.values() for _, n in ts if n == 0)
     assert heartbeats < 0.8 * every_tick
+
+
+def _cmd(req, value, client="c1"):
+    return {"client": client, "req": req, "op": "write", "key": "k", "value": value}
+
+
+def test_8_a_duplicated_command_is_answered_but_not_executed_again():
+    """§8: the state machine tracks the latest serial numbers per client, so a command that reaches
+    the log twice (a duplicated or retried request) takes effect once."""
+    f = node("n2", peers=("n1", "n3"))
+    ctx = FakeContext(node_id="n2")
+    entries = [(1, _cmd(1, 10)), (1, _cmd(2, 20)), (1, _cmd(1, 10))]
+    f.on_message(ctx, "n1", ae(1, 0, 0, entries, commit=3))
+    assert f.last_applied == 3
+    assert f.kv == {"k": 20}  # the second copy of request 1 did not overwrite request 2's write
+
+
+def test_8_sessions_remember_at_least_the_newest_responses():
+    from engine.protocols.raft.node import SESSION_MEMORY
+    f = node("n2", peers=("n1", "n3"))
+    ctx = FakeContext(node_id="n2")
+    n = 3 * SESSION_MEMORY
+    entries = [(1, _cmd(r, r)) for r in range(1, n + 1)]
+    f.on_message(ctx, "n1", ae(1, 0, 0, entries, commit=n))
+    remembered = f.sessions["c1"]
+    assert SESSION_MEMORY <= len(remembered) <= 2 * SESSION_MEMORY
+    assert set(range(n - SESSION_MEMORY + 1, n + 1)) <= set(remembered)  # the newest ones
+    # a late duplicate of a recent request is still recognised
+    f.on_message(ctx, "n1", ae(1, n, 1, [(1, _cmd(n - SESSION_MEMORY + 1, -1))], commit=n + 1))
+    assert f.kv == {"k": n}

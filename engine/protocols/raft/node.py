@@ -373,10 +373,10 @@ class RaftNode(Node):
         """Figure 2, AppendEntries RPC receiver implementation, with the conflict-term hint of §5.3
         ("the follower can include the term of the conflicting entry and the first index it stores
         for that term")."""
-        reply = {"kind": "AppendEntriesResponse", "term": self.current_term, "success": False,
-                 "match_index": 0}
-        if m["term"] < self.current_term:  # 1. Reply false if term < currentTerm
-            ctx.send(src, reply)
+        term = self.current_term
+        if m["term"] < term:  # 1. Reply false if term < currentTerm
+            ctx.send(src, {"kind": "AppendEntriesResponse", "term": term, "success": False,
+                           "match_index": 0})
             return
         self.leader_id = src
         self.last_leader_contact_us = ctx.now_us
@@ -385,30 +385,29 @@ class RaftNode(Node):
         log = self.log
         # 2. Reply false if log doesn't contain an entry at prevLogIndex whose term matches.
         if prev > len(log):
-            reply["conflict_index"] = len(log) + 1
-            reply["conflict_term"] = None
-            ctx.send(src, reply)
+            ctx.send(src, {"kind": "AppendEntriesResponse", "term": term, "success": False,
+                           "match_index": 0, "conflict_index": len(log) + 1, "conflict_term": None})
             return
         if prev >= 1 and log[prev - 1][0] != m["prev_log_term"]:
             ct = self.term_at(prev)
             first = prev
             while first > 1 and self.term_at(first - 1) == ct:
                 first -= 1
-            reply["conflict_index"] = first
-            reply["conflict_term"] = ct
-            ctx.send(src, reply)
+            ctx.send(src, {"kind": "AppendEntriesResponse", "term": term, "success": False,
+                           "match_index": 0, "conflict_index": first, "conflict_term": ct})
             return
         # 3. If an existing entry conflicts with a new one (same index, different terms), delete
         #    the existing entry and all that follow it. 4. Append any new entries not in the log.
-        index = prev
         entries = m["entries"]
-        for entry in entries:
-            index += 1
-            if index <= len(log):
-                if log[index - 1][0] == entry[0]:
-                    continue
-                self._truncate(index - 1)
-            log.append(tuple(entry))  # (the same object when it is a tuple already)
+        if entries:
+            index = prev
+            for entry in entries:
+                index += 1
+                if index <= len(log):
+                    if log[index - 1][0] == entry[0]:
+                        continue
+                    self._truncate(index - 1)
+                log.append(tuple(entry))  # (the same object when it is a tuple already)
         last_new = prev + len(entries)
         # 5. If leaderCommit > commitIndex, set commitIndex = min(leaderCommit, index of last new entry)
         if m["leader_commit"] > self.commit_index:
@@ -416,9 +415,8 @@ class RaftNode(Node):
             if new_commit > self.commit_index:
                 self.commit_index = new_commit
                 self.apply_committed(ctx)
-        reply["success"] = True
-        reply["match_index"] = last_new
-        ctx.send(src, reply)
+        ctx.send(src, {"kind": "AppendEntriesResponse", "term": term, "success": True,
+                       "match_index": last_new})
 
     def handle_append_response(self, ctx: Context, src: str, m: dict) -> None:
         if m["term"] != self.current_term:
