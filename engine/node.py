@@ -40,6 +40,9 @@ class Node:
 
     kind = "server"
     records: list | tuple = ()  # history records to hand to the kernel (clients fill a list)
+    # The common attributes are slots (fast to read); `__dict__` keeps subclasses free to add
+    # their own, and a subclass with many hot attributes can declare its own slots.
+    __slots__ = ("id", "peers", "config", "rng", "__dict__")
 
     def __init__(self, node_id: str, peers: list[str], config: Any, rng, persistent: Any = None):
         self.id = node_id

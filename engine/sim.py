@@ -46,6 +46,16 @@ def ms_to_us(ms: float) -> int:
 
 
 class Simulation:
+    # Slots: the kernel reads its own attributes on every event; as slots they are offsets, also
+    # in a world restored from a snapshot (whose instance dict would otherwise be a plain dict).
+    __slots__ = (
+        "scenario", "seed", "config", "protocol", "now_us", "events", "_queue", "_counter",
+        "_next_msg_id", "_observers", "flight", "_timers", "_contexts", "actions", "servers",
+        "network", "net_rng", "status", "nodes", "persisted", "rngs", "_held", "checkers",
+        "clients", "nemesis", "_records_wanted", "_want_msgs", "_routes", "_sinks", "_state_sinks",
+    )
+    _TRANSIENT = ("_observers", "_routes", "_sinks", "_state_sinks")  # not in snapshots
+
     def __init__(self, scenario: Scenario, *, checkers: bool = True, protocol=None):
         """`protocol` overrides the registry's (benchmarks and tests of the kernel itself)."""
         self.scenario = scenario
@@ -559,15 +569,13 @@ class Simulation:
 
     # --- snapshots ----------------------------------------------------------------------------
     def __getstate__(self):
-        d = self.__dict__.copy()
+        d = {k: getattr(self, k) for k in self.__slots__ if k not in self._TRANSIENT}
         d["_observers"] = []
-        d.pop("_routes", None)
-        d.pop("_sinks", None)
-        d.pop("_state_sinks", None)
         return d
 
     def __setstate__(self, d):
-        self.__dict__.update(d)
+        for k, v in d.items():
+            setattr(self, k, v)
         self._route_checkers()
         self._refresh_wants()
 

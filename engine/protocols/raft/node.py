@@ -20,6 +20,16 @@ SESSION_MEMORY = 64  # responses remembered per client (at least; at most twice 
 
 class RaftNode(Node):
     kind = "server"
+    # Slots: a Raft server has more attributes than CPython 3.11 shares between instance dicts
+    # (30), and beyond that every attribute access is a dict lookup; slots make them offsets.
+    __slots__ = (
+        "et_min_us", "et_max_us", "heartbeat_us", "max_entries", "pre_vote", "check_quorum",
+        "m_commit_previous_term", "m_vote_without_log_check", "m_forget_vote", "quorum",
+        "current_term", "voted_for", "log", "commit_index", "last_applied", "kv", "sessions",
+        "role", "leader_id", "election_deadline_us", "last_leader_contact_us", "votes",
+        "next_index", "match_index", "last_sent_us", "recent_active", "pending", "transfer_to",
+        "transfer_deadline_us", "_told", "_log_told_len", "_log_keep", "_step",
+    )
 
     def __init__(self, node_id, peers, config, rng, persistent=None):
         super().__init__(node_id, peers, config, rng)
