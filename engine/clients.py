@@ -30,7 +30,6 @@ class ClientNode(Node):
         self.next_req = 1
         self.last_invoke_us = 0
         self.pending: dict[int, dict] = {}
-        self.records: list[dict] = []
         self.timeout_us = int(config.client_timeout_ms * 1000)
         if workload:
             self.mean_gap_us = max(1000, int(workload.clients / workload.rate_per_s * 1_000_000))

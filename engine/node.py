@@ -39,16 +39,16 @@ class Node:
     """Base class. Subclasses override the `on_*` hooks and the state accessors."""
 
     kind = "server"
-    records: list | tuple = ()  # history records to hand to the kernel (clients fill a list)
     # The common attributes are slots (fast to read); `__dict__` keeps subclasses free to add
     # their own, and a subclass with many hot attributes can declare its own slots.
-    __slots__ = ("id", "peers", "config", "rng", "__dict__")
+    __slots__ = ("id", "peers", "config", "rng", "records", "__dict__")
 
     def __init__(self, node_id: str, peers: list[str], config: Any, rng, persistent: Any = None):
         self.id = node_id
         self.peers = peers  # the other servers, sorted
         self.config = config
         self.rng = rng
+        self.records: list[dict] = []  # history records to hand to the kernel (clients fill it)
 
     # --- inputs -------------------------------------------------------------------------------
     def on_start(self, ctx: Context) -> None:

@@ -251,7 +251,7 @@ class RaftNode(Node):
                 # currentTerm = T, convert to follower."
                 leader = src if kind == "AppendEntries" else None
                 self.become_follower(ctx, term, leader)
-        self._step(ctx, src, m)
+        self._step(ctx, src, m, kind)
 
     def _ignore_vote_request(self, ctx: Context, m: dict) -> bool:
         """Thesis §4.2.3: with CheckQuorum, a server that heard from a leader within the minimum
@@ -264,8 +264,7 @@ class RaftNode(Node):
         return ctx.now_us - self.last_leader_contact_us < self.et_min_us and self.leader_id is not None
 
     # --- per-role steps ---------------------------------------------------------------------
-    def _step_follower(self, ctx: Context, src: str, m: dict) -> None:
-        kind = m["kind"]
+    def _step_follower(self, ctx: Context, src: str, m: dict, kind: str) -> None:
         if kind == "AppendEntries":
             self.handle_append_entries(ctx, src, m)
         elif kind == "RequestVote":
@@ -274,8 +273,7 @@ class RaftNode(Node):
             if m["term"] == self.current_term:
                 self.become_candidate(ctx, transfer=True)
 
-    def _step_candidate(self, ctx: Context, src: str, m: dict) -> None:
-        kind = m["kind"]
+    def _step_candidate(self, ctx: Context, src: str, m: dict, kind: str) -> None:
         if kind == "AppendEntries":
             if m["term"] >= self.current_term:
                 # §5.2: a candidate that hears from a leader of its term returns to follower.
@@ -288,8 +286,7 @@ class RaftNode(Node):
         elif kind == "RequestVoteResponse":
             self.handle_vote_response(ctx, src, m)
 
-    def _step_leader(self, ctx: Context, src: str, m: dict) -> None:
-        kind = m["kind"]
+    def _step_leader(self, ctx: Context, src: str, m: dict, kind: str) -> None:
         if kind == "AppendEntriesResponse":
             self.handle_append_response(ctx, src, m)
         elif kind == "RequestVote":
@@ -431,7 +428,8 @@ class RaftNode(Node):
     def handle_append_response(self, ctx: Context, src: str, m: dict) -> None:
         if m["term"] != self.current_term:
             return
-        self.recent_active.add(src)
+        if self.check_quorum:
+            self.recent_active.add(src)  # thesis §6.2: heard from src in this period
         if m["success"]:
             if m["match_index"] > self.match_index[src]:
                 self.match_index[src] = m["match_index"]
