@@ -12,27 +12,32 @@ volatile state is fresh by construction.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 
 class Context:
     """What a node may do while handling one input. Effects are applied by the kernel in order.
 
-    `send(to, msg)`, `set_timer(name, delay_us)` ((re)arm the named timer: a timer with the same
-    name is replaced) and `cancel_timer(name)` are the kernel's own methods with this node's id
-    bound in (`functools.partial`), so a node's effect costs one call, not two.
+    The kernel hands nodes its own subclass (`engine.sim.KernelContext`), which takes the common
+    cases without a detour; the methods here are the general paths and the interface.
     """
 
-    __slots__ = ("_sim", "node_id", "now_us", "send", "set_timer", "cancel_timer")
+    __slots__ = ("_sim", "node_id", "now_us")
 
     def __init__(self, sim, node_id: str, now_us: int):
         self._sim = sim
         self.node_id = node_id
         self.now_us = now_us
-        self.send = partial(sim._send, node_id)
-        self.set_timer = partial(sim._set_timer, node_id)
-        self.cancel_timer = partial(sim._cancel_timer, node_id)
+
+    def send(self, to: str, msg: dict) -> None:
+        self._sim._send(self.node_id, to, msg)
+
+    def set_timer(self, name: str, delay_us: int) -> None:
+        """(Re)arm the named timer (integer microseconds): a timer with the same name is replaced."""
+        self._sim._set_timer(self.node_id, name, delay_us)
+
+    def cancel_timer(self, name: str) -> None:
+        self._sim._cancel_timer(self.node_id, name)
 
 
 class Node:

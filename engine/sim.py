@@ -45,6 +45,47 @@ def ms_to_us(ms: float) -> int:
     return int(round(ms * 1000))
 
 
+class KernelContext(Context):
+    """The kernel's Context. The common cases take a short path straight into the kernel's
+    structures: sending on a plain network (every link the default one: no loss, duplication,
+    partition or cut, and nobody recording messages) and re-arming a timer later, which only moves
+    its deadline (see `Simulation._set_timer`). Anything else goes through the general paths, with
+    the same random draws."""
+
+    __slots__ = ("timers",)
+
+    def __init__(self, sim: "Simulation", node_id: str, now_us: int):
+        super().__init__(sim, node_id, now_us)
+        self.timers = sim._timers.setdefault(node_id, {})  # the same dict for the node's lifetime
+
+    def send(self, to: str, msg: dict) -> None:
+        sim = self._sim
+        net = sim.network
+        if not net.plain or sim._want_msgs:
+            sim._send(self.node_id, to, msg)
+            return
+        now = sim.now_us
+        span = net.lat_span
+        arrive = now + net.lat_lo + (int(sim.net_rng.random() * span) if span else 0)
+        mid = sim._next_msg_id
+        sim._next_msg_id = mid + 1
+        sim.flight[mid] = (self.node_id, to, msg, now, arrive)
+        sim._counter = cnt = sim._counter + 1
+        _heappush(sim._queue, (arrive, PRIO_EVENT, cnt, DELIVER, mid, None, None))
+
+    def set_timer(self, name: str, delay_us: int) -> None:
+        tm = self.timers.get(name)
+        if tm is not None and delay_us >= 0:
+            t = self.now_us + delay_us
+            if tm[2] <= t:
+                tm[0] = t
+                return
+        self._sim._set_timer(self.node_id, name, delay_us)
+
+    def cancel_timer(self, name: str) -> None:
+        self.timers.pop(name, None)
+
+
 class Simulation:
     # Slots: the kernel reads its own attributes on every event; as slots they are offsets, also
     # in a world restored from a snapshot (whose instance dict would otherwise be a plain dict).
@@ -159,17 +200,6 @@ class Simulation:
     # --- effects (called through Context) -----------------------------------------------------
     def _send(self, src: str, dst: str, msg: dict) -> None:
         net = self.network
-        if net.plain and not self._want_msgs:
-            # The common case, with the same random draws as the general path below.
-            now = self.now_us
-            span = net.lat_span
-            arrive = now + net.lat_lo + (int(self.net_rng.random() * span) if span else 0)
-            mid = self._next_msg_id
-            self._next_msg_id = mid + 1
-            self.flight[mid] = (src, dst, msg, now, arrive)
-            self._counter = cnt = self._counter + 1
-            _heappush(self._queue, (arrive, 1, cnt, 0, mid, None, None))  # PRIO_EVENT, DELIVER
-            return
         spec = net.overrides.get((src, dst), net.default) if net.overrides else net.default
         copies = 1
         rng = self.net_rng
@@ -197,7 +227,7 @@ class Simulation:
     def _ctx(self, nid: str) -> Context:
         ctx = self._contexts.get(nid)
         if ctx is None:
-            ctx = self._contexts[nid] = Context(self, nid, self.now_us)
+            ctx = self._contexts[nid] = KernelContext(self, nid, self.now_us)
         ctx.now_us = self.now_us
         return ctx
 
@@ -238,7 +268,7 @@ class Simulation:
         node = self.protocol.make_server(nid, peers, self.config, self.rngs[nid], persistent)
         self.nodes[nid] = node
         self.status[nid] = "up"
-        self._timers[nid] = {}
+        self._timers.setdefault(nid, {}).clear()
         node.on_start(self._ctx(nid))
         self._after(nid, node)
 
@@ -246,7 +276,7 @@ class Simulation:
         node = ClientNode(cid, self.servers, self.config, self.rngs[cid], workload)
         self.nodes[cid] = node
         self.status[cid] = "up"
-        self._timers[cid] = {}
+        self._timers.setdefault(cid, {}).clear()
         node.on_start(self._ctx(cid))
         self._after(cid, node)
 
@@ -465,7 +495,7 @@ class Simulation:
             node = self.nodes[nid]
             self.persisted[nid] = node.persistent_state()
             self.status[nid] = "down"
-            self._timers[nid] = {}
+            self._timers[nid].clear()
             self._drop_held(self._held.pop(nid, []), "down")
             if self._records_wanted:
                 rec = node.down_state()

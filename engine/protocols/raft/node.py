@@ -487,7 +487,9 @@ class RaftNode(Node):
             cmd = self.log[self.last_applied - 1][1]
             if cmd is None:
                 continue
-            session = self.sessions.setdefault(cmd["client"], {})
+            session = self.sessions.get(cmd["client"])
+            if session is None:
+                session = self.sessions[cmd["client"]] = {}
             done = session.get(cmd["req"])
             if done is not None:
                 ok, value = done  # §8: a duplicate of an applied command is not executed again
