@@ -318,9 +318,9 @@ class Simulation:
     def run_until(self, t_ms: float) -> None:
         """Process every event due at or before t_ms, then set the clock to t_ms.
 
-        The common case, a message delivered to a running node with no partition, cut or paused
-        node in the way and nobody asking for message records, is handled inline here (it is
-        most of the events); everything else goes through `_dispatch`, which does the same."""
+        The common case, a message delivered to a running node with no partition or cut in the way,
+        is handled inline here (it is most of the events); everything else goes through
+        `_dispatch`, which does the same."""
         limit = ms_to_us(t_ms)
         q = self._queue
         pop = _heappop
@@ -332,8 +332,9 @@ class Simulation:
         contexts = self._contexts
         net = self.network
         # Only events other than deliveries (actions, the nemesis, timers) change the network or
-        # who wants records, so the fast-path condition is re-read after each of those.
-        fast = net.open and not self._want_msgs
+        # who wants records, so these are re-read after each of those.
+        fast = net.open
+        want_msgs = self._want_msgs
         wanted = self._records_wanted
         events = 0
         try:
@@ -346,6 +347,8 @@ class Simulation:
                         del flight[a]
                         self.now_us = t
                         events += 1
+                        if want_msgs:
+                            self._emit({"type": "deliver", "t": t / 1000, "id": a})
                         node = nodes[dst]
                         ctx = contexts[dst]
                         ctx.now_us = t
@@ -360,7 +363,8 @@ class Simulation:
                 self.now_us = t
                 events += 1
                 dispatch(kind, a, b, c)
-                fast = net.open and not self._want_msgs
+                fast = net.open
+                want_msgs = self._want_msgs
                 wanted = self._records_wanted
         finally:
             self.events += events

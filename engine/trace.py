@@ -32,7 +32,7 @@ class TraceWriter:
         out.write(orjson.dumps(header(scenario)) + b"\n")
 
     def __call__(self, rec: dict) -> None:
-        self.out.write(orjson.dumps(rec) + b"\n")
+        self.out.write(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
 
     def end(self, t_ms: float) -> None:
         """Close the trace with `{"type": "end", "t": ...}`: where the run was cut."""
