@@ -183,8 +183,6 @@ class Simulation:
         for fn in self._sinks[rec["type"]]:
             fn(rec)
 
-    _emit_msg = _emit
-
     # --- queue --------------------------------------------------------------------------------
     def _push(self, t: int, prio: int, kind: int, a, b, c) -> None:
         self._counter += 1
@@ -211,14 +209,14 @@ class Simulation:
             lo, hi = spec.latency_us_min, spec.latency_us_max
             arrive = self.now_us + (lo if lo == hi else lo + int(rng.random() * (hi - lo)))
             if self._want_msgs:
-                self._emit_msg({"type": "send", "t": self.now_us / 1000, "id": mid, "from": src,
+                self._emit({"type": "send", "t": self.now_us / 1000, "id": mid, "from": src,
                                 "to": dst, "msg": msg})
             why = net.blocked(src, dst) if (net.group_of or net.cuts) else None
             if why is None and spec.loss and rng.random() < spec.loss:
                 why = "loss"
             if why is not None:
                 if self._want_msgs:
-                    self._emit_msg({"type": "drop", "t": self.now_us / 1000, "id": mid, "why": why})
+                    self._emit({"type": "drop", "t": self.now_us / 1000, "id": mid, "why": why})
                 continue
             self.flight[mid] = (src, dst, msg, self.now_us, arrive)
             self._counter += 1
@@ -386,14 +384,14 @@ class Simulation:
                 why = net.blocked(src, dst)
             if why is not None:
                 if self._want_msgs:
-                    self._emit_msg({"type": "drop", "t": self.now_us / 1000, "id": a, "why": why})
+                    self._emit({"type": "drop", "t": self.now_us / 1000, "id": a, "why": why})
                 return
             if st == "paused":
                 self._held[dst].append((DELIVER, a, src, msg))
                 self.flight[a] = (src, dst, msg, _sent, _arr)  # still "in flight" to the picture
                 return
             if self._want_msgs:
-                self._emit_msg({"type": "deliver", "t": self.now_us / 1000, "id": a})
+                self._emit({"type": "deliver", "t": self.now_us / 1000, "id": a})
             node = self.nodes[dst]
             ctx = self._contexts[dst]
             ctx.now_us = self.now_us
@@ -540,10 +538,10 @@ class Simulation:
                 why = net.blocked(b, nid) if (net.group_of or net.cuts) else None
                 if why is not None:
                     if self._want_msgs:
-                        self._emit_msg({"type": "drop", "t": self.now_us / 1000, "id": a, "why": why})
+                        self._emit({"type": "drop", "t": self.now_us / 1000, "id": a, "why": why})
                     continue
                 if self._want_msgs:
-                    self._emit_msg({"type": "deliver", "t": self.now_us / 1000, "id": a})
+                    self._emit({"type": "deliver", "t": self.now_us / 1000, "id": a})
                 node.on_message(self._ctx(nid), b, c)
             else:
                 tm = self._timers[nid].get(a)
@@ -557,7 +555,7 @@ class Simulation:
         """Held deliveries that will never be handled leave the wire with a `drop` record."""
         for kind, mid, _src, _msg in held:
             if kind == DELIVER and self.flight.pop(mid, None) is not None and self._want_msgs:
-                self._emit_msg({"type": "drop", "t": self.now_us / 1000, "id": mid, "why": why})
+                self._emit({"type": "drop", "t": self.now_us / 1000, "id": mid, "why": why})
 
     def _nemesis_tick(self) -> None:
         assert self.nemesis is not None
