@@ -176,11 +176,14 @@ class LeaderCompleteness(_RaftChecker):
         if n is None or self.violations or rec["role"] == "down":
             return
         c, log = rec["commit"], m.log[n]
+        becomes_leader = rec["role"] == "leader" and (m.prev_role != "leader" or m.prev_term != rec["term"])
+        if c <= len(self.committed) and not becomes_leader:
+            return  # nothing newly committed, no new leader: nothing to check
         new = []
         for i in range(len(self.committed) + 1, min(c, len(log)) + 1):
             self.committed[i] = (log[i - 1], rec["term"])
             new.append(i)
-        if rec["role"] == "leader" and (m.prev_role != "leader" or m.prev_term != rec["term"]):
+        if becomes_leader:
             self._check_leader(n, rec["t"], sorted(self.committed))
         elif new:
             for other in self.servers:
@@ -205,6 +208,8 @@ class StateMachineSafety(_RaftChecker):
         if n is None or self.violations:
             return
         c = rec["commit"]
+        if c == m.prev_commit:
+            return  # nothing newly applied
         lo = 0 if m.prev_commit is None or m.prev_commit > c else m.prev_commit
         log = m.log[n]
         for i in range(lo + 1, min(c, len(log)) + 1):
