@@ -186,7 +186,7 @@ class Simulation:
     # --- queue --------------------------------------------------------------------------------
     def _push(self, t: int, prio: int, kind: int, a, b, c) -> None:
         self._counter += 1
-        heapq.heappush(self._queue, (t, prio, self._counter, kind, a, b, c))
+        _heappush(self._queue, (t, prio, self._counter, kind, a, b, c))
 
     @property
     def now_ms(self) -> float:
@@ -211,7 +211,7 @@ class Simulation:
             if self._want_msgs:
                 self._emit({"type": "send", "t": self.now_us / 1000, "id": mid, "from": src,
                                 "to": dst, "msg": msg})
-            why = net.blocked(src, dst) if (net.group_of or net.cuts) else None
+            why = net.blocked(src, dst) if not net.open else None
             if why is None and spec.loss and rng.random() < spec.loss:
                 why = "loss"
             if why is not None:
@@ -220,7 +220,7 @@ class Simulation:
                 continue
             self.flight[mid] = (src, dst, msg, self.now_us, arrive)
             self._counter += 1
-            heapq.heappush(self._queue, (arrive, PRIO_EVENT, self._counter, DELIVER, mid, None, None))
+            _heappush(self._queue, (arrive, PRIO_EVENT, self._counter, DELIVER, mid, None, None))
 
     def _ctx(self, nid: str) -> Context:
         ctx = self._contexts.get(nid)
@@ -242,7 +242,7 @@ class Simulation:
             return
         self._counter = gen = self._counter + 1
         timers[name] = [t, gen, t]
-        heapq.heappush(self._queue, (t, PRIO_EVENT, gen, TIMER, nid, name, gen))
+        _heappush(self._queue, (t, PRIO_EVENT, gen, TIMER, nid, name, gen))
 
     def _cancel_timer(self, nid: str, name: str) -> None:
         self._timers[nid].pop(name, None)
@@ -256,7 +256,7 @@ class Simulation:
         if deadline > t:
             self._counter += 1
             tm[2] = deadline
-            heapq.heappush(self._queue, (deadline, PRIO_EVENT, self._counter, TIMER, nid, name, gen))
+            _heappush(self._queue, (deadline, PRIO_EVENT, self._counter, TIMER, nid, name, gen))
             return False
         return True
 
@@ -304,7 +304,7 @@ class Simulation:
         """Process the next event. Returns False when the queue is empty."""
         q = self._queue
         while q:
-            t, _prio, _cnt, kind, a, b, c = heapq.heappop(q)
+            t, _prio, _cnt, kind, a, b, c = _heappop(q)
             if kind == TIMER and not self._timer_due(a, b, c, t):
                 continue
             self.now_us = t
@@ -380,7 +380,7 @@ class Simulation:
             net = self.network
             if st == "down":
                 why = "down"
-            elif net.group_of or net.cuts:
+            elif not net.open:
                 why = net.blocked(src, dst)
             if why is not None:
                 if self._want_msgs:
@@ -535,7 +535,7 @@ class Simulation:
                     continue
                 self.flight.pop(a)
                 net = self.network
-                why = net.blocked(b, nid) if (net.group_of or net.cuts) else None
+                why = net.blocked(b, nid) if not net.open else None
                 if why is not None:
                     if self._want_msgs:
                         self._emit({"type": "drop", "t": self.now_us / 1000, "id": a, "why": why})
