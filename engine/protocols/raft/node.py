@@ -154,6 +154,8 @@ class RaftNode(Node):
         self._broadcast_vote_request(ctx, pre_vote=False, transfer=transfer)
 
     def _broadcast_vote_request(self, ctx: Context, pre_vote: bool, transfer: bool) -> None:
+        """§5.2: send RequestVote to every other server (a pre-vote asks about the next term
+        without taking it, thesis §9.6; a transfer's request is marked, thesis §3.10)."""
         msg = {"kind": "RequestVote", "term": self.current_term + (1 if pre_vote else 0),
                "candidate": self.id, "last_log_index": self.last_index(),
                "last_log_term": self.last_term()}
@@ -185,6 +187,8 @@ class RaftNode(Node):
     # ------------------------------------------------------------------------------------------
     # inputs
     def on_timer(self, ctx: Context, name: str) -> None:
+        """Figure 2, Rules for Servers: the election timeout (§5.2), the leader's heartbeats, and
+        the CheckQuorum period (thesis §6.2)."""
         if name == "election":
             self.handle_election_timeout(ctx)
         elif name == "heartbeat" and self.role == LEADER:
@@ -232,6 +236,8 @@ class RaftNode(Node):
             self.send_append(ctx, target)
 
     def on_message(self, ctx: Context, src: str, m: dict) -> None:
+        """Figure 2, Rules for Servers, all servers: a higher term in any RPC makes us a follower of
+        that term (§5.1); then the role's own step handles the message."""
         kind = m["kind"]
         if kind == "ClientRequest":
             self.handle_client_request(ctx, src, m)
@@ -327,6 +333,9 @@ class RaftNode(Node):
         ctx.send(src, {"kind": "RequestVoteResponse", "term": self.current_term, "granted": granted})
 
     def handle_vote_response(self, ctx: Context, src: str, m: dict) -> None:
+        """§5.2: votes from a majority make a candidate leader; a majority of pre-votes lets a
+        pre-candidate start the real election (thesis §9.6). Responses from earlier rounds count
+        for nothing."""
         pre = bool(m.get("pre_vote"))
         if pre != (self.role == PRE_CANDIDATE):
             return  # a response to an earlier phase
@@ -426,6 +435,9 @@ class RaftNode(Node):
                        "match_index": last_new})
 
     def handle_append_response(self, ctx: Context, src: str, m: dict) -> None:
+        """Figure 2, Rules for Servers, leaders: on success update nextIndex and matchIndex for
+        the follower (and see whether the commit index moves, §5.3/§5.4.2); if it fails because of
+        a log inconsistency, move nextIndex back and retry (§5.3, with the conflict-term hint)."""
         if m["term"] != self.current_term:
             return
         if self.check_quorum:
@@ -505,6 +517,7 @@ class RaftNode(Node):
                                          "value": value})
 
     def apply(self, cmd: dict) -> tuple[bool, object]:
+        """The replicated state machine (§2): a key-value map with read, write and cas."""
         op, key, value = cmd["op"], cmd["key"], cmd["value"]
         if op == "read":
             return True, self.kv.get(key)
