@@ -166,13 +166,25 @@ class Simulation:
 
     def _refresh_wants(self) -> None:
         """Recompute, per record type, everyone who reads it: the checkers that declared it, then
-        the outside observers (message records only to those who asked for them)."""
+        the outside observers (message records only to those who asked for them).
+
+        While nobody wants records, the inline delivery path does not ask nodes for their state
+        changes; so when someone starts wanting them, every running node's "last reported state"
+        is brought up to now first, and the first record is a change from here, not from the
+        last timer it handled."""
+        was_wanted = getattr(self, "_records_wanted", True)
         self._sinks = {t: self._routes[t] + [fn for fn, m in self._observers
                                              if m or t not in MESSAGE_RECORDS]
                        for t in RECORD_TYPES}
         self._state_sinks = self._sinks["state"]
         self._records_wanted = bool(self._observers or self.checkers)
         self._want_msgs = any(self._sinks[t] for t in MESSAGE_RECORDS)
+        if self._records_wanted and not was_wanted:
+            for nid, node in self.nodes.items():
+                if self.status[nid] != "down":
+                    node.take_state()
+                    if node.records:
+                        node.records.clear()
 
     def _route_checkers(self) -> None:
         """Each checker is called only for the record types it declares."""

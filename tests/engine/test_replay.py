@@ -187,3 +187,22 @@ def test_a_snapshot_restored_in_another_process_checks_the_same(tmp_path):
     out = subprocess.run([sys.executable, "-c", code_load], check=True, env=env2, cwd=root,
                          capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "0"
+
+
+def test_subscribing_late_gives_the_records_of_having_watched_all_along():
+    """Unwatched, the kernel skips asking nodes for state changes; a late observer must still get
+    exactly the records from then on that an observer present from the start gets."""
+    spec = {"nodes": 3, "seed": 1, "duration_ms": 3000,
+            "workload": {"clients": 1, "rate_per_s": 20, "keys": 2}}
+    always = Simulation(parse_scenario(spec), checkers=False)
+    seen: list[dict] = []
+    always.subscribe(seen.append, messages=False)
+    always.run_until(3000)
+    late = Simulation(parse_scenario(spec), checkers=False)
+    late.run_until(1000)
+    got: list[dict] = []
+    late.subscribe(got.append, messages=False)
+    late.run_until(3000)
+    want = [r for r in seen if r["t"] > 1000]
+    assert len(want) > 50 and any(r["type"] == "state" for r in want)
+    assert [orjson.dumps(r) for r in got] == [orjson.dumps(r) for r in want]
