@@ -196,8 +196,9 @@ class Scenario(_Strict):
 
     @model_validator(mode="after")
     def _actions_name_real_nodes(self) -> "Scenario":
+        known = frozenset(self.node_ids)
         for i, a in enumerate(self.actions):
-            check_action_nodes(a, self.node_ids, f"actions[{i}]")
+            check_action_nodes(a, self.node_ids, f"actions[{i}]", known)
         return self
 
     def to_dict(self) -> dict:
@@ -209,18 +210,22 @@ class Scenario(_Strict):
         return parse_scenario(data)
 
 
-def check_action_nodes(a: Any, node_ids: list[str], where: str) -> None:
-    """Raise ValueError naming the field when an action refers to a node that does not exist."""
-    known = set(node_ids)
-    span = f"{node_ids[0]}..{node_ids[-1]}" if node_ids else "none"
+def check_action_nodes(a: Any, node_ids: list[str], where: str,
+                       known: frozenset[str] | None = None) -> None:
+    """Raise ValueError naming the field when an action refers to a node that does not exist.
+    (`known` is `set(node_ids)`, passed in when checking many actions.)"""
+    if known is None:
+        known = frozenset(node_ids)
 
     def need(field: str, nid: str) -> None:
         if nid not in known:
+            span = f"{node_ids[0]}..{node_ids[-1]}" if node_ids else "none"
             raise ScenarioError(f"{where}.{field}: unknown node {nid!r} (nodes are {span})")
 
+    fields = a.__dict__  # the validated model's fields (getattr on a pydantic model is slow)
     for field in ("node", "to"):
-        if isinstance(getattr(a, field, None), str):
-            need(field, getattr(a, field))
+        if isinstance(fields.get(field), str):
+            need(field, fields[field])
     if isinstance(a, Heal) and a.src is not None:
         need("from", a.src)
         need("to", a.dst)
