@@ -443,14 +443,18 @@ class RaftNode(Node):
         if self.check_quorum:
             self.recent_active.add(src)  # thesis §6.2: heard from src in this period
         if m["success"]:
-            if m["match_index"] > self.match_index[src]:
-                self.match_index[src] = m["match_index"]
+            match = m["match_index"]
+            if match > self.match_index[src]:
+                self.match_index[src] = match
                 self.maybe_commit(ctx)  # only a higher matchIndex can move the commit index
-            if self.next_index[src] < self.match_index[src] + 1:
-                self.next_index[src] = self.match_index[src] + 1
-            if self.transfer_to == src and self.match_index[src] == self.last_index():
+            else:
+                match = self.match_index[src]
+            if self.next_index[src] <= match:
+                self.next_index[src] = match + 1
+            last = len(self.log)
+            if self.transfer_to == src and match == last:
                 ctx.send(src, {"kind": "TimeoutNow", "term": self.current_term})
-            elif self.next_index[src] <= self.last_index():
+            elif self.next_index[src] <= last:
                 self.send_append(ctx, src)  # still behind: keep catching it up
             return
         # Rejected: back off nextIndex using the conflict hint (§5.3), never below matchIndex + 1.
@@ -539,9 +543,10 @@ class RaftNode(Node):
         cmd = {"client": m["client"], "req": m["req"], "op": m["op"], "key": m["key"],
                "value": m["value"]}
         self.log.append((self.current_term, cmd))
-        self.pending[self.last_index()] = (m["client"], m["req"])
+        last = len(self.log)
+        self.pending[last] = (m["client"], m["req"])
         for p in self.peers:
-            if self.next_index[p] == self.last_index():  # up to date: ship the new entry now
+            if self.next_index[p] == last:  # up to date: ship the new entry now
                 self.send_append(ctx, p)
         self.maybe_commit(ctx)
 
