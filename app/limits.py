@@ -80,6 +80,12 @@ def check_replay(sc: Scenario, t_ms: float, settings: Settings, where: str = "t"
 
 
 
+def quote(v: Any, n: int = 40) -> str:
+    """`repr(v)`, cut to about `n` characters: an error names what was wrong without echoing it."""
+    r = repr(v) if not isinstance(v, str) or len(v) <= 4 * n else repr(v[: 4 * n])
+    return r if len(r) <= n else r[: n - 1] + "\u2026"
+
+
 def decode_share(payload: str, settings: Settings):
     """`share.decode` with this server's limits: (scenario, t_ms, lesson)."""
     from . import share
@@ -88,4 +94,4 @@ def decode_share(payload: str, settings: Settings):
                         settings.max_actions)
 
 
-__all__ = ["check_scenario", "check_replay", "check_raw_scenario", "check_actions_count", "decode_share"]
+__all__ = ["quote", "check_scenario", "check_replay", "check_raw_scenario", "check_actions_count", "decode_share"]

@@ -33,7 +33,9 @@ import bisect
 import collections
 import logging
 import math
+import hmac
 import random
+import secrets
 import time
 from typing import Any
 
@@ -45,7 +47,9 @@ from engine.sim import Simulation
 
 from . import share
 from .lessons import LessonFile
-from .limits import check_replay, check_scenario, decode_share
+from .limits import check_replay, check_scenario, decode_share, quote
+from .outbox import Outbox, wire
+from .transport import close_or_abort
 from .protocols import get_adapter
 from .settings import Settings
 from .wire import (ActionIn, BadInput, Check, Configure, Lesson, Load, NewSeed, Pause, Play, Reset,
@@ -79,10 +83,13 @@ class Replay:
     words when it ends (the last `words_per_frame` of them). A rewind replays from a checkpoint
     what the page has already seen: that only brings each node's last-told state up to date."""
 
-    __slots__ = ("kind", "target_ms", "from_ms", "seen_ms", "words", "skipped", "told_at")
+    __slots__ = ("kind", "target_ms", "from_ms", "seen_ms", "words", "skipped", "told_at",
+                 "events0")
 
-    def __init__(self, kind: str, from_ms: float, target_ms: float, seen_ms: float, cap: int):
+    def __init__(self, kind: str, from_ms: float, target_ms: float, seen_ms: float, cap: int,
+                 events0: int = 0):
         self.kind = kind  # "load" | "seek"
+        self.events0 = events0  # the world's event count when the job began (its cost so far)
         self.from_ms = from_ms
         self.target_ms = target_ms
         self.seen_ms = seen_ms
@@ -127,14 +134,22 @@ class TokenBucket:
 
 
 class ReplayGate:
-    """At most `slots` sessions replay at once, first come first served; the others wait (their
-    page says how many are ahead). Shared by the manager's sessions; non-blocking: a waiting
-    session asks again at its next tick."""
+    """Replays take turns: at most `slots` run at once, and the one that has had the least CPU
+    goes first (least attained service). A replay that has used its `quantum_s` of CPU in a turn
+    while others wait gives its slot back and queues again behind them, so a newcomer's light
+    link waits at most about one turn however heavy the others are, and heavy ones share the
+    rest. Shared by the manager's sessions and the trace exports; non-blocking: a waiting job asks
+    again at its next tick."""
 
-    def __init__(self, slots: int):
+    def __init__(self, slots: int, quantum_s: float = 0.25):
         self.slots = slots
-        self.active: set[str] = set()
-        self.waiting: list[str] = []
+        self.quantum_s = quantum_s
+        self.active: dict[str, float] = {}  # id -> CPU it had used when its turn began
+        self.waiting: list[str] = []  # in arrival order; the least-used goes first
+        self.used: dict[str, float] = {}  # CPU seconds of replay so far, per job
+
+    def _order(self) -> list[str]:
+        return sorted(self.waiting, key=lambda j: (self.used.get(j, 0.0), self.waiting.index(j)))
 
     def enter(self, sid: str) -> int:
         """0 when `sid` may replay now, else its place in the queue (1 = next)."""
@@ -142,18 +157,34 @@ class ReplayGate:
             return 0
         if sid not in self.waiting:
             self.waiting.append(sid)
+            self.used.setdefault(sid, 0.0)
+        order = self._order()
         free = self.slots - len(self.active)
-        pos = self.waiting.index(sid)
+        pos = order.index(sid)
         if pos < free:
             self.waiting.remove(sid)
-            self.active.add(sid)
+            self.active[sid] = self.used[sid]
             return 0
         return pos - max(free, 0) + 1
 
-    def leave(self, sid: str) -> None:
-        self.active.discard(sid)
+    def charge(self, sid: str, cpu_s: float) -> None:
+        """`sid` spent `cpu_s` replaying; at the end of its turn it yields to those waiting."""
+        self.used[sid] = self.used.get(sid, 0.0) + cpu_s
+        began = self.active.get(sid)
+        if began is not None and self.used[sid] - began >= self.quantum_s and self.waiting:
+            del self.active[sid]
+            self.waiting.append(sid)
+
+    def release(self, sid: str) -> None:
+        """Give the slot back without forgetting the CPU used (an export while its client reads)."""
+        self.active.pop(sid, None)
         if sid in self.waiting:
             self.waiting.remove(sid)
+
+    def leave(self, sid: str) -> None:
+        """The job is over (done, dropped or detached): forget it."""
+        self.release(sid)
+        self.used.pop(sid, None)
 
 
 class Session:
@@ -164,10 +195,19 @@ class Session:
         self.settings = settings
         self.lessons = lessons
         self.seq = 0
-        self.outbox: list[dict] = []
+        self.outbox = Outbox()
         self.ws = None
         self.task: asyncio.Task | None = None
         self.generation = 0  # bumped at each attach: only the runner of the latest one runs
+        # Attaches (a reload, another tab) are one at a time: see SessionManager.attach.
+        self.attach_lock = asyncio.Lock()
+        # Only the page that opened the session holds this; reattaching needs it (never in a URL).
+        self.secret = secrets.token_urlsafe(18)
+        self.client: str | None = None  # the address that opened it (the per-address cap)
+        self.created_at = time.monotonic()
+        # While the runner waits on the socket: since when (the manager closes a connection whose
+        # sends stay stuck, see `stalled`). None when it is not sending.
+        self.sending_since: float | None = None
         self._snapshot_pending = False  # a snapshot is in the outbox (repeated requests collapse)
         self._lin_told: bool | None = True  # the linearizability result the page was last told
         self._wake: asyncio.Future | None = None
@@ -179,7 +219,7 @@ class Session:
         self.behind = False
         self.sim_ref = 0.0
         self.wall_ref = 0.0
-        self._lin_checked_at = 0.0
+        self._lin_checked_at: float | None = None  # never: the first search is due at once
         self.stats: list[float] | None = None  # set by the manager when bench_stats is on
         self.phase_s = 0.0  # where in each frame interval this session ticks (set by the manager)
         self.gate: ReplayGate | None = None  # set by the manager; None: replay whenever due
@@ -220,6 +260,7 @@ class Session:
         self.outbox.clear()
         self._snapshot_pending = False
         self.pending_recs.clear()
+        self.new_acts: list[dict] = []  # clicks recorded since the last `events` frame
         self.queue_hello()
         if until_ms > 0:
             # The replay to `until_ms` (a share link, an import) is told in words when it is done.
@@ -343,7 +384,8 @@ class Session:
                 # The page already told what happened up to here (it drops what is now the
                 # future): the replay from the checkpoint only brings each node's last-told
                 # state up to date.
-                self.job = Replay("seek", self.sim.now_ms, t_ms, seen, self.settings.words_per_frame)
+                self.job = Replay("seek", self.sim.now_ms, t_ms, seen, self.settings.words_per_frame,
+                                  self.sim.events)
             return
         if job is not None:
             job.target_ms = t_ms  # forward from here: the same job goes further
@@ -356,13 +398,15 @@ class Session:
             self.queue_events()  # what happened before belongs to the previous picture
             self.sim.unsubscribe(self._observer)
             self.sim.subscribe(self._observer, messages=False)  # a replay draws no pills
-        self.job = Replay(kind, self.sim.now_ms, target_ms, seen_ms, self.settings.words_per_frame)
+        self.job = Replay(kind, self.sim.now_ms, target_ms, seen_ms, self.settings.words_per_frame,
+                          self.sim.events)
 
     def _end_job(self) -> None:
         self.job = None
         self.queued_at = 0
         if self.gate is not None:
-            self.gate.leave(self.id)
+            # Its CPU so far is remembered: a session's next replay queues behind fresher ones.
+            self.gate.release(self.id)
 
     def _fold_job_records(self) -> None:
         """Turn a slice's records into the words the job will tell (or just into `told`)."""
@@ -386,21 +430,56 @@ class Session:
 
     def run_job_slice(self, budget_s: float) -> bool:
         """Advance the job by at most `budget_s` of CPU; True when it is finished (its frames
-        queued), False when there is more to do (a progress frame queued now and then)."""
+        queued), False when there is more to do (a progress frame queued now and then).
+
+        A replay is bounded by its work, not only by simulated time: after each slice its cost
+        (events) is extrapolated to the target, and a job estimated, or found, to need more than
+        `max_replay_events` stops where it is with a sentence naming the limit."""
         job = self.job
         start = time.perf_counter()
         if self._checkpoint_due():
             self._checkpoint()
         done = self.advance(job.target_ms, deadline=start + budget_s)
         self._fold_job_records()
+        if self.gate is not None:
+            self.gate.charge(self.id, time.perf_counter() - start)
         if done:
             self._finish_job()
+            return True
+        cost = self._job_cost_estimate()
+        if cost is not None:
+            self._stop_job_over_cost(cost)
             return True
         now = time.monotonic()
         if now - job.told_at >= self.settings.frame_interval_ms / 1000:
             job.told_at = now
             self.queue_progress()
         return False
+
+    def _job_cost_estimate(self) -> int | None:
+        """None while the job fits `max_replay_events`; else the events it is estimated (from its
+        rate so far) or found to need."""
+        job, sim = self.job, self.sim
+        limit = self.settings.max_replay_events
+        done = sim.events - job.events0
+        if done > limit:
+            return done
+        span = sim.now_ms - job.from_ms
+        if span <= 0 or done < 1000:
+            return None  # too little seen to extrapolate
+        estimate = int(done / span * (job.target_ms - job.from_ms))
+        return estimate if estimate > limit else None
+
+    def _stop_job_over_cost(self, estimate: int) -> None:
+        job = self.job
+        limit = self.settings.max_replay_events
+        what = "this link" if job.kind == "load" else "this seek"
+        self._finish_job()
+        self.queue_error(
+            f"t: replaying {what} to {fmt_ms(job.target_ms)} would take about {estimate:,} events "
+            f"(messages, timers and actions), more than the {limit:,} a replay may take on this "
+            f"server (PLAYGROUND_MAX_REPLAY_EVENTS); it stopped at {fmt_ms(self.sim.now_ms)}. Play "
+            "on from here, or share an earlier moment")
 
     def _finish_job(self) -> None:
         """The job is over (done, or stopped by `pause`): tell the stretch, send the picture."""
@@ -463,6 +542,7 @@ class Session:
             del self.timeline[self.ai:]
             self.checkpoints = [c for c in self.checkpoints if c[0] <= self.sim.now_ms]
         self.timeline.append(rec)
+        self.new_acts.append(rec)
         self.ai = len(self.timeline)
         self.advance(rec["at"], budget=None)  # apply it now, even when paused
         self.horizon = self.sim.now_ms
@@ -623,7 +703,7 @@ class Session:
         if self._wake is not None:
             _wake_up(self._wake)
 
-    async def run(self) -> None:
+    async def run(self, ws=None) -> None:
         """Advance simulated time against the wall clock and send frames, until detached.
 
         Ticks fall on a fixed grid, `interval` apart, offset by this session's `phase_s`: the
@@ -636,13 +716,13 @@ class Session:
         back to back instead of ticks, yielding to the loop after each one.
         """
         try:
-            await self._run()
+            await self._run(self.ws if ws is None else ws)
         finally:
             if self.gate is not None:
                 self.gate.leave(self.id)  # a detached session queues again when it comes back
             self.queued_at = 0
 
-    async def _run(self) -> None:
+    async def _run(self, ws) -> None:
         loop = asyncio.get_running_loop()
         slice_s = self.settings.replay_slice_ms / 1000
         interval = self.settings.frame_interval_ms / 1000
@@ -651,7 +731,7 @@ class Session:
         start = loop.time()
         due = start + (self.phase_s - start) % interval
         gen = self.generation
-        while not self.closed and self.ws is not None and self.generation == gen:
+        while not self.closed and ws is not None and self.ws is ws and self.generation == gen:
             if self.job is not None and self._job_turn():
                 try:
                     self.run_job_slice(slice_s)
@@ -659,7 +739,7 @@ class Session:
                     log.exception("session %s: replay failed", self.id)
                     self.queue_error(f"internal error while replaying: {e!r}")
                     self._end_job()
-                if not await self.flush():
+                if not await self.flush(ws):
                     break
                 await asyncio.sleep(0)  # every other session's ticks and input come first
                 continue
@@ -684,7 +764,7 @@ class Session:
                 due += interval
                 if now - due > catch_up:  # far behind: skip the missed ticks, keep the phase
                     due += math.ceil((now - due) / interval) * interval
-            if not await self.flush():
+            if not await self.flush(ws):
                 break
             if ticked and self.stats is not None:
                 self.stats.append(loop.time() - tick_due)  # server-side lateness of this tick's frame
@@ -752,34 +832,76 @@ class Session:
         if lin is None:
             return
         now = time.monotonic()
-        if not force and now - self._lin_checked_at < self.settings.lin_check_every_s:
+        last = self._lin_checked_at
+        if not force and last is not None and now - last < self.settings.lin_check_every_s:
             return
         self._lin_checked_at = now
         lin.check(self.settings.lin_check_budget)
 
-    async def flush(self) -> bool:
-        ws = self.ws
-        while self.outbox and ws is not None:
-            frames, self.outbox = self.outbox, []
-            for f in frames:
+    async def flush(self, ws=None) -> bool:
+        """Send everything queued to `ws` (the runner's own socket), in order, each frame with the
+        next `seq`. False when the socket failed or this connection no longer holds the session."""
+        ws = self.ws if ws is None else ws
+        while self.outbox and self.ws is ws and ws is not None:
+            for f, body in self.outbox.take():
                 self.seq += 1
-                f["seq"] = self.seq
                 if f["type"] == "snapshot":
                     self._snapshot_pending = False
+                self.sending_since = time.monotonic()
                 try:
-                    await ws.send_text(orjson.dumps(f).decode())
+                    await ws.send_text(wire(body, self.seq))
                 except Exception:
                     return False
-            ws = self.ws
-        return ws is not None
+                finally:
+                    self.sending_since = None
+        return ws is not None and self.ws is ws
+
+    def stalled(self, now: float, limit_s: float) -> bool:
+        """Has one send to the page been stuck for more than `limit_s` (a page that never reads)?"""
+        return self.sending_since is not None and now - self.sending_since > limit_s
+
+    def fall_behind(self, why: str) -> None:
+        """The page cannot keep up (too many bytes waiting, or a send stuck): close its connection
+        with 4002 and a reason. The session stays for the grace period, so a reload (or the page's
+        own reconnect) picks it up again with a fresh snapshot; nothing else notices."""
+        ws = self.ws
+        if ws is None:
+            return
+        self.ws = None
+        self.detached_at = time.monotonic()
+        self.outbox.clear()
+        self._snapshot_pending = False
+        task = self.task
+        if task is not None and not task.done() and task is not _current_task():
+            task.cancel()
+        log.info("session %s: closing a connection that fell too far behind (%s)", self.id, why)
+        try:
+            asyncio.ensure_future(close_or_abort(ws, 4002, f"too far behind: {why}"))
+        except RuntimeError:  # no event loop (a session driven directly, in tests)
+            pass
+
+    def owns(self, ws) -> bool:
+        return ws is not None and self.ws is ws
+
+    def check_secret(self, secret: Any) -> bool:
+        return isinstance(secret, str) and hmac.compare_digest(secret.encode(), self.secret.encode())
 
     # --- frames ----------------------------------------------------------------------------------
     def _queue(self, frame: dict) -> None:
-        """Queue a frame, stamped with the simulated time it describes (now, not at flush)."""
+        """Queue a frame, stamped with the simulated time it describes (now, not at flush). A page
+        with more than `max_outbox_bytes` waiting, even after snapshots collapsed, is too far
+        behind: its connection is closed (`fall_behind`)."""
         frame.setdefault("t", self.sim.now_ms)
         self.outbox.append(frame)
+        cap = self.settings.max_outbox_bytes
+        if self.outbox.bytes > cap and self.ws is not None:
+            self.outbox.collapse(self.settings.words_per_frame)
+            if self.outbox.bytes > cap:
+                self.fall_behind(f"{self.outbox.bytes} bytes of frames waiting, the limit is {cap}")
 
     def queue_error(self, message: str, fatal: bool = False) -> None:
+        if len(message) > 500:  # never echo a long input back (each part is quoted short already)
+            message = message[:497] + "\u2026"
         frame: dict[str, Any] = {"type": "error", "message": message}
         if fatal:
             frame["fatal"] = True
@@ -792,8 +914,12 @@ class Session:
         self._queue({
             "type": "hello",
             "session": self.id,
+            "secret": self.secret,
             "protocol": sc.protocol,
             "scenario": self.base.to_dict(),
+            # The branch's actions (a page can rebuild a share link from these, `acts` in
+            # `events` and the frames' `t`, even after the server has lost the session).
+            "actions": list(self.timeline),
             "layout": {"nodes": sim.servers,
                        "clients": [c for c in sim.clients] + ["user"]},
             "lesson": ({"name": lf.name, "title": lf.title, "notes": lf.notes, "suggest": lf.suggest}
@@ -843,6 +969,8 @@ class Session:
     def queue_snapshot(self) -> None:
         sim = self.sim
         self.queue_events()  # whatever happened before belongs to the previous picture
+        # This snapshot is the whole picture: the state frames still waiting are redundant.
+        self.outbox.collapse(self.settings.words_per_frame, backed_up_only=True)
         lw = self.settings.log_window
         nodes = {nid: self.adapter.node(v, True, lw) for nid, v in sim.views().items()}
         self.shown = set(sim.flight)
@@ -859,7 +987,7 @@ class Session:
     def queue_events(self, due_wall_ms: float | None = None) -> None:
         """Turn the records since the last frame into an `events` frame."""
         recs = self.pending_recs
-        if not recs and due_wall_ms is None:
+        if not recs and due_wall_ms is None and not self.new_acts:
             return
         sim = self.sim
         flight = sim.flight
@@ -939,6 +1067,9 @@ class Session:
             frame["ev"] = words
         if net_changed:
             frame["net"] = self._net()
+        if self.new_acts:
+            frame["acts"] = self.new_acts
+            self.new_acts = []
         # Checkers only find violations in records they observe: count them only after records.
         vc = self._violation_count() if recs else self.violation_count
         lin_state = None if self.lin is None else self.lin.result
@@ -967,6 +1098,13 @@ def default_scenario(settings: Settings, seed: int | None = None) -> Scenario:
     if wl:
         data["workload"] = wl
     return parse_scenario(data)
+
+
+def _current_task():
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
 
 
 __all__ = ["Session", "TokenBucket", "ReplayGate", "default_scenario", "live_workload"]

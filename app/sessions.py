@@ -35,17 +35,30 @@ class SessionManager:
         self._gc_started = 0.0
         # Replays (share links, seeks, imports, exports) take turns: a busy link cannot hold
         # more than this many slices of the loop at once.
-        self.replay_gate = ReplayGate(settings.max_concurrent_replays)
+        self.replay_gate = ReplayGate(settings.max_concurrent_replays, settings.replay_quantum_ms / 1000)
 
     def create(self, scenario: Scenario, lesson: str | None, speed: float | None,
-               until_ms: float = 0.0, playing: bool | None = None) -> Session:
-        """A new session, built once (a share link's replay to `until_ms` is its first job)."""
-        cap = self.settings.max_sessions
-        if len(self.sessions) >= cap:
-            raise Full(f"the playground is full ({cap} live sessions, the limit on this server); "
-                       "try again in a minute")
+               until_ms: float = 0.0, playing: bool | None = None,
+               client: str | None = None) -> Session:
+        """A new session, built once (a share link's replay to `until_ms` is its first job).
+
+        Two caps, each refused with a sentence naming it: `max_sessions` in all, and
+        `max_sessions_per_client` for one client address. A closed tab's session (detached, kept
+        for a reload) never blocks a newcomer: when a cap is reached, the oldest detached session
+        under it is dropped first, and only attached ones count as full."""
+        st = self.settings
+        if client is not None:
+            mine = [x for x in self.sessions.values() if x.client == client]
+            if len(mine) >= st.max_sessions_per_client and not self._evict_detached(mine):
+                raise Full(f"this address already has {len(mine)} sessions open, the limit per "
+                           f"address (PLAYGROUND_MAX_SESSIONS_PER_CLIENT = "
+                           f"{st.max_sessions_per_client}); close a tab and try again")
+        if len(self.sessions) >= st.max_sessions and not self._evict_detached(self.sessions.values()):
+            raise Full(f"the playground is full ({st.max_sessions} live sessions, the limit on this "
+                       "server, PLAYGROUND_MAX_SESSIONS); try again in a minute")
         sid = secrets.token_urlsafe(9)
         s = Session(sid, self.settings, self.lessons, scenario, lesson, speed, until_ms, playing)
+        s.client = client
         s.stats = self.lateness_s
         s.gate = self.replay_gate
         # Spread the sessions' ticks evenly over the frame interval (golden-ratio steps: any number
@@ -55,33 +68,55 @@ class SessionManager:
         self.sessions[sid] = s
         return s
 
+    def _evict_detached(self, among) -> bool:
+        """Drop the session detached longest among `among`; False when none is detached."""
+        old = min((x for x in among if x.ws is None and x.detached_at is not None),
+                  key=lambda x: x.detached_at, default=None)
+        if old is None:
+            return False
+        self.drop(old)
+        return True
+
     def get(self, sid: str | None) -> Session | None:
         return self.sessions.get(sid) if sid else None
 
-    async def attach(self, s: Session, ws) -> None:
-        """Give `s` to `ws`. A session has exactly one runner: the previous one (another tab, or
-        the same tab before a reload) is cancelled and awaited before the new one starts."""
-        if s.ws is not None:  # a second tab on the same session takes it over
+    async def attach(self, s: Session, ws, greet: bool = False) -> bool:
+        """Give `s` to `ws`. A session has exactly one runner and one connection: the previous
+        connection (another tab, or the same tab before a reload) is told and closed with 4001,
+        and its runner is cancelled and awaited before the new one starts. Attaches to one
+        session run one at a time (a lock), so any number of simultaneous takeovers leave one
+        runner, and every loser gets its 4001. With `greet`, the new connection is sent `hello`
+        and a `snapshot` first (a reattach). False when the session was closed meanwhile."""
+        async with s.attach_lock:
+            if s.closed:
+                return False
             old = s.ws
-            s.ws = None
-            # The old runner is cancelled below: this last word goes straight to the old socket.
-            asyncio.ensure_future(_close_quietly(
-                old, 4001, "session opened elsewhere",
-                {"type": "error", "seq": s.seq + 1, "t": s.sim.now_ms, "fatal": True,
-                 "message": "this session was opened in another tab or window; this page stopped "
-                            "following it"}))
-        s.generation += 1  # a runner still alive for an older generation stops at once
-        old_task = s.task
-        if old_task is not None and not old_task.done():
-            old_task.cancel()
-            try:
-                await asyncio.wait({old_task}, timeout=1.0)
-            except Exception:  # pragma: no cover - nothing the old runner does may stop the new one
-                log.exception("session %s: old runner did not stop cleanly", s.id)
-        s.ws = ws
-        s.detached_at = None
-        s.last_input = time.monotonic()
-        s.task = asyncio.ensure_future(s.run())
+            if old is not None and old is not ws:
+                s.ws = None
+                # The old runner is cancelled below: this last word goes straight to the old socket.
+                asyncio.ensure_future(_close_quietly(
+                    old, 4001, "session opened elsewhere",
+                    {"type": "error", "seq": s.seq + 1, "t": s.sim.now_ms, "fatal": True,
+                     "message": "this session was opened in another tab or window; this page "
+                                "stopped following it"}))
+            s.generation += 1  # a runner still alive for an older generation stops at once
+            old_task = s.task
+            if old_task is not None and not old_task.done():
+                old_task.cancel()
+                try:
+                    await asyncio.wait({old_task}, timeout=1.0)
+                except Exception:  # pragma: no cover - nothing the old runner does may stop the new one
+                    log.exception("session %s: old runner did not stop cleanly", s.id)
+            if s.closed:
+                return False
+            s.ws = ws
+            s.detached_at = None
+            s.last_input = time.monotonic()
+            if greet:
+                s.queue_hello()
+                s.queue_snapshot()
+            s.task = asyncio.ensure_future(s.run(ws))
+            return True
 
     def detach(self, s: Session, ws) -> None:
         if s.ws is ws:
@@ -101,6 +136,9 @@ class SessionManager:
         st = self.settings
         gone = []
         for sid, s in list(self.sessions.items()):
+            if s.ws is not None and s.stalled(now, st.send_stall_s):
+                s.fall_behind(f"one frame has waited over {st.send_stall_s:g} s to be sent")
+                continue
             if s.ws is None and s.detached_at is not None and now - s.detached_at >= st.detached_grace_s:
                 gone.append(sid)
             elif s.ws is not None and now - s.last_input >= st.idle_timeout_s:

@@ -27,7 +27,20 @@ class Settings(BaseModel):
     max_sessions: int = Field(1000, ge=1)
     max_nodes: int = Field(9, ge=1, le=51)
     max_actions: int = Field(5000, ge=1)  # live clicks recorded per session
-    max_frame_bytes: int = Field(65536, ge=256)  # inbound WebSocket frames
+    max_frame_bytes: int = Field(65536, ge=256)  # inbound WebSocket frames, in bytes (UTF-8)
+    # Outbound: frames waiting for one page, in bytes, after snapshots collapsed; beyond it (or
+    # with one frame stuck for `send_stall_s`) the page is too far behind: closed with 4002.
+    max_outbox_bytes: int = Field(4 << 20, ge=65536)
+    send_stall_s: float = Field(15, gt=0)
+    max_sessions_per_client: int = Field(64, ge=1)  # sessions one client address may hold
+    # Pages from these origins (comma-separated, e.g. "https://slides.example.org") may open the
+    # WebSocket besides this server's own pages; "*" allows any.
+    allowed_origins: str = ""
+    # Who may embed the page in a frame (CSP frame-ancestors): "'none'" (and X-Frame-Options:
+    # DENY), "'self'", or a list of origins for slides, e.g. "'self' https://slides.example.org".
+    frame_ancestors: str = "'none'"
+    api_docs: bool = False  # serve /docs and /openapi.json (off: the page needs neither)
+    attach_timeout_s: float = Field(10, gt=0)  # a reattaching page's first frame must come by then
     # Inbound frames per connection: a token bucket (sustained rate, burst); controls that rebuild
     # the world (load, reset, configure, new_seed, lesson) cost `ws_heavy_cost` frames.
     ws_rate_per_s: float = Field(50, gt=0)
@@ -60,6 +73,13 @@ class Settings(BaseModel):
     tick_budget_ms: float = Field(4, gt=0)  # CPU per session per frame while playing, at most
     replay_slice_ms: float = Field(5, gt=0)  # CPU per slice of a replay/seek before yielding
     max_concurrent_replays: int = Field(2, ge=1)  # sessions replaying at once; others queue
+    # A replay's CPU turn: after this much, a replay that others are waiting behind goes to the
+    # back of the queue (the one that has had least CPU goes first), so a heavy link never keeps
+    # a light one waiting for more than about a turn per slot.
+    replay_quantum_ms: float = Field(250, gt=0)
+    # A replay (share link, seek, import, export) may process at most this many events (messages,
+    # timers, actions): it is estimated from its first slice and enforced while it runs.
+    max_replay_events: int = Field(3_000_000, ge=1000)
     default_speed: float = Field(0.01, gt=0)  # simulated ms per wall ms (RaftScope's 100x slowdown)
     min_speed: float = Field(0.001, gt=0)
     max_speed: float = Field(10.0, gt=0)
@@ -78,6 +98,9 @@ class Settings(BaseModel):
     scenarios_dir: Path = ROOT / "scenarios"
     # Benchmarks only: record server-side frame lateness, readable at GET /api/stats.
     bench_stats: bool = False
+
+    def origins(self) -> frozenset[str]:
+        return frozenset(o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":

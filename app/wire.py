@@ -15,13 +15,17 @@ from typing import Annotated, Any, Literal, Union
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from .limits import quote
+
 
 class BadInput(ValueError):
     """The browser sent something we cannot use; the message names what was wrong."""
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: a boolean is not a number and a string is not a number either (`speed: true` is
+    # refused, not read as 1).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ActionIn(_In):
@@ -105,17 +109,54 @@ _CONTROL = TypeAdapter(Control)
 
 def _fmt(e: ValidationError, prefix: str) -> str:
     err = e.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"] if p not in CONTROLS)
+    loc = ".".join(str(p)[:40] for p in err["loc"] if p not in CONTROLS)
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown field"
     return f"{prefix}.{loc}: {msg}" if loc else f"{prefix}: {msg}"
 
 
+def frame_bytes(text: str | bytes, max_bytes: int) -> int:
+    """The frame's size in bytes as it came over the wire (UTF-8), counted only as far as it
+    matters: a text of n characters is n to 4n bytes."""
+    if isinstance(text, (bytes, bytearray)):
+        return len(text)
+    n = len(text)
+    if n > max_bytes or 4 * n <= max_bytes:
+        return n
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+class AttachIn(_In):
+    """The first frame of a connection opened with `?attach=1`: which session, and its secret."""
+
+    type: Literal["attach"]
+    session: str = Field(min_length=1, max_length=64)
+    secret: str = Field(min_length=1, max_length=128)
+
+
+def parse_attach(text: str | bytes, max_bytes: int) -> AttachIn:
+    if frame_bytes(text, max_bytes) > 4096:
+        raise BadInput("attach: frame too large (an attach frame is a session id and a secret)")
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError as e:
+        raise BadInput(f"attach: malformed JSON: {e}") from None
+    if not isinstance(data, dict) or data.get("type") != "attach":
+        raise BadInput('attach: the first frame must be {"type": "attach", "session": ..., '
+                       '"secret": ...}')
+    try:
+        return AttachIn.model_validate(data)
+    except ValidationError as e:
+        raise BadInput(_fmt(e, "attach")) from None
+
+
 def parse_inbound(text: str | bytes, max_bytes: int) -> ActionIn | Any:
-    """Validate one inbound frame; raise BadInput naming what was wrong."""
-    if len(text) > max_bytes:
-        raise BadInput(f"frame too large: {len(text)} bytes (the limit is {max_bytes})")
+    """Validate one inbound frame; raise BadInput naming what was wrong (quoting at most a short
+    prefix of it)."""
+    size = frame_bytes(text, max_bytes)
+    if size > max_bytes:
+        raise BadInput(f"frame too large: {size} bytes or more (the limit is {max_bytes} bytes)")
     try:
         data = orjson.loads(text)
     except orjson.JSONDecodeError as e:
@@ -132,12 +173,15 @@ def parse_inbound(text: str | bytes, max_bytes: int) -> ActionIn | Any:
         body = {k: v for k, v in data.items() if k != "type"}
         if "do" not in body:
             raise BadInput(f"control.do: missing (one of {', '.join(CONTROLS)})")
-        if body["do"] not in CONTROLS:
-            raise BadInput(f"control.do: unknown control {body['do']!r} (one of {', '.join(CONTROLS)})")
+        if not isinstance(body["do"], str) or body["do"] not in CONTROLS:
+            raise BadInput(f"control.do: unknown control {quote(body['do'])} (one of {', '.join(CONTROLS)})")
         try:
             return _CONTROL.validate_python(body)
         except ValidationError as e:
             raise BadInput(_fmt(e, "control")) from None
     if kind is None:
         raise BadInput("type: missing (\"action\" or \"control\")")
-    raise BadInput(f"type: unknown frame type {kind!r} (\"action\" or \"control\")")
+    if kind == "attach":
+        raise BadInput("type: \"attach\" is only the first frame of a connection opened with "
+                       "/ws?attach=1")
+    raise BadInput(f"type: unknown frame type {quote(kind)} (\"action\" or \"control\")")

@@ -124,6 +124,7 @@ def _trace_lines(payload: str, settings, gate, release) -> tuple[str, AsyncItera
     turn = f"export-{next(_export_ids)}"
 
     async def lines() -> AsyncIterator[bytes]:
+        nonlocal t
         try:
             sim = Simulation(sc)
             buf: list[dict] = []
@@ -132,12 +133,18 @@ def _trace_lines(payload: str, settings, gate, release) -> tuple[str, AsyncItera
             while True:
                 while gate.enter(turn):  # a replay's turn, like a session's
                     await asyncio.sleep(settings.frame_interval_ms / 1000)
+                t0 = time.perf_counter()
                 try:
-                    done = run_slice(sim, t, time.perf_counter() + slice_s)
+                    done = run_slice(sim, t, t0 + slice_s)
                 finally:
                     # The slot is held for the slice only: a slow reader must not keep it (and so
                     # every queued session's replay waiting) while its bytes trickle out.
-                    gate.leave(turn)
+                    gate.charge(turn, time.perf_counter() - t0)
+                    gate.release(turn)
+                if sim.events > settings.max_replay_events and not done:
+                    # Over the work a replay may take: the trace ends here, honestly cut.
+                    t = sim.now_ms
+                    done = True
                 if buf:
                     chunk = b"".join(orjson.dumps(r) + b"\n" for r in buf)
                     buf.clear()

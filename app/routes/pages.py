@@ -33,7 +33,7 @@ def _tpl(request: Request):
     return request.app.state.templates
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
 def index(request: Request, protocol: str = "raft", projector: str | None = None,
           scenario: str | None = None, lessons=Depends(get_lessons), settings=Depends(get_settings)):
     notice = None

@@ -3,24 +3,51 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from urllib.parse import urlsplit
 
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from engine.scenario import ScenarioError
 
-from ..limits import decode_share
+from ..limits import decode_share, quote
 from ..protocols import ADAPTERS
 from ..session import TokenBucket, default_scenario
 from ..sessions import Full
+from ..wire import BadInput, parse_attach
 
 router = APIRouter()
+log = logging.getLogger("playground.ws")
+
+# Close codes (docs/ws-protocol.md): 4003 refused (origin, a missing or wrong secret), 4004 the
+# session is gone (the server restarted, or it expired).
+REFUSED, GONE = 4003, 4004
 
 
-async def _refuse(websocket: WebSocket, message: str, code: int) -> None:
-    await websocket.send_text(orjson.dumps({"type": "error", "seq": 1, "t": 0, "message": message,
-                                            "fatal": True}).decode())
-    await websocket.close(code=code)
+async def _refuse(websocket: WebSocket, message: str, code: int, **extra) -> None:
+    frame = {"type": "error", "seq": 1, "t": 0, "message": message, "fatal": True, **extra}
+    try:
+        await websocket.send_text(orjson.dumps(frame).decode())
+        await websocket.close(code=code)
+    except Exception:  # the peer went away first
+        pass
+
+
+def origin_allowed(origin: str | None, host: str | None, settings) -> bool:
+    """A browser page may open the socket only from this server's own pages (same host and
+    port) or from an origin listed in PLAYGROUND_ALLOWED_ORIGINS. Clients that send no Origin
+    (not a browser: scripts, tests, load generators) are not a cross-site risk."""
+    if origin is None:
+        return True
+    allowed = settings.origins()
+    if "*" in allowed or origin.rstrip("/") in allowed:
+        return True
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:
+        return False
+    return bool(host) and netloc.lower() == host.lower()
 
 
 @router.websocket("/ws")
@@ -30,13 +57,29 @@ async def stream(websocket: WebSocket):
     manager = app.state.sessions
     q = websocket.query_params
     await websocket.accept()
+    origin = websocket.headers.get("origin")
+    if not origin_allowed(origin, websocket.headers.get("host"), settings):
+        return await _refuse(websocket, f"origin: pages from {quote(origin, 80)} may not open this "
+                             "playground's WebSocket (allowed: this server's own pages and "
+                             "PLAYGROUND_ALLOWED_ORIGINS)", REFUSED)
+    if "session" in q:
+        return await _refuse(websocket, "session: a session id in the URL is not accepted; to "
+                             "reattach, open /ws?attach=1 and send {\"type\": \"attach\", "
+                             "\"session\": ..., \"secret\": ...} as the first frame (the secret "
+                             "is in the session's first hello)", REFUSED)
+    client = websocket.client.host if websocket.client else None
 
-    session = manager.get(q.get("session"))
     errors: list[str] = []
-    if session is None:
+    greet = False
+    if q.get("attach"):
+        session = await _reattach(websocket, settings, manager)
+        if session is None:
+            return
+        greet = True
+    else:
         protocol = q.get("protocol", "raft")
         if protocol not in ADAPTERS:
-            errors.append(f"protocol: {protocol!r} is not available yet (available: "
+            errors.append(f"protocol: {quote(protocol)} is not available yet (available: "
                           f"{', '.join(sorted(ADAPTERS))}); showing raft")
         speed = None
         if q.get("speed"):
@@ -45,7 +88,7 @@ async def stream(websocket: WebSocket):
                 if not settings.min_speed <= speed <= settings.max_speed:
                     raise ValueError
             except ValueError:
-                errors.append(f"speed: {q['speed']!r} is not a speed between {settings.min_speed:g} "
+                errors.append(f"speed: {quote(q['speed'])} is not a speed between {settings.min_speed:g} "
                               f"and {settings.max_speed:g} (1 = real time)")
                 speed = None
         scenario, lesson, until, playing = default_scenario(settings), None, 0.0, True
@@ -53,7 +96,7 @@ async def stream(websocket: WebSocket):
         if name:
             lf = app.state.lessons.get(name)
             if lf is None:
-                errors.append(f"scenario: no lesson named {name!r}")
+                errors.append(f"scenario: no lesson named {quote(name)}")
             else:
                 scenario, lesson = lf.scenario, lf.name
         if q.get("share"):
@@ -64,29 +107,29 @@ async def stream(websocket: WebSocket):
                 errors.append(str(e))
         try:
             session = manager.create(scenario, lesson, speed, until_ms=until,
-                                     playing=None if playing else False)
+                                     playing=None if playing else False, client=client)
         except Full as e:
             await _refuse(websocket, str(e), 1013)
             return
         except ScenarioError as e:  # the scenario itself is over a cap: fall back to a live cluster
             errors.append(str(e))
             try:
-                session = manager.create(default_scenario(settings), None, speed)
+                session = manager.create(default_scenario(settings), None, speed, client=client)
             except Full as e2:
                 await _refuse(websocket, str(e2), 1013)
                 return
-    else:
-        session.queue_hello()
-        session.queue_snapshot()
     for e in errors:
         session.queue_error(e)
-    await manager.attach(session, websocket)
+    if not await manager.attach(session, websocket, greet=greet):
+        return await _refuse(websocket, _GONE_MESSAGE, GONE, gone=True)
     bucket = TokenBucket(settings.ws_rate_per_s, settings.ws_burst)  # per connection
     try:
         while True:
             msg = await websocket.receive()
             if msg["type"] == "websocket.disconnect":
                 break
+            if not session.owns(websocket):
+                break  # taken over by another connection, or closed as too far behind
             data = msg.get("text")
             if data is None:
                 data = msg.get("bytes") or b""
@@ -96,5 +139,37 @@ async def stream(websocket: WebSocket):
             await asyncio.sleep(0)
     except WebSocketDisconnect:
         pass
+    except Exception as e:  # the connection broke under us: one line, no traceback
+        log.info("session %s: connection ended: %r", session.id, e)
     finally:
         manager.detach(session, websocket)
+
+
+_GONE_MESSAGE = ("gone: this session is no longer on the server (the server restarted, or the "
+                 "session expired after its tab was closed); your run was lost")
+
+
+async def _reattach(websocket: WebSocket, settings, manager):
+    """The first frame of `?attach=1` names the session and proves the page holds its secret."""
+    try:
+        msg = await asyncio.wait_for(websocket.receive(), settings.attach_timeout_s)
+    except asyncio.TimeoutError:
+        await _refuse(websocket, f"attach: no attach frame within {settings.attach_timeout_s:g} s",
+                      REFUSED)
+        return None
+    if msg["type"] == "websocket.disconnect":
+        return None
+    try:
+        a = parse_attach(msg.get("text") or msg.get("bytes") or b"", settings.max_frame_bytes)
+    except BadInput as e:
+        await _refuse(websocket, str(e), REFUSED)
+        return None
+    session = manager.get(a.session)
+    if session is None:
+        await _refuse(websocket, _GONE_MESSAGE, GONE, gone=True)
+        return None
+    if not session.check_secret(a.secret):
+        await _refuse(websocket, "attach.secret: not this session's secret; only the page that "
+                      "opened a session may reattach to it", REFUSED)
+        return None
+    return session

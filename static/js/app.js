@@ -12,7 +12,8 @@ const SPEED_MIN = parseFloat(body.dataset.speedMin), SPEED_MAX = parseFloat(body
 const state = {
   layout: {nodes: [], clients: []}, nodes: {}, logs: {}, flight: new Map(), flightRev: 0, net: null, inv: [],
   t: 0, recvAt: performance.now(), playing: true, speed: parseFloat(body.dataset.speedDefault),
-  horizon: 0, end: 0, digest: "", timeoutMax: 300, session: null, scenario: null, lesson: null,
+  horizon: 0, end: 0, digest: "", timeoutMax: 300, session: null, secret: null, timeline: [],
+  scenario: null, lesson: null,
   mutations: {}, activeMutations: [], frameMs: 50, logWindow: 200,
 };
 let proto = getProtocol(body.dataset.protocol);
@@ -24,10 +25,12 @@ let partitionPick = null; // Set of node ids while the partition tool is on
 let scrubbing = false;
 let logDirty = true;
 
-// --- connection ------------------------------------------------------------------------------
+// --- connection ---------------------------------------------------------------------------
+// A page holds its session by id and secret (from the first hello). Neither goes in a URL: a
+// reconnect opens /ws?attach=1 and sends them in its first frame (docs/ws-protocol.md).
 function wsUrl() {
   const q = new URLSearchParams();
-  if (state.session) q.set("session", state.session);
+  if (state.session) q.set("attach", "1");
   else {
     for (const k of ["protocol", "scenario", "share", "speed"]) if (params.get(k)) q.set(k, params.get(k));
   }
@@ -35,18 +38,72 @@ function wsUrl() {
 }
 
 function connect() {
+  const attaching = !!state.session;
   ws = new WebSocket(wsUrl());
   setConn("connecting…");
-  ws.onopen = () => setConn("live");
+  ws.onopen = () => {
+    if (attaching) ws.send(JSON.stringify({type: "attach", session: state.session, secret: state.secret}));
+    setConn("live");
+  };
   ws.onmessage = (ev) => onFrame(JSON.parse(ev.data));
   ws.onclose = (ev) => {
-    // 4001: another tab took this session over; 4000: closed for being idle (it is gone).
-    // Reconnecting on our own would steal the session back (two tabs fighting over it) or
-    // silently start a new one: say what happened and let the user choose.
-    if (ev.code === 4001 || ev.code === 4000 || fatal) return stopped(ev.code);
+    // 4001: another tab took this session over; 4000: closed for being idle (it is gone);
+    // 4004: the server no longer has it (restarted, or it expired). Reconnecting on our own
+    // would steal the session back (two tabs fighting over it) or silently start a new one:
+    // say what happened and let the user choose. 4002: this page fell too far behind (a slow
+    // link): the session is still there, so catch up with a fresh snapshot.
+    if (ev.code === 4004) return lost();
+    if (ev.code === 4002) { fatal = false; setConn("catching up…"); return setTimeout(connect, 1000); }
+    if (ev.code === 4001 || ev.code === 4000 || ev.code === 4003 || fatal) return stopped(ev.code);
     setConn("reconnecting…");
     setTimeout(connect, 1000);
   };
+}
+
+// The server lost the session (it restarted, or the session expired): say so, offer the last
+// moment the page saw as a share link it builds itself, and reopen the lesson the page had.
+async function lost() {
+  const link = await lastShareLink().catch(() => null);
+  const lesson = state.lesson && state.lesson.name;
+  state.session = null; state.secret = null; fatal = false;
+  params.delete("share");
+  if (lesson) params.set("scenario", lesson); else params.delete("scenario");
+  const n = $("#notice");
+  clearTimeout(onError.timer);
+  n.textContent = "The server restarted or this session expired: your run was lost. ";
+  if (link) {
+    const a = document.createElement("a");
+    a.id = "lost-link"; a.href = link; a.textContent = `Open it again at ${fmtT(state.t)}`;
+    n.append(a, document.createTextNode(lesson ? ` (reopened the lesson “${state.lesson.title}”)` : ""));
+  }
+  n.hidden = false;
+  connect();
+}
+
+// A share payload built from what the frames said: the scenario (hello), the branch's actions
+// (hello.actions, then events.acts) up to the moment shown, and the lesson. The same format as the
+// server's (`1.` + base64url(zlib(JSON)), docs/ws-protocol.md).
+async function sharePayload() {
+  if (!state.scenario || typeof CompressionStream === "undefined") return null;
+  const s = {...state.scenario};
+  delete s.notes; delete s.suggest;
+  s.actions = state.timeline.filter((a) => a.at <= state.t);
+  const body = {s, t: state.t};
+  if (state.lesson && state.lesson.name) body.l = state.lesson.name;
+  const z = new Blob([JSON.stringify(body)]).stream().pipeThrough(new CompressionStream("deflate"));
+  const bytes = new Uint8Array(await new Response(z).arrayBuffer());
+  let bin = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return "1." + btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+async function lastShareLink() {
+  const p = await sharePayload();
+  if (!p) return null;
+  const q = new URLSearchParams();
+  if (body.classList.contains("projector")) q.set("projector", "1");
+  q.set("share", p);
+  return `${location.origin}${location.pathname}?${q}`;
 }
 
 function stopped(code) {
@@ -62,7 +119,7 @@ function stopped(code) {
   b.id = "reconnect";
   b.textContent = code === 4001 ? "Use it here instead" : "Start over";
   b.addEventListener("click", () => {
-    if (code !== 4001) state.session = null;  // the old session is gone: ask for a new one
+    if (code !== 4001) { state.session = null; state.secret = null; }  // gone: ask for a new one
     fatal = false;
     n.hidden = true;
     connect();
@@ -124,6 +181,8 @@ function showDrops(drops, t) {
 
 function onHello(f) {
   state.session = f.session;
+  if (f.secret) state.secret = f.secret;
+  state.timeline = f.actions || [];
   state.layout = f.layout;
   state.scenario = f.scenario;
   state.lesson = f.lesson;
@@ -184,6 +243,10 @@ function onSnapshot(f) {
 }
 
 function onEvents(f) {
+  if (f.acts) {
+    // A click: if the session had rewound, it forked there (the old future is gone).
+    for (const a of f.acts) { state.timeline = state.timeline.filter((x) => x.at < a.at); state.timeline.push(a); }
+  }
   if (f.t !== state.t) $("#canvas").setAttribute("data-digest", "");
   setTime(f);
   if (f.add) for (const m of f.add) state.flight.set(m[0], m);
@@ -536,6 +599,7 @@ function throttle(fn, ms) {
 }
 
 function wire() {
+  $("#net-form").addEventListener("submit", (e) => e.preventDefault());
   $("#btn-play").addEventListener("click", () => control({do: state.playing ? "pause" : "play"}));
   $("#btn-step").addEventListener("click", () => control({do: "step"}));
   const sendSpeed = throttle((v) => control({do: "speed", value: v}), 120);
@@ -644,4 +708,4 @@ wire();
 if (params.get("projector") === "1") setProjector(true);
 connect();
 requestAnimationFrame(frame);
-window.__playground = {state, send, get canvas() { return canvas; }};
+window.__playground = {state, send, sharePayload, get canvas() { return canvas; }, get ws() { return ws; }};

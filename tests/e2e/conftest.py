@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from ..serving import free_port, start_server, stop_server
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,38 +25,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def server():
-    port = _free_port()
+    port = free_port()
     # Room for a replay long enough (about a second) to watch its progress in the page.
     env = {**os.environ, "PLAYGROUND_DETACHED_GRACE_S": "5", "PLAYGROUND_MAX_REPLAY_OPS": "12000"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port),
-         "--ws-per-message-deflate", "false", "--log-level", "warning"],
-        cwd=ROOT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError("the server did not start")
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    proc = start_server(port, env, ("--log-level", "warning"))
+    yield f"http://127.0.0.1:{port}"
+    stop_server(proc)
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +43,11 @@ def browser():
 
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+        # Playwright evaluates string predicates (wait_for_function) with eval, which the page's
+        # Content-Security-Policy forbids: test contexts bypass it, except the one test that
+        # checks the page runs under it (it passes bypass_csp=False).
+        new_context = b.new_context
+        b.new_context = lambda **kw: new_context(**{"bypass_csp": True, **kw})
         yield b
         b.close()
 

@@ -366,13 +366,14 @@ def test_a_page_taken_over_by_another_tab_says_so_and_does_not_reconnect(server,
     page.goto(f"{server}/?speed=1")
     page.wait_for_function("document.querySelector('#conn').dataset.state === 'live'")
     page.wait_for_timeout(300)
-    sid = json.loads(hello[0])["session"]
+    first = json.loads(hello[0])
+    sid = first["session"]
     ctx = browser.new_context()
     other = ctx.new_page()
     other.goto(f"{server}/healthz")
-    other.evaluate("sid => new Promise(ok => { const w = new WebSocket("
-                   "`ws://${location.host}/ws?session=${sid}`); w.onmessage = () => ok(); window.w = w; })",
-                   sid)
+    other.evaluate("h => new Promise(ok => { const w = new WebSocket(`ws://${location.host}/ws?attach=1`);"
+                   " w.onopen = () => w.send(JSON.stringify({type: 'attach', session: h.session, secret: h.secret}));"
+                   " w.onmessage = () => ok(); window.w = w; })", first)
     page.wait_for_selector("#reconnect")
     assert "another tab" in page.locator("#notice").text_content()
     page.wait_for_timeout(2000)  # and it stays put: no reconnect loop stealing the session back
@@ -382,3 +383,43 @@ def test_a_page_taken_over_by_another_tab_says_so_and_does_not_reconnect(server,
     page.wait_for_function("document.querySelector('#conn').dataset.state === 'live'")
     assert json.loads(hello[-1])["session"] == sid
     ctx.close()
+
+
+def test_the_page_runs_under_its_content_security_policy(server, browser):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 720}, bypass_csp=False)
+    pg = ctx.new_page()
+    violations: list[str] = []
+    pg.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    resp = pg.goto(f"{server}/?speed=1")
+    assert "script-src 'self'" in resp.headers["content-security-policy"]
+    leader_of(pg)  # the page's own scripts ran and drew a cluster
+    pg.keyboard.press("?")  # htmx fragments load too
+    pg.wait_for_selector("#help[open]")
+    assert not violations, violations
+    ctx.close()
+
+
+def test_a_session_the_server_lost_is_said_and_offered_back_as_a_link(server, page, browser):
+    page.goto(f"{server}/?scenario=split_vote&speed=1")
+    old, _ = leader_of(page)
+    page.locator(f'[data-node="{old}"]').click()  # a click the link must carry
+    page.get_by_role("menuitem", name=f"Crash {old}").click()
+    page.wait_for_selector(f'[data-node="{old}"][data-role="down"]')
+    pause(page)
+    t, digest = canvas_state(page)
+    # As if the server had restarted: the session id the page holds is no longer known.
+    page.evaluate("() => { const p = window.__playground; p.state.session = 'gone-id'; p.ws.close(); }")
+    page.wait_for_selector("#lost-link", timeout=10_000)
+    notice = page.locator("#notice").text_content()
+    assert "your run was lost" in notice and "split" in notice.lower()
+    url = page.locator("#lost-link").get_attribute("href")
+    assert "share=1." in url
+    # The lesson the page had is open again (a fresh run of it)...
+    page.wait_for_function("document.querySelector('#conn').dataset.state === 'live'")
+    assert page.evaluate("window.__playground.state.lesson && window.__playground.state.lesson.name") == "split_vote"
+    # ...and the link the page built from its frames reproduces the moment it last showed.
+    other = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
+    other.goto(url)
+    other.wait_for_function("document.querySelector('#canvas').dataset.digest.length === 16")
+    assert canvas_state(other) == (t, digest)
+    other.context.close()

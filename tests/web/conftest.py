@@ -70,6 +70,14 @@ def settle(ws) -> dict:
     return drain(ws, "snapshot")
 
 
+@contextlib.contextmanager
+def reattach(client, hello: dict):
+    """A second connection to the session `hello` opened, proving its secret in the first frame."""
+    with client.websocket_connect("/ws?attach=1") as ws:
+        ws.send_json({"type": "attach", "session": hello["session"], "secret": hello["secret"]})
+        yield ws
+
+
 def last_of(frames, kind):
     return [f for f in frames if f["type"] == kind][-1]
 
@@ -87,4 +95,5 @@ def open_paused(client, seed: int = 1, run_ms: float = 0):
         snap = settle(ws)
         assert snap["t"] == run_ms and not snap["playing"]
         snap["session"] = hello["session"]
+        snap["secret"] = hello["secret"]
         yield ws, snap

@@ -15,7 +15,7 @@ from engine.sim import Simulation
 
 from app import share
 
-from .conftest import drain, last_of, open_paused
+from .conftest import drain, last_of, open_paused, reattach
 
 
 def test_hello_then_snapshot_then_events(client):
@@ -344,10 +344,10 @@ def test_session_cap_gives_a_clear_message(make_client):
             assert "the playground is full (1 live sessions" in f["message"]
 
 
-def test_reconnecting_with_the_session_id_reattaches(client):
+def test_reconnecting_with_the_session_id_and_secret_reattaches(client):
     with open_paused(client, seed=4, run_ms=300) as (ws, snap):
         sid = snap["session"]
-    with client.websocket_connect(f"/ws?session={sid}") as ws2:
+    with reattach(client, snap) as ws2:
         hello = drain(ws2, "hello")
         again = drain(ws2, "snapshot")
     assert hello["session"] == sid and again["digest"] == snap["digest"]
