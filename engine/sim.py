@@ -531,10 +531,14 @@ class Simulation:
             self._command(nid, {"do": "timeout"})
 
     def _release(self, nid: str, held: list[tuple]) -> None:
-        """A paused node resumes: what arrived meanwhile is handled in order (unless a partition or
-        cut now stands in the way: it was on the wire as far as the network is concerned), then
-        overdue timers. If the node was paused again or crashed at the same instant, what is left
-        goes back to its buffer or is dropped."""
+        """A paused node resumes: what arrived and what came due meanwhile is handled in the order
+        it happened (held in that order as it left the queue). A delivery is handled unless a
+        partition or cut now stands in the way (it was on the wire as far as the network is
+        concerned). A held timer fires only if it is still due: the deliveries handled before it
+        may have pushed its deadline back (a heartbeat re-arms a follower's timer), and then it is
+        queued again at its new deadline, exactly as `_timer_due` does on the normal path. If the
+        node was paused again or crashed at the same instant, what is left goes back to its buffer
+        or is dropped."""
         for i, (kind, a, b, c) in enumerate(held):
             st = self.status.get(nid)
             if st == "paused":
@@ -558,8 +562,7 @@ class Simulation:
                     self._emit({"type": "deliver", "t": self.now_us / 1000, "id": a})
                 node.on_message(self._ctx(nid), b, c)
             else:
-                tm = self._timers[nid].get(a)
-                if tm is None or tm[1] != b:
+                if not self._timer_due(nid, a, b, self.now_us):
                     continue
                 del self._timers[nid][a]
                 node.on_timer(self._ctx(nid), a)
