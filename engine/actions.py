@@ -35,6 +35,12 @@ class Action(Strict):
             if isinstance(v, str):
                 need(f, v)
 
+    def check_now(self, world, where: str) -> None:
+        """Raise ScenarioError naming `where`.field when the action cannot apply to the world as
+        it is now (a live click: the message it names is not waiting, the timer is not set).
+        Scenario actions are not checked so: they apply to a future world, and do nothing there
+        if it does not fit."""
+
     def apply(self, world) -> None:
         """Do it, in the kernel `world` (an `engine.sim.Simulation`)."""
         raise NotImplementedError

@@ -10,7 +10,7 @@ protocol:
 
 Everything is validated here, once, with pydantic models that forbid unknown fields. The protocol's
 spec (`engine/protocols/`) supplies the config model, the topology, its actions and its workload
-kinds; the generic faults are `engine/faults.py`. A bad value raises `ScenarioError` whose message
+kinds; the generic faults are `engine/faults.py`, message-level control `engine/manual.py`. A bad value raises `ScenarioError` whose message
 names the field (`actions[2].node: unknown node 'n9' (nodes are n1..n5)`, `config.heartbeat_ms:
 ...`).
 
@@ -28,6 +28,7 @@ from pydantic import (BaseModel, Field, PrivateAttr, SerializeAsAny, TypeAdapter
 
 from .actions import Action, action_to_dict
 from .faults import FAULT_ACTIONS
+from .manual import MANUAL_ACTIONS
 from .protocols import DEFAULT_PROTOCOL, ProtocolSpec, Topology, get_protocol
 from .validation import ScenarioError, Strict, format_error, validate
 from .workloads import get_workload
@@ -63,10 +64,11 @@ class Nemesis(Strict):
 # --- the actions one protocol accepts ----------------------------------------------------------
 
 class ActionSet:
-    """The generic faults and a protocol's own actions, validated by their `do` tag."""
+    """The generic faults, message-level control and a protocol's own actions, validated by their
+    `do` tag."""
 
     def __init__(self, spec: ProtocolSpec):
-        classes = FAULT_ACTIONS + tuple(spec.actions)
+        classes = FAULT_ACTIONS + MANUAL_ACTIONS + tuple(spec.actions)
         self.tags: list[str] = []
         for c in classes:
             for tag in get_args(c.model_fields["do"].annotation):

@@ -96,6 +96,7 @@ class Simulation:
         "_queue", "_counter", "_next_msg_id", "_observers", "flight", "_timers", "_contexts",
         "actions", "servers",
         "network", "net_rng", "status", "nodes", "persisted", "rngs", "_held", "checkers",
+        "manual", "waiting",
         "clients", "nemesis", "_records_wanted", "_want_msgs", "_routes", "_sinks", "_state_sinks",
     )
     _TRANSIENT = ("_observers", "_routes", "_sinks", "_state_sinks")  # not in snapshots
@@ -131,6 +132,8 @@ class Simulation:
         self.persisted: dict[str, Any] = {}
         self.rngs: dict[str, Any] = {}
         self._held: dict[str, list[tuple]] = {}
+        self.manual = False  # manual delivery: arriving messages wait (engine/manual.py)
+        self.waiting: dict[int, None] = {}  # ids of the messages waiting, in arrival order
 
         # The scenario's workload, or the protocol's default kind (its user client, if any).
         wl = scenario.workload
@@ -358,9 +361,9 @@ class Simulation:
         nodes = self.nodes
         contexts = self._contexts
         net = self.network
-        # Only events other than deliveries (actions, the nemesis, timers) change the network or
-        # who wants records, so these are re-read after each of those.
-        fast = net.open
+        # Only events other than deliveries (actions, the nemesis, timers) change the network,
+        # manual delivery or who wants records, so these are re-read after each of those.
+        fast = net.open and not self.manual
         want_msgs = self._want_msgs
         wanted = self._records_wanted
         events = 0
@@ -390,7 +393,7 @@ class Simulation:
                 self.now_us = t
                 events += 1
                 dispatch(kind, a, b, c)
-                fast = net.open
+                fast = net.open and not self.manual
                 want_msgs = self._want_msgs
                 wanted = self._records_wanted
         finally:
@@ -403,29 +406,10 @@ class Simulation:
 
     def _dispatch(self, kind: int, a, b, c) -> None:
         if kind == DELIVER:
-            src, dst, msg, _sent, _arr = self.flight.pop(a)
-            st = self.status.get(dst)
-            why = None
-            net = self.network
-            if st == "down":
-                why = "down"
-            elif not net.open:
-                why = net.blocked(src, dst)
-            if why is not None:
-                if self._want_msgs:
-                    self._emit({"type": "drop", "t": self.now_us / 1000, "id": a, "why": why})
+            if self.manual:
+                self.waiting[a] = None  # stays in flight, on its link, until an action moves it
                 return
-            if st == "paused":
-                self._held[dst].append((DELIVER, a, src, msg))
-                self.flight[a] = (src, dst, msg, _sent, _arr)  # still "in flight" to the picture
-                return
-            if self._want_msgs:
-                self._emit({"type": "deliver", "t": self.now_us / 1000, "id": a})
-            node = self.nodes[dst]
-            ctx = self._contexts[dst]
-            ctx.now_us = self.now_us
-            node.on_message(ctx, src, msg)
-            self._after(dst, node)
+            self._arrive(a)
         elif kind == TIMER:
             st = self.status[a]
             if st == "paused":
@@ -444,6 +428,33 @@ class Simulation:
         elif kind == RELEASE:
             self._release(a, b)
 
+    def _arrive(self, a: int) -> None:
+        """Message `a` reaches its destination: dropped if it crashed or a partition or cut is in
+        the way, held if it is paused, else handled."""
+        src, dst, msg, _sent, _arr = self.flight.pop(a)
+        st = self.status.get(dst)
+        why = None
+        net = self.network
+        if st == "down":
+            why = "down"
+        elif not net.open:
+            why = net.blocked(src, dst)
+        if why is not None:
+            if self._want_msgs:
+                self._emit({"type": "drop", "t": self.now_us / 1000, "id": a, "why": why})
+            return
+        if st == "paused":
+            self._held[dst].append((DELIVER, a, src, msg))
+            self.flight[a] = (src, dst, msg, _sent, _arr)  # still "in flight" to the picture
+            return
+        if self._want_msgs:
+            self._emit({"type": "deliver", "t": self.now_us / 1000, "id": a})
+        node = self.nodes[dst]
+        ctx = self._contexts[dst]
+        ctx.now_us = self.now_us
+        node.on_message(ctx, src, msg)
+        self._after(dst, node)
+
     # --- actions ------------------------------------------------------------------------------
     def _schedule_action(self, action, t_us: int, rec: dict | None = None) -> None:
         self._push(t_us, PRIO_ACTION, ACTION, action, "user", None)
@@ -459,6 +470,7 @@ class Simulation:
         Returns the action as recorded, with its `at`.
         """
         action = parse_action(data, self.servers, protocol=self.protocol)
+        action.check_now(self, "action")
         t = self.now_us + 1
         action = action.model_copy(update={"at": t / 1000})
         self._schedule_action(action, t)
@@ -531,6 +543,54 @@ class Simulation:
             # The held inputs travel with the release event, so a pause at the same instant
             # starts a fresh buffer instead of swallowing this one.
             self._push(self.now_us, PRIO_EVENT, RELEASE, nid, self._held.pop(nid, []), None)
+
+    # --- manual delivery (engine/manual.py) -----------------------------------------------------
+    def set_manual(self, on: bool) -> None:
+        """Switch manual delivery; switched off, every waiting message is handled now, in the order
+        they arrived (as ordinary deliveries queued at this instant)."""
+        self.manual = on
+        if not on and self.waiting:
+            for mid in self.waiting:
+                self._push(self.now_us, PRIO_EVENT, DELIVER, mid, None, None)
+            self.waiting = {}
+
+    def deliver_now(self, mid: int) -> None:
+        if mid in self.waiting:
+            del self.waiting[mid]
+            self._arrive(mid)
+
+    def drop_now(self, mid: int) -> None:
+        if mid in self.waiting:
+            del self.waiting[mid]
+            del self.flight[mid]
+            if self._want_msgs:
+                self._emit({"type": "drop", "t": self.now_us / 1000, "id": mid, "why": "user"})
+
+    def duplicate_now(self, mid: int) -> None:
+        """A copy of a waiting message: a new id, sent now, waiting too."""
+        if mid not in self.waiting:
+            return
+        src, dst, msg, _sent, _arr = self.flight[mid]
+        copy = self._next_msg_id
+        self._next_msg_id += 1
+        if self._want_msgs:
+            self._emit({"type": "send", "t": self.now_us / 1000, "id": copy, "from": src,
+                        "to": dst, "msg": msg})
+        self.flight[copy] = (src, dst, msg, self.now_us, self.now_us)
+        self.waiting[copy] = None
+
+    def timers_of(self, nid: str) -> dict[str, float]:
+        """The timers `nid` has set: name -> deadline (ms)."""
+        return {k: tm[0] / 1000 for k, tm in sorted(self._timers.get(nid, {}).items())}
+
+    def fire_now(self, nid: str, name: str) -> None:
+        """Fire a timer the node has set, ahead of its deadline (its queued entry is then stale)."""
+        if self.status[nid] != "up" or name not in self._timers[nid]:
+            return
+        del self._timers[nid][name]
+        node = self.nodes[nid]
+        node.on_timer(self._ctx(nid), name)
+        self._after(nid, node)
 
     def _release(self, nid: str, held: list[tuple]) -> None:
         """A paused node resumes: what arrived and what came due meanwhile is handled in the order
@@ -607,7 +667,7 @@ class Simulation:
             node = self.nodes[nid]
             v = node.view(self.now_us)
             v["status"] = self.status[nid]
-            v["timers"] = {k: tm[0] / 1000 for k, tm in sorted(self._timers[nid].items())}
+            v["timers"] = self.timers_of(nid)
             out[nid] = v
         return out
 
@@ -621,6 +681,8 @@ class Simulation:
             "timers": {nid: sorted((k, tm[0]) for k, tm in v.items())
                        for nid, v in sorted(self._timers.items())},
         }
+        if self.manual or self.waiting:  # (absent otherwise: digests of earlier runs hold)
+            state["manual"] = [self.manual, list(self.waiting)]
         return hashlib.sha256(orjson.dumps(state, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
     # --- snapshots ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from engine.faults import FAULT_ACTIONS
+from engine.manual import MANUAL_ACTIONS
 from engine.protocols import REGISTRY, get_protocol, known_protocols
 from engine.run import run_scenario
 from engine.scenario import ScenarioError, parse_action, parse_scenario
@@ -28,6 +29,11 @@ EXAMPLES = {  # extra fields some actions need to be valid (node fields are fill
     "partition": lambda ids: {"groups": [[ids[0]]]},
     "set_link": lambda ids: {"loss": 0.2},
     "request": lambda ids: {"op": "read", "key": "k1"},
+    "manual": lambda ids: {"on": True},
+    "deliver": lambda ids: {"id": 1},
+    "drop": lambda ids: {"id": 1},
+    "duplicate": lambda ids: {"id": 1},
+    "fire": lambda ids: {"timer": "t"},
 }
 
 
@@ -51,11 +57,12 @@ def tags(cls) -> tuple[str, ...]:
     return get_args(cls.model_fields["do"].annotation)
 
 
-def examples(spec, ids: list[str]) -> list[dict]:
-    """One valid action of every kind the protocol accepts; its `node`, `from` and `to` fields
-    name the first nodes, in order."""
+def examples(spec, ids: list[str], manual: bool = True) -> list[dict]:
+    """One valid action of every kind the protocol accepts (with `manual`, the message-level
+    ones too, which only apply to a message or timer that exists); its `node`, `from` and `to`
+    fields name the first nodes, in order."""
     out = []
-    for cls in FAULT_ACTIONS + tuple(spec.actions):
+    for cls in FAULT_ACTIONS + (MANUAL_ACTIONS if manual else ()) + tuple(spec.actions):
         names = [info.alias or f for f, info in cls.model_fields.items()]
         for tag in tags(cls):
             a = {"do": tag}
@@ -86,7 +93,7 @@ def test_snapshot_restore_and_replay_reach_the_same_digest(spec):
     ids = sc.node_ids
     live = Simulation(sc.with_(nemesis=None))
     live.run_until(400)
-    for i, a in enumerate(examples(spec, ids)):
+    for i, a in enumerate(examples(spec, ids, manual=False)):
         live.act(a)
         live.run_until(400 + 50 * (i + 1))
     copy = Simulation.restore(live.snapshot())
@@ -170,3 +177,33 @@ def test_a_headless_run_summarises_any_protocol(spec):
     assert set(s["roles"]) == set(parse_scenario(scenario(spec)).node_ids)
     if spec.liveness is not None:
         assert s[spec.liveness.key] is not None
+
+
+def test_manual_delivery_replays_byte_for_byte(spec):
+    """Messages wait; single ones are delivered, dropped, duplicated; timers fired; all as
+    recorded actions, which replay to the same records."""
+    sc = parse_scenario(scenario(spec, nemesis=None))
+    sim = Simulation(sc)
+    recs: list[bytes] = []
+    sim.subscribe(lambda r: recs.append(orjson.dumps(r)))
+    sim.run_until(300)
+    sim.act({"do": "manual", "on": True})
+    moves = 0
+    for t in range(310, 1500, 23):
+        sim.run_until(t)
+        if sim.waiting:
+            mid = sorted(sim.waiting)[t % len(sim.waiting)]
+            sim.act({"do": ("deliver", "drop", "duplicate")[t % 3], "id": mid})
+            moves += 1
+        up = [n for n in sim.servers if sim.status[n] == "up" and sim.timers_of(n)]
+        if up and t % 4 == 0:
+            n = up[t % len(up)]
+            sim.act({"do": "fire", "node": n, "timer": sorted(sim.timers_of(n))[0]})
+    sim.act({"do": "manual", "on": False})
+    sim.run_until(2500)
+    assert moves > 20 and not sim.waiting
+    again = Simulation(sc.with_(actions=sim.actions))
+    recs2: list[bytes] = []
+    again.subscribe(lambda r: recs2.append(orjson.dumps(r)))
+    again.run_until(2500)
+    assert recs2 == recs and again.digest() == sim.digest()
