@@ -94,10 +94,9 @@ class Simulation:
     __slots__ = (
         "scenario", "seed", "config", "protocol", "topology", "record_types", "now_us", "events",
         "_queue", "_counter", "_next_msg_id", "_observers", "flight", "_timers", "_contexts",
-        "actions", "servers",
-        "network", "net_rng", "status", "nodes", "persisted", "rngs", "_held", "checkers",
-        "manual", "waiting",
-        "clients", "nemesis", "_records_wanted", "_want_msgs", "_routes", "_sinks", "_state_sinks",
+        "actions", "servers", "network", "net_rng", "status", "nodes", "persisted", "rngs",
+        "_held", "manual", "waiting", "checkers", "clients", "nemesis", "_records_wanted",
+        "_want_msgs", "_routes", "_sinks", "_state_sinks",
     )
     _TRANSIENT = ("_observers", "_routes", "_sinks", "_state_sinks")  # not in snapshots
 

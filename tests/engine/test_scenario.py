@@ -87,7 +87,8 @@ _json = st.recursive(
     max_leaves=12,
 )
 _keys = st.sampled_from(["protocol", "nodes", "seed", "duration_ms", "config", "workload", "nemesis",
-                         "actions", "do", "node", "from", "to", "groups", "at", "value", "op", "both"])
+                         "actions", "do", "node", "from", "to", "groups", "at", "value", "op", "both",
+                         "network", "topology", "kind", "loss", "id", "timer", "on"])
 
 
 @settings(max_examples=300, deadline=None)
