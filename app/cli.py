@@ -61,7 +61,7 @@ def cmd_simulate(args) -> int:
         text_out = sys.stdout if args.transcript == "-" else open(args.transcript, "w")
 
         def write_line(rec):
-            s = line(rec)
+            s = line(rec, scn.protocol)
             if s is not None:
                 text_out.write(s + "\n")
 

@@ -42,7 +42,7 @@ from typing import Any
 import orjson
 
 from engine.protocols import get_protocol
-from engine.scenario import MUTATIONS, Scenario, ScenarioError
+from engine.scenario import Scenario, ScenarioError
 from engine.sim import Simulation
 
 from . import share
@@ -684,10 +684,11 @@ class Session:
             changes["nodes"] = msg.nodes
         cfg = sc.config.model_dump(mode="json")
         if msg.mutations is not None:
-            bad = [m for m in msg.mutations if m not in MUTATIONS]
+            known = self.protocol.mutations
+            bad = [m for m in msg.mutations if m not in known]
             if bad:
                 raise BadInput(f"control.mutations: unknown mutation {bad[0]!r} "
-                               f"(known: {', '.join(sorted(MUTATIONS))})")
+                               f"(known: {', '.join(sorted(known))})")
             cfg["mutations"] = sorted(set(msg.mutations))
         if msg.pre_vote is not None:
             cfg["pre_vote"] = msg.pre_vote
@@ -921,11 +922,11 @@ class Session:
             # `events` and the frames' `t`, even after the server has lost the session).
             "actions": list(self.timeline),
             "layout": {"nodes": sim.servers,
-                       "clients": [c for c in sim.clients] + ["user"]},
+                       "clients": list(sim.clients)},
             "lesson": ({"name": lf.name, "title": lf.title, "notes": lf.notes, "suggest": lf.suggest}
                        if lf else ({"name": self.lesson, "title": sc.title or self.lesson,
                                     "notes": "", "suggest": ""} if self.lesson else None)),
-            "mutations": MUTATIONS,
+            "mutations": dict(self.protocol.mutations),
             "active_mutations": list(sc.config.mutations),
             "invariants": [[n, e] for n, e in self.protocol.invariants],
             "timeout_ms": [sc.config.election_timeout_ms_min, sc.config.election_timeout_ms_max],

@@ -15,7 +15,7 @@ import time
 import tracemalloc
 
 from .node import Node
-from .protocols import Protocol
+from .protocols import ProtocolSpec, mesh_topology
 from .scenario import parse_scenario
 from .sim import Simulation
 from .trace import TraceWriter
@@ -79,7 +79,10 @@ class _PingNode(Node):
 
 
 def _kernel_floor(duration_ms: float) -> dict:
-    proto = Protocol("ping", _PingNode, lambda seed, servers: [], ())
+    proto = ProtocolSpec("ping", config_model=dict, topology=mesh_topology,
+                         node_factories={"server": lambda nid, topo, cfg, rng, _p:
+                                         _PingNode(nid, topo.neighbours(nid), cfg, rng)},
+                         make_checkers=lambda seed, topology, config: [])
     sim = Simulation(parse_scenario({"nodes": 5, "duration_ms": duration_ms}), protocol=proto)
     t0 = time.perf_counter()
     sim.run()

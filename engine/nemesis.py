@@ -1,16 +1,20 @@
 """The fault injector ("nemesis"), driven by its own RNG stream.
 
 Every `interval_ms` it either starts a fault or ends the one it started, alternating (Jepsen's
-start/stop rhythm): crash then restart a node, partition (random halves, or isolate the leader) then
+start/stop rhythm): crash then restart a node, partition (random halves, or isolate the target) then
 heal, cut one link one way then heal, a burst of loss and duplication then back to normal, pause
 then resume a node. At `heal_ms` everything heals: links, crashed nodes, paused nodes, and no new
-fault starts. It speaks the same action vocabulary as the user; it reads the world's roles (to pick
-the leader) and nothing else.
+fault starts. It speaks the generic fault vocabulary (`engine/faults.py`).
+
+The target is what the protocol says the nemesis may aim at (`ProtocolSpec.nemesis_targets`, the
+first one; Raft's is its leader): a function of the world returning node ids, of which it takes the
+first. Half the crashes and pauses, and 40% of the partitions, aim at it when there is one. It reads
+that and the nodes' status, nothing else.
 """
 
 from __future__ import annotations
 
-from .scenario import Cut, Heal, NodeAction, Partition, SetLink
+from .faults import Cut, Heal, NodeAction, Partition, SetLink
 
 LOSS_BURST = 0.3
 DUP_BURST = 0.1
@@ -18,8 +22,9 @@ DUP_BURST = 0.1
 
 class NemesisDriver:
     def __init__(self, cfg, rng, servers: list[str], base_loss: float = 0.0,
-                 base_duplicate: float = 0.0):
+                 base_duplicate: float = 0.0, target=None):
         self.cfg = cfg
+        self.target = target  # world -> [node ids] (a module-level function: it is snapshotted)
         self.base_loss = base_loss
         self.base_duplicate = base_duplicate
         self.rng = rng
@@ -47,15 +52,14 @@ class NemesisDriver:
         fault = self.rng.choice(self.cfg.faults)
         return getattr(self, f"_start_{fault}")(world)
 
-    def _leader(self, world) -> str | None:
-        roles = world.roles()
-        leaders = [n for n in self.servers if roles[n] == "leader"]
-        return leaders[0] if leaders else None
+    def _aim(self, world) -> str | None:
+        picks = self.target(world) if self.target is not None else ()
+        return picks[0] if picks else None
 
     def _pick_node(self, world) -> str:
-        leader = self._leader(world)
-        if leader and self.rng.random() < 0.5:
-            return leader
+        aim = self._aim(world)
+        if aim and self.rng.random() < 0.5:
+            return aim
         return self.rng.choice(self.servers)
 
     def _start_crash(self, world):
@@ -69,9 +73,9 @@ class NemesisDriver:
         return [NodeAction(do="pause", node=n)]
 
     def _start_partition(self, world):
-        leader = self._leader(world)
-        if leader and self.rng.random() < 0.4:
-            groups = [[leader], [n for n in self.servers if n != leader]]
+        aim = self._aim(world)
+        if aim and self.rng.random() < 0.4:
+            groups = [[aim], [n for n in self.servers if n != aim]]
         else:
             shuffled = list(self.servers)
             self.rng.shuffle(shuffled)

@@ -1,9 +1,10 @@
 """The network model: per-link latency, loss, duplication; partitions; one-way cuts.
 
 Latency is drawn uniformly from the link's range for every message, so messages on the same link
-can overtake each other (reordering comes from jitter). Partitions put servers in groups; a server
-not named in any group forms the "rest" group. Clients sit outside the cluster and are never
-partitioned (they are the users of the service); crashes still cut them off.
+can overtake each other (reordering comes from jitter). Partitions put the topology's nodes (of any
+kind) in groups; a node not named in any group forms the "rest" group. The workload's clients sit
+outside the topology and are never partitioned (they are the users of the service); crashes still
+cut them off.
 Faults are checked when a message is sent and again when it would be delivered, so a partition
 also swallows what is already on the wire.
 """
@@ -11,6 +12,11 @@ also swallows what is already on the wire.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+
+
+def ms_to_us(ms: float) -> int:
+    """Milliseconds (scenarios, records) to the kernel's integer microseconds."""
+    return int(round(ms * 1000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +36,7 @@ class LinkSpec:
 
 class Network:
     def __init__(self, default: LinkSpec, servers: list[str]):
-        self.servers = servers
+        self.servers = servers  # the topology's nodes: what partitions split
         self.default = default
         self.overrides: dict[tuple[str, str], LinkSpec] = {}
         self.group_of: dict[str, int] = {}

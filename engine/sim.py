@@ -9,9 +9,15 @@ A user's click made at `now_us` is scheduled at `now_us + 1` with priority 0 and
 time. Replaying the recorded action list therefore puts it at exactly the same place among the other
 events, which is what makes rewinding, forking and share links reproduce a run byte for byte.
 
+The kernel knows no protocol. It asks the scenario's protocol spec (`engine/protocols/`) for the
+topology and how to build each node kind, the scenario's workload module (`engine/workloads/`) for
+its clients, and hands every action to the action itself (`apply(world)`: the generic faults act on
+the kernel and the network, a protocol's actions become `on_command` calls on the node they name).
+
 Observers receive every record (the trace vocabulary, see docs/trace-format.md). Checkers are
 observers that belong to the world (they are snapshotted with it); other observers (a trace file,
-a browser session) are attached from outside and are not.
+a browser session) are attached from outside and are not. The record types are the kernel's, the
+workload's and the protocol's; a node may emit others too, and they are routed like the rest.
 """
 
 from __future__ import annotations
@@ -24,25 +30,21 @@ from typing import Any, Callable
 import orjson
 
 from . import rng as rngmod
-from .clients import ClientNode, USER_CLIENT
-from .network import LinkSpec, Network
+from .actions import action_to_dict
 from .nemesis import NemesisDriver
+from .network import LinkSpec, Network, ms_to_us
 from .node import Context, Node
 from .protocols import get_protocol
-from .scenario import (Cut, Heal, NodeAction, Partition, Request, Scenario, ScenarioError, SetLink,
-                       Transfer, action_to_dict, parse_action)
+from .scenario import Scenario, ScenarioError, parse_action
+from .workloads import get_workload
 
 DELIVER, TIMER, ACTION, NEMESIS, RELEASE = 0, 1, 2, 3, 4
 PRIO_ACTION, PRIO_EVENT = 0, 1
 _heappush, _heappop = heapq.heappush, heapq.heappop
-RECORD_TYPES = ("send", "deliver", "drop", "fault", "client", "state", "end")
+KERNEL_RECORDS = ("send", "deliver", "drop", "fault", "state", "end")
 MESSAGE_RECORDS = ("send", "deliver", "drop")
 
 Observer = Callable[[dict], None]
-
-
-def ms_to_us(ms: float) -> int:
-    return int(round(ms * 1000))
 
 
 class KernelContext(Context):
@@ -90,10 +92,11 @@ class Simulation:
     # Slots: the kernel reads its own attributes on every event; as slots they are offsets, also
     # in a world restored from a snapshot (whose instance dict would otherwise be a plain dict).
     __slots__ = (
-        "scenario", "seed", "config", "protocol", "now_us", "events", "_queue", "_counter",
-        "_next_msg_id", "_observers", "flight", "_timers", "_contexts", "actions", "servers",
-        "network", "net_rng", "status", "nodes", "persisted", "rngs", "_held", "checkers",
-        "clients", "nemesis", "_records_wanted", "_want_msgs", "_routes", "_sinks", "_state_sinks",
+        "scenario", "seed", "config", "protocol", "topology", "record_types", "now_us", "events",
+        "_queue", "_counter", "_next_msg_id", "_observers", "flight", "_timers", "_contexts",
+        "actions", "servers", "network", "net_rng", "status", "nodes", "persisted", "rngs",
+        "_held", "manual", "waiting", "checkers", "clients", "nemesis", "_records_wanted",
+        "_want_msgs", "_routes", "_sinks", "_state_sinks",
     )
     _TRANSIENT = ("_observers", "_routes", "_sinks", "_state_sinks")  # not in snapshots
 
@@ -102,7 +105,8 @@ class Simulation:
         self.scenario = scenario
         self.seed = scenario.seed
         self.config = scenario.config
-        self.protocol = protocol or get_protocol(scenario.protocol)
+        spec = self.protocol = protocol or get_protocol(scenario.protocol)
+        self.topology = scenario.layout if protocol is None else spec.topology(scenario)
         self.now_us = 0
         self.events = 0
         self._queue: list[tuple] = []
@@ -115,10 +119,10 @@ class Simulation:
         self._contexts: dict[str, Context] = {}
         self.actions: list[dict] = []  # user actions, as recorded (scenario + live clicks)
 
-        cfg = scenario.config
-        self.servers = scenario.node_ids
+        self.servers = self.topology.ids  # the protocol's nodes, of every kind (not the clients)
+        net = scenario.network
         self.network = Network(
-            LinkSpec(ms_to_us(cfg.latency_ms_min), ms_to_us(cfg.latency_ms_max), cfg.loss, cfg.duplicate),
+            LinkSpec(ms_to_us(net.latency_ms_min), ms_to_us(net.latency_ms_max), net.loss, net.duplicate),
             self.servers,
         )
         self.net_rng = rngmod.stream(self.seed, "network")
@@ -127,29 +131,34 @@ class Simulation:
         self.persisted: dict[str, Any] = {}
         self.rngs: dict[str, Any] = {}
         self._held: dict[str, list[tuple]] = {}
+        self.manual = False  # manual delivery: arriving messages wait (engine/manual.py)
+        self.waiting: dict[int, None] = {}  # ids of the messages waiting, in arrival order
 
-        self.checkers = list(self.protocol.make_checkers(self.seed, self.servers)) if checkers else []
+        # The scenario's workload, or the protocol's default kind (its user client, if any).
+        wl = scenario.workload
+        kind = wl.kind if wl is not None else (spec.workloads[0] if spec.workloads else None)
+        workload = get_workload(kind) if kind is not None else None
+        types = KERNEL_RECORDS + (workload.record_types if workload else ()) + spec.record_types
+        self.record_types = tuple(dict.fromkeys(types))
+
+        self.checkers = list(spec.make_checkers(self.seed, self.topology, self.config)) if checkers else []
         self._route_checkers()
         self._refresh_wants()
 
         for nid in self.servers:
             self.rngs[nid] = rngmod.stream(self.seed, f"node:{nid}")
             self._boot(nid, persistent=None)
-        self.clients: list[str] = []
-        wl = scenario.workload
-        if wl and wl.clients > 0 and wl.rate_per_s > 0:
-            for i in range(1, wl.clients + 1):
-                cid = f"c{i}"
-                self.clients.append(cid)
-                self.rngs[cid] = rngmod.stream(self.seed, f"client:{cid}")
-                self._add_client(cid, wl)
-        self.rngs[USER_CLIENT] = rngmod.stream(self.seed, f"client:{USER_CLIENT}")
-        self._add_client(USER_CLIENT, None)
+        self.clients: list[str] = []  # the workload's nodes, after the topology's
+        for cid, factory in (workload.build(wl, self.topology, self.config) if workload else ()):
+            self.clients.append(cid)
+            self.rngs[cid] = rngmod.stream(self.seed, f"client:{cid}")
+            self._add_client(cid, factory)
 
         self.nemesis = None
         if scenario.nemesis is not None:
+            aim = next(iter(spec.nemesis_targets.values()), None)
             self.nemesis = NemesisDriver(scenario.nemesis, rngmod.stream(self.seed, "nemesis"),
-                                         self.servers, cfg.loss, cfg.duplicate)
+                                         self.servers, net.loss, net.duplicate, aim)
             self._push(ms_to_us(scenario.nemesis.interval_ms), PRIO_EVENT, NEMESIS, None, None, None)
         # One dump of the whole list is much cheaper than one per action (5000 in a long link).
         for a, rec in zip(scenario.actions, scenario.to_dict().get("actions", ())):
@@ -176,7 +185,7 @@ class Simulation:
         was_wanted = getattr(self, "_records_wanted", True)
         self._sinks = {t: self._routes[t] + [fn for fn, m in self._observers
                                              if m or t not in MESSAGE_RECORDS]
-                       for t in RECORD_TYPES}
+                       for t in self.record_types}
         self._state_sinks = self._sinks["state"]
         self._records_wanted = bool(self._observers or self.checkers)
         self._want_msgs = any(self._sinks[t] for t in MESSAGE_RECORDS)
@@ -190,10 +199,18 @@ class Simulation:
     def _route_checkers(self) -> None:
         """Each checker is called only for the record types it declares."""
         self._routes = {t: [c.observe for c in self.checkers
-                            if c.record_types is None or t in c.record_types] for t in RECORD_TYPES}
+                            if c.record_types is None or t in c.record_types]
+                        for t in self.record_types}
 
     def _emit(self, rec: dict) -> None:
-        for fn in self._sinks[rec["type"]]:
+        try:
+            sinks = self._sinks[rec["type"]]
+        except KeyError:  # a record type nobody declared: route it from now on
+            self.record_types += (rec["type"],)
+            self._route_checkers()
+            self._refresh_wants()
+            sinks = self._sinks[rec["type"]]
+        for fn in sinks:
             fn(rec)
 
     # --- queue --------------------------------------------------------------------------------
@@ -275,16 +292,17 @@ class Simulation:
 
     # --- node lifecycle -----------------------------------------------------------------------
     def _boot(self, nid: str, persistent: Any) -> None:
-        peers = [p for p in self.servers if p != nid]
-        node = self.protocol.make_server(nid, peers, self.config, self.rngs[nid], persistent)
+        """Build (or rebuild, after a crash) a topology node with its kind's factory."""
+        factory = self.protocol.node_factories[self.topology.kind(nid)]
+        node = factory(nid, self.topology, self.config, self.rngs[nid], persistent)
         self.nodes[nid] = node
         self.status[nid] = "up"
         self._timers.setdefault(nid, {}).clear()
         node.on_start(self._ctx(nid))
         self._after(nid, node)
 
-    def _add_client(self, cid: str, workload) -> None:
-        node = ClientNode(cid, self.servers, self.config, self.rngs[cid], workload)
+    def _add_client(self, cid: str, factory) -> None:
+        node = factory(cid, self.topology, self.config, self.rngs[cid], None)
         self.nodes[cid] = node
         self.status[cid] = "up"
         self._timers.setdefault(cid, {}).clear()
@@ -342,9 +360,9 @@ class Simulation:
         nodes = self.nodes
         contexts = self._contexts
         net = self.network
-        # Only events other than deliveries (actions, the nemesis, timers) change the network or
-        # who wants records, so these are re-read after each of those.
-        fast = net.open
+        # Only events other than deliveries (actions, the nemesis, timers) change the network,
+        # manual delivery or who wants records, so these are re-read after each of those.
+        fast = net.open and not self.manual
         want_msgs = self._want_msgs
         wanted = self._records_wanted
         events = 0
@@ -374,7 +392,7 @@ class Simulation:
                 self.now_us = t
                 events += 1
                 dispatch(kind, a, b, c)
-                fast = net.open
+                fast = net.open and not self.manual
                 want_msgs = self._want_msgs
                 wanted = self._records_wanted
         finally:
@@ -387,29 +405,10 @@ class Simulation:
 
     def _dispatch(self, kind: int, a, b, c) -> None:
         if kind == DELIVER:
-            src, dst, msg, _sent, _arr = self.flight.pop(a)
-            st = self.status.get(dst)
-            why = None
-            net = self.network
-            if st == "down":
-                why = "down"
-            elif not net.open:
-                why = net.blocked(src, dst)
-            if why is not None:
-                if self._want_msgs:
-                    self._emit({"type": "drop", "t": self.now_us / 1000, "id": a, "why": why})
+            if self.manual:
+                self.waiting[a] = None  # stays in flight, on its link, until an action moves it
                 return
-            if st == "paused":
-                self._held[dst].append((DELIVER, a, src, msg))
-                self.flight[a] = (src, dst, msg, _sent, _arr)  # still "in flight" to the picture
-                return
-            if self._want_msgs:
-                self._emit({"type": "deliver", "t": self.now_us / 1000, "id": a})
-            node = self.nodes[dst]
-            ctx = self._contexts[dst]
-            ctx.now_us = self.now_us
-            node.on_message(ctx, src, msg)
-            self._after(dst, node)
+            self._arrive(a)
         elif kind == TIMER:
             st = self.status[a]
             if st == "paused":
@@ -428,6 +427,33 @@ class Simulation:
         elif kind == RELEASE:
             self._release(a, b)
 
+    def _arrive(self, a: int) -> None:
+        """Message `a` reaches its destination: dropped if it crashed or a partition or cut is in
+        the way, held if it is paused, else handled."""
+        src, dst, msg, _sent, _arr = self.flight.pop(a)
+        st = self.status.get(dst)
+        why = None
+        net = self.network
+        if st == "down":
+            why = "down"
+        elif not net.open:
+            why = net.blocked(src, dst)
+        if why is not None:
+            if self._want_msgs:
+                self._emit({"type": "drop", "t": self.now_us / 1000, "id": a, "why": why})
+            return
+        if st == "paused":
+            self._held[dst].append((DELIVER, a, src, msg))
+            self.flight[a] = (src, dst, msg, _sent, _arr)  # still "in flight" to the picture
+            return
+        if self._want_msgs:
+            self._emit({"type": "deliver", "t": self.now_us / 1000, "id": a})
+        node = self.nodes[dst]
+        ctx = self._contexts[dst]
+        ctx.now_us = self.now_us
+        node.on_message(ctx, src, msg)
+        self._after(dst, node)
+
     # --- actions ------------------------------------------------------------------------------
     def _schedule_action(self, action, t_us: int, rec: dict | None = None) -> None:
         self._push(t_us, PRIO_ACTION, ACTION, action, "user", None)
@@ -442,7 +468,8 @@ class Simulation:
         Raises ScenarioError (naming the bad field) and changes nothing when the action is invalid.
         Returns the action as recorded, with its `at`.
         """
-        action = parse_action(data, self.servers)
+        action = parse_action(data, self.servers, protocol=self.protocol)
+        action.check_now(self, "action")
         t = self.now_us + 1
         action = action.model_copy(update={"at": t / 1000})
         self._schedule_action(action, t)
@@ -451,7 +478,7 @@ class Simulation:
     def schedule(self, data: dict) -> dict:
         """Validate a recorded action and schedule it at its own `at` (a timeline being re-enacted
         after a rewind). `at` must not be in the past. Raises ScenarioError, changing nothing."""
-        action = parse_action(data, self.servers)
+        action = parse_action(data, self.servers, protocol=self.protocol)
         t = ms_to_us(action.at)
         if t < self.now_us:
             raise ScenarioError(f"action.at: {action.at} ms is before the current time "
@@ -474,67 +501,105 @@ class Simulation:
 
     def _apply_action(self, a, by: str) -> None:
         self._fault_record(a, by)
-        if isinstance(a, NodeAction):
-            self._node_action(a.do, a.node)
-        elif isinstance(a, Partition):
-            self.network.partition([list(g) for g in a.groups])
-        elif isinstance(a, Cut):
-            self.network.cut(a.src, a.dst, a.both)
-        elif isinstance(a, Heal):
-            if a.src is None:
-                self.network.heal()
-            else:
-                self.network.heal_link(a.src, a.dst, a.both is not False)
-        elif isinstance(a, SetLink):
-            lat = (ms_to_us(a.latency_ms[0]), ms_to_us(a.latency_ms[1])) if a.latency_ms else None
-            if a.src == "*":
-                self.network.set_all(a.loss, a.duplicate, lat)
-            else:
-                self.network.set_link(a.src, a.dst, a.both, lat, a.loss, a.duplicate)
-        elif isinstance(a, Request):
-            user = self.nodes[USER_CLIENT]
-            user.submit(self._ctx(USER_CLIENT), a.node, a.op, a.key, a.value)
-            self._after(USER_CLIENT, user)
-        elif isinstance(a, Transfer):
-            self._command(a.node, {"do": "transfer", "to": a.to})
+        a.apply(self)
 
-    def _command(self, nid: str, command: dict) -> None:
+    # --- what actions do (generic faults call these; protocol actions call `command`) ----------
+    def command(self, nid: str, command: dict) -> None:
+        """Hand a protocol action to a running node's `on_command`."""
         if self.status[nid] != "up":
             return
         node = self.nodes[nid]
         node.on_command(self._ctx(nid), command)
         self._after(nid, node)
 
-    def _node_action(self, do: str, nid: str) -> None:
-        st = self.status[nid]
-        if do == "crash" and st != "down":
-            node = self.nodes[nid]
-            self.persisted[nid] = node.persistent_state()
-            self.status[nid] = "down"
-            self._timers[nid].clear()
-            self._drop_held(self._held.pop(nid, []), "down")
-            if self._records_wanted:
-                rec = node.down_state()
-                rec.update(type="state", t=self.now_us / 1000, node=nid)
-                self._emit(rec)
-        elif do == "restart" and st == "down":
+    def crash(self, nid: str) -> None:
+        """The node's object is thrown away; its persistent state is kept for a restart."""
+        if self.status[nid] == "down":
+            return
+        node = self.nodes[nid]
+        self.persisted[nid] = node.persistent_state()
+        self.status[nid] = "down"
+        self._timers[nid].clear()
+        self._drop_held(self._held.pop(nid, []), "down")
+        if self._records_wanted:
+            rec = node.down_state()
+            rec.update(type="state", t=self.now_us / 1000, node=nid)
+            self._emit(rec)
+
+    def restart(self, nid: str) -> None:
+        if self.status[nid] == "down":
             self._boot(nid, self.persisted.pop(nid))
-        elif do == "pause" and st == "up":
+
+    def pause(self, nid: str) -> None:
+        """Stop the world for one node: what arrives and what comes due is held."""
+        if self.status[nid] == "up":
             self.status[nid] = "paused"
             self._held[nid] = []
-        elif do == "resume" and st == "paused":
+
+    def resume(self, nid: str) -> None:
+        if self.status[nid] == "paused":
             self.status[nid] = "up"
             # The held inputs travel with the release event, so a pause at the same instant
             # starts a fresh buffer instead of swallowing this one.
             self._push(self.now_us, PRIO_EVENT, RELEASE, nid, self._held.pop(nid, []), None)
-        elif do == "timeout":
-            self._command(nid, {"do": "timeout"})
+
+    # --- manual delivery (engine/manual.py) -----------------------------------------------------
+    def set_manual(self, on: bool) -> None:
+        """Switch manual delivery; switched off, every waiting message is handled now, in the order
+        they arrived (as ordinary deliveries queued at this instant)."""
+        self.manual = on
+        if not on and self.waiting:
+            for mid in self.waiting:
+                self._push(self.now_us, PRIO_EVENT, DELIVER, mid, None, None)
+            self.waiting = {}
+
+    def deliver_now(self, mid: int) -> None:
+        if mid in self.waiting:
+            del self.waiting[mid]
+            self._arrive(mid)
+
+    def drop_now(self, mid: int) -> None:
+        if mid in self.waiting:
+            del self.waiting[mid]
+            del self.flight[mid]
+            if self._want_msgs:
+                self._emit({"type": "drop", "t": self.now_us / 1000, "id": mid, "why": "user"})
+
+    def duplicate_now(self, mid: int) -> None:
+        """A copy of a waiting message: a new id, sent now, waiting too."""
+        if mid not in self.waiting:
+            return
+        src, dst, msg, _sent, _arr = self.flight[mid]
+        copy = self._next_msg_id
+        self._next_msg_id += 1
+        if self._want_msgs:
+            self._emit({"type": "send", "t": self.now_us / 1000, "id": copy, "from": src,
+                        "to": dst, "msg": msg})
+        self.flight[copy] = (src, dst, msg, self.now_us, self.now_us)
+        self.waiting[copy] = None
+
+    def timers_of(self, nid: str) -> dict[str, float]:
+        """The timers `nid` has set: name -> deadline (ms)."""
+        return {k: tm[0] / 1000 for k, tm in sorted(self._timers.get(nid, {}).items())}
+
+    def fire_now(self, nid: str, name: str) -> None:
+        """Fire a timer the node has set, ahead of its deadline (its queued entry is then stale)."""
+        if self.status[nid] != "up" or name not in self._timers[nid]:
+            return
+        del self._timers[nid][name]
+        node = self.nodes[nid]
+        node.on_timer(self._ctx(nid), name)
+        self._after(nid, node)
 
     def _release(self, nid: str, held: list[tuple]) -> None:
-        """A paused node resumes: what arrived meanwhile is handled in order (unless a partition or
-        cut now stands in the way: it was on the wire as far as the network is concerned), then
-        overdue timers. If the node was paused again or crashed at the same instant, what is left
-        goes back to its buffer or is dropped."""
+        """A paused node resumes: what arrived and what came due meanwhile is handled in the order
+        it happened (held in that order as it left the queue). A delivery is handled unless a
+        partition or cut now stands in the way (it was on the wire as far as the network is
+        concerned). A held timer fires only if it is still due: the deliveries handled before it
+        may have pushed its deadline back (a heartbeat re-arms a follower's timer), and then it is
+        queued again at its new deadline, exactly as `_timer_due` does on the normal path. If the
+        node was paused again or crashed at the same instant, what is left goes back to its buffer
+        or is dropped."""
         for i, (kind, a, b, c) in enumerate(held):
             st = self.status.get(nid)
             if st == "paused":
@@ -558,8 +623,7 @@ class Simulation:
                     self._emit({"type": "deliver", "t": self.now_us / 1000, "id": a})
                 node.on_message(self._ctx(nid), b, c)
             else:
-                tm = self._timers[nid].get(a)
-                if tm is None or tm[1] != b:
+                if not self._timer_due(nid, a, b, self.now_us):
                     continue
                 del self._timers[nid][a]
                 node.on_timer(self._ctx(nid), a)
@@ -588,8 +652,13 @@ class Simulation:
         return sorted(out, key=lambda v: (v["t"], v["invariant"]))
 
     def roles(self) -> dict[str, str]:
-        return {nid: ("down" if self.status[nid] == "down" else getattr(self.nodes[nid], "role", "?"))
-                for nid in self.servers}
+        """Each topology node's `role` as its view tells it (its kind if it has none), or down."""
+        out = {}
+        for nid in self.servers:
+            node = self.nodes[nid]
+            out[nid] = ("down" if self.status[nid] == "down"
+                        else node.view(self.now_us).get("role", node.kind))
+        return out
 
     def views(self) -> dict[str, dict]:
         out = {}
@@ -597,7 +666,7 @@ class Simulation:
             node = self.nodes[nid]
             v = node.view(self.now_us)
             v["status"] = self.status[nid]
-            v["timers"] = {k: tm[0] / 1000 for k, tm in sorted(self._timers[nid].items())}
+            v["timers"] = self.timers_of(nid)
             out[nid] = v
         return out
 
@@ -611,6 +680,8 @@ class Simulation:
             "timers": {nid: sorted((k, tm[0]) for k, tm in v.items())
                        for nid, v in sorted(self._timers.items())},
         }
+        if self.manual or self.waiting:  # (absent otherwise: digests of earlier runs hold)
+            state["manual"] = [self.manual, list(self.waiting)]
         return hashlib.sha256(orjson.dumps(state, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
     # --- snapshots ----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import IO, Iterable, Iterator
 
 import orjson
 
-from .protocols import get_protocol
+from .protocols import Topology, get_protocol
 from .scenario import Scenario, ScenarioError, parse_scenario
 
 FORMAT = "playground-trace/1"
@@ -95,14 +95,31 @@ def scenario_from_header(head: dict) -> Scenario:
         raise TraceError(f"line 1: header.scenario: {e}") from None
 
 
+def _topology_and_config(proto, head: dict) -> tuple[Topology, object]:
+    """From the header's scenario when it has a valid one (older shapes are converted), else the
+    header's `nodes` as servers and the protocol's default config."""
+    if isinstance(head.get("scenario"), dict):
+        try:
+            sc = parse_scenario(head["scenario"])
+            if sc.protocol == proto.name and sc.node_ids == list(head["nodes"]):
+                return sc.layout, sc.config
+        except ScenarioError:
+            pass
+    return Topology(tuple((n, "server") for n in head["nodes"])), proto.config_model()
+
+
 def check_records(head: dict, records: Iterable[dict]) -> dict:
     """Re-run every checker of the trace's protocol over its records."""
     try:
         proto = get_protocol(head["protocol"])
     except ValueError as e:
         raise TraceError(f"line 1: header.protocol: {e}") from None
-    servers = list(head["nodes"])
-    checkers = proto.make_checkers(head["seed"], servers)
+    nodes = head["nodes"]
+    if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+        raise TraceError("line 1: header.nodes: expected a list of node ids")
+    topology, config = _topology_and_config(proto, head)
+    servers = topology.ids
+    checkers = proto.make_checkers(head["seed"], topology, config)
     routes: dict[str, list] = {}
     count = 0
     last_t = 0.0

@@ -6,7 +6,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
 from engine.protocols import get_protocol
-from engine.scenario import MUTATIONS
 
 from ..protocols import ADAPTERS
 from .deps import get_lessons, get_settings
@@ -65,11 +64,12 @@ def lesson_fragment(request: Request, scenario: str = Query("", max_length=100),
 @router.get("/fragments/mutations", response_class=HTMLResponse)
 def mutations_fragment(request: Request, protocol: str = "raft"):
     try:
-        invariants = get_protocol(protocol).invariants
+        spec = get_protocol(protocol)
+        invariants, mutations = spec.invariants, sorted(spec.mutations.items())
     except ValueError:
-        invariants = ()
+        invariants, mutations = (), []
     return _tpl(request).TemplateResponse(request, "partials/mutations.html", {
-        "mutations": sorted(MUTATIONS.items()), "invariants": invariants})
+        "mutations": mutations, "invariants": invariants})
 
 
 @router.get("/fragments/help", response_class=HTMLResponse)

@@ -27,3 +27,22 @@ class Checker(ABC):
     def status(self) -> dict:
         return {"name": self.name, "ok": not self.violations, "explains": self.explains,
                 "violation": self.violations[0] if self.violations else None}
+
+
+class LivenessMeasure:
+    """Liveness, measured (not a safety check): an observer of records that finds how long after
+    the nemesis's final heal (`heal_ms`) the protocol is serving again, in `found_ms` (None while
+    not yet). A protocol provides one (`ProtocolSpec.liveness`); the run summary reports it under
+    `key`."""
+
+    key = "?"
+
+    def __init__(self, topology, heal_ms: float):
+        self.heal_ms = heal_ms
+        self.found_ms: float | None = None
+
+    def __call__(self, rec: dict) -> None:
+        """Read one record (state records, unless the measure says otherwise)."""
+
+    def evaluate(self, t: float) -> None:
+        """Decide at `t` (the heal itself) whether the protocol is already serving."""

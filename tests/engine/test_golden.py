@@ -24,7 +24,7 @@ CASES = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden_transcript(name):
     _, recs = run(load(name), until_ms=CASES[name])
-    got = transcript(recs)
+    got = transcript(recs, "raft")
     path = GOLDEN / f"{name}.txt"
     if os.environ.get("UPDATE_GOLDEN") or not path.exists():
         path.write_text(got)

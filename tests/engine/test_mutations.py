@@ -2,7 +2,8 @@
 
 import pytest
 
-from engine.scenario import MUTATIONS, parse_scenario
+from engine.protocols.raft.config import MUTATIONS
+from engine.scenario import parse_scenario
 
 from .helpers import invariants_broken, leaders, load, run
 

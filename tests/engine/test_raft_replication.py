@@ -2,7 +2,7 @@
 
 from engine import rng as rngmod
 from engine.protocols.raft.node import RaftNode
-from engine.scenario import RaftConfig
+from engine.protocols.raft.config import RaftConfig
 
 from .helpers import FakeContext, invariants_broken, leaders, load, run, states
 

@@ -14,7 +14,13 @@ NODES = ["n1", "n2", "n3"]
     ({"seed": -1}, "seed"),
     ({"colour": "red"}, "colour"),
     ({"config": {"heartbeat_ms": -5}}, "config.heartbeat_ms"),
-    ({"config": {"loss": 1.5}}, "config.loss"),
+    ({"config": {"loss": 1.5}}, "config.loss"),  # the first shape: link defaults in config
+    ({"network": {"loss": 1.5}}, "network.loss"),
+    ({"network": {"latency_ms_min": 20}}, "network: latency_ms_min must not exceed"),
+    ({"config": {"loss": 0.1}, "network": {"loss": 0.2}}, "config.loss: given in network too"),
+    ({"topology": {"servers": 3}}, "topology: raft runs a full mesh"),
+    ({"workload": {"kind": "open_loop"}}, "workload.kind: raft takes workloads of kind 'kv'"),
+    ({"workload": {"kind": "kv", "keys": 0}}, "workload.keys"),
     ({"config": {"election_timeout_ms_min": 400}}, "election_timeout_ms_min"),
     ({"config": {"mutations": ["skip_everything"]}}, "skip_everything"),
     ({"config": {"electon_timeout_ms_min": 400}}, "config.electon_timeout_ms_min"),
@@ -43,8 +49,9 @@ def test_not_json_and_not_an_object():
 def test_defaults_match_the_paper_and_raftscope():
     s = parse_scenario({})
     c = s.config
+    assert s.protocol == "raft"
     assert (c.election_timeout_ms_min, c.election_timeout_ms_max, c.heartbeat_ms) == (150, 300, 50)
-    assert (c.latency_ms_min, c.latency_ms_max) == (10, 15)
+    assert (s.network.latency_ms_min, s.network.latency_ms_max) == (10, 15)
     assert s.node_ids == ["n1", "n2", "n3", "n4", "n5"]
 
 
@@ -80,7 +87,8 @@ _json = st.recursive(
     max_leaves=12,
 )
 _keys = st.sampled_from(["protocol", "nodes", "seed", "duration_ms", "config", "workload", "nemesis",
-                         "actions", "do", "node", "from", "to", "groups", "at", "value", "op", "both"])
+                         "actions", "do", "node", "from", "to", "groups", "at", "value", "op", "both",
+                         "network", "topology", "kind", "loss", "id", "timer", "on"])
 
 
 @settings(max_examples=300, deadline=None)

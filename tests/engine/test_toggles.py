@@ -55,7 +55,7 @@ def test_leadership_transfer_hands_over_to_the_target():
 def test_9_6_prevote_ignores_grants_from_an_earlier_round():
     from engine import rng as rngmod
     from engine.protocols.raft.node import RaftNode
-    from engine.scenario import RaftConfig
+    from engine.protocols.raft.config import RaftConfig
 
     from .helpers import FakeContext
 
@@ -87,7 +87,7 @@ def test_9_6_prevote_is_refused_by_a_server_that_hears_its_leader():
 def test_figure_2_a_refused_higher_term_vote_request_does_not_reset_the_timer():
     from engine import rng as rngmod
     from engine.protocols.raft.node import RaftNode
-    from engine.scenario import RaftConfig
+    from engine.protocols.raft.config import RaftConfig
 
     from .helpers import FakeContext
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import zlib
+
 import orjson
 import pytest
 
@@ -115,6 +118,30 @@ def test_share_codec_is_compact_and_url_safe():
     assert len(p) < 200
     sc2, t, lesson = share.decode(p)
     assert sc2 == sc and t == 1234.5 and lesson == "figure8"
+
+
+def test_a_share_link_carries_manual_delivery_and_an_old_shape_still_opens():
+    """Message-level actions are ordinary actions: the link replays them exactly. A link made
+    before the scenario envelope (link defaults in config) opens the same run."""
+    from engine.sim import Simulation
+
+    sim = Simulation(parse_scenario({"nodes": 3, "seed": 8}))
+    sim.run_until(300)
+    sim.act({"do": "manual", "on": True})
+    sim.run_until(340)
+    sim.act({"do": "drop", "id": min(sim.waiting)})
+    follower = next(n for n in sim.servers if "election" in sim.timers_of(n))
+    sim.act({"do": "fire", "node": follower, "timer": "election"})
+    sim.run_until(400)
+    sc = parse_scenario({"nodes": 3, "seed": 8, "actions": sim.actions})
+    sc2, t, _ = share.decode(share.encode(sc, sim.now_ms))
+    again = Simulation(sc2)
+    again.run_until(t)
+    assert again.digest() == sim.digest()
+    old = {"s": {"nodes": 3, "config": {"latency_ms_min": 20, "latency_ms_max": 30}}, "t": 5}
+    payload = "1." + base64.urlsafe_b64encode(zlib.compress(orjson.dumps(old))).rstrip(b"=").decode()
+    sc3, _, _ = share.decode(payload)
+    assert (sc3.network.latency_ms_min, sc3.network.latency_ms_max) == (20, 30)
 
 
 def test_settings_from_env():

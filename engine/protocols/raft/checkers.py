@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import orjson
 
-from .base import Checker
+from ...checkers.base import Checker
 
 
 def entry_key(entry) -> tuple:

@@ -1,6 +1,6 @@
 """Each checker on hand-written records: silent on a good history, precise on a bad one."""
 
-from engine.checkers.raft import make_raft_checkers
+from engine.protocols.raft.checkers import make_raft_checkers
 
 
 def feed(records, servers=("n1", "n2", "n3")):

@@ -1,0 +1,130 @@
+"""The generic fault actions, for every protocol and every node kind.
+
+    crash, restart, pause, resume (`node`)        the kernel's node lifecycle
+    partition (`groups`)                           nodes not named form one more group
+    cut (`from`, `to`, `both`)                     a link cut one way or both
+    heal (every partition and cut; with `from`, `to`, `both` just that link)
+    set_link (`from`, `to`, `both`, `latency_ms`, `loss`, `duplicate`; "*" to "*" is every link)
+
+Each is a model (validated once, fields named in errors), knows which of its fields name nodes, and
+applies itself to the kernel (`apply(world)`); the kernel has no list of them. The nemesis speaks
+this same vocabulary.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .actions import Action, Need
+from .network import ms_to_us
+from .validation import ScenarioError
+
+
+class NodeAction(Action):
+    """Crash (volatile state lost, persistent state kept), restart, pause (stop-the-world: what
+    arrives is held), resume."""
+
+    do: Literal["crash", "restart", "pause", "resume"]
+    node: str
+
+    def apply(self, world) -> None:
+        getattr(world, self.do)(self.node)
+
+
+def _need_link(a: Action, where: str, need: Need) -> None:
+    need("from", a.src)
+    need("to", a.dst)
+    if a.src == a.dst:
+        raise ScenarioError(f"{where}.to: a link joins two different nodes")
+
+
+class Partition(Action):
+    do: Literal["partition"]
+    groups: tuple[Annotated[tuple[str, ...], Field(min_length=1)], ...] = Field(min_length=1)
+
+    def check_nodes(self, where: str, need: Need) -> None:
+        seen: set[str] = set()
+        for g, group in enumerate(self.groups):
+            for nid in group:
+                need(f"groups[{g}]", nid)
+                if nid in seen:
+                    raise ScenarioError(f"{where}.groups[{g}]: node {nid!r} is in two groups")
+                seen.add(nid)
+
+    def apply(self, world) -> None:
+        world.network.partition([list(g) for g in self.groups])
+
+
+class Cut(Action):
+    do: Literal["cut"]
+    src: str = Field(alias="from")
+    dst: str = Field(alias="to")
+    both: bool = True
+
+    def check_nodes(self, where: str, need: Need) -> None:
+        _need_link(self, where, need)
+
+    def apply(self, world) -> None:
+        world.network.cut(self.src, self.dst, self.both)
+
+
+class Heal(Action):
+    """Heal every partition and cut, or with `from`/`to` only that link (`both` ways by default)."""
+
+    do: Literal["heal"]
+    src: str | None = Field(None, alias="from")
+    dst: str | None = Field(None, alias="to")
+    both: bool | None = None  # with from/to: True unless given
+
+    @model_validator(mode="after")
+    def _both_ends(self) -> "Heal":
+        if (self.src is None) != (self.dst is None):
+            raise ValueError("to heal one link give both 'from' and 'to'")
+        return self
+
+    def check_nodes(self, where: str, need: Need) -> None:
+        if self.src is not None:
+            need("from", self.src)
+            need("to", self.dst)
+
+    def apply(self, world) -> None:
+        if self.src is None:
+            world.network.heal()
+        else:
+            world.network.heal_link(self.src, self.dst, self.both is not False)
+
+
+class SetLink(Action):
+    do: Literal["set_link"]
+    src: str = Field(alias="from")
+    dst: str = Field(alias="to")
+    both: bool = True
+    latency_ms: tuple[float, float] | None = None
+    loss: float | None = Field(None, ge=0, le=1)
+    duplicate: float | None = Field(None, ge=0, le=1)
+
+    @field_validator("latency_ms")
+    @classmethod
+    def _latency(cls, v):
+        if v is not None and not (0 <= v[0] <= v[1] <= 60_000):
+            raise ValueError("latency_ms must be [min, max] with 0 <= min <= max <= 60000")
+        return v
+
+    def check_nodes(self, where: str, need: Need) -> None:
+        if self.src == "*" or self.dst == "*":
+            if self.src != self.dst:
+                raise ScenarioError(f"{where}.from: use \"*\" for both ends to change every link")
+        else:
+            _need_link(self, where, need)
+
+    def apply(self, world) -> None:
+        lat = (ms_to_us(self.latency_ms[0]), ms_to_us(self.latency_ms[1])) if self.latency_ms else None
+        if self.src == "*":
+            world.network.set_all(self.loss, self.duplicate, lat)
+        else:
+            world.network.set_link(self.src, self.dst, self.both, lat, self.loss, self.duplicate)
+
+
+FAULT_ACTIONS = (NodeAction, Partition, Cut, Heal, SetLink)
