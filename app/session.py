@@ -249,7 +249,7 @@ class Session:
         self.base = scenario.with_(actions=[])
         self.sim = Simulation(self.base)
         self.ai = 0  # timeline[:ai] have been pushed into the simulation
-        self.checkpoints: list[tuple[float, int, bytes]] = []
+        self.checkpoints: list[tuple[float, int, bytes | None]] = []  # None: the base at t = 0
         self.checkpoint_every_ms = self.settings.checkpoint_every_ms
         self._attach()
         self._checkpoint()
@@ -291,6 +291,11 @@ class Session:
     def _checkpoint(self) -> None:
         cps = self.checkpoints
         t0 = time.perf_counter()
+        if not cps and self.sim.now_ms == 0 and self.ai == 0:
+            # The world at t = 0 is the base scenario itself (seed + scenario determine it):
+            # rebuilding it is cheaper than pickling it, and a new session costs half as much.
+            cps.append((0.0, 0, None))
+            return
         cps.append((self.sim.now_ms, self.ai, self.sim.snapshot()))
         if (time.perf_counter() - t0) * 1000 > self.settings.checkpoint_max_ms:
             # A checkpoint holds the loop for as long as pickling the world takes, which grows
@@ -371,7 +376,7 @@ class Session:
             cp_t, ai, blob = self.checkpoints[max(0, i)]
             if job is None:
                 self.queue_events()  # what happened before the seek belongs to the last picture
-            self.sim = Simulation.restore(blob)
+            self.sim = Simulation(self.base) if blob is None else Simulation.restore(blob)
             self.ai = ai
             self._attach(messages=False)
             if job is not None:

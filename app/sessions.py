@@ -13,7 +13,7 @@ import orjson
 from engine.scenario import Scenario
 
 from .lessons import LessonFile
-from .session import ReplayGate, Session
+from .session import ReplayGate, Session, TokenBucket
 from .settings import Settings
 
 log = logging.getLogger("playground.sessions")
@@ -35,6 +35,7 @@ class SessionManager:
         self._gc_started = 0.0
         # Replays (share links, seeks, imports, exports) take turns: a busy link cannot hold
         # more than this many slices of the loop at once.
+        self._new_by_client: dict[str, TokenBucket] = {}  # new-session rate, per address
         self.replay_gate = ReplayGate(settings.max_concurrent_replays, settings.replay_quantum_ms / 1000)
 
     def create(self, scenario: Scenario, lesson: str | None, speed: float | None,
@@ -48,6 +49,15 @@ class SessionManager:
         under it is dropped first, and only attached ones count as full."""
         st = self.settings
         if client is not None:
+            bucket = self._new_by_client.get(client)
+            if bucket is None:
+                bucket = self._new_by_client[client] = TokenBucket(
+                    st.new_sessions_per_client_per_s, st.new_sessions_per_client_burst)
+            if not bucket.take():
+                raise Full(f"this address opened more than {st.new_sessions_per_client_burst} new "
+                           f"sessions at once (PLAYGROUND_NEW_SESSIONS_PER_CLIENT_BURST, then "
+                           f"{st.new_sessions_per_client_per_s:g} a second); wait a moment and "
+                           "reload")
             mine = [x for x in self.sessions.values() if x.client == client]
             if len(mine) >= st.max_sessions_per_client and not self._evict_detached(mine):
                 raise Full(f"this address already has {len(mine)} sessions open, the limit per "
@@ -148,6 +158,11 @@ class SessionManager:
                 s.kick()
                 asyncio.ensure_future(_close_later(s, ws))
                 gone.append(sid)
+        # Forget the new-session buckets of addresses that have been quiet long enough to be full.
+        for addr, b in list(self._new_by_client.items()):
+            b.take(0)
+            if b.tokens >= b.burst:
+                del self._new_by_client[addr]
         for sid in gone:
             s = self.sessions.pop(sid, None)
             if s is not None and s.ws is None:

@@ -33,6 +33,10 @@ class Settings(BaseModel):
     max_outbox_bytes: int = Field(4 << 20, ge=65536)
     send_stall_s: float = Field(15, gt=0)
     max_sessions_per_client: int = Field(64, ge=1)  # sessions one client address may hold
+    # New sessions one address may open: a sustained rate and a burst (a class behind one NAT
+    # opening the page together fits in the burst); beyond it, refused with 1013 and a sentence.
+    new_sessions_per_client_per_s: float = Field(5, gt=0)
+    new_sessions_per_client_burst: int = Field(40, ge=1)
     # Pages from these origins (comma-separated, e.g. "https://slides.example.org") may open the
     # WebSocket besides this server's own pages; "*" allows any.
     allowed_origins: str = ""

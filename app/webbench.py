@@ -13,6 +13,11 @@ It starts its own server (one uvicorn worker, per-message deflate off, in a chil
    second; click-to-frame latency = from sending the action to the first frame showing its effect.
 3. fps: headless Chromium at 1280x720 on a 9-node cluster with at least 100 messages in flight,
    counting requestAnimationFrame callbacks (app/fpsbench.py).
+4. abuse: each abuse on a fresh server, beside one innocent session whose frames/s and longest gap
+   between frames are measured, with the server's RSS before and after (issue 7's probes):
+   `readers` (5 clients each sending 40 `speed` frames/s on a 9-node session, never reading),
+   `heavy` (two heavy 1-hour share links replaying while the innocent page opens a light one: how
+   long until its picture arrives), `flood` (1,000 connect-then-close, then a newcomer).
 
 Everything is bounded: counts are capped, every phase has a deadline, and the server is stopped at
 the end whatever happens. Nothing leaves 127.0.0.1.
@@ -68,15 +73,20 @@ def _cpu_seconds(pid: int) -> float:
 
 
 class Server:
-    def __init__(self, env: dict[str, str] | None = None):
+    def __init__(self, env: dict[str, str] | None = None, lift_caps: bool = True):
+        """`lift_caps`: the load phases open hundreds of sessions from one address, which the
+        per-address caps exist to refuse; the abuse phase keeps every default."""
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port",
              str(self.port), "--ws-per-message-deflate", "false", "--log-level", "warning",
              "--ws-max-queue", "64"],
-            cwd=ROOT, env={**os.environ, "PLAYGROUND_MAX_SESSIONS": str(MAX_SESSIONS + 10),
-                          "PLAYGROUND_BENCH_STATS": "1", **(env or {})})
+            cwd=ROOT, env={**os.environ, "PLAYGROUND_BENCH_STATS": "1", **({
+                "PLAYGROUND_MAX_SESSIONS": str(MAX_SESSIONS + 10),
+                "PLAYGROUND_MAX_SESSIONS_PER_CLIENT": str(MAX_SESSIONS + 10),
+                "PLAYGROUND_NEW_SESSIONS_PER_CLIENT_BURST": str(MAX_SESSIONS + 10)} if lift_caps else {}),
+                **(env or {})})
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
@@ -114,8 +124,9 @@ class _RawStream(asyncio.Protocol):
     and a queue hop per frame; at 500 sessions x 20 frames/s that load generator used about half a
     core of the two this machine has, and its own delays showed up as lateness.)"""
 
-    def __init__(self, port: int, on_frame):
+    def __init__(self, port: int, on_frame, query: str = ""):
         self.port = port
+        self.query = query
         self.on_frame = on_frame
         self.buf = bytearray()
         self.open = asyncio.get_running_loop().create_future()
@@ -124,7 +135,7 @@ class _RawStream(asyncio.Protocol):
     def connection_made(self, transport) -> None:
         self.transport = transport
         key = base64.b64encode(os.urandom(16)).decode()
-        transport.write((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nUpgrade: websocket\r\n"
+        transport.write((f"GET /ws{self.query} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nUpgrade: websocket\r\n"
                          f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                          "Sec-WebSocket-Version: 13\r\n\r\n").encode())
 
@@ -275,13 +286,155 @@ async def click_phase(port: int, sessions: int, measure_s: float) -> dict:
                                   "p99": _pct(latencies, 99), "max": _pct(latencies, 100)}}
 
 
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def _ws_frame(payload: bytes) -> bytes:
+    """A client frame, masked with zeros (RFC 6455 requires a mask, not a secret one)."""
+    n = len(payload)
+    head = b"\x81" + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big"))
+    return head + b"\0\0\0\0" + payload
+
+
+def heavy_share_link() -> str:
+    """The probe's 192-character link: 9 nodes, 5 ms heartbeat, every message duplicated, 1 hour."""
+    from engine.scenario import parse_scenario
+
+    from .share import encode
+
+    sc = parse_scenario({"protocol": "raft", "nodes": 9, "seed": 1, "duration_ms": 3_600_000,
+                         "config": {"heartbeat_ms": 5, "election_timeout_ms_min": 20,
+                                    "election_timeout_ms_max": 40},
+                         "network": {"duplicate": 1.0}})
+    return encode(sc, 3_600_000)
+
+
+class _Innocent:
+    """One ordinary session: counts its frames and the longest silence between two of them."""
+
+    def __init__(self):
+        self.arrivals: list[float] = []
+        self.snapshots: list[float] = []
+
+    def on_frame(self, buf, start, end, now_ms):
+        self.arrivals.append(now_ms)
+        if b'"type":"snapshot"' in buf[start:min(end, start + 40)]:
+            self.snapshots.append(now_ms)
+
+    def figures(self, t0_ms: float, t1_ms: float) -> dict:
+        xs = [t for t in self.arrivals if t0_ms <= t <= t1_ms]
+        gaps = [b - a for a, b in zip(xs, xs[1:])]
+        return {"frames_per_s": round(len(xs) / ((t1_ms - t0_ms) / 1000), 2),
+                "longest_gap_ms": round(max(gaps), 1) if gaps else None}
+
+
+async def _raw_session(port: int, on_frame, query: str = "") -> _RawStream:
+    loop = asyncio.get_running_loop()
+    _, proto = await loop.create_connection(lambda: _RawStream(port, on_frame, query), "127.0.0.1", port)
+    await asyncio.wait_for(proto.open, 30)
+    return proto
+
+
+async def _non_reader(port: int, stop: asyncio.Event, sent: list[int], dropped: list[int]) -> None:
+    import socket as so
+
+    s = so.socket()
+    s.setsockopt(so.SOL_SOCKET, so.SO_RCVBUF, 4096)
+    s.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(s, ("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    await loop.sock_sendall(s, (f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                                "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += await loop.sock_recv(s, 1)
+    await loop.sock_sendall(s, _ws_frame(b'{"type":"control","do":"configure","nodes":9}'))
+    frame = _ws_frame(b'{"type":"control","do":"speed","value":0.02}')
+    try:
+        while not stop.is_set():
+            await asyncio.wait_for(loop.sock_sendall(s, frame), 5)
+            sent[0] += 1
+            await asyncio.sleep(1 / 40)
+    except (OSError, asyncio.TimeoutError):
+        dropped[0] += 1
+    finally:
+        s.close()
+
+
+async def abuse_phase(kind: str, port: int, pid: int, warmup_s: float, measure_s: float) -> dict:
+    inn = _Innocent()
+    rss0 = _rss_mb(pid)
+    await _raw_session(port, inn.on_frame)
+    await asyncio.sleep(warmup_s)
+    out: dict = {"rss_mb_before": rss0}
+    t0 = time.time() * 1000
+    if kind == "readers":
+        stop, sent, dropped = asyncio.Event(), [0], [0]
+        tasks = [asyncio.ensure_future(_non_reader(port, stop, sent, dropped)) for _ in range(5)]
+        await asyncio.sleep(measure_s)
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        out.update(abusers=5, frames_sent=sent[0], abusers_dropped_by_server=dropped[0])
+    elif kind == "heavy":
+        link = heavy_share_link()
+        heavy = [await _raw_session(port, lambda *a: None, f"?share={link}") for _ in range(2)]
+        await asyncio.sleep(1.0)  # both replays under way
+        from engine.scenario import parse_scenario
+
+        from .share import encode
+
+        light = encode(parse_scenario({"nodes": 5, "seed": 2, "duration_ms": 60_000}), 900)
+        lt = _Innocent()
+        opened = time.time() * 1000
+        await _raw_session(port, lt.on_frame, f"?share={light}")
+        while not lt.snapshots and time.time() * 1000 - opened < measure_s * 1000:
+            await asyncio.sleep(0.02)
+        out.update(heavy_links=2, heavy_link_chars=len(link),
+                   light_link_ready_s=round((lt.snapshots[0] - opened) / 1000, 3) if lt.snapshots else None)
+        await asyncio.sleep(max(0.0, measure_s - (time.time() * 1000 - t0) / 1000))
+        for h in heavy:
+            h.close()
+    elif kind == "flood":
+        refused, told = 0, [0]
+
+        def fatal(buf, start, end, now_ms):
+            if b'"fatal":true' in buf[start:end]:
+                told[0] += 1
+
+        for _ in range(1000):
+            try:
+                c = await _raw_session(port, fatal)
+                await asyncio.sleep(0.001)  # its first frames (a refusal comes at once)
+                c.close()
+            except Exception:
+                refused += 1
+        newcomer = _Innocent()
+        await _raw_session(port, newcomer.on_frame)
+        await asyncio.sleep(1.0)
+        out.update(connects=1000, refused_during_flood=refused + told[0],
+                   newcomer_got_frames=len(newcomer.arrivals) > 0)
+        await asyncio.sleep(max(0.0, measure_s - (time.time() * 1000 - t0) / 1000))
+    t1 = time.time() * 1000
+    out["innocent"] = inn.figures(t0, t1)
+    out["rss_mb_after"] = _rss_mb(pid)
+    out["rss_mb_growth"] = round(out["rss_mb_after"] - rss0, 1)
+    return out
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="playground bench --web", description=__doc__.split("\n\n")[0])
     ap.add_argument("--sessions", type=int, default=500)
     ap.add_argument("--click-sessions", type=int, default=200)
     ap.add_argument("--warmup-s", type=float, default=5)
     ap.add_argument("--measure-s", type=float, default=15)
-    ap.add_argument("--phases", default="stream,click,fps", help="comma-separated: stream, click, fps")
+    ap.add_argument("--phases", default="stream,click,fps,abuse",
+                    help="comma-separated: stream, click, fps, abuse")
     ap.add_argument("--fps-seconds", type=float, default=5)
     ap.add_argument("--out", help="also write the JSON here")
     a = ap.parse_args(argv)
@@ -308,6 +461,15 @@ def main(argv: list[str]) -> int:
                 result["click"] = asyncio.run(click_phase(srv.port, a.click_sessions, a.measure_s))
         finally:
             srv.stop()
+    if "abuse" in phases:
+        result["abuse"] = {}
+        for kind in ("readers", "heavy", "flood"):
+            srv = Server(lift_caps=False)
+            try:
+                result["abuse"][kind] = asyncio.run(abuse_phase(kind, srv.port, srv.proc.pid,
+                                                                min(a.warmup_s, 3), a.measure_s))
+            finally:
+                srv.stop()
     if "fps" in phases:
         from .fpsbench import measure_fps
 

@@ -29,7 +29,8 @@ def pytest_collection_modifyitems(config, items):
 def server():
     port = free_port()
     # Room for a replay long enough (about a second) to watch its progress in the page.
-    env = {**os.environ, "PLAYGROUND_DETACHED_GRACE_S": "5", "PLAYGROUND_MAX_REPLAY_OPS": "12000"}
+    env = {**os.environ, "PLAYGROUND_DETACHED_GRACE_S": "5", "PLAYGROUND_MAX_REPLAY_OPS": "12000",
+           "PLAYGROUND_NEW_SESSIONS_PER_CLIENT_BURST": "1000"}  # every page comes from one address
     proc = start_server(port, env, ("--log-level", "warning"))
     yield f"http://127.0.0.1:{port}"
     stop_server(proc)

@@ -248,8 +248,8 @@ def test_message_pills_are_drawn_on_a_layer_over_the_svg_in_both_modes(server, p
         if projector:
             page.keyboard.press("p")
             page.wait_for_function("document.body.classList.contains('projector')")
-        page.wait_for_timeout(100)  # one animation frame after the layout change
-        geo = page.evaluate("""() => {
+        # Poll (not a fixed wait: a busy machine may take several frames to lay out and draw).
+        geo_js = """() => {
             const s = document.querySelector('#canvas').getBoundingClientRect();
             const c = document.querySelector('canvas.pill-layer');
             const r = c.getBoundingClientRect();
@@ -260,7 +260,10 @@ def test_message_pills_are_drawn_on_a_layer_over_the_svg_in_both_modes(server, p
                     ink, pe: getComputedStyle(c).pointerEvents,
                     drawn: window.__playground.canvas.pillsDrawn,
                     flight: window.__playground.state.flight.size};
-        }""")
+        }"""
+        page.wait_for_function(f"(() => {{ const g = ({geo_js})(); return g.dx < 1 && g.dw < 1 && "
+                               "g.drawn === g.flight && g.ink > 1000; })()", timeout=10_000)
+        geo = page.evaluate(geo_js)
         assert geo["dx"] < 1 and geo["dw"] < 1, geo  # exactly over the SVG
         assert geo["pe"] == "none"  # clicks reach the nodes and links underneath
         assert geo["drawn"] == geo["flight"] > 0 and geo["ink"] > 1000, geo
