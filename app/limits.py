@@ -55,8 +55,8 @@ def check_scenario(sc: Scenario, settings: Settings) -> None:
                             f"ms between faults in the browser (asked for {sc.nemesis.interval_ms:g})")
     cfg = sc.config
     for name in ("heartbeat_ms", "election_timeout_ms_min", "client_timeout_ms"):
-        v = getattr(cfg, name)
-        if v < s.min_timer_ms:
+        v = getattr(cfg, name, None)  # (a protocol without the field has no such timer)
+        if v is not None and v < s.min_timer_ms:
             raise ScenarioError(f"scenario.config.{name}: at least {s.min_timer_ms:g} ms in the "
                                 f"browser (asked for {v:g})")
 

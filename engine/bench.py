@@ -1,8 +1,8 @@
 """`playground bench`: how fast the engine simulates (figures for the README).
 
 Measures 5-node Raft at default timings with 20 client ops/s: simulated time / wall time with the
-trace off and on, events per second, peak memory; then events/s and wall time per message from 3
-to 51 nodes. One process, one core. A fixed plain-Python loop is timed first, so that figures taken
+trace off and on, events per second, peak memory; 5-node Multi-Paxos with the same workload, in
+turn with Raft's runs, side by side; then events/s and wall time per message from 3 to 51 nodes. One process, one core. A fixed plain-Python loop is timed first, so that figures taken
 while the machine was slower or faster can be told apart.
 """
 
@@ -21,21 +21,26 @@ from .sim import Simulation
 from .trace import TraceWriter
 
 
-def _scenario(nodes: int, duration_ms: float, seed: int = 1):
+PROTOCOLS = {"raft": {}, "multi_paxos": {"protocol": "paxos", "config": {"mode": "multi"}}}
+
+
+def _scenario(nodes: int, duration_ms: float, seed: int = 1, protocol: str = "raft"):
     return parse_scenario({"nodes": nodes, "seed": seed, "duration_ms": duration_ms,
-                           "workload": {"clients": 3, "rate_per_s": 20, "keys": 3}})
+                           "workload": {"clients": 3, "rate_per_s": 20, "keys": 3},
+                           **PROTOCOLS[protocol]})
 
 
 def _run(nodes: int, duration_ms: float, trace: bool = False, checkers: bool = True,
-         repeat: int = 1) -> dict:
+         repeat: int = 1, protocol: str = "raft") -> dict:
     """One measurement; with `repeat`, the fastest of that many identical runs (the least
     disturbed by whatever else the machine is doing)."""
-    runs = [_run_once(nodes, duration_ms, trace, checkers) for _ in range(repeat)]
+    runs = [_run_once(nodes, duration_ms, trace, checkers, protocol) for _ in range(repeat)]
     return min(runs, key=lambda r: r["wall_s"])
 
 
-def _run_once(nodes: int, duration_ms: float, trace: bool, checkers: bool) -> dict:
-    scn = _scenario(nodes, duration_ms)
+def _run_once(nodes: int, duration_ms: float, trace: bool, checkers: bool,
+              protocol: str = "raft") -> dict:
+    scn = _scenario(nodes, duration_ms, protocol=protocol)
     sim = Simulation(scn, checkers=checkers)
     sink = None
     if trace:
@@ -134,9 +139,11 @@ def run_bench(quick: bool = False) -> dict:
     out: dict = {"python": os.sys.version.split()[0], "cpu_count": os.cpu_count(),
                  "calibration_loop_ms": _calibration_ms()}
     rep = 1 if quick else 5
-    # The three 5-node runs take turns, so a slow minute on the VM does not fall on one of them.
+    # The 5-node runs take turns, so a slow minute on the VM does not fall on one of them.
     headline = {"raft5_checkers_on_trace_off": {}, "raft5_checkers_off_trace_off": {"checkers": False},
-                "raft5_trace_on": {"trace": True}}
+                "raft5_trace_on": {"trace": True},
+                "multi_paxos5_checkers_on_trace_off": {"protocol": "multi_paxos"},
+                "multi_paxos5_checkers_off_trace_off": {"protocol": "multi_paxos", "checkers": False}}
     runs: dict[str, list[dict]] = {k: [] for k in headline}
     for _ in range(rep):
         for k, kw in headline.items():
@@ -144,6 +151,11 @@ def run_bench(quick: bool = False) -> dict:
     for k, rs in runs.items():
         out[k] = min(rs, key=lambda r: r["wall_s"])
         out[k]["speedup_x_all_runs"] = sorted(r["speedup_x"] for r in rs)
+    out["side_by_side_5_nodes"] = {  # simulated s per wall s, and wall µs per message
+        p: {f"checkers_{c}": {k: out[f"{p}5_checkers_{c}_trace_off"][k]
+                              for k in ("speedup_x", "us_per_message", "messages")}
+            for c in ("on", "off")}
+        for p in ("raft", "multi_paxos")}
     out["raft5_peak_traced_memory_mb"] = _peak_memory_mb(5, dur)
     out["kernel_only_ping_5_nodes"] = min((_kernel_floor(dur / 5) for _ in range(rep)),
                                           key=lambda r: r["us_per_message"])

@@ -25,7 +25,7 @@ def run_scenario(scn: Scenario, trace: IO[bytes] | None = None, observers=()) ->
     liveness = None
     t0 = time.perf_counter()
     if scn.nemesis is not None and make_liveness is not None and scn.nemesis.heal_ms < scn.duration_ms:
-        liveness = make_liveness(sim.topology, scn.nemesis.heal_ms)
+        liveness = make_liveness(sim.topology, scn.nemesis.heal_ms, sim.config)
         sim.subscribe(liveness, messages=False)
         sim.run_until(scn.nemesis.heal_ms)  # includes the final heal, due at heal_ms
         liveness.evaluate(scn.nemesis.heal_ms)

@@ -20,8 +20,12 @@ FORMAT = "playground-trace/1"
 
 def header(scenario: Scenario) -> dict:
     d = scenario.to_dict()
+    config = d["config"]
+    extra = get_protocol(scenario.protocol).header_config
+    if extra is not None:
+        config = {**config, **extra(scenario)}
     return {"type": "header", "format": FORMAT, "protocol": scenario.protocol,
-            "nodes": scenario.node_ids, "seed": scenario.seed, "config": d["config"], "scenario": d}
+            "nodes": scenario.node_ids, "seed": scenario.seed, "config": config, "scenario": d}
 
 
 class TraceWriter:

@@ -33,11 +33,11 @@ class LivenessMeasure:
     """Liveness, measured (not a safety check): an observer of records that finds how long after
     the nemesis's final heal (`heal_ms`) the protocol is serving again, in `found_ms` (None while
     not yet). A protocol provides one (`ProtocolSpec.liveness`); the run summary reports it under
-    `key`."""
+    `key`. It is built with the run's topology, the heal time and the protocol's config."""
 
     key = "?"
 
-    def __init__(self, topology, heal_ms: float):
+    def __init__(self, topology, heal_ms: float, config=None):
         self.heal_ms = heal_ms
         self.found_ms: float | None = None
 

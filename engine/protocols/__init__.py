@@ -15,13 +15,15 @@ simulator works for any packet type through a small vtable: this is ours):
     actions         the protocol's action models (`engine.actions.ProtocolAction` subclasses),
                     routed by the kernel to the `on_command` of the node they name
     mutations       {name: sentence}: deliberate bugs, off by default, switched on in the config
-    liveness        liveness(topology, heal_ms) -> LivenessMeasure, or None
+    liveness        liveness(topology, heal_ms, config) -> LivenessMeasure, or None
     words           `Words`: the transcript's words for the protocol's messages and records
     nemesis_targets {name: pick(world) -> [node ids]}: what the nemesis may aim at (the first)
     record_types    record types the protocol adds to the trace (beyond the kernel's and the
                     workload's)
     workloads       workload kinds it accepts (`engine/workloads/`); the first is the default
     upgrade         upgrade(scenario dict) -> dict: older scenario shapes of this protocol, or None
+    header_config   header_config(scenario) -> dict: what the trace header's `config` says beyond
+                    the scenario's config (Paxos: the quorum sizes in force), or None
 
 Adding a protocol is a folder here (`engine/protocols/<name>/__init__.py` defining `PROTOCOL`)
 and one line in `REGISTRY`.
@@ -38,6 +40,7 @@ DEFAULT_PROTOCOL = "raft"  # a scenario without "protocol" (every scenario befor
 # name -> the module (relative to this package) whose `PROTOCOL` is the spec, imported on first use
 REGISTRY: dict[str, str] = {
     "raft": ".raft",
+    "paxos": ".paxos",
 }
 _loaded: dict[str, "ProtocolSpec"] = {}
 
@@ -121,12 +124,13 @@ class ProtocolSpec:
     invariants: tuple[tuple[str, str], ...] = ()
     actions: tuple[type, ...] = ()
     mutations: Mapping[str, str] = field(default_factory=dict)
-    liveness: Callable[[Topology, float], Any] | None = None
+    liveness: Callable[[Topology, float, Any], Any] | None = None
     words: Words | None = None
     nemesis_targets: Mapping[str, Callable[[Any], list[str]]] = field(default_factory=dict)
     record_types: tuple[str, ...] = ()
     workloads: tuple[str, ...] = ()
     upgrade: Callable[[dict], dict] | None = None
+    header_config: Callable[[Any], dict] | None = None
 
     def __reduce_ex__(self, protocol):
         # A registered spec pickles as its name: snapshots stay small and a restored world shares

@@ -4,7 +4,9 @@ every record told in words, every view serialisable, every action and bad action
 the field named, scenarios round-tripping. A new protocol gets these tests by registering.
 
 Actions are built from their node fields (`node`, `to`, ...); an action that needs more to be
-valid gets its extra fields in EXAMPLES.
+valid gets its extra fields in EXAMPLES. A protocol with modes (Paxos: basic, multi) runs the
+contract once per mode, as listed in MODES: the scenario's changes, and the action tags that mode
+refuses (named in the error).
 """
 
 from __future__ import annotations
@@ -34,23 +36,50 @@ EXAMPLES = {  # extra fields some actions need to be valid (node fields are fill
     "drop": lambda ids: {"id": 1},
     "duplicate": lambda ids: {"id": 1},
     "fire": lambda ids: {"timer": "t"},
+    "propose": lambda ids: {"value": 7},
+}
+MODES = {  # protocol -> {mode: (scenario changes, action tags refused in that mode)}
+    "paxos": {"basic": ({"config": {"proposals": {"n1": "x", "n2": "y"}}, "workload": None,
+                         "actions": [{"at": 110 * i, "do": "timeout", "node": f"n{i % 3 + 1}"}
+                                     for i in range(1, 26)]},  # rounds after the decision too
+                        ("request",)),
+              "multi": ({"config": {"mode": "multi"}}, ("propose",))},
 }
 
 
-@pytest.fixture(params=known_protocols() + sorted(TOYS))
+class Case:
+    """A protocol (in one of its modes): `spec`, the scenario `changes`, the `refused` tags."""
+
+    def __init__(self, spec, changes: dict, refused: tuple[str, ...]):
+        self.spec, self.changes, self.refused = spec, changes, refused
+        self.name, self.words, self.liveness = spec.name, spec.words, spec.liveness
+        self.actions, self.workloads = spec.actions, spec.workloads
+
+
+def _cases() -> list:
+    out = []
+    for name in known_protocols() + sorted(TOYS):
+        for mode, (changes, refused) in MODES.get(name, {None: ({}, ())}).items():
+            out.append(pytest.param((name, changes, refused), id=name if mode is None else f"{name}-{mode}"))
+    return out
+
+
+@pytest.fixture(params=_cases())
 def spec(request, monkeypatch):
-    if request.param in TOYS:
-        monkeypatch.setitem(REGISTRY, request.param, TOYS[request.param])
-    return get_protocol(request.param)
+    name, changes, refused = request.param
+    if name in TOYS:
+        monkeypatch.setitem(REGISTRY, name, TOYS[name])
+    return Case(get_protocol(name), changes, refused)
 
 
-def scenario(spec, **changes) -> dict:
-    d = {"protocol": spec.name, "nodes": 3, "seed": 5, "duration_ms": 3000,
+def scenario(case, **changes) -> dict:
+    d = {"protocol": case.name, "nodes": 3, "seed": 5, "duration_ms": 3000,
          "nemesis": {"interval_ms": 200, "heal_ms": 2200}}
-    if spec.workloads:
-        d["workload"] = {"kind": spec.workloads[0]}
+    if case.workloads:
+        d["workload"] = {"kind": case.workloads[0]}
+    d.update(case.changes)
     d.update(changes)
-    return d
+    return {k: v for k, v in d.items() if v is not None}
 
 
 def tags(cls) -> tuple[str, ...]:
@@ -61,6 +90,10 @@ def examples(spec, ids: list[str], manual: bool = True) -> list[dict]:
     """One valid action of every kind the protocol accepts (with `manual`, the message-level
     ones too, which only apply to a message or timer that exists); its `node`, `from` and `to`
     fields name the first nodes, in order."""
+    return [a for a in all_examples(spec, ids, manual) if a["do"] not in spec.refused]
+
+
+def all_examples(spec, ids: list[str], manual: bool = True) -> list[dict]:
     out = []
     for cls in FAULT_ACTIONS + (MANUAL_ACTIONS if manual else ()) + tuple(spec.actions):
         names = [info.alias or f for f, info in cls.model_fields.items()]
@@ -117,8 +150,8 @@ def test_every_record_is_told_in_words(spec):
         assert typ in spec.words.records, f"{spec.name}: no words for {typ!r} records"
     for r in recs:
         if r["type"] not in SILENT:
-            assert line(r, spec), f"{spec.name}: {r['type']} record told as nothing: {r}"
-    assert transcript(recs, spec).count("\n") >= len([r for r in recs if r["type"] not in SILENT])
+            assert line(r, spec.spec), f"{spec.name}: {r['type']} record told as nothing: {r}"
+    assert transcript(recs, spec.spec).count("\n") >= len([r for r in recs if r["type"] not in SILENT])
 
 
 def test_every_view_is_json(spec):
@@ -135,7 +168,7 @@ def test_every_view_is_json(spec):
 def test_every_action_is_valid_and_bad_ones_name_the_field(spec):
     ids = parse_scenario(scenario(spec)).node_ids
     for a in examples(spec, ids):
-        parse_action(a, ids, protocol=spec)
+        parse_action(a, ids, protocol=spec.spec)
         bad = [({**a, "colour": 1}, "action.colour: unknown field"),
                ({**a, "at": -1}, "action.at"),
                ({"do": a["do"] + "_"}, "unknown action")]
@@ -145,10 +178,23 @@ def test_every_action_is_valid_and_bad_ones_name_the_field(spec):
                 bad.append(({k: v for k, v in a.items() if k != f}, f))  # missing: named
         for data, needle in bad:
             with pytest.raises(ScenarioError) as e:
-                parse_action(data, ids, protocol=spec)
+                parse_action(data, ids, protocol=spec.spec)
             assert needle in str(e.value), (data, str(e.value))
     with pytest.raises(ScenarioError, match="action.do: missing"):
-        parse_action({"node": ids[0]}, ids, protocol=spec)
+        parse_action({"node": ids[0]}, ids, protocol=spec.spec)
+
+
+def test_actions_a_mode_refuses_name_the_field(spec):
+    """A click or a scenario action of another mode is refused, naming `do`."""
+    sc = parse_scenario(scenario(spec))
+    refused = [a for a in all_examples(spec, sc.node_ids) if a["do"] in spec.refused]
+    assert len(refused) == len(spec.refused)
+    for a in refused:
+        sim = Simulation(sc)
+        with pytest.raises(ScenarioError, match=r"^action\.do: "):
+            sim.act(a)
+        with pytest.raises(ScenarioError, match=r"actions\[0\]\.do: "):
+            parse_scenario(scenario(spec, actions=[a]))
 
 
 def test_a_scenario_round_trips(spec):
@@ -161,10 +207,11 @@ def test_a_scenario_round_trips(spec):
 
 
 def test_the_spec_describes_itself(spec):
+    case, spec = spec, spec.spec
     assert spec.name in known_protocols() + sorted(TOYS)
     assert spec.invariants and all(len(s) > 10 for _, s in spec.invariants)
     assert all(isinstance(s, str) and s for s in spec.mutations.values())
-    sc = parse_scenario(scenario(spec))
+    sc = parse_scenario(scenario(case))
     assert set(spec.node_factories) >= {k for _, k in sc.layout.nodes}
     assert spec.config_model() == sc.config.__class__()
 

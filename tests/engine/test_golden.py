@@ -18,13 +18,19 @@ CASES = {
     "minority_partition": 4800,
     "figure8": 2000,
     "figure8_bug": 2000,
+    # Paxos: one proposer; a duel with back-off and without; a Multi-Paxos gap filled by a no-op.
+    "paxos_clean": 100,
+    "paxos_duel_backoff": 200,
+    "paxos_duel_livelock": 120,
+    "paxos_multi_leader_crash": 2100,
 }
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden_transcript(name):
-    _, recs = run(load(name), until_ms=CASES[name])
-    got = transcript(recs, "raft")
+    scenario = load(name)
+    _, recs = run(scenario, until_ms=CASES[name])
+    got = transcript(recs, scenario.get("protocol", "raft"))
     path = GOLDEN / f"{name}.txt"
     if os.environ.get("UPDATE_GOLDEN") or not path.exists():
         path.write_text(got)

@@ -11,8 +11,8 @@ class LeaderAfterHeal(LivenessMeasure):
 
     key = "leader_after_heal_ms"
 
-    def __init__(self, topology, heal_ms: float):
-        super().__init__(topology, heal_ms)
+    def __init__(self, topology, heal_ms: float, config=None):
+        super().__init__(topology, heal_ms, config)
         servers = topology.of_kind("server")
         self.term = {n: 0 for n in servers}
         self.role = {n: "follower" for n in servers}
