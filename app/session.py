@@ -33,6 +33,7 @@ import bisect
 import collections
 import logging
 import math
+import heapq
 import hmac
 import random
 import secrets
@@ -135,37 +136,56 @@ class TokenBucket:
 
 class ReplayGate:
     """Replays take turns: at most `slots` run at once, and the one that has had the least CPU
-    goes first (least attained service). A replay that has used its `quantum_s` of CPU in a turn
-    while others wait gives its slot back and queues again behind them, so a newcomer's light
-    link waits at most about one turn however heavy the others are, and heavy ones share the
-    rest. Shared by the manager's sessions and the trace exports; non-blocking: a waiting job asks
-    again at its next tick."""
+    goes first (least attained service; ties by arrival). A runner gives its slot back after each
+    slice (before it waits on its socket: a page that stops reading must not hold a slot), and
+    asks again for the next; so a newcomer's light link waits at most about one slice per slot
+    however heavy the others are, and heavy ones share the rest. A replay that keeps its slot
+    across slices (an export's loop) yields after `quantum_s` of CPU while others wait. Shared by
+    the manager's sessions and the trace exports; non-blocking: a waiting job asks again at its
+    next tick. Cheap with many waiters: admission looks at the `free` least-served waiters only
+    (O(n)), and the place in the queue told to a page comes from an order recomputed at most
+    every `RANK_EVERY_S`."""
+
+    RANK_EVERY_S = 0.5
+    STALE_S = 2.0  # a waiter that has not asked for this long is forgotten (its page went away)
 
     def __init__(self, slots: int, quantum_s: float = 0.25):
         self.slots = slots
         self.quantum_s = quantum_s
         self.active: dict[str, float] = {}  # id -> CPU it had used when its turn began
-        self.waiting: list[str] = []  # in arrival order; the least-used goes first
+        self.waiting: dict[str, int] = {}  # id -> arrival number
+        self.seen: dict[str, float] = {}  # id -> when it last asked (monotonic)
         self.used: dict[str, float] = {}  # CPU seconds of replay so far, per job
+        self._arrivals = 0
+        self._rank: dict[str, int] = {}
+        self._rank_at = -1e9
 
-    def _order(self) -> list[str]:
-        return sorted(self.waiting, key=lambda j: (self.used.get(j, 0.0), self.waiting.index(j)))
+    def _key(self, j: str):
+        return (self.used.get(j, 0.0), self.waiting[j])
 
     def enter(self, sid: str) -> int:
         """0 when `sid` may replay now, else its place in the queue (1 = next)."""
         if sid in self.active:
             return 0
+        now = time.monotonic()
+        self.seen[sid] = now
         if sid not in self.waiting:
-            self.waiting.append(sid)
+            self._arrivals += 1
+            self.waiting[sid] = self._arrivals
             self.used.setdefault(sid, 0.0)
-        order = self._order()
         free = self.slots - len(self.active)
-        pos = order.index(sid)
-        if pos < free:
-            self.waiting.remove(sid)
-            self.active[sid] = self.used[sid]
-            return 0
-        return pos - max(free, 0) + 1
+        if free > 0:
+            stale = [j for j in self.waiting if now - self.seen.get(j, now) > self.STALE_S]
+            for j in stale:
+                self.release(j)
+            if sid in heapq.nsmallest(free, self.waiting, key=self._key):
+                del self.waiting[sid]
+                self.active[sid] = self.used[sid]
+                return 0
+        if now - self._rank_at >= self.RANK_EVERY_S:
+            self._rank = {j: i for i, j in enumerate(sorted(self.waiting, key=self._key))}
+            self._rank_at = now
+        return self._rank.get(sid, len(self._rank)) - max(free, 0) + 1
 
     def charge(self, sid: str, cpu_s: float) -> None:
         """`sid` spent `cpu_s` replaying; at the end of its turn it yields to those waiting."""
@@ -173,16 +193,15 @@ class ReplayGate:
         began = self.active.get(sid)
         if began is not None and self.used[sid] - began >= self.quantum_s and self.waiting:
             del self.active[sid]
-            self.waiting.append(sid)
 
     def release(self, sid: str) -> None:
-        """Give the slot back without forgetting the CPU used (an export while its client reads)."""
+        """Give the slot back (or stop waiting) without forgetting the CPU used."""
         self.active.pop(sid, None)
-        if sid in self.waiting:
-            self.waiting.remove(sid)
+        self.waiting.pop(sid, None)
+        self.seen.pop(sid, None)
 
     def leave(self, sid: str) -> None:
-        """The job is over (done, dropped or detached): forget it."""
+        """The job's session is gone (dropped or reaped): forget it."""
         self.release(sid)
         self.used.pop(sid, None)
 
@@ -385,6 +404,7 @@ class Session:
                 job.words = collections.deque((w for w in job.words if w[0] <= cp_t), job.words.maxlen)
                 job.target_ms = t_ms
                 job.from_ms = self.sim.now_ms
+                job.events0 = self.sim.events  # its cost counts from here again
             else:
                 # The page already told what happened up to here (it drops what is now the
                 # future): the replay from the checkpoint only brings each node's last-told
@@ -725,7 +745,8 @@ class Session:
             await self._run(self.ws if ws is None else ws)
         finally:
             if self.gate is not None:
-                self.gate.leave(self.id)  # a detached session queues again when it comes back
+                # A detached session queues again when it comes back, with the CPU it has had.
+                self.gate.release(self.id)
             self.queued_at = 0
 
     async def _run(self, ws) -> None:
@@ -745,6 +766,8 @@ class Session:
                     log.exception("session %s: replay failed", self.id)
                     self.queue_error(f"internal error while replaying: {e!r}")
                     self._end_job()
+                if self.gate is not None:
+                    self.gate.release(self.id)  # never hold a slot while waiting on the socket
                 if not await self.flush(ws):
                     break
                 await asyncio.sleep(0)  # every other session's ticks and input come first
@@ -797,15 +820,24 @@ class Session:
             if target > self.sim.now_ms:
                 if self._checkpoint_due():
                     self._checkpoint()  # counts against this tick's budget
-                ok = self.advance(target, budget=st.max_events_per_tick, deadline=deadline)
+                room = max(1, int(0.9 * st.max_replay_events) - self.sim.events)
+                ok = self.advance(target, budget=min(st.max_events_per_tick, room), deadline=deadline)
                 self.behind = not ok
                 if not ok:
                     self._resync_refs()  # do not accumulate a debt: fall behind gracefully
                 self.horizon = max(self.horizon, self.sim.now_ms)
-            if self.sim.now_ms >= end:
+            # A share link replays the run from t = 0: past 90% of the events a replay may take,
+            # live play stops too (with the margin the replay's estimate needs).
+            over_events = self.sim.events >= 0.9 * st.max_replay_events
+            if self.sim.now_ms >= end or over_events:
                 self.playing = False
                 self.queue_events()
-                if end < self.scenario.duration_ms:
+                if over_events:
+                    self.queue_error(f"time: this session has processed {self.sim.events:,} events "
+                                     f"by {fmt_ms(self.sim.now_ms)}, about the most a share link "
+                                     f"may replay (PLAYGROUND_MAX_REPLAY_EVENTS = "
+                                     f"{st.max_replay_events:,}); rewind, reset or pick a lesson")
+                elif end < self.scenario.duration_ms:
                     self.queue_error(f"time: this session reached {fmt_ms(end)}, the longest run "
                                      f"that can be shared and replayed ({why}); rewind, reset or "
                                      "pick a lesson")
@@ -901,9 +933,9 @@ class Session:
         self.outbox.append(frame)
         cap = self.settings.max_outbox_bytes
         if self.outbox.bytes > cap and self.ws is not None:
-            self.outbox.collapse(self.settings.words_per_frame)
-            if self.outbox.bytes > cap:
-                self.fall_behind(f"{self.outbox.bytes} bytes of frames waiting, the limit is {cap}")
+            # Snapshots already collapse as they are queued: this much waiting even so means the
+            # page is hopelessly behind (dropping frames here could lose its latest picture).
+            self.fall_behind(f"{self.outbox.bytes} bytes of frames waiting, the limit is {cap}")
 
     def queue_error(self, message: str, fatal: bool = False) -> None:
         if len(message) > 500:  # never echo a long input back (each part is quoted short already)

@@ -15,6 +15,7 @@ from engine.scenario import Scenario
 from .lessons import LessonFile
 from .session import ReplayGate, Session, TokenBucket
 from .settings import Settings
+from .transport import close_or_abort
 
 log = logging.getLogger("playground.sessions")
 
@@ -105,7 +106,7 @@ class SessionManager:
                 s.ws = None
                 # The old runner is cancelled below: this last word goes straight to the old socket.
                 asyncio.ensure_future(_close_quietly(
-                    old, 4001, "session opened elsewhere",
+                    old, 4001, "session opened elsewhere", last=
                     {"type": "error", "seq": s.seq + 1, "t": s.sim.now_ms, "fatal": True,
                      "message": "this session was opened in another tab or window; this page "
                                 "stopped following it"}))
@@ -123,6 +124,9 @@ class SessionManager:
             s.detached_at = None
             s.last_input = time.monotonic()
             if greet:
+                # What the previous page had not read yet is for nobody now: a fresh picture.
+                s.outbox.clear()
+                s._snapshot_pending = False
                 s.queue_hello()
                 s.queue_snapshot()
             s.task = asyncio.ensure_future(s.run(ws))
@@ -206,9 +210,11 @@ async def _close_later(s: Session, ws) -> None:
 
 
 async def _close_quietly(ws, code: int, reason: str, last: dict | None = None) -> None:
-    try:
-        if last is not None:
-            await ws.send_text(orjson.dumps(last).decode())
-        await ws.close(code=code, reason=reason)
-    except Exception:
-        pass
+    """Send `last` and close with `code`; a peer that reads nothing is aborted after 2 s instead of
+    holding a task (and its socket) until a ping times out."""
+    if last is not None:
+        try:
+            await asyncio.wait_for(ws.send_text(orjson.dumps(last).decode()), 2.0)
+        except Exception:
+            pass
+    await close_or_abort(ws, code, reason)

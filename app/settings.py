@@ -104,7 +104,8 @@ class Settings(BaseModel):
     bench_stats: bool = False
 
     def origins(self) -> frozenset[str]:
-        return frozenset(o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip())
+        return frozenset(o.strip().rstrip("/").lower() for o in self.allowed_origins.split(",")
+                         if o.strip())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":

@@ -41,13 +41,17 @@ def origin_allowed(origin: str | None, host: str | None, settings) -> bool:
     if origin is None:
         return True
     allowed = settings.origins()
-    if "*" in allowed or origin.rstrip("/") in allowed:
+    if "*" in allowed or origin.rstrip("/").lower() in allowed:
         return True
     try:
-        netloc = urlsplit(origin).netloc
+        u = urlsplit(origin)
+        port = u.port or {"http": 80, "https": 443}.get(u.scheme)
+        h = urlsplit("//" + (host or ""))
+        host_port = h.port or {"http": 80, "https": 443}.get(u.scheme)
     except ValueError:
         return False
-    return bool(host) and netloc.lower() == host.lower()
+    # Default ports are the same port written or not (`example.org` is `example.org:443`).
+    return bool(host) and bool(u.hostname) and u.hostname == h.hostname and port == host_port
 
 
 @router.websocket("/ws")

@@ -355,7 +355,9 @@ def test_a_heavy_shared_link_shows_its_replay_progress_then_the_exact_state(serv
     assert progress.text_content().startswith("replaying to 60.000 s")
     shot(page, "e2e-replay-progress")
     page.wait_for_function("document.querySelector('#canvas').dataset.time === '60000'", timeout=30_000)
-    assert progress.is_hidden()
+    # The snapshot after the replay's last words hides the progress line and sets the digest.
+    progress.wait_for(state="hidden", timeout=10_000)
+    page.wait_for_function("document.querySelector('#canvas').dataset.digest.length === 16")
     sim = Simulation(sc)
     sim.run_until(60000)
     assert page.locator("#canvas").get_attribute("data-digest") == sim.digest()

@@ -284,8 +284,11 @@ def test_frames_carry_what_a_page_needs_to_rebuild_its_share_link(client):
         ws.send_json({"type": "control", "do": "pause"})
         ws.send_json({"type": "action", "action": {"do": "crash", "node": "n2"}})
         ev = drain(ws, "events")
-        while "acts" not in ev:
+        for _ in range(50):
+            if "acts" in ev:
+                break
             ev = drain(ws, "events")
+        assert "acts" in ev
         snap = drain(ws, "snapshot")
     acts = hello["actions"] + ev["acts"]
     sc = parse_scenario({**hello["scenario"], "actions": [a for a in acts if a["at"] <= snap["t"]]})
@@ -382,3 +385,109 @@ def test_the_first_linearizability_check_does_not_depend_on_uptime(tmp_path, mon
         s.tick(0.0)
         clock[0] += 0.05
     assert len(calls) == 1
+
+
+# --- found by a review of the fixes above ---------------------------------------------------------
+def test_a_replay_stuck_on_its_socket_gives_its_slot_to_others(tmp_path):
+    st = _settings(tmp_path, max_concurrent_replays=1)
+    m = SessionManager(st, {})
+    heavy = m.create(_nine_nodes(st), None, None, until_ms=3_600_000)
+    light = m.create(default_scenario(st, seed=2), None, None, until_ms=900)
+    stuck, fine = _Stuck(), _Socket()
+
+    async def main():
+        await m.attach(heavy, stuck)
+        await asyncio.sleep(0.2)  # its runner did a slice, then got stuck sending
+        assert heavy.sending_since is not None and heavy.id not in m.replay_gate.active
+        await m.attach(light, fine)
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if light.job is None:
+                break
+        light.closed = heavy.closed = True
+        light.kick(), heavy.kick()
+        return light.job
+
+    assert asyncio.run(main()) is None  # the light link finished its replay meanwhile
+
+
+def test_a_takeover_keeps_the_cpu_a_replay_has_had():
+    g = ReplayGate(1)
+    assert g.enter("a") == 0
+    g.charge("a", 0.3)
+    g.release("a")  # the runner stopped (a detach or a takeover)
+    assert g.used["a"] == 0.3
+    assert g.enter("b") == 0  # a fresh job goes first
+    g.leave("a")  # only a dropped session is forgotten
+    assert "a" not in g.used
+
+
+def test_a_waiter_that_stopped_asking_does_not_block_a_free_slot(monkeypatch):
+    import app.session as session_mod
+
+    now = [100.0]
+    monkeypatch.setattr(session_mod.time, "monotonic", lambda: now[0])
+    g = ReplayGate(1)
+    assert g.enter("busy") == 0
+    assert g.enter("gone") == 1  # waits, then its page goes away
+    g.release("busy")
+    now[0] += 5
+    assert g.enter("next") == 0 and "gone" not in g.waiting
+
+
+def test_live_play_stops_before_a_share_link_would_be_refused(tmp_path):
+    st = _settings(tmp_path, max_replay_events=5000)
+    s = Session("t", st, {}, default_scenario(st, seed=1))
+    s.outbox.clear()
+    s.speed = 10.0
+    for _ in range(400):
+        s.sim_ref, s.wall_ref = s.sim.now_ms, time.monotonic() - 0.5
+        s.tick(0.0)
+        if not s.playing:
+            break
+    assert not s.playing and s.sim.events < 5000
+    errors = [f["message"] for f in s.outbox if f["type"] == "error"]
+    assert errors and "PLAYGROUND_MAX_REPLAY_EVENTS" in errors[-1]
+    from app.limits import decode_share
+    sc, t, _ = decode_share(s.share_payload(), st)
+    again = Session("u", st, {}, sc, until_ms=t)
+    for _ in range(1000):
+        if again.job is None:
+            break
+        again.run_job_slice(0.005)
+    assert not [f for f in again.outbox if f["type"] == "error"]
+    assert again.sim.digest() == s.sim.digest()
+
+
+def test_a_reattach_starts_with_hello_not_the_last_page_s_leftovers(tmp_path):
+    st = _settings(tmp_path)
+    m = SessionManager(st, {})
+    s = m.create(default_scenario(st, seed=1), None, None)
+    s.queue_error("for the old page")
+    ws = _Socket()
+
+    async def main():
+        await m.attach(s, ws, greet=True)
+        await asyncio.sleep(0.1)
+        s.closed = True
+        s.kick()
+
+    asyncio.run(main())
+    import orjson
+    kinds = [orjson.loads(f)["type"] for f in ws.frames]
+    assert kinds[0] == "hello" and "error" not in kinds[:2]
+
+
+@pytest.mark.parametrize("origin,host,ok", [
+    ("https://example.org", "example.org:443", True),
+    ("http://example.org:80", "example.org", True),
+    ("https://example.org", "example.org:8443", False),
+    ("http://[::1]:8000", "[::1]:8000", True),
+    ("null", "example.org", False),
+    ("https://Slides.Example.org", "other", True),
+])
+def test_origin_matching_normalises_ports_and_case(tmp_path, origin, host, ok):
+    from app.routes.ws import origin_allowed
+
+    st = _settings(tmp_path, allowed_origins="https://SLIDES.example.org")
+    assert origin_allowed(origin, host, st) is ok
