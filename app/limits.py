@@ -33,32 +33,44 @@ def check_raw_scenario(data: Any, settings: Settings, where: str = "scenario") -
 
 def check_scenario(sc: Scenario, settings: Settings) -> None:
     """Raise ScenarioError naming the first field over a browser-session limit."""
+    from .protocols import get_adapter  # (here: the adapters import the wire, which imports us)
+
     s = settings
-    if sc.nodes > s.max_nodes:
-        raise ScenarioError(f"scenario.nodes: at most {s.max_nodes} nodes per session "
-                            f"(asked for {sc.nodes})")
+    n = len(sc.layout.ids)
+    if n > s.max_nodes:
+        field = "nodes" if sc.topology is None else "topology"
+        raise ScenarioError(f"scenario.{field}: at most {s.max_nodes} nodes per session "
+                            f"(asked for {n})")
     check_actions_count(len(sc.actions), s)
     wl = sc.workload
     if wl is not None:
-        if wl.clients > s.max_workload_clients:
+        clients, rate, keys = workload_size(wl)
+        if clients > s.max_workload_clients:
             raise ScenarioError(f"scenario.workload.clients: at most {s.max_workload_clients} "
-                                f"clients in the browser (asked for {wl.clients})")
-        if wl.rate_per_s > s.max_workload_rate_per_s:
+                                f"clients in the browser (asked for {clients})")
+        if rate > s.max_workload_rate_per_s:
             raise ScenarioError(f"scenario.workload.rate_per_s: at most "
                                 f"{s.max_workload_rate_per_s:g} operations per second in the "
-                                f"browser (asked for {wl.rate_per_s:g})")
-        if wl.keys > s.max_workload_keys:
+                                f"browser (asked for {rate:g})")
+        if keys > s.max_workload_keys:
             raise ScenarioError(f"scenario.workload.keys: at most {s.max_workload_keys} keys in the "
-                                f"browser (asked for {wl.keys})")
+                                f"browser (asked for {keys})")
     if sc.nemesis is not None and sc.nemesis.interval_ms < s.min_nemesis_interval_ms:
         raise ScenarioError(f"scenario.nemesis.interval_ms: at least {s.min_nemesis_interval_ms:g} "
                             f"ms between faults in the browser (asked for {sc.nemesis.interval_ms:g})")
-    cfg = sc.config
-    for name in ("heartbeat_ms", "election_timeout_ms_min", "client_timeout_ms"):
-        v = getattr(cfg, name, None)  # (a protocol without the field has no such timer)
-        if v is not None and v < s.min_timer_ms:
+    # The protocol's timers, as its adapter names them: a hair-trigger timer is work per ms.
+    for name, v in get_adapter(sc.protocol).timers(sc.config).items():
+        if v < s.min_timer_ms:
             raise ScenarioError(f"scenario.config.{name}: at least {s.min_timer_ms:g} ms in the "
                                 f"browser (asked for {v:g})")
+
+
+def workload_size(wl) -> tuple[int, float, int]:
+    """(clients, operations per second, keys) of any workload kind (a field it lacks counts 0;
+    an open-loop arrival process has no clients, so it counts as one)."""
+    rate = getattr(wl, "rate_per_s", 0) or 0
+    clients = getattr(wl, "clients", 1 if rate else 0)
+    return clients, rate, getattr(wl, "keys", 0) or 0
 
 
 def check_replay(sc: Scenario, t_ms: float, settings: Settings, where: str = "t") -> None:
@@ -69,11 +81,12 @@ def check_replay(sc: Scenario, t_ms: float, settings: Settings, where: str = "t"
         raise ScenarioError(f"{where}: at most {s.max_replay_ms:g} ms can be replayed "
                             f"(asked for {t_ms:g})")
     wl = sc.workload
-    if wl is not None and wl.clients > 0 and wl.rate_per_s > 0:
-        ops = wl.rate_per_s * t_ms / 1000
+    clients, rate, _keys = workload_size(wl) if wl is not None else (0, 0, 0)
+    if clients > 0 and rate > 0:
+        ops = rate * t_ms / 1000
         if ops > s.max_replay_ops:
-            limit_ms = s.max_replay_ops / wl.rate_per_s * 1000
-            raise ScenarioError(f"{where}: with workload.rate_per_s = {wl.rate_per_s:g} at most "
+            limit_ms = s.max_replay_ops / rate * 1000
+            raise ScenarioError(f"{where}: with workload.rate_per_s = {rate:g} at most "
                                 f"{limit_ms:g} ms can be replayed ({s.max_replay_ops} client "
                                 f"operations; asked for {t_ms:g} ms)")
 

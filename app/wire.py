@@ -71,13 +71,14 @@ class Lesson(_In):
 
 
 class Configure(_In):
-    """Restart the cluster with a different shape: node count, mutations, Raft extensions."""
+    """Restart the world with a different shape: node count, mutations, the protocol's own
+    switches (`options`: {name: bool}, names and values checked by the protocol's adapter),
+    background clients."""
 
     do: Literal["configure"]
     nodes: int | None = Field(None, ge=1, le=51)
     mutations: list[str] | None = Field(None, max_length=20)
-    pre_vote: bool | None = None
-    check_quorum: bool | None = None
+    options: dict[str, Any] | None = Field(None, max_length=20)
     workload: bool | None = None
 
 

@@ -1,21 +1,39 @@
-"""Protocol adapters: how the web app shows one protocol (labels, node summaries, words).
+"""Protocol adapters: how the web app shows one protocol (labels, node summaries, words, switches).
 
-The session, the frame stream and the canvas are protocol-agnostic; everything that knows what a
-RequestVote is lives in one adapter per protocol, looked up by the scenario's `protocol` field.
-Paxos, the coordination service and the load balancers add an adapter here and a renderer module in
-`static/js/protocols/`.
+The session, the frame stream, the routes and the page's generic code are protocol-agnostic;
+everything that knows a protocol's messages and fields lives in one adapter per protocol
+(`base.Adapter` says what an adapter provides), looked up by the scenario's `protocol` field.
+Adding a protocol is an adapter file here, one line in `ADAPTERS`, and a page module in
+`static/js/protocols/` (registered in its `index.js`).
 """
 
 from __future__ import annotations
 
+from engine.protocols import DEFAULT_PROTOCOL, REGISTRY as ENGINE_REGISTRY
+
+from .base import Adapter, live_workload
 from .raft import RaftAdapter
 
-ADAPTERS = {"raft": RaftAdapter}
+ADAPTERS: dict[str, type[Adapter]] = {"raft": RaftAdapter}
+
+_instances: dict[str, Adapter] = {}
 
 
-def get_adapter(protocol: str):
-    try:
-        return ADAPTERS[protocol]()
-    except KeyError:
-        raise ValueError(f"protocol: unknown protocol {protocol!r} "
-                         f"(known: {', '.join(sorted(ADAPTERS))})") from None
+def available() -> list[str]:
+    """The protocols the page can open: those with an engine spec and an adapter."""
+    return sorted(p for p in ADAPTERS if p in ENGINE_REGISTRY)
+
+
+def get_adapter(protocol: str) -> Adapter:
+    """The adapter of `protocol` (one shared instance: adapters hold no per-session state)."""
+    a = _instances.get(protocol)
+    if a is None:
+        try:
+            a = _instances[protocol] = ADAPTERS[protocol]()
+        except (KeyError, TypeError):
+            raise ValueError(f"protocol: unknown protocol {str(protocol)[:40]!r} "
+                             f"(known: {', '.join(available())})") from None
+    return a
+
+
+__all__ = ["ADAPTERS", "DEFAULT_PROTOCOL", "Adapter", "available", "get_adapter", "live_workload"]

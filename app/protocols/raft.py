@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .base import Adapter
+
 
 def _value(v: Any) -> str:
     if isinstance(v, (list, tuple)) and len(v) == 2:
@@ -22,9 +24,52 @@ def op_label(op: str, key: str, value: Any) -> str:
 KV_PER_TICK = 20  # keys of a node's store in a per-tick summary (snapshots carry them all)
 
 
-class RaftAdapter:
+class RaftAdapter(Adapter):
     protocol = "raft"
+    title = "Raft"
     roles = ("follower", "pre-candidate", "candidate", "leader", "down")
+    options = {
+        "pre_vote": "Candidates first ask whether they could win, so a node that was cut off does "
+                    "not disrupt the cluster when it comes back (thesis \u00a79.6).",
+        "check_quorum": "A leader that has not heard from a majority steps down (thesis \u00a76.2).",
+    }
+    intro = {
+        "title": "A live Raft cluster",
+        "paragraphs": (
+            "Five servers elect a leader and replicate a log. Each circle is a server: its colour "
+            "and its label give its role, the number is its term, the ring drains as its election "
+            "timer runs.",
+            "Click a server to crash, restart or pause it, force an election, or send it a client "
+            "request. Click a link to cut it and click it again to heal it (Shift-click: one "
+            "direction only). Drag the timeline back to rewind; acting after a rewind forks "
+            "history.",
+        ),
+        "suggest": "crash the leader (press R) and watch the others elect a new one in a higher term.",
+    }
+    shortcuts = (("C", "send a client write to the leader"),
+                 ("R", "crash the leader (restart it with a click)"))
+
+    def hello(self, scenario) -> dict:
+        """The election timeout range: the page's timer rings drain over its upper end."""
+        cfg = scenario.config
+        return {"timeout_ms": [cfg.election_timeout_ms_min, cfg.election_timeout_ms_max]}
+
+    def timers(self, config) -> dict[str, float]:
+        return {name: getattr(config, name)
+                for name in ("heartbeat_ms", "election_timeout_ms_min", "client_timeout_ms")}
+
+    def told(self, v: dict) -> tuple:
+        """(role, term, voted_for, commit) as `describe` last told them."""
+        role = "down" if v["status"] == "down" else ("follower" if v["role"] == "pre-candidate" else v["role"])
+        return (role, v["term"], v["voted_for"], v["commit"])
+
+    def deltas(self, rec: dict) -> list[tuple[str, Any]]:
+        """A log change: `["log", [node, keep, [entry, ...]]]` (keep the first `keep` entries,
+        then append)."""
+        lg = rec.get("log")
+        if lg is None:
+            return []
+        return [("log", [rec["node"], lg["keep"], [self.entry(e) for e in lg["append"]]])]
 
     # --- the wire --------------------------------------------------------------------------------
     @staticmethod
@@ -121,8 +166,7 @@ class RaftAdapter:
                 return f"{n} moved to term {term}"
             return None
         if t == "fault":
-            who = "nemesis" if rec.get("by") == "nemesis" else "you"
-            return f"{'Nemesis' if who == 'nemesis' else 'You'}: {self.fault_words(rec)}"
+            return self.fault_sentence(rec)
         if t == "client":
             op = rec["op"]
             what = op_label(rec.get("f"), rec.get("key"), rec.get("value"))
@@ -136,38 +180,12 @@ class RaftAdapter:
             return f"client {c}: {what} \u2192 timed out (outcome unknown)"
         return None
 
-    @staticmethod
-    def fault_words(rec: dict) -> str:
+    def fault_words(self, rec: dict) -> str:
         do = rec.get("do")
-        if do in ("crash", "restart", "pause", "resume"):
-            return {"crash": "crashed", "restart": "restarted", "pause": "paused",
-                    "resume": "resumed"}[do] + f" {rec['node']}"
         if do == "timeout":
             return f"forced an election timeout on {rec['node']}"
-        if do == "partition":
-            return "partitioned the cluster into " + " | ".join(
-                "{" + ", ".join(g) + "}" for g in rec.get("groups", []))
-        if do == "cut":
-            arrow = "\u2194" if rec.get("both", True) else "\u2192"
-            return f"cut the link {rec['from']} {arrow} {rec['to']}"
-        if do == "heal":
-            if rec.get("from") is None:
-                return "healed every partition and cut"
-            arrow = "\u2192" if rec.get("both") is False else "\u2194"
-            return f"healed the link {rec['from']} {arrow} {rec['to']}"
         if do == "request":
             return f"sent {op_label(rec.get('op', 'write'), rec.get('key', 'k1'), rec.get('value'))} to {rec['node']}"
-        if do == "set_link":
-            parts = []
-            if rec.get("latency_ms") is not None:
-                lo, hi = rec["latency_ms"]
-                parts.append(f"latency {lo:g}-{hi:g} ms")
-            if rec.get("loss") is not None:
-                parts.append(f"loss {rec['loss'] * 100:g}%")
-            if rec.get("duplicate") is not None:
-                parts.append(f"duplication {rec['duplicate'] * 100:g}%")
-            where = "every link" if rec.get("from") == "*" else f"{rec['from']}-{rec['to']}"
-            return f"set {', '.join(parts) or 'nothing'} on {where}"
         if do == "transfer":
             return f"asked {rec['node']} to transfer leadership to {rec['to']}"
-        return str(do)
+        return super().fault_words(rec)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from engine.scenario import ScenarioError
 
 from ..limits import decode_share, quote
-from ..protocols import ADAPTERS
+from ..protocols import DEFAULT_PROTOCOL, available
 from ..session import TokenBucket, default_scenario
 from ..sessions import Full
 from ..wire import BadInput, parse_attach
@@ -81,10 +81,11 @@ async def stream(websocket: WebSocket):
             return
         greet = True
     else:
-        protocol = q.get("protocol", "raft")
-        if protocol not in ADAPTERS:
+        protocol = q.get("protocol", DEFAULT_PROTOCOL)
+        if protocol not in available():
             errors.append(f"protocol: {quote(protocol)} is not available yet (available: "
-                          f"{', '.join(sorted(ADAPTERS))}); showing raft")
+                          f"{', '.join(available())}); showing {DEFAULT_PROTOCOL}")
+            protocol = DEFAULT_PROTOCOL
         speed = None
         if q.get("speed"):
             try:
@@ -95,7 +96,7 @@ async def stream(websocket: WebSocket):
                 errors.append(f"speed: {quote(q['speed'])} is not a speed between {settings.min_speed:g} "
                               f"and {settings.max_speed:g} (1 = real time)")
                 speed = None
-        scenario, lesson, until, playing = default_scenario(settings), None, 0.0, True
+        scenario, lesson, until, playing = default_scenario(settings, protocol=protocol), None, 0.0, True
         name = q.get("scenario")
         if name:
             lf = app.state.lessons.get(name)
@@ -118,7 +119,8 @@ async def stream(websocket: WebSocket):
         except ScenarioError as e:  # the scenario itself is over a cap: fall back to a live cluster
             errors.append(str(e))
             try:
-                session = manager.create(default_scenario(settings), None, speed, client=client)
+                session = manager.create(default_scenario(settings, protocol=protocol), None, speed,
+                                         client=client)
             except Full as e2:
                 await _refuse(websocket, str(e2), 1013)
                 return

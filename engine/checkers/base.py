@@ -10,6 +10,11 @@ class Checker(ABC):
     name = "?"
     explains = ""
     record_types: tuple[str, ...] | None = ("state",)  # the record types it reads; None: all
+    # What kind of checker it is (the page reads these, never names): `search` checkers are run
+    # on demand (`check(budget)`, verdict in `result`: True, False, or None when the budget ran
+    # out); `shown` is False for helpers that report nothing (a mirror of the cluster's state).
+    search = False
+    shown = True
 
     def __init__(self, seed: int, servers: list[str]):
         self.seed = seed

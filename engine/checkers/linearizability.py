@@ -163,6 +163,7 @@ class LinearizabilityChecker(Checker):
     """The clients' read/write/cas history is linearizable (checked on demand: it is a search)."""
 
     name = "Linearizability"
+    search = True
     record_types = ("client",)
     explains = ("Every client operation appears to take effect at one instant between its "
                 "invocation and its response.")

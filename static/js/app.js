@@ -10,13 +10,16 @@ const body = document.body;
 const SPEED_MIN = parseFloat(body.dataset.speedMin), SPEED_MAX = parseFloat(body.dataset.speedMax);
 
 const state = {
-  layout: {nodes: [], clients: []}, nodes: {}, logs: {}, flight: new Map(), flightRev: 0, net: null, inv: [],
+  layout: {nodes: [], clients: []}, topology: {nodes: [], links: []}, nodes: {}, logs: {},
+  flight: new Map(), flightRev: 0, net: null, inv: [],
   t: 0, recvAt: performance.now(), playing: true, speed: parseFloat(body.dataset.speedDefault),
-  horizon: 0, end: 0, digest: "", timeoutMax: 300, session: null, secret: null, timeline: [],
-  scenario: null, lesson: null,
-  mutations: {}, activeMutations: [], frameMs: 50, logWindow: 200,
+  horizon: 0, end: 0, digest: "", extras: {}, session: null, secret: null, timeline: [],
+  scenario: null, lesson: null, manual: false, waiting: new Set(), waitingRev: 0,
+  mutations: {}, activeMutations: [], options: {}, frameMs: 50, logWindow: 200,
 };
-let proto = getProtocol(body.dataset.protocol);
+// The page module of the protocol (static/js/protocols/): an unknown one is an error on the page.
+let proto = null;
+try { proto = getProtocol(body.dataset.protocol); } catch (e) { proto = null; protoError(e); }
 let canvas = null;
 let ws = null;
 let fatal = false;
@@ -37,7 +40,16 @@ function wsUrl() {
   return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws?${q}`;
 }
 
+function protoError(e) {
+  fatal = true;
+  const n = document.querySelector("#notice");
+  n.textContent = `${e.message}. Pick a protocol above.`;
+  n.hidden = false;
+  document.querySelector("#conn").textContent = "no protocol";
+}
+
 function connect() {
+  if (!proto) return;
   const attaching = !!state.session;
   ws = new WebSocket(wsUrl());
   setConn("connecting…");
@@ -191,14 +203,19 @@ function onHello(f) {
   state.end = f.end;
   state.frameMs = f.limits.frame_interval_ms;
   if (f.limits.log_window) state.logWindow = f.limits.log_window;
-  state.timeoutMax = f.timeout_ms[1];
+  state.extras = f.extras || {};
+  state.options = f.options || {};
+  state.topology = f.topology;
   state.nodes = {}; state.logs = {}; state.flight = new Map();
-  proto = getProtocol(f.protocol);
-  $("#proto-name").textContent = f.protocol[0].toUpperCase() + f.protocol.slice(1);
-  canvas = new Canvas($("#canvas"), proto, {nodeClick, linkClick, linkMenu});
-  canvas.layout(f.layout.nodes, f.layout.clients);
-  $("#canvas").setAttribute("aria-label", `${f.protocol} cluster of ${f.layout.nodes.length} servers`);
+  state.waiting = new Set(); state.manual = false; state.waitingRev++;
+  try { proto = getProtocol(f.protocol); } catch (e) { protoError(e); if (ws) ws.close(); return; }
+  canvas = new Canvas($("#canvas"), proto, {nodeClick, linkClick, linkMenu, pillClick});
+  canvas.layout(f.topology, f.layout.clients);
+  $("#canvas").setAttribute("aria-label", `${f.title || f.protocol}: ${f.layout.nodes.length} nodes`);
+  $("#btn-request").textContent = proto.requestLabel || "Client request";
+  $("#log-panel").setAttribute("aria-label", proto.panelLabel || "State");
   renderLegend();
+  renderWaiting();
   syncForms();
   const picker = $("#lesson-picker");
   const name = f.lesson ? f.lesson.name : "";
@@ -219,13 +236,10 @@ function onSnapshot(f) {
   state.horizon = f.horizon;
   state.end = f.end;
   state.nodes = {};
-  for (const [id, n] of Object.entries(f.nodes)) {
-    state.logs[id] = {base: n.log_base, entries: n.log};
-    delete n.log; delete n.log_base;
-    state.nodes[id] = n;
-  }
+  for (const [id, n] of Object.entries(f.nodes)) state.nodes[id] = proto.ingest ? proto.ingest(state, id, n) : n;
   state.flight = new Map(f.flight.map((m) => [m[0], m]));
   state.flightRev++;
+  setWaiting(f.manual, f.waiting);
   state.net = f.net;
   state.inv = f.inv;
   if (canvas) {
@@ -266,17 +280,11 @@ function onEvents(f) {
     if (canvas) canvas.updateNodes(state, Object.keys(f.nodes));
     logDirty = true;
   }
-  if (f.logd) {
-    for (const [id, keep, entries] of f.logd) {
-      const lg = state.logs[id] || (state.logs[id] = {base: 0, entries: []});
-      const k = Math.max(0, keep - lg.base);
-      lg.entries.length = Math.min(lg.entries.length, k);
-      lg.entries.push(...entries);
-      const extra = lg.entries.length - state.logWindow;
-      if (extra > 0) { lg.entries.splice(0, extra); lg.base += extra; }
-    }
+  if (f.deltas) {
+    if (proto.applyDeltas) proto.applyDeltas(state, f.deltas);
     logDirty = true;
   }
+  if (f.waiting) setWaiting(f.manual, f.waiting);
   if (f.ev) addEvents(f.ev);
   if (f.net) { state.net = f.net; if (canvas) canvas.updateNet(f.net); renderNetForm(); }
   if (f.inv) { state.inv = f.inv; renderInvariants(); }
@@ -359,15 +367,72 @@ function renderInvariants() {
     if (v.ok === null) unknown++;
     ul.appendChild(li);
   }
+  // The checkers that search (linearizability) run on demand: a button names them.
+  const searches = state.inv.filter((v) => v.search).map((v) => v.name.toLowerCase());
+  const chk = $("#btn-check");
+  chk.hidden = !searches.length;
+  if (searches.length) { chk.textContent = `Check ${searches.join(" and ")} now`; chk.setAttribute("aria-label", chk.textContent); }
   const b = $("#inv-badge");
   b.textContent = bad ? `${bad} broken` : unknown ? "?" : "ok";
   b.className = `badge ${bad ? "bad" : "ok"}`;
 }
 
 function renderLegend() {
-  $("#legend").innerHTML = proto.legend.map(([cls, label]) => `<span class="lg role-${cls}"><i></i>${label}</span>`).join("") +
-    `<span class="lg ring"><i></i>election timer</span><span class="lg cutk"><i></i>cut (→ blocked way)</span>`;
+  const lg = $("#legend");
+  lg.textContent = "";
+  const item = (cls, label) => {
+    const s = document.createElement("span");
+    s.className = `lg ${cls}`;
+    s.append(document.createElement("i"), label);
+    lg.append(s);
+  };
+  for (const [cls, label] of proto.legend) item(`role-${cls}`, label);
+  if (proto.ringLabel) item("ring", proto.ringLabel);
+  item("cutk", "cut (→ blocked way)");
+  item("waitk", "⏸ waiting (manual delivery)");
 }
+
+// --- manual delivery: messages wait on their links until a click moves them -------------------
+function setWaiting(manual, ids) {
+  state.manual = !!manual;
+  state.waiting = new Set(ids || []);
+  state.waitingRev++;
+  renderWaiting();
+}
+
+function renderWaiting() {
+  const btn = $("#btn-manual");
+  btn.setAttribute("aria-pressed", String(state.manual));
+  btn.textContent = state.manual ? "Manual delivery: on" : "Manual delivery";
+  const bar = $("#waiting-bar"), list = $("#waiting-list");
+  bar.hidden = !state.manual && !state.waiting.size;
+  list.textContent = "";
+  for (const id of state.waiting) {
+    const m = state.flight.get(id);
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "waiting-msg";
+    b.dataset.msg = String(id);
+    b.textContent = m ? `${m[5]} ${m[1]}→${m[2]}` : `#${id}`;
+    b.setAttribute("aria-label", m ? `message ${id}: ${m[5]} from ${m[1]} to ${m[2]}, waiting` : `message ${id}, waiting`);
+    b.addEventListener("click", (ev) => { ev.stopPropagation(); pillClick(id, ev); });
+    list.append(b);
+  }
+  if (state.manual && !state.waiting.size) list.textContent = "nothing yet (messages stop here as they arrive)";
+}
+
+function pillClick(id, ev) {
+  const m = state.flight.get(id);
+  const what = m ? `${m[5]} · ${m[1]} → ${m[2]}` : `message ${id}`;
+  if (!state.waiting.has(id)) return toast(`${what} is not waiting (switch manual delivery on first)`);
+  openMenu(ev, `#${id} ${what}`, [
+    [`Deliver now`, () => act({do: "deliver", id})],
+    [`Drop`, () => act({do: "drop", id})],
+    [`Duplicate`, () => act({do: "duplicate", id})],
+  ]);
+}
+
+function toggleManual() { act({do: "manual", on: !state.manual}); }
 
 function renderNetForm() {
   if (!state.net) return;
@@ -383,7 +448,7 @@ function syncForms() {
   const n = state.layout.nodes.length;
   for (const r of document.querySelectorAll('input[name="nodes"]')) r.checked = parseInt(r.value) === n;
   for (const c of document.querySelectorAll('input[name="mutation"]')) c.checked = state.activeMutations.includes(c.value);
-  const cfg = state.scenario ? state.scenario.config : {};
+  const cfg = state.scenario ? state.scenario.config || {} : {};
   for (const c of document.querySelectorAll('input[name="ext"]')) {
     if (c.value === "workload") c.checked = !!(state.scenario && state.scenario.workload);
     else c.checked = !!cfg[c.value];
@@ -434,7 +499,7 @@ function frame(ts) {
       if (!scrubbing) sc.value = String(state.t);
       $("#horizon-label").textContent = `of ${(state.horizon / 1000).toFixed(1)} s`;
       updateTimeBar();
-      if (logDirty) { logDirty = false; proto.renderLog($("#log-panel"), state, body.classList.contains("projector")); }
+      if (logDirty) { logDirty = false; proto.renderPanel($("#log-panel"), state, body.classList.contains("projector")); }
     }
   }
   window.__fps = (window.__fps || 0) + 1;
@@ -442,22 +507,12 @@ function frame(ts) {
 }
 
 // --- clicks ----------------------------------------------------------------------------------
-function leader() {
-  return state.layout.nodes.find((id) => state.nodes[id] && state.nodes[id].role === "leader" && state.nodes[id].status === "up");
-}
-let writeValue = 1;
-
-function nodeAction(id, what) {
-  closeMenu();
-  if (what === "write") return act({do: "request", node: id, op: "write", key: "k1", value: writeValue++});
-  if (what === "read") return act({do: "request", node: id, op: "read", key: "k1"});
-  if (what === "transfer") {
-    const l = leader();
-    if (!l) return toast("there is no leader to transfer from");
-    if (l === id) return toast(`${id} is already the leader`);
-    return act({do: "transfer", node: l, to: id});
-  }
-  act({do: what, node: id});
+// A module's menu item or key gives {action} (sent as an ordinary action) or {say} (told only).
+function run(item) {
+  if (!item) return;
+  if (item.say) return toast(item.say);
+  const a = typeof item.action === "function" ? item.action() : item.action;
+  if (a) act(a);
 }
 
 function nodeClick(id, ev) {
@@ -469,7 +524,13 @@ function nodeClick(id, ev) {
   }
   const n = state.nodes[id];
   if (!n) return;
-  openMenu(ev, `${id} · ${proto.look(n).words} · term ${n.term}`, proto.menu(id, n).map(([what, label]) => [label, () => nodeAction(id, what)]));
+  const items = proto.menu(id, n, state).map((it) => [it.label, () => run(it)]);
+  // Every protocol: the timers the node has set can be fired now (recorded as a `fire` action).
+  const words = proto.timerWords || ((t) => `${t} timer`);
+  for (const timer of Object.keys(n.timers || {})) {
+    items.push([`Fire ${words(timer)}`, () => act({do: "fire", node: id, timer})]);
+  }
+  openMenu(ev, proto.menuTitle ? proto.menuTitle(id, n) : id, items);
 }
 
 const HINT = "Click a node for its menu · a link to cut it, a cut link to heal it · Shift-click: one way";
@@ -566,16 +627,7 @@ function markPicked() {
   }
 }
 
-function requestToLeader() {
-  const l = leader() || state.layout.nodes[0];
-  act({do: "request", node: l, op: "write", key: "k1", value: writeValue++});
-}
-
-function crashLeader() {
-  const l = leader();
-  if (!l) return toast("no leader right now");
-  act({do: "crash", node: l});
-}
+function clientRequest() { if (proto.request) run(proto.request(state)); }
 
 function setProjector(on) {
   body.classList.toggle("projector", on);
@@ -616,7 +668,16 @@ function wire() {
   sc.addEventListener("pointerup", () => { scrubbing = false; });
   $("#btn-heal").addEventListener("click", () => act({do: "heal"}));
   $("#btn-partition").addEventListener("click", togglePartition);
-  $("#btn-request").addEventListener("click", requestToLeader);
+  $("#btn-request").addEventListener("click", clientRequest);
+  $("#btn-manual").addEventListener("click", toggleManual);
+  $("#protocol-picker").addEventListener("change", (e) => {
+    // Another protocol is another session: open it fresh (no share link, no lesson).
+    const q = new URLSearchParams();
+    if (body.classList.contains("projector")) q.set("projector", "1");
+    if (params.get("speed")) q.set("speed", params.get("speed"));
+    q.set("protocol", e.target.value);
+    location.search = q.toString();
+  });
   $("#btn-share").addEventListener("click", () => control({do: "share"}));
   $("#btn-export").addEventListener("click", () => { pendingExport = true; control({do: "share"}); });
   $("#btn-projector").addEventListener("click", () => setProjector(!body.classList.contains("projector")));
@@ -659,16 +720,13 @@ function wire() {
     if (t.name === "nodes") control({do: "configure", nodes: parseInt(t.value)});
     else if (t.name === "mutation") {
       control({do: "configure", mutations: [...document.querySelectorAll('input[name="mutation"]:checked')].map((c) => c.value)});
-    } else if (t.name === "ext") control({do: "configure", [t.value]: t.checked});
+    } else if (t.name === "ext") {
+      if (t.value === "workload") control({do: "configure", workload: t.checked});
+      else control({do: "configure", options: {[t.value]: t.checked}});
+    }
   });
   document.body.addEventListener("htmx:afterSwap", syncForms);
-  // A log cell's entry, on click or tap (not only in a hover tooltip: projectors and touch screens).
-  $("#log-panel").addEventListener("click", (e) => {
-    const td = e.target.closest("td[data-what]");
-    if (!td) return;
-    state.logDetail = td.dataset.what;
-    $("#log-panel .log-detail").textContent = state.logDetail;
-  });
+  $("#log-panel").addEventListener("click", (e) => { if (proto && proto.panelClick) proto.panelClick(e, state, $("#log-panel")); });
   for (const tab of document.querySelectorAll('[role="tab"]')) {
     tab.addEventListener("click", () => showTab(tab.dataset.tab));
   }
@@ -694,13 +752,13 @@ function onKey(e) {
   else if (k === "ArrowRight" && tag !== "input") { e.preventDefault(); control({do: "seek", t: Math.min(state.horizon, state.t + 100)}); }
   else if (k === "+" || k === "=") control({do: "speed", value: Math.min(SPEED_MAX, +(state.speed * 2).toPrecision(3))});
   else if (k === "-" || k === "_") control({do: "speed", value: Math.max(SPEED_MIN, +(state.speed / 2).toPrecision(3))});
-  else if (k === "c" || k === "C") requestToLeader();
-  else if (k === "r" || k === "R") crashLeader();
   else if (k === "h" || k === "H") act({do: "heal"});
+  else if (k === "m" || k === "M") toggleManual();
   else if (k === "g" || k === "G") togglePartition();
   else if (k === "s" || k === "S") control({do: "share"});
   else if (k === "p" || k === "P") setProjector(!body.classList.contains("projector"));
   else if (k === "?") { const d = $("#help"); d.open ? d.close() : d.showModal(); }
+  else if (proto && proto.keys && proto.keys[k.toLowerCase()] && k.length === 1) run(proto.keys[k.toLowerCase()](state));
   else if (k === "Escape") { closeMenu(); if (partitionPick) { partitionPick = null; markPicked(); $("#btn-partition").setAttribute("aria-pressed", "false"); $("#btn-partition").textContent = "Partition…"; } }
 }
 

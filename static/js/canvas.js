@@ -1,7 +1,10 @@
 // The canvas: a pure function from the client-side state (built from frames only) to pictures.
-// Protocol-agnostic: nodes on a circle, clients in the middle, faint links between every pair,
-// messages as labelled pills placed by their send/arrive times. What a role looks like and what
-// a node's badge says come from the protocol module (static/js/protocols/).
+// Protocol-agnostic: nodes where the protocol module's layout puts them (a circle by default),
+// clients in the middle, the links the topology draws (hello.topology.links), messages as
+// labelled pills placed by their send/arrive times. What a node looks like, its label, badge and
+// timer ring, and the pill palette come from the protocol module (static/js/protocols/).
+// Messages waiting on their links (manual delivery) are drawn at their destination's end with a
+// dashed outline, and can be clicked (`handlers.pillClick`).
 //
 // Two layers. The SVG holds what changes a few times a second and what people and tests click
 // and read (nodes, links, their data-* hooks). Message pills move every animation frame, so they
@@ -23,7 +26,8 @@ export class Canvas {
   constructor(svg, proto, handlers) {
     this.svg = svg;
     this.proto = proto;
-    this.handlers = handlers; // {nodeClick(id, ev), linkClick(a, b, ev), linkMenu(a, b, ev)}
+    this.handlers = handlers; // {nodeClick(id, ev), linkClick(a, b, ev, nearer), linkMenu(a, b, ev), pillClick(id, ev)}
+    this.pillHits = []; // [x0, y0, x1, y1, id] of the waiting pills drawn, in SVG units
     this.pos = {};
     this.nodeEls = {};
     this.linkEls = {};
@@ -33,20 +37,29 @@ export class Canvas {
     this._drawKey = "";
   }
 
-  layout(nodes, clients) {
+  layout(topology, clients) {
+    // topology: {nodes: [[id, kind], ...], links: [[a, b], ...]} as the hello frame sends it.
     const svg = this.svg;
     svg.textContent = "";
     this.pos = {};
     this.nodeEls = {};
     this.linkEls = {};
     this._mountLayer();
-    const n = nodes.length;
-    this.nodeR = n <= 3 ? 80 : n <= 5 ? 76 : n <= 7 ? 64 : 54;
-    nodes.forEach((id, i) => {
-      const a = -Math.PI / 2 + (2 * Math.PI * i) / n;
-      this.pos[id] = [RING_R * Math.cos(a), RING_R * Math.sin(a)];
-    });
-    clients.forEach((id) => { this.pos[id] = [0, 0]; });
+    const nodes = topology.nodes.map((x) => x[0]);
+    const placed = this.proto.layout ? this.proto.layout(topology, clients) : circleLayout(nodes);
+    this.nodeR = placed.nodeR;
+    for (const id of nodes) this.pos[id] = placed.pos[id];
+    clients.forEach((id) => { this.pos[id] = placed.pos[id] || [0, 0]; });
+    if (!svg._pillClicks) {
+      // A click on a waiting pill (drawn on the layer above, which lets clicks through) goes to
+      // the pill, before any link or node under it.
+      svg._pillClicks = true;
+      svg.addEventListener("click", (ev) => {
+        const c = svg._canvas, id = c && c.pillAt(ev);
+        if (id != null) { ev.stopPropagation(); ev.preventDefault(); c.handlers.pillClick(id, ev); }
+      }, true);
+    }
+    svg._canvas = this;
     const defs = el("defs", {}, svg);
     const mk = el("marker", {id: "cut-arrow", viewBox: "0 0 10 10", refX: "5", refY: "5",
       markerWidth: "5", markerHeight: "5", orient: "auto-start-reverse"}, defs);
@@ -54,10 +67,9 @@ export class Canvas {
     this.gLinks = el("g", {class: "links"}, svg);
     this.gClients = el("g", {class: "clients"}, svg);
     this.gNodes = el("g", {class: "nodes"}, svg);
-    // Links: every pair, a visible wire plus a wide transparent hit area.
-    for (let i = 0; i < n; i++) {
-      for (let j = i + 1; j < n; j++) {
-        const a = nodes[i], b = nodes[j];
+    // Links: the topology's, each a visible wire plus a wide transparent hit area.
+    for (const [a, b] of topology.links) {
+      {
         const [x1, y1] = this.pos[a], [x2, y2] = this.pos[b];
         const g = el("g", {class: "link", "data-link": `${a}-${b}`, "data-cut": "none",
           role: "button", "aria-label": `link ${a}-${b}: click to cut`}, this.gLinks);
@@ -85,8 +97,7 @@ export class Canvas {
     this.ringC = C;
     for (const id of nodes) {
       const [x, y] = this.pos[id];
-      const g = el("g", {class: "node", "data-node": id, "data-role": "follower", "data-term": "0",
-        "data-status": "up", transform: `translate(${x.toFixed(1)},${y.toFixed(1)})`, tabindex: "0",
+      const g = el("g", {class: "node", "data-node": id, "data-role": "", "data-status": "up", transform: `translate(${x.toFixed(1)},${y.toFixed(1)})`, tabindex: "0",
         role: "button", "aria-label": `${id}`, style: `--s:${(this.nodeR / 76).toFixed(3)}`}, this.gNodes);
       el("circle", {class: "ring-bg", r: this.nodeR + 11}, g);
       const ring = el("circle", {class: "ring", r: this.nodeR + 11, "stroke-dasharray": C.toFixed(1),
@@ -95,7 +106,7 @@ export class Canvas {
       const tid = el("text", {class: "nid", y: -this.nodeR * 0.30}, g);
       tid.textContent = id;
       const trole = el("text", {class: "nrole", y: this.nodeR * 0.14}, g);
-      const tterm = el("text", {class: "nterm", y: this.nodeR * 0.52}, g);
+      const tsub = el("text", {class: "nterm", y: this.nodeR * 0.52}, g);
       const cross = el("g", {class: "cross"}, g);
       const k = this.nodeR * 0.72;
       el("line", {x1: -k, y1: -k, x2: k, y2: k}, cross);
@@ -105,8 +116,27 @@ export class Canvas {
       g.addEventListener("keydown", (ev) => {
         if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); ev.stopPropagation(); this.handlers.nodeClick(id, ev); }
       });
-      this.nodeEls[id] = {g, ring, trole, tterm, badge};
+      this.nodeEls[id] = {g, ring, trole, tsub, badge};
     }
+  }
+
+  _svgPoint(ev) {
+    const pt = this.svg.createSVGPoint();
+    pt.x = ev.clientX; pt.y = ev.clientY;
+    const m = this.svg.getScreenCTM();
+    return m ? pt.matrixTransform(m.inverse()) : null;
+  }
+
+  pillAt(ev) {
+    // The waiting pill under a click (the last drawn is on top), or null.
+    if (!this.pillHits.length || (!ev.clientX && !ev.clientY)) return null;
+    const p = this._svgPoint(ev);
+    if (!p) return null;
+    for (let i = this.pillHits.length - 1; i >= 0; i--) {
+      const [x0, y0, x1, y1, id] = this.pillHits[i];
+      if (p.x >= x0 && p.x <= x1 && p.y >= y0 && p.y <= y1) return id;
+    }
+    return null;
   }
 
   _nearer(a, b, ev) {
@@ -129,14 +159,16 @@ export class Canvas {
       if (!n || !e) continue;
       const look = P.look(n);
       e.g.setAttribute("data-role", n.role);
-      e.g.setAttribute("data-term", String(n.term));
+      for (const [k, v] of Object.entries(P.dataset ? P.dataset(n) : {})) e.g.setAttribute(`data-${k}`, v);
       e.g.setAttribute("data-status", n.status);
       e.g.setAttribute("class", `node role-${look.cls}${n.status !== "up" ? " st-" + n.status : ""}`);
+      if (look.fill) e.g.querySelector(".body").style.fill = look.fill;
       e.trole.textContent = look.label;
-      e.trole.classList.toggle("long", look.label.length > 9); // "? CANDIDATE" must fit the circle
-      e.tterm.textContent = `term ${n.term}`;
-      e.badge.textContent = P.badge(n, state);
-      e.g.setAttribute("aria-label", `${id}: ${look.words}, term ${n.term}. ${P.badge(n, state)}. Press Enter for actions.`);
+      e.trole.classList.toggle("long", look.label.length > 9); // a long label must fit the circle
+      e.tsub.textContent = look.sub || "";
+      const badge = P.badge(n, state);
+      e.badge.textContent = badge;
+      e.g.setAttribute("aria-label", `${id}: ${look.words}. ${badge}. Press Enter for actions.`);
     }
   }
 
@@ -210,18 +242,22 @@ export class Canvas {
   }
 
   _sprite(label, cls, dropped) {
-    const key = `${label}|${cls}|${dropped ? 1 : 0}`;
+    // dropped: "" | "dropped" (struck through, dashed red) | "waiting" (manual delivery: a thick
+    // dashed outline and a ⏸ mark, so it reads without colour)
+    const key = `${label}|${cls}|${dropped}`;
     let s = this.sprites.get(key);
     if (s) return s;
     if (this.sprites.size > 400) this.sprites.clear(); // labels are few; never grow without bound
     const projector = document.body.classList.contains("projector");
-    const st = dropped ? PILL.dropped : (PILL[cls] || PILL.other);
+    const st = dropped === "dropped" ? PILL.dropped : (this.proto.pills?.[cls] || PILL[cls] || PILL.other);
+    const waiting = dropped === "waiting";
     const k = this.k;
     const font = `700 ${(projector ? 25 : 19) * k}px system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif`;
     const line = (projector ? 3.5 : 2) * k;
     const ph = projector ? 42 : 36;
     const m = this._measure || (this._measure = document.createElement("canvas").getContext("2d"));
     m.font = font;
+    if (waiting) label = `⏸ ${label}`;
     const tw = m.measureText(label).width;
     const h = Math.ceil(ph * k + line), w = Math.ceil(Math.max(64 * k, tw + 26 * k) + line);
     const c = document.createElement("canvas");
@@ -231,12 +267,12 @@ export class Canvas {
     g.beginPath();
     g.roundRect(line / 2, line / 2, w - line, h - line, r);
     g.fillStyle = st.fill; g.fill();
-    g.lineWidth = line; g.strokeStyle = st.stroke;
-    if (dropped) g.setLineDash([4 * k, 3 * k]);
+    g.lineWidth = waiting ? line * 1.8 : line; g.strokeStyle = waiting ? "#15181d" : st.stroke;
+    if (dropped) g.setLineDash(waiting ? [6 * k, 3 * k] : [4 * k, 3 * k]);
     g.stroke();
     g.font = font; g.fillStyle = st.ink; g.textAlign = "center"; g.textBaseline = "middle";
     g.fillText(label, w / 2, h / 2 + k);
-    if (dropped) { // struck through: readable without colour
+    if (dropped === "dropped") { // struck through: readable without colour
       g.setLineDash([]); g.lineWidth = 2 * k; g.strokeStyle = st.ink;
       g.beginPath(); g.moveTo(w / 2 - tw / 2, h / 2 + k); g.lineTo(w / 2 + tw / 2, h / 2 + k); g.stroke();
     }
@@ -247,13 +283,12 @@ export class Canvas {
 
   // --- per animation frame -----------------------------------------------------------------
   draw(state, now) {
-    // Timer rings drain toward the election deadline.
-    const tmax = state.timeoutMax || 300;
+    // Timer rings: how full is the protocol module's to say (Raft: draining to the election deadline).
+    const P = this.proto;
     for (const id in this.nodeEls) {
       const n = state.nodes[id], e = this.nodeEls[id];
       if (!n) continue;
-      let frac = 0;
-      if (n.deadline != null && n.status === "up") frac = Math.max(0, Math.min(1, (n.deadline - now) / tmax));
+      const frac = (P.ring && P.ring(n, state, now)) || 0;
       const off = (this.ringC * (1 - frac)).toFixed(0);
       if (e._off !== off) { e.ring.setAttribute("stroke-dashoffset", off); e._off = off; }
     }
@@ -262,19 +297,21 @@ export class Canvas {
 
   drawPills(state, now) {
     // Nothing moved (paused, nothing dropped): keep the picture.
-    const key = `${now}|${state.flightRev}|${state.flight.size}`;
+    const key = `${now}|${state.flightRev}|${state.flight.size}|${state.waitingRev}`;
     if (key === this._drawKey && !this._fading) return;
     this._drawKey = key;
     const g = this.ctx, k = this.k, ox = this.ox, oy = this.oy;
     g.clearRect(0, 0, this.layer.width, this.layer.height);
     const R = this.nodeR + 14, wall = performance.now();
     let drawn = 0, fading = false;
+    const waiting = state.waiting, hits = [];
     for (const m of state.flight.values()) {
       const a = this.pos[m[1]], b = this.pos[m[2]];
       if (!a || !b) continue;
-      const sp = this._sprite(m[5], m[6], !!m[7]);
+      const w = waiting && waiting.has(m[0]);
+      const sp = this._sprite(m[5], m[6], m[7] ? "dropped" : w ? "waiting" : "");
       const span = m[4] - m[3];
-      let f = span > 0 ? (now - m[3]) / span : 1;
+      let f = w ? 1 : span > 0 ? (now - m[3]) / span : 1;
       f = f < 0 ? 0 : f > 1 ? 1 : f;
       const dx = b[0] - a[0], dy = b[1] - a[1], len = Math.hypot(dx, dy) || 1;
       const ux = dx / len, uy = dy / len;
@@ -282,13 +319,14 @@ export class Canvas {
       // always travel at least a third of the link (short links on a crowded ring).
       const ext = 0.5 * (Math.abs(ux) * sp.w + Math.abs(uy) * sp.h) / k;
       const cap = len / 3;
-      const ra = Math.min(cap, (m[1].startsWith("n") ? R : 60) + ext);
-      const rb = Math.min(cap, (m[2].startsWith("n") ? R : 60) + ext);
+      const ra = Math.min(cap, (this.nodeEls[m[1]] ? R : 60) + ext);
+      const rb = Math.min(cap, (this.nodeEls[m[2]] ? R : 60) + ext);
       const x = a[0] + ux * ra + (len - ra - rb) * f * ux - uy * 20;
       const y = a[1] + uy * ra + (len - ra - rb) * f * uy + ux * 20;
       // Fade in as it leaves, out as it arrives; a dropped pill fades away where it died.
       // (Over a node's badge a half-faded pill lets both be read.)
-      let alpha = f < 0.15 ? 0.3 + 0.7 * (f / 0.15) : f > 0.85 ? 0.3 + 0.7 * ((1 - f) / 0.15) : 1;
+      let alpha = w ? 1 : f < 0.15 ? 0.3 + 0.7 * (f / 0.15) : f > 0.85 ? 0.3 + 0.7 * ((1 - f) / 0.15) : 1;
+      if (w) { const hw = sp.w / 2 / k, hh = sp.h / 2 / k; hits.push([x - hw, y - hh, x + hw, y + hh, m[0]]); }
       if (m[7]) {
         const dt = m[8] ? wall - m[8] : 0;
         alpha = Math.max(0, 1 - dt / 700);
@@ -299,18 +337,24 @@ export class Canvas {
       drawn++;
     }
     g.globalAlpha = 1;
+    this.pillHits = hits;
     this._fading = fading;
     this.pillsDrawn = drawn;
   }
 }
 
-// Pill colours by class (the same palette as the SVG's roles in playground.css).
+// Nodes on a circle, sized by how many there are (the default layout).
+export function circleLayout(nodes) {
+  const n = nodes.length, pos = {};
+  nodes.forEach((id, i) => {
+    const a = -Math.PI / 2 + (2 * Math.PI * i) / n;
+    pos[id] = [RING_R * Math.cos(a), RING_R * Math.sin(a)];
+  });
+  return {pos, nodeR: n <= 3 ? 80 : n <= 5 ? 76 : n <= 7 ? 64 : 54};
+}
+
+// Pill colours every protocol shares; a module's `pills` add its message classes.
 const PILL = {
-  vote: {fill: "#ffe7b8", stroke: "#c77700", ink: "#15181d"},
-  "vote-reply": {fill: "#fff3d6", stroke: "#c77700", ink: "#15181d"},
-  append: {fill: "#d9f0df", stroke: "#17803d", ink: "#15181d"},
-  "append-reply": {fill: "#eef8f0", stroke: "#17803d", ink: "#15181d"},
-  client: {fill: "#e1e9fb", stroke: "#2f5fa7", ink: "#15181d"},
   other: {fill: "#ffffff", stroke: "#444444", ink: "#15181d"},
   dropped: {fill: "#fde2e2", stroke: "#d0202b", ink: "#b0101b"},
 };

@@ -292,6 +292,8 @@ def test_every_lesson_loads_from_the_picker_with_its_explanation_and_a_suggestio
         assert page.locator("#lesson h2").text_content().strip()
         assert len(page.locator("#lesson .notes").text_content()) > 80
         page.wait_for_function("document.querySelectorAll('[data-node]').length === 5")
+        # The new lesson's hello, not the previous lesson's picture (paused at the same 1500).
+        page.wait_for_function(f"(window.__playground.state.lesson || {{}}).name === '{name}'")
         seek(page, 1500)  # it plays: by then every lesson has a leader or is electing one
         roles = page.locator("[data-node]").evaluate_all("els => els.map(e => e.dataset.role)")
         assert "leader" in roles or "candidate" in roles, (name, roles)

@@ -42,7 +42,7 @@ bad_controls = st.one_of(
               st.text(max_size=50).filter(lambda d: d not in CONTROLS)),
     st.builds(lambda do, k, v: {"type": "control", "do": do, k: v},
               st.sampled_from([c for c in CONTROLS if c not in ("new_seed",)]),
-              st.text(min_size=1, max_size=20).filter(lambda k: k not in ("do", "type", "count", "t", "value", "seed", "name", "nodes", "mutations", "pre_vote", "check_quorum", "workload", "share")),
+              st.text(min_size=1, max_size=20).filter(lambda k: k not in ("do", "type", "count", "t", "value", "seed", "name", "nodes", "mutations", "options", "workload", "share")),
               _junk),
     st.builds(lambda n: {"type": "control", "do": "lesson", "name": n},
               st.one_of(st.text(min_size=1, max_size=100).map(lambda x: "zz" + x), st.integers(), st.none())),

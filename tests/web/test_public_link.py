@@ -159,7 +159,7 @@ def test_simultaneous_takeovers_leave_one_runner_and_close_every_loser_with_4001
     async def main():
         await asyncio.gather(*(m.attach(s, w) for w in socks))
         await asyncio.sleep(0.3)
-        alive = [t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "Session.run"]
+        alive = [t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "RunnerMixin.run"]
         s.closed = True
         s.kick()
         return alive
@@ -371,7 +371,7 @@ def test_invalid_utf8_is_logged_in_one_line():
 
 # --- 11. nothing depends on how long the machine has been up -------------------------------------
 def test_the_first_linearizability_check_does_not_depend_on_uptime(tmp_path, monkeypatch):
-    import app.session as session_mod
+    import app.session.runner as session_mod
 
     clock = [5.0]  # a machine booted five seconds ago
     monkeypatch.setattr(session_mod.time, "monotonic", lambda: clock[0])

@@ -239,7 +239,7 @@ def test_controls_reset_new_seed_configure_speed_check_snapshot(client):
         ws.send_json({"type": "control", "do": "new_seed", "seed": 99})
         assert drain(ws, "hello")["scenario"]["seed"] == 99
         ws.send_json({"type": "control", "do": "configure", "nodes": 7, "mutations": ["commit_previous_term"],
-                      "pre_vote": True, "workload": False})
+                      "options": {"pre_vote": True}, "workload": False})
         hello = drain(ws, "hello")
         assert hello["layout"]["nodes"] == [f"n{i}" for i in range(1, 8)]
         assert hello["active_mutations"] == ["commit_previous_term"]

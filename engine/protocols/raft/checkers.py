@@ -29,6 +29,7 @@ class RaftMirror(Checker):
     """What the records say about each node; no invariant of its own."""
 
     name = "mirror"
+    shown = False
 
     def __init__(self, seed, servers):
         super().__init__(seed, servers)

@@ -1,11 +1,39 @@
-// The renderer registry: one module per protocol, each exporting look(node), badge(node, state),
-// legend, menu(id, node) and renderLog(el, state, projector). Paxos, the coordination service and
-// the load balancers add a module here; the canvas and the controls stay the same.
+// The page-module registry: one module per protocol, the only page code that knows the protocol.
+// Adding a protocol is a module file and one line in REGISTRY. An unknown protocol is an error
+// (shown on the page), never another protocol's look.
+//
+// A module exports (app.js and canvas.js read nothing else about a protocol):
+//   title                         the name shown ("Raft")
+//   look(node)                    {cls, label, words, sub}: CSS role class (role-<cls>), the label
+//                                 in the circle, words for screen readers and menu titles, the
+//                                 second line (e.g. "term 2"); optional `fill` colour
+//   dataset(node)                 {key: string}: extra data-* attributes on the node's element
+//   badge(node, state)            the line under a node
+//   ring(node, state, now)        0..1, how full the node's timer ring is, or null for none
+//   ringLabel                     what the ring is, for the legend
+//   legend                        [[cls, label], ...] the role swatches
+//   pills                         {class: {fill, stroke, ink}}: pill colours by message class
+//   layout(topology, clients)     optional: {pos: {id: [x, y]}, nodeR}; default a circle
+//   menuTitle(id, node)           the node menu's title
+//   menu(id, node, state)         [{label, action} | {label, say}]: `action` an action object (or
+//                                 a function returning one, called when chosen), `say` a reason
+//                                 shown instead. Generic items (fire a timer) are added after.
+//   timerWords(name)              a timer in words ("election timer")
+//   requestLabel, request(state)  the toolbar's client button: {action} | {say}
+//   keys                          {key: (state) => {action} | {say}}: the protocol's shortcuts
+//   ingest(state, id, node)       a snapshot's node summary -> what state.nodes[id] keeps
+//   applyDeltas(state, deltas)    an events frame's `deltas` (app/protocols/<name>.py `deltas`)
+//   panelLabel, renderPanel(el, state, projector), panelClick(event, state, el)
+//                                 the side panel (Raft: the logs)
 
 import * as raft from "./raft.js";
 
 const REGISTRY = {raft};
 
+export const known = () => Object.keys(REGISTRY).sort();
+
 export function getProtocol(name) {
-  return REGISTRY[name] || raft;
+  const m = Object.prototype.hasOwnProperty.call(REGISTRY, name) ? REGISTRY[name] : null;
+  if (!m) throw new Error(`protocol: no page module for ${JSON.stringify(String(name))} (known: ${known().join(", ")})`);
+  return m;
 }

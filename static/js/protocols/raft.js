@@ -1,4 +1,8 @@
-// Raft's look: role labels readable without colour, node badges, and the log panel.
+// Raft's page module: role looks readable without colour, node badges, timer rings, pill palette,
+// node menus (as action objects), keyboard shortcuts, and the log panel. The contract every
+// protocol module follows is in static/js/protocols/index.js.
+
+export const title = "Raft";
 
 const LOOKS = {
   leader: {cls: "leader", label: "★ LEADER", words: "leader"},
@@ -9,9 +13,14 @@ const LOOKS = {
 };
 
 export function look(n) {
-  if (n.status === "paused") return {cls: LOOKS[n.role]?.cls || "follower", label: "⏸ PAUSED", words: `paused ${n.role}`};
-  return LOOKS[n.role] || {cls: "follower", label: n.role.toUpperCase(), words: n.role};
+  const sub = `term ${n.term}`;
+  if (n.status === "paused") return {cls: LOOKS[n.role]?.cls || "follower", label: "⏸ PAUSED", words: `paused ${n.role}, term ${n.term}`, sub};
+  const l = LOOKS[n.role] || {cls: "follower", label: n.role.toUpperCase(), words: n.role};
+  return {...l, words: `${l.words}, term ${n.term}`, sub};
 }
+
+// Extra data-* attributes on a node's element (tests and tools read them).
+export const dataset = (n) => ({term: String(n.term)});
 
 export function badge(n, state) {
   const total = state.layout.nodes.length;
@@ -27,20 +36,91 @@ export function badge(n, state) {
 export const legend = [
   ["leader", "★ LEADER"], ["candidate", "? CANDIDATE"], ["follower", "FOLLOWER"], ["down", "CRASHED ✕"],
 ];
+export const ringLabel = "election timer";
 
-export const menu = (id, n) => {
+// The election timer's ring drains toward its deadline, over the longest timeout (hello.extras).
+export function ring(n, state, now) {
+  if (n.deadline == null || n.status !== "up") return null;
+  const tmax = (state.extras.timeout_ms || [150, 300])[1];
+  return Math.max(0, Math.min(1, (n.deadline - now) / tmax));
+}
+
+// Pill colours by the class the adapter gives each message (app/protocols/raft.py).
+export const pills = {
+  vote: {fill: "#ffe7b8", stroke: "#c77700", ink: "#15181d"},
+  "vote-reply": {fill: "#fff3d6", stroke: "#c77700", ink: "#15181d"},
+  append: {fill: "#d9f0df", stroke: "#17803d", ink: "#15181d"},
+  "append-reply": {fill: "#eef8f0", stroke: "#17803d", ink: "#15181d"},
+  client: {fill: "#e1e9fb", stroke: "#2f5fa7", ink: "#15181d"},
+};
+
+export const timerWords = (name) => ({election: "election timer", heartbeat: "heartbeat timer",
+  check_quorum: "check-quorum timer"}[name] || `${name} timer`);
+
+function leaderOf(state) {
+  return state.layout.nodes.find((id) => state.nodes[id] && state.nodes[id].role === "leader" && state.nodes[id].status === "up");
+}
+let writeValue = 1;
+
+export const menuTitle = (id, n) => `${id} · ${look(n).words}`;
+
+// A node's menu: items {label, action} (sent as an action) or {label, say} (told, nothing sent).
+export function menu(id, n, state) {
   const items = [];
-  if (n.status === "down") items.push(["restart", `Restart ${id}`]);
+  if (n.status === "down") items.push({label: `Restart ${id}`, action: {do: "restart", node: id}});
   else {
-    items.push(["crash", `Crash ${id}`]);
-    items.push(n.status === "paused" ? ["resume", `Resume ${id}`] : ["pause", `Pause ${id} (stop the world)`]);
-    items.push(["timeout", `Force election timeout`]);
-    items.push(["write", `Client write to ${id}`]);
-    items.push(["read", `Client read from ${id}`]);
-    items.push(["transfer", `Transfer leadership to ${id}`]);
+    items.push({label: `Crash ${id}`, action: {do: "crash", node: id}});
+    items.push(n.status === "paused" ? {label: `Resume ${id}`, action: {do: "resume", node: id}}
+      : {label: `Pause ${id} (stop the world)`, action: {do: "pause", node: id}});
+    items.push({label: "Force election timeout", action: {do: "timeout", node: id}});
+    items.push({label: `Client write to ${id}`, action: () => ({do: "request", node: id, op: "write", key: "k1", value: writeValue++})});
+    items.push({label: `Client read from ${id}`, action: {do: "request", node: id, op: "read", key: "k1"}});
+    const l = leaderOf(state);
+    items.push({label: `Transfer leadership to ${id}`,
+      ...(!l ? {say: "there is no leader to transfer from"} : l === id ? {say: `${id} is already the leader`}
+        : {action: {do: "transfer", node: l, to: id}})});
   }
   return items;
+}
+
+// The toolbar's client button and the C key: a write to the leader (or the first server).
+export const requestLabel = "Client write";
+export function request(state) {
+  const l = leaderOf(state) || state.layout.nodes[0];
+  return {action: {do: "request", node: l, op: "write", key: "k1", value: writeValue++}};
+}
+
+// The protocol's own keys (the help dialog lists them, from the adapter's `shortcuts`).
+export const keys = {
+  c: (state) => request(state),
+  r: (state) => { const l = leaderOf(state); return l ? {action: {do: "crash", node: l}} : {say: "no leader right now"}; },
 };
+
+// Snapshot nodes carry the whole log window; `events` frames carry log changes as deltas.
+export function ingest(state, id, n) {
+  state.logs[id] = {base: n.log_base, entries: n.log};
+  delete n.log; delete n.log_base;
+  return n;
+}
+
+export function applyDeltas(state, deltas) {
+  for (const [id, keep, entries] of deltas.log || []) {
+    const lg = state.logs[id] || (state.logs[id] = {base: 0, entries: []});
+    const k = Math.max(0, keep - lg.base);
+    lg.entries.length = Math.min(lg.entries.length, k);
+    lg.entries.push(...entries);
+    const extra = lg.entries.length - state.logWindow;
+    if (extra > 0) { lg.entries.splice(0, extra); lg.base += extra; }
+  }
+}
+
+// A log cell's entry, on click or tap (not only in a hover tooltip: projectors and touch screens).
+export function panelClick(e, state, el) {
+  const td = e.target.closest("td[data-what]");
+  if (!td) return;
+  state.logDetail = td.dataset.what;
+  el.querySelector(".log-detail").textContent = state.logDetail;
+}
 
 const ESC = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"};
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ESC[c]);  // labels carry user-typed keys
@@ -51,7 +131,9 @@ function termColour(term) {
   return `hsl(${h.toFixed(0)} 70% 78%)`;
 }
 
-export function renderLog(el, state, projector) {
+export const panelLabel = "Logs";
+
+export function renderPanel(el, state, projector) {
   const ids = state.layout.nodes;
   // With a stale leader on the minority side there can be two: show the one of the highest term.
   let leaderId = null;

@@ -1,0 +1,250 @@
+"""Building the frames a session sends: `hello`, `snapshot`, `events` (docs/ws-protocol.md).
+
+Protocol-agnostic: what a node's summary holds, a pill's label, a record's sentence and a
+protocol's state deltas come from the adapter (`app/protocols/`). What the page has been told
+(pills shown, each node's last-told state, the waiting messages, the verdicts) lives here, beside
+the observer that feeds it; one world, one set of these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FramesMixin:
+    # --- the outbox ------------------------------------------------------------------------------
+    def _queue(self, frame: dict) -> None:
+        """Queue a frame, stamped with the simulated time it describes (now, not at flush). A page
+        with more than `max_outbox_bytes` waiting, even after snapshots collapsed, is too far
+        behind: its connection is closed (`fall_behind`)."""
+        frame.setdefault("t", self.sim.now_ms)
+        self.outbox.append(frame)
+        cap = self.settings.max_outbox_bytes
+        if self.outbox.bytes > cap and self.ws is not None:
+            # Snapshots already collapse as they are queued: this much waiting even so means the
+            # page is hopelessly behind (dropping frames here could lose its latest picture).
+            self.fall_behind(f"{self.outbox.bytes} bytes of frames waiting, the limit is {cap}")
+
+    def queue_error(self, message: str, fatal: bool = False) -> None:
+        if len(message) > 500:  # never echo a long input back (each part is quoted short already)
+            message = message[:497] + "\u2026"
+        frame: dict[str, Any] = {"type": "error", "message": message}
+        if fatal:
+            frame["fatal"] = True
+        self._queue(frame)
+
+    # --- observing the world ---------------------------------------------------------------------
+    def _attach(self, messages: bool = True) -> None:
+        """(Re)subscribe to the simulation: observers are not part of snapshots."""
+        sim = self.sim
+        self.pending_recs: list[dict] = []
+        sim.subscribe(self._observer, messages=messages)
+        self.shown: set[int] = set()
+        self.msg_to = {mid: f[1] for mid, f in sim.flight.items()}
+        self.told: dict[str, Any] = {nid: self.adapter.told(v) for nid, v in sim.views().items()}
+        self.violation_count = self._violation_count()
+        # The on-demand searches (linearizability): flagged by the checker, never by name.
+        self.lin = next((c for c in sim.checkers if c.search), None)
+        self._waiting_told: tuple[bool, list[int]] = (False, [])
+
+    def _on_record(self, rec: dict) -> None:
+        self.pending_recs.append(rec)
+
+    def _violation_count(self) -> int:
+        return sum(len(c.violations) for c in self.sim.checkers)
+
+    # --- pieces ----------------------------------------------------------------------------------
+    def _node(self, v: dict, full: bool, log_window: int) -> dict:
+        """A node's summary: the adapter's, plus the kernel's status and the timers it has set
+        (name -> deadline ms), which the page offers to fire."""
+        out = self.adapter.node(v, full, log_window)
+        out["status"] = v["status"]
+        out["timers"] = dict(v["timers"]) if v["status"] == "up" else {}
+        return out
+
+    def _invariants(self) -> list[dict]:
+        out = []
+        for c in self.sim.checkers:
+            if not c.shown:
+                continue
+            ok: bool | None = not c.violations
+            if c.search and ok and c.result is None:
+                ok = None  # the search gave up: unknown
+            v = c.violations[0] if c.violations else None
+            item = {"name": c.name, "ok": ok, "explains": c.explains,
+                    "violation": ({"t": v["t"], "nodes": v["nodes"], "detail": v["detail"]}
+                                  if v else None), "count": len(c.violations)}
+            if c.search:
+                item["search"] = True
+            out.append(item)
+        return out
+
+    def _net(self) -> dict:
+        """The network's view, and the state of every drawn link (the topology's)."""
+        net = self.sim.network
+        v = net.view()
+        v["cut"] = {f"{a}-{b}": net.cut_state(a, b) for a, b in self.sim.topology.links}
+        return v
+
+    def _pill(self, mid: int, f: tuple) -> list:
+        src, dst, msg, t0, t1 = f
+        label, cls = self.adapter.msg_label(msg)
+        return [mid, src, dst, t0 / 1000, t1 / 1000, label, cls]
+
+    def _waiting(self) -> tuple[bool, list[int]]:
+        sim = self.sim
+        return (sim.manual, list(sim.waiting))
+
+    # --- frames ----------------------------------------------------------------------------------
+    def queue_hello(self) -> None:
+        sc = self.scenario
+        sim = self.sim
+        lf = self.lessons.get(self.lesson) if self.lesson else None
+        topo = sim.topology
+        self._queue({
+            "type": "hello",
+            "session": self.id,
+            "secret": self.secret,
+            "protocol": sc.protocol,
+            "title": self.adapter.title,
+            "scenario": self.base.to_dict(),
+            # The branch's actions (a page can rebuild a share link from these, `acts` in
+            # `events` and the frames' `t`, even after the server has lost the session).
+            "actions": list(self.timeline),
+            "layout": {"nodes": sim.servers, "clients": list(sim.clients)},
+            "topology": {"nodes": [list(n) for n in topo.nodes], "links": [list(x) for x in topo.links]},
+            "lesson": ({"name": lf.name, "title": lf.title, "notes": lf.notes, "suggest": lf.suggest}
+                       if lf else ({"name": self.lesson, "title": sc.title or self.lesson,
+                                    "notes": "", "suggest": ""} if self.lesson else None)),
+            "mutations": dict(self.protocol.mutations),
+            "active_mutations": list(getattr(sc.config, "mutations", ())),
+            "options": dict(self.adapter.options),
+            "invariants": [[n, e] for n, e in self.protocol.invariants],
+            "extras": self.adapter.hello(sc),
+            "end": sc.duration_ms,
+            "limits": {"min_speed": self.settings.min_speed, "max_speed": self.settings.max_speed,
+                       "max_nodes": self.settings.max_nodes,
+                       "frame_interval_ms": self.settings.frame_interval_ms,
+                       "log_window": self.settings.log_window},
+        })
+
+    def queue_snapshot(self) -> None:
+        sim = self.sim
+        self.queue_events()  # whatever happened before belongs to the previous picture
+        # This snapshot is the whole picture: the state frames still waiting are redundant.
+        self.outbox.collapse(self.settings.words_per_frame, backed_up_only=True)
+        lw = self.settings.log_window
+        nodes = {nid: self._node(v, True, lw) for nid, v in sim.views().items()}
+        self.shown = set(sim.flight)
+        self._snapshot_pending = True
+        self._waiting_told = self._waiting()
+        self._queue({
+            "type": "snapshot", "t": sim.now_ms, "digest": sim.digest(), "playing": self.playing,
+            "speed": self.speed, "horizon": self.horizon, "end": self.scenario.duration_ms,
+            "nodes": nodes,
+            "flight": [self._pill(mid, f) for mid, f in sorted(sim.flight.items())],
+            "manual": sim.manual, "waiting": list(sim.waiting),
+            "net": self._net(), "inv": self._invariants(), "actions": len(sim.actions),
+            "events": sim.events, "behind": self.behind,
+        })
+
+    def queue_events(self, due_wall_ms: float | None = None) -> None:
+        """Turn the records since the last frame into an `events` frame."""
+        recs = self.pending_recs
+        if not recs and due_wall_ms is None and not self.new_acts:
+            return
+        sim = self.sim
+        flight = sim.flight
+        adapter = self.adapter
+        dirty: set[str] = set()
+        sent: dict[int, dict] = {}
+        gone: list[list] = []
+        drops: list[list] = []
+        deltas: dict[str, list] = {}
+        words: list[list] = []
+        net_changed = False
+        msg_to = self.msg_to
+        for r in recs:
+            kind = r["type"]
+            if kind == "send":
+                mid = r["id"]
+                sent[mid] = r
+                msg_to[mid] = r["to"]
+            elif kind == "deliver":
+                mid = r["id"]
+                to = msg_to.pop(mid, None)
+                if to is not None:
+                    dirty.add(to)
+                if mid in self.shown:
+                    self.shown.discard(mid)
+                    gone.append([mid, None])
+            elif kind == "drop":
+                mid = r["id"]
+                msg_to.pop(mid, None)
+                if mid in self.shown:
+                    self.shown.discard(mid)
+                    gone.append([mid, r["why"]])
+                elif mid in sent and mid not in flight:
+                    s = sent[mid]
+                    drops.append([s["from"], s["to"], adapter.msg_label(s["msg"])[0], r["why"]])
+            else:
+                if kind == "state":
+                    dirty.add(r["node"])
+                    for key, item in adapter.deltas(r):
+                        deltas.setdefault(key, []).append(item)
+                elif kind == "fault":
+                    if r.get("node") in self.told:
+                        dirty.add(r["node"])
+                    if r["do"] in ("partition", "cut", "heal", "set_link"):
+                        net_changed = True
+                text = adapter.describe(r, self.told)
+                if text:
+                    words.append([r["t"], text])
+        self.pending_recs = []
+        frame: dict[str, Any] = {"type": "events", "t": sim.now_ms}
+        if due_wall_ms is not None:
+            frame["w"] = round(due_wall_ms, 1)
+        add = []
+        for mid in sent:
+            f = flight.get(mid)
+            if f is not None:
+                self.shown.add(mid)
+                add.append(self._pill(mid, f))
+        if add:
+            frame["add"] = add
+        if gone:
+            frame["del"] = gone
+        if drops:
+            frame["drops"] = drops[-50:]
+        if dirty:
+            views = sim.views()
+            frame["nodes"] = {n: self._node(views[n], False, 0) for n in sorted(dirty) if n in views}
+        if deltas:
+            frame["deltas"] = deltas
+        if words:
+            cap = self.settings.words_per_frame
+            if len(words) > cap:
+                skipped = len(words) - cap
+                words = words[-cap:]
+                words.insert(0, [words[0][0], f"\u2026 {skipped} more events (slow down to read them)"])
+            frame["ev"] = words
+        if net_changed:
+            frame["net"] = self._net()
+        if self.new_acts:
+            frame["acts"] = self.new_acts
+            self.new_acts = []
+        if sim.manual or sim.waiting or self._waiting_told[0] or self._waiting_told[1]:
+            w = self._waiting()
+            if w != self._waiting_told:  # manual delivery: which messages wait on their links
+                self._waiting_told = w
+                frame["manual"], frame["waiting"] = w
+        # Checkers only find violations in records they observe: count them only after records.
+        vc = self._violation_count() if recs else self.violation_count
+        lin_state = None if self.lin is None else self.lin.result
+        if vc != self.violation_count or lin_state != self._lin_told:
+            self.violation_count = vc
+            self._lin_told = lin_state
+            frame["inv"] = self._invariants()
+        if self.behind:
+            frame["behind"] = True
+        self._queue(frame)
