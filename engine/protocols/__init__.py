@@ -38,6 +38,7 @@ DEFAULT_PROTOCOL = "raft"  # a scenario without "protocol" (every scenario befor
 # name -> the module (relative to this package) whose `PROTOCOL` is the spec, imported on first use
 REGISTRY: dict[str, str] = {
     "raft": ".raft",
+    "lb": ".lb",
 }
 _loaded: dict[str, "ProtocolSpec"] = {}
 

@@ -34,6 +34,7 @@ EXAMPLES = {  # extra fields some actions need to be valid (node fields are fill
     "drop": lambda ids: {"id": 1},
     "duplicate": lambda ids: {"id": 1},
     "fire": lambda ids: {"timer": "t"},
+    "slow": lambda ids: {"node": ids[-1], "factor": 0.5},
 }
 
 
