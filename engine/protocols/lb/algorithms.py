@@ -63,6 +63,19 @@ def _least(lb, cands, loads, weight):
     return ties[int(lb.rng.random() * len(ties))], best
 
 
+def sample_d(rng, u, d: int) -> list:
+    """d distinct backends of `u` at random (all of them when d >= len(u)); d = 2 without
+    building a population, since it runs on every pick."""
+    n = len(u)
+    if d >= n:
+        return list(u)
+    if d == 2:
+        i = int(rng.random() * n)
+        j = int(rng.random() * (n - 1))
+        return [u[i], u[j + 1 if j >= i else j]]
+    return rng.sample(list(u), d)
+
+
 class RoundRobin(Algorithm):
     """Each backend in turn (the classic; nginx's default): counts even to within one, blind to
     load and speed, so a slow backend gets as much as a fast one."""
@@ -221,16 +234,7 @@ class PowerOfD(Algorithm):
             other = u[int(rnd() * n)]
             b = least if rnd() < 0.5 else other
             return b, {"choices": [[least, loads[least]], [other, loads[other]]]}
-        if self.d >= n:
-            sample = list(u)
-        elif self.d == 2:
-            i = int(rnd() * n)
-            j = int(rnd() * (n - 1))
-            if j >= i:
-                j += 1
-            sample = [u[i], u[j]]
-        else:
-            sample = lb.rng.sample(u, self.d)
+        sample = sample_d(lb.rng, u, self.d)
         best = sample[0]
         for c in sample[1:]:
             if loads[c] < loads[best]:
@@ -384,26 +388,13 @@ class PeakEwma(Algorithm):
         return c * (pending + 1)
 
     def pick(self, lb, key):
-        u = lb.usable
-        n = len(u)
-        if not n:
+        if not lb.usable:
             return None, None
-        return self._among(lb, key, u)
+        return self._among(lb, key, lb.usable)
 
     def _among(self, lb, key, u):
-        n = len(u)
         loads, now = lb.loads(), lb.now_us
-        if self.d >= n:
-            sample = list(u)
-        elif self.d == 2:
-            rnd = lb.rng.random
-            i = int(rnd() * n)
-            j = int(rnd() * (n - 1))
-            if j >= i:
-                j += 1
-            sample = [u[i], u[j]]
-        else:
-            sample = lb.rng.sample(list(u), self.d)
+        sample = sample_d(lb.rng, u, self.d)
         scored = [(self.score(c, loads, now), c) for c in sample]
         best = min(scored, key=lambda x: x[0])[1]
         return best, {"choices": [[c, round(s, 3)] for s, c in scored]}

@@ -141,7 +141,8 @@ class RoundRobinEven(_PerBalancer):
 
 class SmoothWrrSequence(_PerBalancer):
     """A reference nginx smooth WRR per balancer, restarted when the healthy set changes; every
-    first try must be its next pick."""
+    first try must be its next pick. (The reference is written again here on purpose, not shared
+    with algorithms.py: a checker that called the code it judges would agree with any bug.)"""
 
     name = "Smooth WRR sequence"
     explains = ("Smooth weighted round robin picks exactly nginx's sequence (weights 5:1:1 give "

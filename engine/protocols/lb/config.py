@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ...validation import Strict
+from ...validation import Strict, known_mutations
 
 ALGORITHMS = ("round_robin", "weighted_round_robin", "random", "weighted_random",
               "least_connections", "weighted_least_connections", "power_of_d", "consistent_hash",
@@ -126,10 +126,7 @@ class LbConfig(Strict):
     @field_validator("mutations")
     @classmethod
     def _known_mutations(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for m in v:
-            if m not in MUTATIONS:
-                raise ValueError(f"unknown mutation {m!r} (known: {', '.join(sorted(MUTATIONS))})")
-        return tuple(sorted(set(v)))
+        return known_mutations(v, MUTATIONS)
 
     @field_validator("maglev_table_size")
     @classmethod
