@@ -77,8 +77,11 @@ class _PerBalancer(Checker):
         super().__init__(seed, servers)
         self.backends = backends
         self.config = config
-        self.algorithm: dict[str, str] = {}
-        self.healthy: dict[str, frozenset] = {}
+        # As each balancer boots: the config's algorithm, every backend healthy (a trace starts
+        # after the boot's own state records, so they cannot be relied on).
+        lbs = [n for n in servers if n not in set(backends)]
+        self.algorithm: dict[str, str] = {lb: config.algorithm for lb in lbs}
+        self.healthy: dict[str, frozenset] = {lb: frozenset(backends) for lb in lbs}
 
     def observe(self, rec):
         if rec["type"] == "state":
@@ -120,6 +123,8 @@ class RoundRobinEven(_PerBalancer):
     def __init__(self, *a):
         super().__init__(*a)
         self.counts: dict[str, dict[str, int]] = {}
+        for lb in self.healthy:
+            self.reset(lb)
 
     def reset(self, lb):
         self.counts[lb] = {b: 0 for b in self.healthy[lb]}
@@ -153,6 +158,8 @@ class SmoothWrrSequence(_PerBalancer):
         super().__init__(*a)
         self.weight = {b: self.config.spec_of(i).weight for i, b in enumerate(self.backends)}
         self.current: dict[str, dict[str, int]] = {}
+        for lb in self.healthy:
+            self.reset(lb)
 
     def reset(self, lb):
         self.current[lb] = {b: 0 for b in self.backends if b in self.healthy[lb]}
