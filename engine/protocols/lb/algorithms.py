@@ -24,6 +24,7 @@ from .hashing import Ring, hash64, maglev_table
 class Algorithm:
     name = "?"
     wants_latency = False
+    hashes = False  # picks by the request's key (a request without one hashes its id)
 
     def __init__(self, backends: list[str], config, mutations: tuple[str, ...] = ()):
         self.backends = backends
@@ -196,7 +197,7 @@ class LeastConnections(Algorithm):
             return None, None
         loads = lb.loads()
         b, _ = _least(lb, u, loads, lb.weight if self.weighted else None)
-        return b, {"seen": {c: loads[c] for c in u}}
+        return b, {"seen": dict(loads)}  # every backend's count (the checker keeps the healthy)
 
 
 class WeightedLeastConnections(LeastConnections):
@@ -249,6 +250,7 @@ class ConsistentHash(Algorithm):
     Loads" (SODA 2018): skip clockwise past any backend with ceil(c x (in-flight + 1) / n) tries."""
 
     name = "consistent_hash"
+    hashes = True
 
     def __init__(self, *a):
         super().__init__(*a)
@@ -302,6 +304,7 @@ class Maglev(Algorithm):
     counts within one), and little disruption when a backend leaves; rebuilt on every change."""
 
     name = "maglev"
+    hashes = True
 
     def __init__(self, *a):
         super().__init__(*a)

@@ -123,7 +123,9 @@ class Balancer(Node):
         self._try(ctx, client, msg["req"], msg["key"], msg["cost_ms"], 1, ())
 
     def _try(self, ctx, client, req, key, cost, attempt, tried) -> None:
-        hkey = key if key is not None else f"{client}:{req}"
+        hkey = key
+        if key is None and self.algo.hashes:
+            hkey = f"{client}:{req}"  # (formatted only for the hashing algorithms)
         if attempt == 1:
             b, told = self.algo.pick(self, hkey)
         else:
