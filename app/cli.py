@@ -4,7 +4,7 @@
                                                                   run headless, print a JSON summary
     playground check TRACE.ndjson                                 re-run every checker on a trace
     playground serve [--host H] [--port P]                        the browser playground
-    playground bench [--quick] [--web ...]                        speed figures
+    playground bench [--quick] [--lb] [--web ...]                 speed figures
 
 `simulate` and `check` exit 3 when a safety check fails, 2 on bad input.
 """
@@ -118,6 +118,11 @@ def cmd_bench(args, rest: list[str]) -> int:
         from app import webbench
 
         return webbench.main(rest)
+    if args.lb:
+        from engine.bench import run_lb_bench
+
+        _print(run_lb_bench(100_000 if args.quick else 1_000_000))
+        return 0
     from engine.bench import run_bench
 
     _print(run_bench(quick=args.quick))
@@ -145,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="speed figures (engine; --web for the server and page)")
     b.add_argument("--quick", action="store_true", help="shorter runs")
     b.add_argument("--web", action="store_true", help="server load and page benchmarks")
+    b.add_argument("--lb", action="store_true",
+                   help="load balancing: a million requests, least connections, and SimPy")
     return p
 
 

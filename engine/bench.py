@@ -2,7 +2,9 @@
 
 Measures 5-node Raft at default timings with 20 client ops/s: simulated time / wall time with the
 trace off and on, events per second, peak memory; 5-node Multi-Paxos with the same workload, in
-turn with Raft's runs, side by side; then events/s and wall time per message from 3 to 51 nodes. One process, one core. A fixed plain-Python loop is timed first, so that figures taken
+turn with Raft's runs, side by side; then events/s and wall time per message from 3 to 51 nodes
+(`--lb`: the load-balancing benchmark, engine/protocols/lb/bench.py). One process, one core. A
+fixed plain-Python loop is timed first, so that figures taken
 while the machine was slower or faster can be told apart.
 """
 
@@ -15,6 +17,7 @@ import time
 import tracemalloc
 
 from .node import Node
+from .protocols.lb.bench import run_lb_bench
 from .protocols import ProtocolSpec, mesh_topology
 from .scenario import parse_scenario
 from .sim import Simulation
@@ -168,3 +171,6 @@ def run_bench(quick: bool = False) -> dict:
     base = scale[0]["us_per_message"]
     out["cost_per_message_ratio_51_vs_3"] = round(scale[-1]["us_per_message"] / base, 2)
     return out
+
+
+__all__ = ["run_bench", "run_lb_bench"]

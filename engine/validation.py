@@ -48,3 +48,11 @@ def validate(model: type[BaseModel], data, where: str) -> BaseModel:
         return model.model_validate(data)
     except ValidationError as e:
         raise ScenarioError(format_error(e, where)) from None
+
+
+def known_mutations(names, known) -> tuple[str, ...]:
+    """A config's `mutations`: each one of `known` (else ValueError listing them), sorted, once."""
+    for m in names:
+        if m not in known:
+            raise ValueError(f"unknown mutation {m!r} (known: {', '.join(sorted(known))})")
+    return tuple(sorted(set(names)))

@@ -15,15 +15,20 @@ Wierman and Harchol-Balter, "Open Versus Closed: A Cautionary Tale", NSDI 2006).
 - With `keys`, each request names a key drawn from a Zipf law with exponent `zipf_s` (k1 the
   hottest), for affinity and hot-spot experiments.
 
-One generator node ("o1") sends `ClientRequest {client, req, op: "work", key, cost_ms}` to one of
-the topology's `entry` nodes and records `request` records: `invoke` (with `node`, `key`,
-`cost_ms`), then `ok` or `fail` on a `ClientReply` (with `latency_ms`), or `timeout`.
+`clients` generator nodes (`o1`, `o2`, ...; one by default) share the rate evenly. Each sends
+`ClientRequest {client, req, key, cost_ms}` to one of the topology's `entry` nodes (at random when
+there are several) and records `request` records (docs/trace-format.md):
+`{"client", "id", "event": "arrive", "to", "key", "cost_ms", "timeout_ms"}`, then exactly one of
+`done` (a `ClientReply` with `ok`), `reject` (one without), `timeout` (its own timer, or a reply
+with `why: "timeout"`), with `latency_ms` on a reply and the reply's `backend` if it names one.
+Each request's deadline is `timeout_ms` after it arrives; one timer serves them all.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+from collections import deque
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -68,6 +73,7 @@ class OpenLoopWorkload(Strict):
     keys: int | None = Field(None, ge=1, le=100_000)
     zipf_s: float = Field(1.0, ge=0, le=10)
     timeout_ms: float = Field(1000, gt=0, le=600_000)
+    clients: int = Field(1, ge=1, le=20)
 
     @model_validator(mode="after")
     def _ordered(self) -> "OpenLoopWorkload":
@@ -95,13 +101,15 @@ class OpenLoopWorkload(Strict):
         return sorted(pts)
 
 
-def next_arrival_us(wl: OpenLoopWorkload, changes_us: list[int], now_us: int, rng) -> int | None:
-    """The next arrival after `now_us` of the piecewise-constant Poisson process, or None."""
+def next_arrival_us(wl: OpenLoopWorkload, changes_us: list[int], now_us: int, rng,
+                    share: float = 1.0) -> int | None:
+    """The next arrival after `now_us` of the piecewise-constant Poisson process (at `share` of
+    the workload's rate), or None."""
     t = now_us
     while True:
-        i = bisect.bisect_right(changes_us, t)
+        i = bisect.bisect_right(changes_us, t) if changes_us else 0
         boundary = changes_us[i] if i < len(changes_us) else None
-        rate = wl.rate_at(t / 1000)
+        rate = (wl.rate_at(t / 1000) if changes_us else wl.rate_per_s) * share
         if rate > 0:
             gap = max(1, int(rng.expovariate(rate) * 1_000_000))
             if boundary is None or t + gap < boundary:
@@ -136,23 +144,34 @@ def zipf_cdf(keys: int, s: float) -> list[float]:
 
 
 class OpenLoopClient(Node):
-    kind = "client"
+    """One arrival process (`o1`, `o2`, ...), its share of the rate; it never waits."""
 
-    def __init__(self, node_id, entry, config, rng, workload: OpenLoopWorkload):
+    kind = "client"
+    __slots__ = ("workload", "entry", "changes_us", "cdf", "timeout_us", "timeout_ms", "share", "next_req",
+                 "pending", "deadlines", "timeout_armed", "_cost")
+
+    def __init__(self, node_id, entry, config, rng, workload: OpenLoopWorkload, share: float = 1.0):
         super().__init__(node_id, list(entry), config, rng)
         self.workload = workload
         self.entry = list(entry)
         self.changes_us = [int(round(t * 1000)) for t in workload.changes_ms()]
         self.cdf = zipf_cdf(workload.keys, workload.zipf_s) if workload.keys else None
         self.timeout_us = int(workload.timeout_ms * 1000)
+        self.timeout_ms = float(workload.timeout_ms)  # (a float whether the scenario said 1000 or 1000.0)
+        self.share = share  # this client's fraction of the rate (the clients split it evenly)
         self.next_req = 1
-        self.pending: dict[int, int] = {}  # req -> invocation time (us)
+        self.pending: dict[int, int] = {}  # req -> invocation time (us), oldest first
+        # Requests in invocation order: with one timeout for all, also deadline order. One timer
+        # ("timeout") is armed for the oldest pending request, so a request costs no timer of its own.
+        self.deadlines: deque[int] = deque()
+        self.timeout_armed = False
+        self._cost = workload.cost
 
     def on_start(self, ctx: Context) -> None:
         self._schedule(ctx)
 
     def _schedule(self, ctx: Context) -> None:
-        t = next_arrival_us(self.workload, self.changes_us, ctx.now_us, self.rng)
+        t = next_arrival_us(self.workload, self.changes_us, ctx.now_us, self.rng, self.share)
         if t is not None:
             ctx.set_timer("arrive", t - ctx.now_us)
 
@@ -166,23 +185,43 @@ class OpenLoopClient(Node):
         if name == "arrive":
             self._arrive(ctx)
             self._schedule(ctx)
-            return
-        req = int(name.partition(":")[2])
-        if self.pending.pop(req, None) is not None:
-            self.records.append({"type": "request", "client": self.id, "req": req, "op": "timeout"})
+        elif name == "timeout":
+            self._expire(ctx)
+
+    def _expire(self, ctx: Context) -> None:
+        """Time out every pending request whose deadline has come, then re-arm for the next."""
+        self.timeout_armed = False
+        now, pending, dl, records = ctx.now_us, self.pending, self.deadlines, self.records
+        while dl:
+            req = dl[0]
+            sent = pending.get(req)
+            if sent is None:
+                dl.popleft()  # already answered
+                continue
+            if sent + self.timeout_us > now:
+                ctx.set_timer("timeout", sent + self.timeout_us - now)
+                self.timeout_armed = True
+                return
+            dl.popleft()
+            del pending[req]
+            records.append({"type": "request", "client": self.id, "id": req, "event": "timeout"})
 
     def _arrive(self, ctx: Context) -> None:
         req = self.next_req
-        self.next_req += 1
+        self.next_req = req + 1
         target = self.entry[0] if len(self.entry) == 1 else self.rng.choice(self.entry)
-        key = self._key()
-        cost = draw_cost_ms(self.workload.cost, self.rng)
+        key = self._key() if self.cdf is not None else None
+        cost = draw_cost_ms(self._cost, self.rng)
         self.pending[req] = ctx.now_us
-        ctx.send(target, {"kind": "ClientRequest", "client": self.id, "req": req, "op": "work",
-                          "key": key, "value": None, "cost_ms": cost})
-        ctx.set_timer(f"timeout:{req}", self.timeout_us)
-        self.records.append({"type": "request", "client": self.id, "req": req, "op": "invoke",
-                             "node": target, "key": key, "cost_ms": cost})
+        self.deadlines.append(req)
+        if not self.timeout_armed:
+            ctx.set_timer("timeout", self.timeout_us)
+            self.timeout_armed = True
+        ctx.send(target, {"kind": "ClientRequest", "client": self.id, "req": req, "key": key,
+                          "cost_ms": cost})
+        self.records.append({"type": "request", "client": self.id, "id": req, "event": "arrive",
+                             "to": target, "key": key, "cost_ms": cost,
+                             "timeout_ms": self.timeout_ms})
 
     def on_message(self, ctx: Context, src: str, msg: dict) -> None:
         if msg.get("kind") != "ClientReply":
@@ -190,10 +229,16 @@ class OpenLoopClient(Node):
         sent = self.pending.pop(msg["req"], None)
         if sent is None:
             return  # late (timed out) or duplicated
-        ctx.cancel_timer(f"timeout:{msg['req']}")
-        self.records.append({"type": "request", "client": self.id, "req": msg["req"],
-                             "op": "ok" if msg.get("ok") else "fail",
-                             "latency_ms": (ctx.now_us - sent) / 1000})
+        if msg.get("ok"):
+            event = "done"
+        else:
+            event = "timeout" if msg.get("why") == "timeout" else "reject"
+        rec = {"type": "request", "client": self.id, "id": msg["req"], "event": event,
+               "latency_ms": (ctx.now_us - sent) / 1000}
+        b = msg.get("backend")
+        if b is not None:
+            rec["backend"] = b
+        self.records.append(rec)
 
     def view(self, now_us: int) -> dict:
         return {"kind": "client", "pending": len(self.pending), "sent": self.next_req - 1}
@@ -202,13 +247,23 @@ class OpenLoopClient(Node):
         return {"pending": sorted(self.pending.items()), "next_req": self.next_req}
 
 
+def client_ids(workload: OpenLoopWorkload) -> list[str]:
+    return [f"o{i}" for i in range(1, workload.clients + 1)]
+
+
 def build(workload: OpenLoopWorkload | None, topology, config) -> list[tuple[str, Any]]:
     if workload is None:
         return []
-    return [(GENERATOR, lambda nid, topo, cfg, rng, _p: OpenLoopClient(nid, topo.entry, cfg, rng, workload))]
+    share = 1 / workload.clients
+    return [(cid, lambda nid, topo, cfg, rng, _p: OpenLoopClient(nid, topo.entry, cfg, rng,
+                                                                 workload, share))
+            for cid in client_ids(workload)]
+
+
+REQUEST_WORD_FIELDS = ("to", "lb", "backend", "key", "cost_ms", "attempt", "why", "latency_ms")
 
 
 def request_words(rec: dict) -> str:
     """A `request` record, for a protocol's transcript words."""
-    extra = {k: rec[k] for k in ("node", "key", "cost_ms", "latency_ms") if rec.get(k) is not None}
-    return f"{rec['client']:>4} {rec['op']} #{rec['req']} {extra}"
+    extra = " ".join(f"{k}={rec[k]}" for k in REQUEST_WORD_FIELDS if rec.get(k) is not None)
+    return f"{rec['client']:>4}#{rec['id']} {rec['event']} {extra}".rstrip()

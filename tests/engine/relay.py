@@ -135,13 +135,13 @@ class RepliesAnswerRequests(Checker):
         self.open: set[tuple[str, int]] = set()
 
     def observe(self, rec):
-        key = (rec["client"], rec["req"])
-        if rec["op"] == "invoke":
+        key = (rec["client"], rec["id"])
+        if rec["event"] == "arrive":
             self.open.add(key)
         elif key in self.open:
             self.open.discard(key)
         else:
-            self.report(rec["t"], [], f"{rec['client']} #{rec['req']} completed twice or unasked")
+            self.report(rec["t"], [], f"{rec['client']} #{rec['id']} completed twice or unasked")
 
 
 def message_words(m: dict) -> str:

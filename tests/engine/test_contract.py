@@ -37,6 +37,7 @@ EXAMPLES = {  # extra fields some actions need to be valid (node fields are fill
     "duplicate": lambda ids: {"id": 1},
     "fire": lambda ids: {"timer": "t"},
     "propose": lambda ids: {"value": 7},
+    "slow": lambda ids: {"node": ids[-1], "factor": 0.5},
 }
 MODES = {  # protocol -> {mode: (scenario changes, action tags refused in that mode)}
     "paxos": {"basic": ({"config": {"proposals": {"n1": "x", "n2": "y"}}, "workload": None,

@@ -93,12 +93,12 @@ def _relay(monkeypatch, **workload):
 
 def test_in_the_kernel_requests_arrive_are_served_and_timed(monkeypatch):
     sim, recs = _relay(monkeypatch)
-    invoked = [r for r in recs if r["op"] == "invoke"]
-    ok = [r for r in recs if r["op"] == "ok"]
+    invoked = [r for r in recs if r["event"] == "arrive"]
+    ok = [r for r in recs if r["event"] == "done"]
     assert abs(len(invoked) - 400) < 80
-    done = {r["req"] for r in ok}
-    assert all(r["req"] in done for r in invoked if r["t"] < 3900)  # served, but the last in flight
-    assert all(r["node"] == "lb" for r in invoked)
+    done = {r["id"] for r in ok}
+    assert all(r["id"] in done for r in invoked if r["t"] < 3900)  # served, but the last in flight
+    assert all(r["to"] == "lb" for r in invoked)
     assert min(r["latency_ms"] for r in ok) >= 2 + 4 * 10  # four hops of >= 10 ms, 2 ms of work
     keys = [r["key"] for r in invoked]
     assert keys.count("k1") > keys.count("k5")
@@ -115,9 +115,25 @@ def test_an_open_loop_does_not_wait_for_completions(monkeypatch):
     recs: list[dict] = []
     sim.subscribe(recs.append, messages=False)
     sim.run()
-    ops = [r["op"] for r in recs if r["type"] == "request"]
-    assert abs(ops.count("invoke") - 400) < 80
-    assert ops.count("timeout") >= ops.count("invoke") - 60 and "ok" not in ops
+    ops = [r["event"] for r in recs if r["type"] == "request"]
+    assert abs(ops.count("arrive") - 400) < 80
+    assert ops.count("timeout") >= ops.count("arrive") - 60 and "done" not in ops
+    timed_out = [r for r in recs if r["type"] == "request" and r["event"] == "timeout"]
+    arrived = {r["id"]: r["t"] for r in recs if r["type"] == "request" and r["event"] == "arrive"}
+    assert all(abs(r["t"] - arrived[r["id"]] - 500) < 1e-6 for r in timed_out)  # one timer, exact deadlines
+
+
+def test_several_clients_share_the_rate(monkeypatch):
+    monkeypatch.setitem(REGISTRY, "relay", "tests.engine.relay")
+    sc = parse_scenario({"protocol": "relay", "nodes": 2, "seed": 4, "duration_ms": 4000,
+                         "workload": {"kind": "open_loop", "rate_per_s": 300, "clients": 3}})
+    sim = Simulation(sc)
+    recs: list[dict] = []
+    sim.subscribe(recs.append, messages=False)
+    sim.run()
+    by = [r["client"] for r in recs if r["type"] == "request" and r["event"] == "arrive"]
+    assert sim.clients == ["o1", "o2", "o3"]
+    assert all(abs(by.count(c) - 400) < 80 for c in sim.clients)
 
 
 def test_the_same_seed_gives_the_same_arrivals(monkeypatch):

@@ -423,10 +423,10 @@ def test_a_takeover_keeps_the_cpu_a_replay_has_had():
 
 
 def test_a_waiter_that_stopped_asking_does_not_block_a_free_slot(monkeypatch):
-    import app.session as session_mod
+    import app.session.replay as replay_mod
 
     now = [100.0]
-    monkeypatch.setattr(session_mod.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(replay_mod.time, "monotonic", lambda: now[0])
     g = ReplayGate(1)
     assert g.enter("busy") == 0
     assert g.enter("gone") == 1  # waits, then its page goes away

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from ...validation import ScenarioError, Strict
+from ...validation import ScenarioError, Strict, known_mutations
 
 MUTATIONS = {
     "commit_previous_term": "The leader counts replicas of entries from earlier terms when it "
@@ -35,10 +35,7 @@ class RaftConfig(Strict):
     @field_validator("mutations")
     @classmethod
     def _known_mutations(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for m in v:
-            if m not in MUTATIONS:
-                raise ValueError(f"unknown mutation {m!r} (known: {', '.join(sorted(MUTATIONS))})")
-        return tuple(sorted(set(v)))
+        return known_mutations(v, MUTATIONS)
 
     @model_validator(mode="after")
     def _ranges(self) -> "RaftConfig":

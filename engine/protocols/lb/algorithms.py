@@ -1,0 +1,412 @@
+"""The balancing algorithms, one small class each.
+
+An algorithm chooses among the balancer's usable backends (`lb.usable`, in topology order; it
+changes only when health or ejection does, and is then a new tuple). It reads the balancer's view
+of load (`lb.loads()`: in-flight tries per backend, fresh or a stale snapshot), the weights
+(`lb.weight`), and draws only from the balancer's RNG stream (`lb.rng`).
+
+`pick(lb, key)` returns `(backend, told)`: `told` is None or extra fields for the `assign`
+record (what the checkers need to judge the pick: `seen` loads, sampled `choices`).
+`pick_retry(lb, key, tried)` picks for a retry, among the usable backends not yet tried; the
+sequence algorithms (round robin, smooth WRR) leave their sequence alone for it, so first tries
+keep the exact sequence the checkers verify. `observe(b, latency_ms, now_us)` is told each
+completed try's latency (peak-EWMA uses it).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+
+from .hashing import Ring, hash64, maglev_table
+
+
+class Algorithm:
+    name = "?"
+    wants_latency = False
+    hashes = False  # picks by the request's key (a request without one hashes its id)
+
+    def __init__(self, backends: list[str], config, mutations: tuple[str, ...] = ()):
+        self.backends = backends
+        self.config = config
+        self.mutations = mutations
+
+    def pick(self, lb, key):
+        raise NotImplementedError
+
+    def pick_retry(self, lb, key, tried):
+        left = [b for b in lb.usable if b not in tried]
+        if not left:
+            return None, None
+        return self._among(lb, key, left)
+
+    def _among(self, lb, key, cands):
+        """A retry's pick among `cands` (default: the least loaded, ties at random)."""
+        return _least(lb, cands, lb.loads(), None)[0], None
+
+    def observe(self, b: str, latency_ms: float, now_us: int) -> None:
+        pass
+
+
+def _least(lb, cands, loads, weight):
+    """The candidate with the fewest in-flight tries (per unit of weight), ties at random."""
+    best = None
+    ties = []
+    for b in cands:
+        v = loads[b] if weight is None else loads[b] / weight[b]
+        if best is None or v < best:
+            best = v
+            ties = [b]
+        elif v == best:
+            ties.append(b)
+    if len(ties) == 1:
+        return ties[0], best
+    return ties[int(lb.rng.random() * len(ties))], best
+
+
+def sample_d(rng, u, d: int) -> list:
+    """d distinct backends of `u` at random (all of them when d >= len(u)); d = 2 without
+    building a population, since it runs on every pick."""
+    n = len(u)
+    if d >= n:
+        return list(u)
+    if d == 2:
+        i = int(rng.random() * n)
+        j = int(rng.random() * (n - 1))
+        return [u[i], u[j + 1 if j >= i else j]]
+    return rng.sample(list(u), d)
+
+
+class RoundRobin(Algorithm):
+    """Each backend in turn (the classic; nginx's default): counts even to within one, blind to
+    load and speed, so a slow backend gets as much as a fast one."""
+
+    name = "round_robin"
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        self.next = 0
+        self.sticky = "sticky_rr" in self.mutations
+
+    def pick(self, lb, key):
+        order, usable = self.backends, lb.usable_set
+        n = len(order)
+        i = self.next
+        for step in range(n):
+            b = order[(i + step) % n]
+            if b in usable:
+                # sticky_rr: a cursor that met an unusable backend stays put, so it lands on the
+                # same unusable one next time and falls through to the same successor again.
+                self.next = i if (self.sticky and step) else (i + step + 1) % n
+                return b, None
+        return None, None
+
+    def _among(self, lb, key, cands):
+        return cands[int(lb.rng.random() * len(cands))], None
+
+
+class SmoothWeightedRoundRobin(Algorithm):
+    """nginx's smooth weighted round robin (ngx_http_upstream_get_peer, 2012): each pick adds
+    every weight to its backend's current weight, takes the largest (first in order on a tie) and
+    subtracts the total from it; weights 5:1:1 give `a a b a c a a`, spread out, not `a a a a a b
+    c`. Exact per sum-of-weights picks, blind to load. (nginx keeps the current weights when a peer
+    goes down; here they restart from zero when the usable set changes, so every window after a
+    change is exact too.)"""
+
+    name = "weighted_round_robin"
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        self.current: dict[str, int] = {}
+        self._for = None
+
+    def pick(self, lb, key):
+        usable = lb.usable
+        if usable is not self._for:
+            self._for = usable
+            self.current = {b: 0 for b in usable}
+        if not usable:
+            return None, None
+        cur, w = self.current, lb.weight
+        total = 0
+        best = None
+        for b in usable:
+            cur[b] += w[b]
+            total += w[b]
+            if best is None or cur[b] > cur[best]:
+                best = b
+        cur[best] -= total
+        return best, None
+
+    def _among(self, lb, key, cands):
+        return cands[int(lb.rng.random() * len(cands))], None
+
+
+class Random(Algorithm):
+    """A uniformly random backend: no state, no coordination between balancers, but the busiest
+    backend's load grows like ln n / ln ln n (Mitzenmacher) and load is ignored."""
+
+    name = "random"
+
+    def pick(self, lb, key):
+        u = lb.usable
+        if not u:
+            return None, None
+        return u[int(lb.rng.random() * len(u))], None
+
+    _among = RoundRobin._among
+
+
+class WeightedRandom(Algorithm):
+    """A random backend with probability proportional to its weight: right on average for a
+    fleet of known capacities, with random's variance."""
+
+    name = "weighted_random"
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        self._for = None
+        self.cum: list[int] = []
+
+    def pick(self, lb, key):
+        u = lb.usable
+        if not u:
+            return None, None
+        if u is not self._for:
+            self._for, self.cum, total = u, [], 0
+            for b in u:
+                total += lb.weight[b]
+                self.cum.append(total)
+        i = bisect.bisect_right(self.cum, lb.rng.random() * self.cum[-1])
+        return u[min(i, len(u) - 1)], None
+
+    _among = RoundRobin._among
+
+
+class LeastConnections(Algorithm):
+    """The backend with the fewest in-flight requests as this balancer sees them, ties broken at
+    random (nginx `least_conn`, HAProxy `leastconn`): adapts to slow backends, but scans every
+    backend and, with several balancers or stale counts, they all herd to the same one."""
+
+    name = "least_connections"
+    weighted = False
+
+    def pick(self, lb, key):
+        u = lb.usable
+        if not u:
+            return None, None
+        loads = lb.loads()
+        b, _ = _least(lb, u, loads, lb.weight if self.weighted else None)
+        return b, {"seen": dict(loads)}  # every backend's count (the checker keeps the healthy)
+
+
+class WeightedLeastConnections(LeastConnections):
+    """Fewest in-flight requests per unit of weight (nginx `least_conn` with weights): least
+    connections for a fleet of known, unequal capacities."""
+
+    name = "weighted_least_connections"
+    weighted = True
+
+
+class PowerOfD(Algorithm):
+    """Sample d backends at random and take the least loaded (Mitzenmacher, "The Power of Two
+    Choices in Randomized Load Balancing", 2001; Envoy's least request uses d = 2): the maximum
+    load falls from ln n / ln ln n to ln ln n / ln d, at O(d) per pick; with stale loads the
+    advantage shrinks (Mitzenmacher, "How useful is old information?", 2000)."""
+
+    name = "power_of_d"
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        self.d = self.config.choices
+        self.scan_all = "p2c_scan_all" in self.mutations
+
+    def pick(self, lb, key):
+        u = lb.usable
+        n = len(u)
+        if not n:
+            return None, None
+        loads = lb.loads()
+        rnd = lb.rng.random
+        if self.scan_all:
+            # The bug: scan everything (the point of sampling lost), then a coin decides between
+            # the least loaded and a random backend.
+            least = min(u, key=loads.__getitem__)
+            other = u[int(rnd() * n)]
+            b = least if rnd() < 0.5 else other
+            return b, {"choices": [[least, loads[least]], [other, loads[other]]]}
+        sample = sample_d(lb.rng, u, self.d)
+        best = sample[0]
+        for c in sample[1:]:
+            if loads[c] < loads[best]:
+                best = c
+        return best, {"choices": [[c, loads[c]] for c in sample]}
+
+
+class ConsistentHash(Algorithm):
+    """A ring with virtual nodes (Karger et al. 1997; Envoy `ring_hash`): a key sticks to one
+    backend and only 1/N of keys move when one leaves, but a hot key overloads its backend. With
+    `bounded_load` c, Mirrokni, Thorup and Zadimoghaddam's "Consistent Hashing with Bounded
+    Loads" (SODA 2018): skip clockwise past any backend with ceil(c x (in-flight + 1) / n) tries."""
+
+    name = "consistent_hash"
+    hashes = True
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        self._for = None
+        self.ring: Ring | None = None
+        self._hashes: dict[str, int] = {}
+        self.c = self.config.bounded_load
+
+    def _hash(self, key):
+        h = self._hashes.get(key)
+        if h is None:
+            if len(self._hashes) > 100_000:
+                self._hashes.clear()
+            h = self._hashes[key] = hash64(key)
+        return h
+
+    def _ring(self, lb):
+        if lb.usable is not self._for:
+            self._for = lb.usable
+            self.ring = Ring(lb.usable, self.config.vnodes) if lb.usable else None
+        return self.ring
+
+    def pick(self, lb, key):
+        ring = self._ring(lb)
+        if ring is None:
+            return None, None
+        h = self._hash(key)
+        if self.c is None:
+            return ring.owner(h), None
+        loads = lb.loads()
+        total = sum(loads[b] for b in lb.usable)
+        cap = math.ceil(self.c * (total + 1) / len(lb.usable))
+        for b in ring.walk(h):
+            if loads[b] < cap:
+                return b, {"cap": cap}
+        return ring.owner(h), {"cap": cap}  # (cannot happen: some backend is below the mean)
+
+    def pick_retry(self, lb, key, tried):
+        ring = self._ring(lb)
+        if ring is None:
+            return None, None
+        for b in ring.walk(self._hash(key)):
+            if b not in tried:
+                return b, None
+        return None, None
+
+
+class Maglev(Algorithm):
+    """Maglev hashing (Eisenbud et al., NSDI 2016; Envoy `maglev`, table 65537): a lookup table
+    of prime size filled by per-backend permutations: O(1) lookups, near-perfect balance (slot
+    counts within one), and little disruption when a backend leaves; rebuilt on every change."""
+
+    name = "maglev"
+    hashes = True
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        self._for = None
+        self.table: list[int] = []
+        self._cache: dict[tuple, list[int]] = {}
+        self._hashes: dict[str, int] = {}
+
+    def _table(self, lb):
+        u = lb.usable
+        if u is not self._for:
+            self._for = u
+            t = self._cache.get(u)
+            if t is None:
+                if len(self._cache) >= 8:
+                    self._cache.clear()
+                t = self._cache[u] = maglev_table(u, self.config.maglev_table_size)
+            self.table = t
+        return self.table
+
+    def _slot(self, key):
+        h = self._hashes.get(key)
+        if h is None:
+            if len(self._hashes) > 100_000:
+                self._hashes.clear()
+            h = self._hashes[key] = hash64(key) % self.config.maglev_table_size
+        return h
+
+    def pick(self, lb, key):
+        t = self._table(lb)
+        if not t:
+            return None, None
+        return lb.usable[t[self._slot(key)]], None
+
+    def pick_retry(self, lb, key, tried):
+        t = self._table(lb)
+        if not t:
+            return None, None
+        s, m = self._slot(key), len(t)
+        for k in range(1, m):
+            b = lb.usable[t[(s + k) % m]]
+            if b not in tried:
+                return b, None
+        return None, None
+
+
+PENALTY = float(1 << 47)  # Finagle's Long.MaxValue >> 16: a backend with load but no latency yet
+
+
+class PeakEwma(Algorithm):
+    """Finagle's peak-EWMA least-loaded (Balancers.p2cPeakEwma): cost = (in-flight + 1) x a
+    latency average that jumps to any higher sample and decays with time constant
+    `ewma_decay_ms`, compared over `choices` random backends: shuns a slow backend before its
+    queue shows it, at the price of state per backend."""
+
+    name = "peak_ewma"
+    wants_latency = True
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        self.cost = {b: 0.0 for b in self.backends}
+        self.stamp = {b: 0 for b in self.backends}
+        self.tau_us = self.config.ewma_decay_ms * 1000
+        self.d = self.config.choices
+
+    def _decayed(self, b, now_us, sample):
+        """Finagle's PeakEwma.observe: a higher sample replaces the average outright."""
+        td = max(now_us - self.stamp[b], 0)
+        w = math.exp(-td / self.tau_us)
+        c = self.cost[b]
+        c = sample if sample > c else c * w + sample * (1 - w)
+        self.cost[b] = c
+        self.stamp[b] = now_us
+        return c
+
+    def observe(self, b, latency_ms, now_us):
+        self._decayed(b, now_us, latency_ms)
+
+    def score(self, b, loads, now_us):
+        c = self._decayed(b, now_us, 0.0)  # Finagle's get(): observe(0) decays it to now
+        pending = loads[b]
+        if c == 0.0 and pending:
+            return PENALTY + pending
+        return c * (pending + 1)
+
+    def pick(self, lb, key):
+        if not lb.usable:
+            return None, None
+        return self._among(lb, key, lb.usable)
+
+    def _among(self, lb, key, u):
+        loads, now = lb.loads(), lb.now_us
+        sample = sample_d(lb.rng, u, self.d)
+        scored = [(self.score(c, loads, now), c) for c in sample]
+        best = min(scored, key=lambda x: x[0])[1]
+        return best, {"choices": [[c, round(s, 3)] for s, c in scored]}
+
+
+ALGORITHM_CLASSES = {cls.name: cls for cls in (
+    RoundRobin, SmoothWeightedRoundRobin, Random, WeightedRandom, LeastConnections,
+    WeightedLeastConnections, PowerOfD, ConsistentHash, Maglev, PeakEwma)}
+
+
+def make_algorithm(config, backends: list[str]) -> Algorithm:
+    return ALGORITHM_CLASSES[config.algorithm](backends, config, config.mutations)

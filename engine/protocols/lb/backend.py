@@ -1,0 +1,110 @@
+"""A backend: serves up to `concurrency` requests at once, each for cost / speed ms; the rest
+wait in a queue of `queue` places; a request finding the queue full is rejected at once.
+
+`slow` (a protocol action) multiplies its configured speed by `factor` (1 restores it); the
+requests in service finish their remaining work at the new speed. Crash, pause and restart are the
+generic faults: a restarted backend is a fresh one (empty, at its configured speed).
+
+Messages: in `Work {tid, client, req, cost_ms}` and `Probe {seq}`; out `Done {tid, ok}` and
+`ProbeReply {seq, ok}` (ok unless it would reject a request now) to the sender. Records: the
+`request` event `start` (with `backend`, `tid`) when a request enters service; `state` with
+`up`, `healthy`, `in_flight`, `queue`, `speed`.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+
+from ...node import Node
+
+
+class Backend(Node):
+    kind = "backend"
+    __slots__ = ("concurrency", "queue_limit", "base_speed", "speed", "serving", "queue",
+                 "served", "rejected", "_told")
+
+    def __init__(self, nid, topology, config, rng, persistent=None):
+        super().__init__(nid, topology.neighbours(nid), config, rng)
+        spec = config.spec_of(topology.of_kind("backend").index(nid))
+        self.concurrency = spec.concurrency
+        self.queue_limit = spec.queue
+        self.base_speed = self.speed = spec.speed
+        self.serving: list[tuple[int, int, str, str, int]] = []  # heap: (done_us, tid, src, client, req)
+        self.queue: deque[tuple[int, str, float, str, int]] = deque()  # (tid, src, cost_ms, client, req)
+        self.served = 0
+        self.rejected = 0
+        self._told = None
+
+    def on_message(self, ctx, src, msg) -> None:
+        k = msg["kind"]
+        if k == "Work":
+            if len(self.serving) < self.concurrency:
+                self._start(ctx, msg["tid"], src, msg["cost_ms"], msg["client"], msg["req"])
+            elif len(self.queue) < self.queue_limit:
+                self.queue.append((msg["tid"], src, msg["cost_ms"], msg["client"], msg["req"]))
+            else:
+                self.rejected += 1
+                ctx.send(src, {"kind": "Done", "tid": msg["tid"], "ok": False})
+        elif k == "Probe":
+            ctx.send(src, {"kind": "ProbeReply", "seq": msg["seq"], "ok": self._accepting()})
+
+    def _accepting(self) -> bool:
+        return len(self.serving) < self.concurrency or len(self.queue) < self.queue_limit
+
+    def _start(self, ctx, tid, src, cost_ms, client, req) -> None:
+        now = ctx.now_us
+        done = now + max(1, int(cost_ms * 1000 / self.speed))
+        serving = self.serving
+        heapq.heappush(serving, (done, tid, src, client, req))
+        if serving[0][1] == tid:
+            ctx.set_timer("serve", done - now)
+        self.records.append({"type": "request", "client": client, "id": req, "event": "start",
+                             "backend": self.id, "tid": tid})
+
+    def on_timer(self, ctx, name) -> None:
+        if name != "serve":
+            return
+        now = ctx.now_us
+        serving, queue = self.serving, self.queue
+        while serving and serving[0][0] <= now:
+            _, tid, src, _c, _r = heapq.heappop(serving)
+            self.served += 1
+            ctx.send(src, {"kind": "Done", "tid": tid, "ok": True})
+            if queue:
+                q = queue.popleft()
+                self._start(ctx, q[0], q[1], q[2], q[3], q[4])
+        if serving:
+            ctx.set_timer("serve", serving[0][0] - now)
+
+    def on_command(self, ctx, command) -> None:
+        if command["do"] == "slow":
+            self._set_speed(ctx, self.base_speed * command["factor"])
+
+    def _set_speed(self, ctx, speed: float) -> None:
+        """The work left in service is done at the new speed from now on."""
+        now, old = ctx.now_us, self.speed
+        self.speed = speed
+        self.serving = [(now + max(1, int((d - now) * old / speed)), tid, src, c, r)
+                        for d, tid, src, c, r in self.serving]
+        heapq.heapify(self.serving)
+        if self.serving:
+            ctx.set_timer("serve", self.serving[0][0] - now)
+
+    def take_state(self):
+        told = (len(self.serving), len(self.queue), self.speed)
+        if told == self._told:
+            return None
+        self._told = told
+        return {"role": "backend", "up": True, "healthy": self._accepting(), "in_flight": told[0],
+                "queue": told[1], "speed": told[2]}
+
+    def down_state(self):
+        self._told = None
+        return {"role": "down", "up": False, "healthy": False, "in_flight": 0, "queue": 0,
+                "speed": self.speed}
+
+    def view(self, now_us):
+        return {"role": "backend", "in_flight": len(self.serving), "queue": len(self.queue),
+                "concurrency": self.concurrency, "queue_limit": self.queue_limit,
+                "speed": self.speed, "served": self.served, "rejected": self.rejected}

@@ -1,0 +1,150 @@
+"""Metrics as time series, made by an observer from the records (never by the nodes).
+
+`LbMetrics` folds `request` and `state` records and, every `metrics.interval_ms` of simulated
+time, writes a `metric` record (docs/trace-format.md): throughput, arrivals, drops (rejected +
+timed out), retries, end-to-end latency percentiles p50/p95/p99/p99.9 and a histogram over the
+last `metrics.window_ms`, and per backend its in-flight, queue, utilisation (time-averaged
+in-flight / concurrency over the interval), served, rejected and timed out (a failure counts
+against the backend it was last assigned to). It lives with the checkers (so it is snapshotted and
+rewound with the world, and `playground check` re-derives it from a trace); its records collect
+in `out`, and `take()` hands over the new ones.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+
+from ...checkers.base import Checker
+
+QUANTILES = (("p50", 50), ("p95", 95), ("p99", 99), ("p99.9", 99.9))
+HISTOGRAM_EDGES_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000)
+
+
+def percentile(sorted_xs, q: float) -> float | None:
+    """The q-th percentile (0..100) of ascending samples, interpolating linearly between the two
+    nearest ranks: numpy.percentile's default ("linear", Hyndman and Fan's type 7)."""
+    n = len(sorted_xs)
+    if n == 0:
+        return None
+    pos = (n - 1) * q / 100
+    lo = math.floor(pos)
+    hi = min(lo + 1, n - 1)
+    return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (pos - lo)
+
+
+def histogram(xs, edges=HISTOGRAM_EDGES_MS) -> list[int]:
+    """Counts of `xs` in [0, e1), [e1, e2), ..., [e_last, inf)."""
+    counts = [0] * (len(edges) + 1)
+    for x in xs:
+        counts[bisect.bisect_right(edges, x)] += 1
+    return counts
+
+
+class LbMetrics(Checker):
+    name = "metrics"
+    explains = ""
+    record_types = ("request", "state")
+
+    def __init__(self, seed, servers, backends, config):
+        super().__init__(seed, servers)
+        self.backends = backends
+        self.interval_ms = config.metrics.interval_ms
+        self.window_ms = config.metrics.window_ms
+        self.concurrency = {b: config.spec_of(i).concurrency for i, b in enumerate(backends)}
+        self.next_ms = self.interval_ms
+        self.last_ms = 0.0
+        self.in_flight = {b: 0 for b in backends}
+        self.queue = {b: 0 for b in backends}
+        self.busy = {b: 0.0 for b in backends}  # integral of in-flight over the interval (ms)
+        self.since = {b: 0.0 for b in backends}
+        self.assigned: dict[tuple[str, int], str] = {}
+        self.latencies: deque[tuple[float, float]] = deque()
+        self._zero()
+        self.out: list[dict] = []
+        self.taken = 0
+
+    def _zero(self) -> None:
+        self.n = {"arrived": 0, "done": 0, "rejected": 0, "timed_out": 0, "retries": 0}
+        self.per = {b: {"served": 0, "rejected": 0, "timed_out": 0} for b in self.backends}
+
+    def observe(self, rec):
+        t = rec["t"]
+        while t >= self.next_ms:
+            self._emit(self.next_ms)
+            self.next_ms += self.interval_ms
+        if rec["type"] == "state":
+            b = rec["node"]
+            if b in self.in_flight:
+                self._integrate(b, t)
+                self.in_flight[b], self.queue[b] = rec["in_flight"], rec["queue"]
+            return
+        ev = rec["event"]
+        key = (rec["client"], rec["id"])
+        if ev == "assign":
+            self.assigned[key] = rec["backend"]
+        elif ev == "arrive":
+            self.n["arrived"] += 1
+        elif ev == "retry":
+            self.n["retries"] += 1
+            self._count(rec["backend"], "rejected" if rec["why"] == "reject" else "timed_out")
+        elif ev == "done":
+            self.n["done"] += 1
+            self.latencies.append((t, rec["latency_ms"]))
+            self._count(rec.get("backend") or self.assigned.get(key), "served")
+            self.assigned.pop(key, None)
+        elif ev in ("reject", "timeout"):
+            what = "rejected" if ev == "reject" else "timed_out"
+            self.n[what] += 1
+            self._count(rec.get("backend") or self.assigned.get(key), what)
+            self.assigned.pop(key, None)
+
+    def _count(self, b, what) -> None:
+        if b in self.per:
+            self.per[b][what] += 1
+
+    def _integrate(self, b, t) -> None:
+        self.busy[b] += self.in_flight[b] * (t - self.since[b])
+        self.since[b] = t
+
+    def _emit(self, t: float) -> None:
+        span = t - self.last_ms
+        lat = self.latencies
+        while lat and lat[0][0] < t - self.window_ms:
+            lat.popleft()
+        xs = sorted(x for _, x in lat)
+        backends = {}
+        for b in self.backends:
+            self._integrate(b, t)
+            util = self.busy[b] / (span * self.concurrency[b]) if span > 0 else 0.0
+            backends[b] = {"in_flight": self.in_flight[b], "queue": self.queue[b],
+                           "utilisation": round(util, 4), **self.per[b]}
+            self.busy[b] = 0.0
+        per_s = 1000 / span if span > 0 else 0.0
+        n = self.n
+        self.out.append({
+            "type": "metric", "t": t, "interval_ms": span,
+            "throughput_per_s": round(n["done"] * per_s, 3),
+            "arrivals_per_s": round(n["arrived"] * per_s, 3),
+            "drops": n["rejected"] + n["timed_out"], "rejected": n["rejected"],
+            "timed_out": n["timed_out"], "retries": n["retries"],
+            "latency_ms": {name: (None if not xs else round(percentile(xs, q), 3))
+                           for name, q in QUANTILES},
+            "samples": len(xs),
+            "histogram": {"edges_ms": list(HISTOGRAM_EDGES_MS), "counts": histogram(xs)},
+            "backends": backends,
+        })
+        self.last_ms = t
+        self._zero()
+
+    def take(self) -> list[dict]:
+        """The metric records written since the last call."""
+        new = self.out[self.taken:]
+        self.taken = len(self.out)
+        return new
+
+
+def metrics_of(world) -> LbMetrics | None:
+    """The metrics observer of a load-balancing world (a `Simulation`), if it has one."""
+    return next((c for c in world.checkers if isinstance(c, LbMetrics)), None)
