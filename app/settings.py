@@ -65,7 +65,7 @@ class Settings(BaseModel):
     max_workload_rate_per_s: float = Field(200, ge=0)
     max_workload_keys: int = Field(10, ge=1)
     min_nemesis_interval_ms: float = Field(100, ge=0)
-    min_timer_ms: float = Field(5, ge=0)  # heartbeat, election and client timeouts
+    min_timer_ms: float = Field(5, ge=0)  # every protocol timer its adapter names (`timers`)
     # Sessions.
     idle_timeout_s: float = Field(1800, gt=0)  # no input from an attached browser for this long
     detached_grace_s: float = Field(60, ge=0)  # a closed tab's session survives this long (reload)

@@ -19,7 +19,6 @@ const state = {
 };
 // The page module of the protocol (static/js/protocols/): an unknown one is an error on the page.
 let proto = null;
-try { proto = getProtocol(body.dataset.protocol); } catch (e) { proto = null; protoError(e); }
 let canvas = null;
 let ws = null;
 let fatal = false;
@@ -389,7 +388,7 @@ function renderLegend() {
   for (const [cls, label] of proto.legend) item(`role-${cls}`, label);
   if (proto.ringLabel) item("ring", proto.ringLabel);
   item("cutk", "cut (→ blocked way)");
-  item("waitk", "⏸ waiting (manual delivery)");
+  if (state.manual || state.waiting.size) item("waitk", "‖ waiting (manual delivery)");
 }
 
 // --- manual delivery: messages wait on their links until a click moves them -------------------
@@ -402,12 +401,23 @@ function setWaiting(manual, ids) {
 
 function renderWaiting() {
   const btn = $("#btn-manual");
+  if ((btn.getAttribute("aria-pressed") === "true") !== state.manual && proto) renderLegend();
   btn.setAttribute("aria-pressed", String(state.manual));
   btn.textContent = state.manual ? "Manual delivery: on" : "Manual delivery";
   const bar = $("#waiting-bar"), list = $("#waiting-list");
   bar.hidden = !state.manual && !state.waiting.size;
   list.textContent = "";
+  // A long queue keeps the canvas its size: the first few as buttons, the rest as a count
+  // (their pills on the canvas can still be clicked).
+  const cap = body.classList.contains("projector") ? 6 : 10;
+  let shown = 0;
   for (const id of state.waiting) {
+    if (++shown > cap) {
+      const more = document.createElement("span");
+      more.textContent = `… ${state.waiting.size - cap} more (click their pills)`;
+      list.append(more);
+      break;
+    }
     const m = state.flight.get(id);
     const b = document.createElement("button");
     b.type = "button";
@@ -627,7 +637,7 @@ function markPicked() {
   }
 }
 
-function clientRequest() { if (proto.request) run(proto.request(state)); }
+function clientRequest() { if (proto && proto.request) run(proto.request(state)); }
 
 function setProjector(on) {
   body.classList.toggle("projector", on);
@@ -764,6 +774,7 @@ function onKey(e) {
 
 wire();
 if (params.get("projector") === "1") setProjector(true);
+try { proto = getProtocol(body.dataset.protocol); } catch (e) { protoError(e); }
 connect();
 requestAnimationFrame(frame);
 window.__playground = {state, send, sharePayload, get canvas() { return canvas; }, get ws() { return ws; }};

@@ -69,23 +69,21 @@ export class Canvas {
     this.gNodes = el("g", {class: "nodes"}, svg);
     // Links: the topology's, each a visible wire plus a wide transparent hit area.
     for (const [a, b] of topology.links) {
-      {
-        const [x1, y1] = this.pos[a], [x2, y2] = this.pos[b];
-        const g = el("g", {class: "link", "data-link": `${a}-${b}`, "data-cut": "none",
-          role: "button", "aria-label": `link ${a}-${b}: click to cut`}, this.gLinks);
-        el("line", {class: "wire", x1, y1, x2, y2}, g);
-        const mx = (x1 + x2) / 2, my = (y1 + y2) / 2;
-        const dx = (x2 - x1), dy = (y2 - y1), len = Math.hypot(dx, dy);
-        const ux = dx / len, uy = dy / len;
-        el("line", {class: "dir ab", x1: mx - ux * 24, y1: my - uy * 24, x2: mx + ux * 24, y2: my + uy * 24,
-          "marker-end": "url(#cut-arrow)"}, g);
-        el("line", {class: "dir ba", x1: mx + ux * 24, y1: my + uy * 24, x2: mx - ux * 24, y2: my - uy * 24,
-          "marker-end": "url(#cut-arrow)"}, g);
-        el("line", {class: "hit", x1, y1, x2, y2}, g);
-        g.addEventListener("click", (ev) => this.handlers.linkClick(a, b, ev, this._nearer(a, b, ev)));
-        g.addEventListener("contextmenu", (ev) => { ev.preventDefault(); this.handlers.linkMenu(a, b, ev); });
-        this.linkEls[`${a}-${b}`] = g;
-      }
+      const [x1, y1] = this.pos[a], [x2, y2] = this.pos[b];
+      const g = el("g", {class: "link", "data-link": `${a}-${b}`, "data-cut": "none",
+        role: "button", "aria-label": `link ${a}-${b}: click to cut`}, this.gLinks);
+      el("line", {class: "wire", x1, y1, x2, y2}, g);
+      const mx = (x1 + x2) / 2, my = (y1 + y2) / 2;
+      const dx = (x2 - x1), dy = (y2 - y1), len = Math.hypot(dx, dy);
+      const ux = dx / len, uy = dy / len;
+      el("line", {class: "dir ab", x1: mx - ux * 24, y1: my - uy * 24, x2: mx + ux * 24, y2: my + uy * 24,
+        "marker-end": "url(#cut-arrow)"}, g);
+      el("line", {class: "dir ba", x1: mx + ux * 24, y1: my + uy * 24, x2: mx - ux * 24, y2: my - uy * 24,
+        "marker-end": "url(#cut-arrow)"}, g);
+      el("line", {class: "hit", x1, y1, x2, y2}, g);
+      g.addEventListener("click", (ev) => this.handlers.linkClick(a, b, ev, this._nearer(a, b, ev)));
+      g.addEventListener("contextmenu", (ev) => { ev.preventDefault(); this.handlers.linkMenu(a, b, ev); });
+      this.linkEls[`${a}-${b}`] = g;
     }
     if (clients.length) {
       const g = el("g", {class: "client", transform: "translate(0,0)"}, this.gClients);
@@ -106,7 +104,7 @@ export class Canvas {
       const tid = el("text", {class: "nid", y: -this.nodeR * 0.30}, g);
       tid.textContent = id;
       const trole = el("text", {class: "nrole", y: this.nodeR * 0.14}, g);
-      const tsub = el("text", {class: "nterm", y: this.nodeR * 0.52}, g);
+      const tsub = el("text", {class: "nsub", y: this.nodeR * 0.52}, g);
       const cross = el("g", {class: "cross"}, g);
       const k = this.nodeR * 0.72;
       el("line", {x1: -k, y1: -k, x2: k, y2: k}, cross);
@@ -243,7 +241,7 @@ export class Canvas {
 
   _sprite(label, cls, dropped) {
     // dropped: "" | "dropped" (struck through, dashed red) | "waiting" (manual delivery: a thick
-    // dashed outline and a ⏸ mark, so it reads without colour)
+    // dashed outline and a ‖ mark, so it reads without colour)
     const key = `${label}|${cls}|${dropped}`;
     let s = this.sprites.get(key);
     if (s) return s;
@@ -257,7 +255,7 @@ export class Canvas {
     const ph = projector ? 42 : 36;
     const m = this._measure || (this._measure = document.createElement("canvas").getContext("2d"));
     m.font = font;
-    if (waiting) label = `⏸ ${label}`;
+    if (waiting) label = `‖ ${label}`;
     const tw = m.measureText(label).width;
     const h = Math.ceil(ph * k + line), w = Math.ceil(Math.max(64 * k, tw + 26 * k) + line);
     const c = document.createElement("canvas");

@@ -430,3 +430,87 @@ def test_a_session_the_server_lost_is_said_and_offered_back_as_a_link(server, pa
     other.wait_for_function("document.querySelector('#canvas').dataset.digest.length === 16")
     assert canvas_state(other) == (t, digest)
     other.context.close()
+
+
+def waiting_ids(page) -> list[int]:
+    return page.locator("#waiting-list [data-msg]").evaluate_all("els => els.map(e => Number(e.dataset.msg))")
+
+
+def click_waiting_pill(page, mid: int) -> None:
+    """Click the waiting pill `mid` where the canvas drew it (on the layer over the SVG)."""
+    x, y = page.evaluate("""(mid) => {
+        const c = window.__playground.canvas, h = c.pillHits.find((p) => p[4] === mid);
+        const pt = c.svg.createSVGPoint();
+        pt.x = (h[0] + h[2]) / 2; pt.y = (h[1] + h[3]) / 2;
+        const r = pt.matrixTransform(c.svg.getScreenCTM());
+        return [r.x, r.y];
+    }""", mid)
+    page.mouse.click(x, y)
+
+
+def test_manual_delivery_clicks_are_actions_and_a_share_link_reproduces_them(server, page, browser):
+    page.goto(f"{server}/?speed=1")
+    leader_of(page)
+    pause(page)
+    page.keyboard.press("m")  # manual delivery on: arriving messages wait on their links
+    page.wait_for_selector('#btn-manual[aria-pressed="true"]')
+    page.wait_for_selector("#waiting-bar:not([hidden])")
+    for _ in range(200):  # step events until three messages wait (bounded; each step is one event)
+        if len(waiting_ids(page)) >= 3:
+            break
+        page.keyboard.press(".")
+        page.wait_for_function("document.querySelector('#canvas').dataset.digest.length === 16")
+    page.wait_for_function("document.querySelectorAll('#waiting-list [data-msg]').length >= 3")
+    first, second, third = waiting_ids(page)[:3]
+    shot(page, "e2e-manual-waiting")
+    assert "waiting (manual delivery)" in page.locator("#legend").text_content()
+    # Deliver one by clicking its pill on the canvas, one from the waiting list; drop a third.
+    page.wait_for_function(f"window.__playground.canvas.pillHits.some((p) => p[4] === {first})")
+    click_waiting_pill(page, first)
+    page.get_by_role("menuitem", name="Deliver now").click()
+    page.wait_for_function(f"!document.querySelector('#waiting-list [data-msg=\"{first}\"]')")
+    page.locator(f'#waiting-list [data-msg="{second}"]').click()
+    page.get_by_role("menuitem", name="Deliver now").click()
+    page.wait_for_function(f"!document.querySelector('#waiting-list [data-msg=\"{second}\"]')")
+    page.locator(f'#waiting-list [data-msg="{third}"]').focus()
+    page.keyboard.press("Enter")  # the keyboard works too
+    page.get_by_role("menuitem", name="Drop").click()
+    page.wait_for_function(f"!document.querySelector('#waiting-list [data-msg=\"{third}\"]')")
+    # A timer shown on a node fires from its menu.
+    follower = page.locator('[data-node][data-role="follower"]').first.get_attribute("data-node")
+    page.locator(f'[data-node="{follower}"]').click()
+    page.get_by_role("menuitem", name="Fire election timer").click()
+    page.wait_for_selector(f'[data-node="{follower}"][data-role="candidate"]')
+    events = page.locator("#events").text_content()
+    for words in (f"You: delivered message #{first}", f"You: delivered message #{second}",
+                  f"You: dropped message #{third}", f"You: fired {follower}'s election timer"):
+        assert words in events
+    page.wait_for_function("document.querySelector('#canvas').dataset.digest.length === 16")
+    t, digest = canvas_state(page)
+    shot(page, "e2e-manual-delivery")
+    page.get_by_role("button", name="Copy a share link to this moment").click()
+    page.wait_for_function("document.querySelector('#share-url').dataset.url")
+    url = page.locator("#share-url").get_attribute("data-url")
+    other = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
+    other.goto(url)
+    other.wait_for_function("document.querySelector('#canvas').dataset.digest.length === 16")
+    assert canvas_state(other) == (t, digest)
+    assert other.locator('#btn-manual').get_attribute("aria-pressed") == "true"
+    other.context.close()
+
+
+def test_the_protocol_chooser_and_an_unknown_protocol(server, page):
+    page.goto(f"{server}/?protocol=nosuch&speed=1")
+    page.wait_for_function("document.querySelector('#notice').textContent.includes('no page module')")
+    assert '"nosuch"' in page.locator("#notice").text_content()
+    assert page.locator("#conn").text_content() == "no protocol"
+    assert page.locator("[data-node]").count() == 0  # no other protocol's look instead
+    options = page.locator("#protocol-picker option").evaluate_all("els => els.map(e => e.value)")
+    assert "raft" in options
+    page.locator("#protocol-picker").select_option("raft")
+    page.wait_for_function("new URLSearchParams(location.search).get('protocol') === 'raft'")
+    page.wait_for_selector('[data-node][data-role="leader"]', timeout=15_000)
+    assert page.locator("#protocol-picker").input_value() == "raft"
+    html = page.content()
+    assert "Raft cluster" not in page.locator("#canvas").get_attribute("aria-label")
+    assert "Distributed Systems Playground" in html
