@@ -41,6 +41,7 @@ DEFAULT_PROTOCOL = "raft"  # a scenario without "protocol" (every scenario befor
 REGISTRY: dict[str, str] = {
     "raft": ".raft",
     "paxos": ".paxos",
+    "zk": ".zk",
 }
 _loaded: dict[str, "ProtocolSpec"] = {}
 

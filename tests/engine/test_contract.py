@@ -37,6 +37,9 @@ EXAMPLES = {  # extra fields some actions need to be valid (node fields are fill
     "duplicate": lambda ids: {"id": 1},
     "fire": lambda ids: {"timer": "t"},
     "propose": lambda ids: {"value": 7},
+    "acquire": lambda ids: {"node": "c1"},  # zk: the recipe actions name a client process
+    "release": lambda ids: {"node": "c1"},
+    "write": lambda ids: {"node": "c1", "value": "v"},
 }
 MODES = {  # protocol -> {mode: (scenario changes, action tags refused in that mode)}
     "paxos": {"basic": ({"config": {"proposals": {"n1": "x", "n2": "y"}}, "workload": None,
