@@ -260,12 +260,14 @@ class OneLockHolder(TxnOrder):
     def __init__(self, seed, servers):
         super().__init__(seed, servers)
         self.children: dict[str, set[str]] = {}
-        self.lows: dict[str, list[tuple]] = {}  # parent -> [(zxid, lowest child path)]
+        self.zxids: dict[str, list[tuple]] = {}  # parent -> zxids changing its children
+        self.lows: dict[str, list] = {}  # parent -> the lowest child after each of those
 
     def _changed(self, z, par):
         kids = self.children.get(par, set())
         low = min(kids, key=lambda p: (seq_of(p), p)) if kids else None
-        self.lows.setdefault(par, []).append((z, low))
+        self.zxids.setdefault(par, []).append(z)
+        self.lows.setdefault(par, []).append(low)
 
     def on_new(self, z, rec):
         op = rec["op"]
@@ -283,9 +285,9 @@ class OneLockHolder(TxnOrder):
         if rec["type"] != "state" or not rec.get("holds_lock"):
             return
         node, z = rec["lock_node"], _z(rec["lock_zxid"])
-        lows = self.lows.get(parent_of(node), [])
-        i = bisect_right(lows, (z, "\uffff")) - 1
-        low = lows[i][1] if i >= 0 else None
+        par = parent_of(node)
+        i = bisect_right(self.zxids.get(par, []), z) - 1
+        low = self.lows[par][i] if i >= 0 else None
         if low != node:
             self.report(rec["t"], [rec["node"]], f"{rec['node']} holds the lock with {node} in the "
                         f"state {list(z)}, where the lowest node is {low}")
@@ -300,19 +302,19 @@ class NoHerd(Checker):
     def __init__(self, seed, servers):
         super().__init__(seed, servers)
         self.deleted: dict[tuple, int] = {}
-        self.fired: dict[tuple, int] = {}
+        self.woken: dict[tuple, set[str]] = {}  # zxid -> sessions notified (on any server)
 
     def observe(self, rec):
-        key = (rec["node"], tuple(rec["zxid"]))
+        z = tuple(rec["zxid"])
         if rec["type"] == "txn":
-            self.deleted[key] = len(rec.get("deleted", ())) + (rec["op"] == "delete")
+            self.deleted.setdefault(z, len(rec.get("deleted", ())) + (rec["op"] == "delete"))
             return
         if rec["event"] != "fire":
             return
-        n = self.fired[key] = self.fired.get(key, 0) + 1
-        allowed = max(1, self.deleted.get(key, 0))
-        if n == allowed + 1:
-            self.report(rec["t"], [rec["node"]], f"{rec['node']} woke {n} waiters at {rec['zxid']} "
+        woken = self.woken.setdefault(z, set())
+        woken.add(rec["session"])
+        if len(woken) == max(1, self.deleted.get(z, 0)) + 1:
+            self.report(rec["t"], [rec["node"]], f"{len(woken)} waiters woken by {list(z)} "
                         f"({rec['kind']} watch on {rec['path']}): the herd effect")
 
 
