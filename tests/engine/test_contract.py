@@ -40,6 +40,7 @@ EXAMPLES = {  # extra fields some actions need to be valid (node fields are fill
     "acquire": lambda ids: {"node": "c1"},  # zk: the recipe actions name a client process
     "release": lambda ids: {"node": "c1"},
     "write": lambda ids: {"node": "c1", "value": "v"},
+    "read": lambda ids: {"node": "c1", "path": "/lock"},
 }
 MODES = {  # protocol -> {mode: (scenario changes, action tags refused in that mode)}
     "paxos": {"basic": ({"config": {"proposals": {"n1": "x", "n2": "y"}}, "workload": None,

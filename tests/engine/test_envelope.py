@@ -83,7 +83,7 @@ def test_with_changes_a_field_and_keeps_the_rest():
 
 
 @pytest.mark.parametrize("bad, needle", [
-    ({"protocol": "pbft"}, "protocol: unknown protocol 'pbft' (known: paxos, raft)"),
+    ({"protocol": "pbft"}, "protocol: unknown protocol 'pbft' (known: paxos, raft, zk)"),
     ({"protocol": 3}, "protocol: unknown protocol 3"),
     ({"config": {"heartbeat_ms": 0}}, "config.heartbeat_ms: Input should be greater than 0"),
     ({"config": {"latency_ms_min": 50}}, "config: latency_ms_min must not exceed latency_ms_max"),

@@ -35,6 +35,10 @@ def topology(scenario) -> Topology:
                             f"not {scenario.nodes}")
     servers = [f"n{i}" for i in range(1, scenario.nodes + 1)]
     clients = [f"c{i}" for i in range(1, scenario.config.clients + 1)]
+    for c, n in scenario.config.home.items():
+        if c not in clients or n not in servers:
+            raise ScenarioError(f"config.home.{c}: names a client c1..c{len(clients)} and a server "
+                                f"n1..n{len(servers)} (got {n!r})")
     mesh = Topology.mesh(servers)
     nodes = mesh.nodes + tuple((c, "client") for c in clients) + ((STORAGE, "storage"),)
     links = mesh.links + tuple((c, STORAGE) for c in clients)
@@ -63,5 +67,5 @@ PROTOCOL = ProtocolSpec(
     liveness=EstablishedAfterHeal,
     words=ZK_WORDS,
     nemesis_targets={"leader": established_leader},
-    record_types=("txn", "session", "watch", "write"),
+    record_types=("txn", "session", "watch", "write", "read"),
 )

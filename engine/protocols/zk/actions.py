@@ -4,6 +4,7 @@ client process c1..:
     acquire (`node`)            start the recipe: take the lock (or stand for election)
     release (`node`)            give the lock up (delete the lock node)
     write (`node`, `value`?)    write to the storage service with the token the client believes in
+    read (`node`, `path`, `sync`) list a znode's children, from the client's server or after sync
 """
 
 from __future__ import annotations
@@ -46,4 +47,14 @@ class Write(_ClientAction):
     value: str | None = Field(None, min_length=1, max_length=32)
 
 
-ZK_ACTIONS = (Acquire, Release, Write)
+class Read(_ClientAction):
+    """The client lists `path`'s children, from its own server's tree (maybe stale), or after a
+    `sync` with the leader when `sync` is true. Told as a `read` record."""
+
+    do: Literal["read"]
+    node: str
+    path: str = Field("/lock", pattern=r"^/[A-Za-z0-9_/-]{0,60}$")
+    sync: bool = False
+
+
+ZK_ACTIONS = (Acquire, Release, Write, Read)

@@ -50,6 +50,7 @@ class ZkClient(Node):
         self.lock_zxid: list | None = None
         self.writes = 0
         self.herd = config.has("herd_watch")
+        self.reads: list[tuple[str, bool]] = []  # the user's reads waiting for the line
         self._told = None
 
     # --- state ------------------------------------------------------------------------------------
@@ -88,7 +89,8 @@ class ZkClient(Node):
 
     # --- connection -------------------------------------------------------------------------------
     def on_start(self, ctx):
-        self.connect(ctx, self.rng.choice(self.servers))
+        first = self.rng.choice(self.servers)
+        self.connect(ctx, self.config.home.get(self.id, first))
         if self.config.auto:
             self.want = True
 
@@ -106,7 +108,7 @@ class ZkClient(Node):
         self.pending = None
         ctx.cancel_timer("ping")
         others = [s for s in self.servers if s != self.server] or self.servers
-        self.connect(ctx, self.rng.choice(others))
+        self.connect(ctx, self.config.home.get(self.id) or self.rng.choice(others))
 
     def on_timer(self, ctx, name):
         if name == "recv":
@@ -195,6 +197,14 @@ class ZkClient(Node):
         """Send the recipe's next request, if it has one and nothing is outstanding."""
         if not self.connected or self.pending is not None:
             return
+        if self.reads:
+            path, sync = self.reads[0]
+            if sync:
+                self.reads[0] = (path, False)
+                self.request(ctx, "sync", {"op": "sync", "path": path})
+            else:
+                self.request(ctx, "read", {"op": "children", "path": path})
+            return
         ph = self.phase
         if ph == IDLE and self.want:
             self.attempt += 1
@@ -215,7 +225,11 @@ class ZkClient(Node):
                 self.request(ctx, RELEASE, {"op": "delete", "path": self.my_node})
 
     def on_reply(self, ctx, purpose: str, m: dict) -> None:
-        if purpose == CREATE:
+        if purpose == "read":
+            path, _ = self.reads.pop(0)
+            self.records.append({"type": "read", "client": self.id, "server": self.server,
+                                 "path": path, "children": m.get("children", []), "zxid": m["zxid"]})
+        elif purpose == CREATE:
             if not m["ok"]:
                 self.phase = IDLE
             else:
@@ -294,6 +308,9 @@ class ZkClient(Node):
             if self.phase in (IDLE,):
                 return
             self.phase = RELEASE
+            self.step(ctx)
+        elif do == "read":
+            self.reads.append((command["path"], command["sync"]))
             self.step(ctx)
         elif do == "write":
             self.write(ctx, command.get("value") or f"{self.id}:{self.writes + 1}")

@@ -50,6 +50,8 @@ class ZkConfig(Strict):
     auto: bool = Field(True, strict=True)
     hold_ms: float = Field(60.0, ge=0, le=600_000, strict=True)
     think_ms_max: float = Field(150.0, ge=0, le=600_000, strict=True)
+    # A client's only server, as a connect string naming one server: {"c1": "n1"} (lessons).
+    home: dict[str, str] = {}
     mutations: tuple[Mutation, ...] = ()
 
     @field_validator("mutations")

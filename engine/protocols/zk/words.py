@@ -127,6 +127,11 @@ def write_words(rec: dict) -> str:
     return f"{rec['node']:>4} {verdict} {rec['client']}'s write {rec['value']!r} token={rec['token']} (newest {rec['newest']})"
 
 
+def read_words(rec: dict) -> str:
+    kids = ", ".join(c.split("-lock-")[0] for c in rec["children"]) or "nothing"
+    return f"{rec['client']:>4} read {rec['path']} on {rec['server']} @{zl(rec['zxid'])}: {kids}"
+
+
 ZK_WORDS = Words(message=message, records={"state": state_words, "txn": txn_words,
                                            "session": session_words, "watch": watch_words,
-                                           "write": write_words})
+                                           "write": write_words, "read": read_words})

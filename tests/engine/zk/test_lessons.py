@@ -76,3 +76,12 @@ def test_leader_crash_and_zab_recovery():
     assert sim.nodes["n5"].committed_zxid() == sim.nodes[after[0][0]].committed_zxid()
     assert len({tuple(r["zxid"]) for r in of(recs, "txn") if r["zxid"][0] == 2}) > 10
     assert sim.violations == []
+
+
+def test_a_stale_read_and_sync():
+    sim, recs = run(lesson("zk_stale_read"))
+    held = [r for r in of(recs, "state", node="c2") if r["holds_lock"]][0]
+    stale, fresh = of(recs, "read", client="c1")
+    assert held["t"] < stale["t"] and stale["server"] == "n1" and stale["children"] == []
+    assert fresh["children"] == ["c2-1-lock-0000000000"] and fresh["zxid"] == held["lock_zxid"]
+    assert sim.violations == []
