@@ -306,7 +306,7 @@ def heavy_share_link() -> str:
 
     from .share import encode
 
-    sc = parse_scenario({"protocol": "raft", "nodes": 9, "seed": 1, "duration_ms": 3_600_000,
+    sc = parse_scenario({"nodes": 9, "seed": 1, "duration_ms": 3_600_000,  # the default protocol
                          "config": {"heartbeat_ms": 5, "election_timeout_ms_min": 20,
                                     "election_timeout_ms_max": 40},
                          "network": {"duplicate": 1.0}})

@@ -42,6 +42,7 @@ REGISTRY: dict[str, str] = {
     "raft": ".raft",
     "paxos": ".paxos",
     "lb": ".lb",
+    "zk": ".zk",
 }
 _loaded: dict[str, "ProtocolSpec"] = {}
 

@@ -38,6 +38,10 @@ EXAMPLES = {  # extra fields some actions need to be valid (node fields are fill
     "fire": lambda ids: {"timer": "t"},
     "propose": lambda ids: {"value": 7},
     "slow": lambda ids: {"node": ids[-1], "factor": 0.5},
+    "acquire": lambda ids: {"node": "c1"},  # zk: the recipe actions name a client process
+    "release": lambda ids: {"node": "c1"},
+    "write": lambda ids: {"node": "c1", "value": "v"},
+    "read": lambda ids: {"node": "c1", "path": "/lock"},
 }
 MODES = {  # protocol -> {mode: (scenario changes, action tags refused in that mode)}
     "paxos": {"basic": ({"config": {"proposals": {"n1": "x", "n2": "y"}}, "workload": None,

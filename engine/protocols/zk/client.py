@@ -1,0 +1,316 @@
+"""An application process using ZooKeeper: a session, and the recipes as its behaviour.
+
+Session (Programmer's Guide, "ZooKeeper Sessions"): the client connects to one server, pings every
+third of its session timeout, and counts itself disconnected when it hears nothing from that
+server for two thirds of it (ZooKeeper's readTimeout); then it tries another server with the same
+session. Only a server can tell it the session expired, so a partitioned or paused client learns
+of its expiry on reconnect.
+
+Recipes (ZooKeeper Recipes and Solutions):
+- Locks: create an ephemeral sequential `<parent>/<guid>-lock-`; getChildren without a watch; the
+  lowest holds the lock; any other waiter sets an exists-watch on the next lower node only (no herd
+  effect) and checks again when it fires. A create whose reply was lost is recovered by looking
+  for the GUID among the children. The token for the storage is the node's sequence number.
+- Leader election (active/standby): the same, under /election; the active is the lowest node and
+  stays until its session ends.
+
+One request at a time (the client's operations take effect in the order it issued them).
+"""
+
+from __future__ import annotations
+
+from ...node import Node
+from .tree import ELECTION, LOCK, seq_of
+
+IDLE, CREATE, RECOVER, LIST, EXISTS, WAIT, HELD, RELEASE = (
+    "idle", "create", "recover", "list", "exists", "wait", "held", "release")
+
+
+class ZkClient(Node):
+    kind = "client"
+
+    def __init__(self, nid, topology, config, rng, persistent=None):
+        super().__init__(nid, topology.of_kind("server"), config, rng)
+        self.servers = topology.of_kind("server")
+        storage = topology.of_kind("storage")
+        self.storage = storage[0] if storage else None
+        self.parent = ELECTION if config.recipe == "election" else LOCK
+        self.server: str | None = None
+        self.session: str | None = None
+        self.timeout_ms = config.session_timeout_ms
+        self.connected = False
+        self.cxid = 0
+        self.pending: tuple | None = None  # (cxid, purpose)
+        self.want = False
+        self.phase = IDLE
+        self.attempt = 0
+        self.guid: str | None = None
+        self.my_node: str | None = None
+        self.token: int | None = None
+        self.lock_zxid: list | None = None
+        self.writes = 0
+        self.herd = config.has("herd_watch")
+        self.reads: list[tuple[str, bool]] = []  # the user's reads waiting for the line
+        self._told = None
+
+    # --- state ------------------------------------------------------------------------------------
+    def take_state(self):
+        told = (self.server if self.connected else None, self.session, self.phase == HELD,
+                self.token, self.my_node, self.phase)
+        if told == self._told:
+            return None
+        self._told = told
+        st = {"role": self.role(), "connected_to": told[0], "session": told[1],
+              "holds_lock": told[2], "token": told[3], "lock_node": told[4], "recipe": told[5]}
+        if told[2]:
+            st["lock_zxid"] = self.lock_zxid
+        return st
+
+    def down_state(self):
+        self._told = None
+        return {"role": "down", "connected_to": None, "session": None, "holds_lock": False,
+                "token": None, "lock_node": None, "recipe": IDLE}
+
+    def role(self) -> str:
+        held = self.phase == HELD
+        if self.parent == ELECTION:
+            return "active" if held else "standby"
+        return "holder" if held else ("waiter" if self.phase != IDLE else "idle")
+
+    def view(self, now_us):
+        return {"role": self.role(), "connected_to": self.server if self.connected else None,
+                "session": self.session, "timeout_ms": self.timeout_ms, "recipe": self.phase,
+                "lock_node": self.my_node, "token": self.token, "want": self.want,
+                "writes": self.writes}
+
+    def session_record(self, event: str) -> None:
+        self.records.append({"type": "session", "session": self.session, "client": self.id,
+                             "event": event, "server": self.server})
+
+    # --- connection -------------------------------------------------------------------------------
+    def on_start(self, ctx):
+        first = self.rng.choice(self.servers)
+        self.connect(ctx, self.config.home.get(self.id, first))
+        if self.config.auto:
+            self.want = True
+
+    def connect(self, ctx, server: str) -> None:
+        self.server, self.connected = server, False
+        ctx.send(server, {"kind": "Connect", "session": self.session,
+                          "timeout_ms": self.config.session_timeout_ms})
+        ctx.set_timer("recv", int(self.timeout_ms * 2 / 3 * 1000))
+
+    def move(self, ctx) -> None:
+        """No word from the server: disconnected (the pending request is lost); try another."""
+        if self.connected:
+            self.session_record("disconnect")
+        self.connected = False
+        self.pending = None
+        ctx.cancel_timer("ping")
+        others = [s for s in self.servers if s != self.server] or self.servers
+        self.connect(ctx, self.config.home.get(self.id) or self.rng.choice(others))
+
+    def on_timer(self, ctx, name):
+        if name == "recv":
+            self.move(ctx)
+        elif name == "ping":
+            if self.connected:
+                ctx.send(self.server, {"kind": "Ping", "session": self.session})
+                ctx.set_timer("ping", int(self.timeout_ms / 3 * 1000))
+        elif name == "think":
+            self.want = True
+            self.step(ctx)
+        elif name == "hold":
+            if self.phase == HELD and self.parent == LOCK:
+                self.phase = RELEASE
+                self.step(ctx)
+            elif self.phase == HELD:
+                self.write(ctx, f"{self.id}:{self.writes + 1}")
+
+    def on_message(self, ctx, src, m):
+        k = m["kind"]
+        if k == "WriteReply":
+            if self.config.auto and self.phase == HELD:
+                ctx.set_timer("hold", int(self.config.hold_ms * 1000))
+            return
+        if src != self.server:
+            return
+        ctx.set_timer("recv", int(self.timeout_ms * 2 / 3 * 1000))
+        if k == "Connected":
+            if m["session"] != self.session:
+                self.session = m["session"]
+                self.reset_recipe()
+                self.session_record("open")
+            else:
+                self.session_record("reconnect")
+            self.connected = True
+            self.timeout_ms = m["timeout_ms"]
+            ctx.set_timer("recv", int(self.timeout_ms * 2 / 3 * 1000))
+            ctx.set_timer("ping", int(self.timeout_ms / 3 * 1000))
+            self.resume(ctx)
+        elif k == "Expired":
+            if m["session"] != self.session:
+                return
+            self.session_record("expire")
+            self.session = None
+            self.reset_recipe()
+            self.move_to_same(ctx)
+        elif k == "Reply":
+            if self.pending is None or m["cxid"] != self.pending[0]:
+                return
+            purpose = self.pending[1]
+            self.pending = None
+            self.on_reply(ctx, purpose, m)
+        elif k == "Event":
+            if self.phase == WAIT and self.pending is None:
+                self.phase = LIST
+                self.step(ctx)
+
+    def move_to_same(self, ctx) -> None:
+        self.connected = False
+        self.pending = None
+        ctx.cancel_timer("ping")
+        self.connect(ctx, self.server)
+
+    # --- the recipe -------------------------------------------------------------------------------
+    def reset_recipe(self) -> None:
+        """A new session: whatever the old one held is gone."""
+        self.phase = IDLE
+        self.my_node = self.token = self.lock_zxid = None
+        self.pending = None
+
+    def resume(self, ctx) -> None:
+        """Reconnected with the same session: redo what may have been lost with the connection."""
+        if self.phase == CREATE and self.my_node is None:
+            self.phase = RECOVER
+        elif self.phase in (EXISTS, WAIT, RECOVER):
+            self.phase = LIST if self.my_node else RECOVER
+        self.step(ctx)
+
+    def request(self, ctx, purpose: str, req: dict) -> None:
+        self.cxid += 1
+        self.pending = (self.cxid, purpose)
+        ctx.send(self.server, {"kind": "Request", "session": self.session, "cxid": self.cxid,
+                               "req": req})
+
+    def step(self, ctx) -> None:
+        """Send the recipe's next request, if it has one and nothing is outstanding."""
+        if not self.connected or self.pending is not None:
+            return
+        if self.reads:
+            path, sync = self.reads[0]
+            if sync:
+                self.reads[0] = (path, False)
+                self.request(ctx, "sync", {"op": "sync", "path": path})
+            else:
+                self.request(ctx, "read", {"op": "children", "path": path})
+            return
+        ph = self.phase
+        if ph == IDLE and self.want:
+            self.attempt += 1
+            self.guid = f"{self.id}-{self.attempt}"
+            self.phase = CREATE
+            self.request(ctx, CREATE, {"op": "create", "path": f"{self.parent}/{self.guid}-lock-",
+                                       "ephemeral": True, "sequential": True})
+        elif ph == CREATE:
+            self.request(ctx, CREATE, {"op": "create", "path": f"{self.parent}/{self.guid}-lock-",
+                                       "ephemeral": True, "sequential": True})
+        elif ph in (RECOVER, LIST):
+            self.request(ctx, ph, {"op": "children", "path": self.parent,
+                                   "watch": self.herd and ph == LIST})
+        elif ph == RELEASE:
+            if self.my_node is None:
+                self.released(ctx)
+            else:
+                self.request(ctx, RELEASE, {"op": "delete", "path": self.my_node})
+
+    def on_reply(self, ctx, purpose: str, m: dict) -> None:
+        if purpose == "read":
+            path, _ = self.reads.pop(0)
+            self.records.append({"type": "read", "client": self.id, "server": self.server,
+                                 "path": path, "children": m.get("children", []), "zxid": m["zxid"]})
+        elif purpose == CREATE:
+            if not m["ok"]:
+                self.phase = IDLE
+            else:
+                self.my_node = m["path"]
+                self.phase = LIST
+        elif purpose == RECOVER:
+            mine = [c for c in m.get("children", ()) if c.startswith(f"{self.guid}-lock-")]
+            if mine:
+                self.my_node = f"{self.parent}/{mine[0]}"
+                self.phase = LIST
+            else:
+                self.phase = CREATE
+        elif purpose == LIST:
+            self.check_children(ctx, m)
+            return
+        elif purpose == EXISTS:
+            self.phase = LIST if not m.get("exists") else WAIT
+        elif purpose == RELEASE:
+            self.released(ctx)
+            return
+        self.step(ctx)
+
+    def check_children(self, ctx, m: dict) -> None:
+        """The lowest sequence number holds the lock; the others watch their predecessor."""
+        names = sorted(m.get("children", ()), key=lambda c: (seq_of(c), c))
+        mine = self.my_node.rsplit("/", 1)[1] if self.my_node else None
+        if not m["ok"] or mine not in names:
+            self.phase, self.my_node = IDLE, None  # our node is gone (the session ended)
+            self.step(ctx)
+            return
+        i = names.index(mine)
+        if i == 0:
+            self.become_holder(ctx, m["zxid"])
+            return
+        if self.herd:
+            self.phase = WAIT
+            return
+        self.phase = EXISTS
+        self.request(ctx, EXISTS, {"op": "exists", "path": f"{self.parent}/{names[i - 1]}",
+                                   "watch": True})
+
+    def become_holder(self, ctx, zxid) -> None:
+        self.phase = HELD
+        self.token = seq_of(self.my_node)
+        self.lock_zxid = list(zxid)
+        if self.config.auto:
+            self.write(ctx, f"{self.id}:{self.writes + 1}")
+            if self.parent == ELECTION:
+                ctx.set_timer("hold", int(self.config.hold_ms * 1000))
+
+    def released(self, ctx) -> None:
+        self.phase = IDLE
+        self.my_node = self.token = self.lock_zxid = None
+        self.want = False
+        if self.config.auto:
+            ctx.set_timer("think", int(self.rng.random() * self.config.think_ms_max * 1000) + 1)
+
+    def write(self, ctx, value: str) -> None:
+        """Write to the storage service with the fencing token (whatever this process believes it
+        holds: a paused holder still believes it)."""
+        if self.storage is None:
+            return
+        self.writes += 1
+        ctx.send(self.storage, {"kind": "Write", "token": self.token, "value": value,
+                                "req": self.writes})
+
+    # --- the user's actions -----------------------------------------------------------------------
+    def on_command(self, ctx, command):
+        do = command["do"]
+        if do == "acquire":
+            self.want = True
+            self.step(ctx)
+        elif do == "release":
+            self.want = False
+            ctx.cancel_timer("think")
+            if self.phase in (IDLE,):
+                return
+            self.phase = RELEASE
+            self.step(ctx)
+        elif do == "read":
+            self.reads.append((command["path"], command["sync"]))
+            self.step(ctx)
+        elif do == "write":
+            self.write(ctx, command.get("value") or f"{self.id}:{self.writes + 1}")

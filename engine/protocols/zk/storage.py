@@ -1,0 +1,55 @@
+"""The storage service the lock protects (Kleppmann, "How to do distributed locking", 2016): it
+accepts a write only with a fencing token not older than the newest it has seen (the lock node's
+sequence number). With the `no_fencing` mutation it accepts anything. Its newest token and value
+are on stable storage."""
+
+from __future__ import annotations
+
+from ...node import Node
+
+
+class Storage(Node):
+    kind = "storage"
+
+    def __init__(self, nid, topology, config, rng, persistent=None):
+        super().__init__(nid, [], config, rng)
+        p = persistent or {"token": None, "value": None, "accepted": 0, "rejected": 0}
+        self.token, self.value = p["token"], p["value"]
+        self.accepted, self.rejected = p["accepted"], p["rejected"]
+        self._told = None
+
+    def persistent_state(self):
+        return {"token": self.token, "value": self.value, "accepted": self.accepted,
+                "rejected": self.rejected}
+
+    def on_message(self, ctx, src, m):
+        if m["kind"] != "Write":
+            return
+        token = m["token"]
+        fresh = token is not None and (self.token is None or token >= self.token)
+        ok = fresh or self.config.has("no_fencing")
+        if ok:
+            self.value = m["value"]
+            self.accepted += 1
+            if fresh:
+                self.token = token
+        else:
+            self.rejected += 1
+        self.records.append({"type": "write", "node": self.id, "client": src, "token": token,
+                             "accepted": ok, "value": m["value"], "newest": self.token})
+        ctx.send(src, {"kind": "WriteReply", "req": m["req"], "accepted": ok})
+
+    def take_state(self):
+        told = (self.token, self.value, self.rejected)
+        if told == self._told:
+            return None
+        self._told = told
+        return {"role": "storage", "token": told[0], "value": told[1], "rejected": told[2]}
+
+    def down_state(self):
+        self._told = None
+        return {"role": "down", "token": self.token, "value": self.value, "rejected": self.rejected}
+
+    def view(self, now_us):
+        return {"role": "storage", "token": self.token, "value": self.value,
+                "accepted": self.accepted, "rejected": self.rejected}
