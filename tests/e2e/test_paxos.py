@@ -26,6 +26,11 @@ def wait_ready(page) -> None:
     page.wait_for_function("(window.__playground.state.extras || {}).mode")
 
 
+def panel_caught_up(page) -> None:
+    """The side panel shows the moment the canvas shows (it redraws a few times a second)."""
+    page.wait_for_function("document.querySelector('#log-panel').dataset.t === document.querySelector('#canvas').dataset.time")
+
+
 def test_paxos_opens_as_a_live_multi_paxos_cluster_and_a_leader_serves(server, page):
     page.goto(f"{server}/?protocol=paxos&speed=1")
     page.wait_for_selector(LEADER, timeout=15_000)
@@ -79,6 +84,7 @@ def test_every_paxos_lesson_loads_from_the_picker_with_its_explanation(server, p
         assert len(page.locator("#lesson .notes").text_content()) > 80
         page.wait_for_function(f"(window.__playground.state.lesson || {{}}).name === '{name}'")
         seek(page, 1500)
+        panel_caught_up(page)
         assert page.locator("#events li").count() > 0, name
         if name.startswith("paxos_flexible_unsafe"):
             page.wait_for_selector("#log-panel .px-unsafe")
@@ -93,11 +99,24 @@ def test_a_broken_lesson_shows_a_violated_invariant(server, page, name):
     page.goto(f"{server}/?protocol=paxos&scenario={name}")
     wait_ready(page)
     seek(page, 3000)
+    panel_caught_up(page)
     page.get_by_role("tab", name="Invariants").click()
     states = dict(page.locator("#invariants li").evaluate_all("els => els.map(e => [e.dataset.invariant, e.dataset.ok])"))
     assert "false" in states.values(), states
     assert "broken" in page.locator("#inv-badge").text_content()
     shot(page, f"e2e-paxos-broken-{name}")
+
+
+def test_a_learner_that_learns_too_early_is_caught_by_the_panel_live(server, page):
+    # learn_without_majority: a learner learns from one Accepted; the panel, which computes chosen
+    # from the acceptors, says that value was not chosen (yet) at that moment.
+    page.goto(f"{server}/?protocol=paxos&scenario=paxos_mutation_learn_without_majority&speed=0.01")
+    page.wait_for_selector("#log-panel .px-wrong", timeout=30_000)
+    pause(page)
+    shot(page, "e2e-paxos-mutation-breaking")
+    page.get_by_role("tab", name="Invariants").click()
+    page.wait_for_selector('#invariants li[data-invariant="Learned Is Chosen"][data-ok="false"]')
+    shot(page, "e2e-paxos-mutation-invariant")
 
 
 def test_manual_delivery_on_paxos_and_a_share_link_reproduces_it(server, page, browser):

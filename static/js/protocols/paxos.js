@@ -146,12 +146,14 @@ function L(state) {
   return g;
 }
 
-function vote(g, node, slot, b, label, key, t) {
+// `exact`: seen as it happened (a delta); a vote first seen in a snapshot after a jump happened
+// at or before `t` (the panel then says "by").
+function vote(g, node, slot, b, label, key, t, exact = true) {
   const s = g.votes[slot] || (g.votes[slot] = {});
   const k = bl(b);
   const e = s[k] || (s[k] = {b, keys: {}});
-  const v = e.keys[key] || (e.keys[key] = {label, who: {}});
-  if (v.who[node] == null) v.who[node] = t;
+  const v = e.keys[key] || (e.keys[key] = {label, who: {}, late: {}});
+  if (v.who[node] == null) { v.who[node] = t; if (!exact) v.late[node] = true; }
 }
 
 function promise(g, node, b, t) {
@@ -164,7 +166,7 @@ function forgetAfter(g, t) {
   for (const p of Object.values(g.prom)) for (const [k, [, tt]] of Object.entries(p)) if (tt > t) delete p[k];
   for (const s of Object.values(g.votes)) for (const [bk, e] of Object.entries(s)) {
     for (const [key, v] of Object.entries(e.keys)) {
-      for (const [n, tt] of Object.entries(v.who)) if (tt > t) delete v.who[n];
+      for (const [n, tt] of Object.entries(v.who)) if (tt > t) { delete v.who[n]; delete v.late[n]; }
       if (!Object.keys(v.who).length) delete e.keys[key];
     }
     if (!Object.keys(e.keys).length) delete s[bk];
@@ -185,7 +187,7 @@ export function ingest(state, id, n) {
   g.seen = t;
   if (n.accepted) {
     g.acc[id] = n.accepted;
-    for (const [s, [b, label, key]] of Object.entries(n.accepted)) vote(g, id, s, b, label, key, t);
+    for (const [s, [b, label, key]] of Object.entries(n.accepted)) vote(g, id, s, b, label, key, t, false);
     if (n.mode === "multi") { delete n.accepted; }
   }
   if (n.learned) { g.learned[id] = n.learned; if (n.mode === "multi") delete n.learned; }
@@ -216,9 +218,13 @@ export function chosenOf(state, slot) {
   const out = [];
   for (const e of Object.values(g.votes[slot] || {})) {
     for (const [key, v] of Object.entries(e.keys)) {
-      const ts = Object.values(v.who).sort((a, b) => a - b);
-      if (ts.length >= q2 && !out.some((c) => c.key === key)) out.push({key, label: v.label, b: e.b, t: ts[q2 - 1]});
-      else if (ts.length >= q2) { const c = out.find((x) => x.key === key); if (ts[q2 - 1] < c.t) Object.assign(c, {b: e.b, t: ts[q2 - 1]}); }
+      const ws = Object.entries(v.who).sort((a, b) => a[1] - b[1]);
+      if (ws.length < q2) continue;
+      const [who, t] = ws[q2 - 1];
+      const late = !!v.late[who];
+      const c = out.find((x) => x.key === key);
+      if (!c) out.push({key, label: v.label, b: e.b, t, late});
+      else if (t < c.t) Object.assign(c, {b: e.b, t, late});
     }
   }
   return out.sort((a, b) => a.t - b.t);
@@ -227,6 +233,7 @@ export function chosenOf(state, slot) {
 export const panelClick = cellClick;
 
 const fmt = (t) => `${(t / 1000).toFixed(3)} s`;
+const when = (c) => `${c.late ? "by" : "at"} ${fmt(c.t)}`;  // "by": first seen after a jump
 
 export const panelLabel = "Ballots";
 
@@ -238,6 +245,7 @@ function header(state, what) {
 }
 
 export function renderPanel(el, state, projector) {
+  el.dataset.t = String(state.t);  // the moment the panel shows (tests wait for it)
   if (multi(state)) return renderSlots(el, state, projector);
   const g = L(state), ids = state.layout.nodes;
   const accs = (state.extras.acceptors || ids);
@@ -283,15 +291,15 @@ export function renderPanel(el, state, projector) {
     h += `<p class="px-chosen" data-chosen="" style="font-weight:600">Nothing chosen yet: no ${state.extras.q2} acceptors accepted one ballot.</p>`;
   } else if (chosen.length === 1) {
     const c = chosen[0];
-    h += `<p class="px-chosen" data-chosen="${esc(c.label)}" style="font-size:1.1em;font-weight:700;background:#dcf2e2;border-left:6px solid #17803d;padding:4px 8px;border-radius:4px">★ ${esc(c.label)} chosen at ${fmt(c.t)} (ballot ${esc(bl(c.b))})`;
+    h += `<p class="px-chosen" data-chosen="${esc(c.label)}" style="font-size:1.1em;font-weight:700;background:#dcf2e2;border-left:6px solid #17803d;padding:4px 8px;border-radius:4px">★ ${esc(c.label)} chosen ${when(c)} (ballot ${esc(bl(c.b))})`;
     h += knows.length ? ` · learned by ${knows.join(", ")}${knows.length < learners.length ? ` (not yet ${learners.filter((x) => !knows.includes(x)).join(", ")})` : ""}`
       : " · <em>no learner knows it yet</em>";
     h += "</p>";
   } else {
-    h += `<p class="px-chosen" data-chosen="${esc(chosen.map((c) => c.label).join(","))}" style="font-size:1.1em;font-weight:800;color:#fff;background:#c4161c;padding:4px 8px;border-radius:4px">✗ TWO VALUES CHOSEN: ${chosen.map((c) => `${esc(c.label)} at ${esc(bl(c.b))} (${fmt(c.t)})`).join(" and ")}</p>`;
+    h += `<p class="px-chosen" data-chosen="${esc(chosen.map((c) => c.label).join(","))}" style="font-size:1.1em;font-weight:800;color:#fff;background:#c4161c;padding:4px 8px;border-radius:4px">✗ TWO VALUES CHOSEN: ${chosen.map((c) => `${esc(c.label)} at ${esc(bl(c.b))} (${when(c)})`).join(" and ")}</p>`;
   }
   const wrong = ids.filter((id) => g.learned[id] && g.learned[id]["0"] && !chosen.some((c) => c.key === g.learned[id]["0"][1]));
-  if (wrong.length) h += `<p style="color:#c4161c;font-weight:700">✗ ${wrong.join(", ")} learned a value no quorum accepted</p>`;
+  if (wrong.length) h += `<p class="px-wrong" data-wrong="${wrong.join(",")}" style="color:#c4161c;font-weight:800;font-size:1.1em">✗ ${wrong.map((id) => `${id} learned ${esc(g.learned[id]["0"][0])}`).join(", ")}: no quorum of acceptors accepted it</p>`;
   h += `<p class="logkey">P promised · ✔ v accepted v · green: a quorum accepted it (chosen) · column colour: the ballot's owner (pills too) · click a cell</p><p class="log-detail" aria-live="polite">${esc(state.logDetail || "")}</p>`;
   el.innerHTML = h;
 }
@@ -319,7 +327,7 @@ function renderSlots(el, state, projector) {
     const c = chosenOf(state, s);
     if (!c.length) { h += `<td class="c empty"></td>`; continue; }
     const two = c.length > 1;
-    const what = esc(two ? `slot ${s}: TWO VALUES CHOSEN: ${c.map((x) => x.label).join(" and ")}` : `slot ${s}: ${c[0].label} chosen at ballot ${bl(c[0].b)}, ${fmt(c[0].t)}`);
+    const what = esc(two ? `slot ${s}: TWO VALUES CHOSEN: ${c.map((x) => x.label).join(" and ")}` : `slot ${s}: ${c[0].label} chosen at ballot ${bl(c[0].b)}, ${when(c[0])}`);
     h += `<td class="c committed${c[0].label === "no-op" ? " px-noop" : ""}" data-slot="${s}" data-what="${what}" title="${what}" style="background:${two ? "#c4161c;color:#fff" : c[0].label === "no-op" ? "#d5d8dd" : "#7fd39a"}">${two ? "✗" : esc(cellChar(c[0].label))}</td>`;
   }
   h += `<td class="ni"></td></tr>`;
