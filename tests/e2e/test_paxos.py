@@ -119,6 +119,37 @@ def test_a_learner_that_learns_too_early_is_caught_by_the_panel_live(server, pag
     shot(page, "e2e-paxos-mutation-invariant")
 
 
+def test_paxos_menus_and_the_backoff_switch(server, page):
+    page.goto(f"{server}/?protocol=paxos&scenario=paxos_duel_livelock&speed=0.05")
+    page.wait_for_selector("[data-node]")
+    page.wait_for_function("window.__playground.state.extras.backoff === false")
+    pause(page)
+    page.locator('[data-node="n3"]').click()
+    items = page.locator('#menu [role="menuitem"]').all_text_contents()
+    assert "Crash n3" in items and any(i.startswith("Propose a value") for i in items), items
+    assert "Time out now (retry with a higher ballot)" in items
+    page.get_by_role("menuitem", name="Propose a value").click()
+    page.wait_for_function("document.querySelector('#events').textContent.includes('You: asked n3 to propose')")
+    # The back-off cure, from the Mutations tab's extension switch (restarts the cluster).
+    page.get_by_role("tab", name="Mutations").click()
+    page.get_by_label("Option backoff").check()
+    page.wait_for_function("window.__playground.state.extras.backoff === true")
+    # Multi-Paxos: client requests in the menu, and the leader is the C key's target.
+    page.goto(f"{server}/?protocol=paxos&speed=1")
+    page.wait_for_selector(LEADER, timeout=15_000)
+    leader = page.locator(LEADER).first.get_attribute("data-node")
+    page.locator(f'[data-node="{leader}"]').click()
+    items = page.locator('#menu [role="menuitem"]').all_text_contents()
+    assert f"Client write to {leader}" in items and f"Client read from {leader}" in items, items
+    page.get_by_role("menuitem", name=f"Crash {leader}").click()
+    page.wait_for_function(f"[...document.querySelectorAll('[data-node][data-leader=\"true\"]')].some(e => e.dataset.node !== '{leader}')",
+                           timeout=15_000)
+    page.wait_for_selector('#log-panel tr[data-log-node="chosen"] td[data-slot]')
+    pause(page)
+    panel_caught_up(page)
+    shot(page, "e2e-paxos-multi-new-leader")
+
+
 def test_manual_delivery_on_paxos_and_a_share_link_reproduces_it(server, page, browser):
     page.goto(f"{server}/?protocol=paxos&scenario=paxos_clean&speed=0.05")
     wait_ready(page)
@@ -164,3 +195,10 @@ def test_paxos_projector_mode_renders(server, page):
     page.wait_for_selector('#log-panel .px-chosen[data-chosen="x"]', timeout=30_000)
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     shot(page, "e2e-paxos-projector")
+    page.goto(f"{server}/?protocol=paxos&projector=1&speed=1")
+    page.wait_for_selector(LEADER, timeout=15_000)
+    page.wait_for_selector('#log-panel tr[data-log-node="chosen"] td[data-slot]', timeout=15_000)
+    pause(page)
+    panel_caught_up(page)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    shot(page, "e2e-paxos-projector-multi")
