@@ -48,7 +48,9 @@ export function look(n) {
     else { cls = "follower"; label = isProposer(n) ? "IDLE" : (n.roles || ["?"]).join("+").toUpperCase(); words = "idle"; }
   }
   const active = n.mode !== "multi" || n.leader || n.phase === "preparing";  // a stale ballot says little
-  const sub = isProposer(n) && n.ballot && active ? `b ${bl(n.ballot)}` : isAcceptor(n) ? `prom ${bl(n.promised)}` : "";
+  // Basic Paxos: the badge under the node carries the promise, so the circle names the ballot.
+  const sub = isProposer(n) && n.ballot && active ? `b ${bl(n.ballot)}`
+    : isAcceptor(n) && (n.mode === "multi" || !isProposer(n)) ? `prom ${bl(n.promised)}` : "";
   if (paused) return {cls, label: "⏸ PAUSED", words: `paused, ${words}`, sub};
   return {cls, label, words: `${words}${sub ? ", " + sub : ""}`, sub};
 }
