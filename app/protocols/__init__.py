@@ -12,9 +12,10 @@ from __future__ import annotations
 from engine.protocols import DEFAULT_PROTOCOL, REGISTRY as ENGINE_REGISTRY
 
 from .base import Adapter, live_workload
+from .paxos import PaxosAdapter
 from .raft import RaftAdapter
 
-ADAPTERS: dict[str, type[Adapter]] = {"raft": RaftAdapter}
+ADAPTERS: dict[str, type[Adapter]] = {"raft": RaftAdapter, "paxos": PaxosAdapter}
 
 _instances: dict[str, Adapter] = {}
 

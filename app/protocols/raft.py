@@ -5,21 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Adapter
-
-
-def _value(v: Any) -> str:
-    if isinstance(v, (list, tuple)) and len(v) == 2:
-        return f"{v[0]}\u2192{v[1]}"
-    return "" if v is None else str(v)
-
-
-def op_label(op: str, key: str, value: Any) -> str:
-    if op == "write":
-        return f"w {key}={_value(value)}"
-    if op == "cas":
-        return f"cas {key} {_value(value)}"
-    return f"r {key}"
-
+from .kv import client_msg_label, client_sentence, op_label, request_words
 
 KV_PER_TICK = 20  # keys of a node's store in a per-tick summary (snapshots carry them all)
 
@@ -87,13 +73,7 @@ class RaftAdapter(Adapter):
             return (f"ok {msg.get('match_index')}" if msg.get("success") else "AE \u2717"), "append-reply"
         if k == "TimeoutNow":
             return "TimeoutNow", "vote"
-        if k == "ClientRequest":
-            return op_label(msg.get("op"), msg.get("key"), msg.get("value")), "client"
-        if k == "ClientReply":
-            if msg.get("ok"):
-                return "ok", "client"
-            return ("redirect" if msg.get("error") == "not_leader" else "fail"), "client"
-        return str(k), "other"
+        return client_msg_label(msg) or (str(k), "other")
 
     @staticmethod
     def entry(e: list) -> list:
@@ -168,16 +148,7 @@ class RaftAdapter(Adapter):
         if t == "fault":
             return self.fault_sentence(rec)
         if t == "client":
-            op = rec["op"]
-            what = op_label(rec.get("f"), rec.get("key"), rec.get("value"))
-            c = rec["client"]
-            if op == "invoke":
-                return None  # a click's own fault record already said "You: sent ..."
-            if op == "ok":
-                return f"client {c}: {what} \u2192 ok"
-            if op == "fail":
-                return f"client {c}: {what} \u2192 failed (did not take effect)"
-            return f"client {c}: {what} \u2192 timed out (outcome unknown)"
+            return client_sentence(rec)
         return None
 
     def fault_words(self, rec: dict) -> str:
@@ -185,7 +156,7 @@ class RaftAdapter(Adapter):
         if do == "timeout":
             return f"forced an election timeout on {rec['node']}"
         if do == "request":
-            return f"sent {op_label(rec.get('op', 'write'), rec.get('key', 'k1'), rec.get('value'))} to {rec['node']}"
+            return request_words(rec)
         if do == "transfer":
             return f"asked {rec['node']} to transfer leadership to {rec['to']}"
         return super().fault_words(rec)

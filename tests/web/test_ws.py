@@ -315,12 +315,12 @@ def test_binary_frames_are_read_too(client):
 
 
 def test_bad_url_parameters_fall_back_with_an_error(client):
-    with client.websocket_connect("/ws?share=nonsense&speed=abc&protocol=paxos") as ws:
+    with client.websocket_connect("/ws?share=nonsense&speed=abc&protocol=nosuch") as ws:
         frames = [ws.receive_json() for _ in range(5)]
     msgs = " | ".join(f["message"] for f in frames if f["type"] == "error")
     assert "share: not a playground link" in msgs
     assert "speed: 'abc'" in msgs
-    assert "'paxos' is not available yet" in msgs
+    assert "'nosuch' is not available yet" in msgs
     assert frames[0]["type"] == "hello" and frames[0]["protocol"] == "raft"
 
 

@@ -26,9 +26,10 @@
 //   panelLabel, renderPanel(el, state, projector), panelClick(event, state, el)
 //                                 the side panel (Raft: the logs)
 
+import * as paxos from "./paxos.js";
 import * as raft from "./raft.js";
 
-const REGISTRY = {raft};
+const REGISTRY = {raft, paxos};
 
 export const known = () => Object.keys(REGISTRY).sort();
 

@@ -2,6 +2,8 @@
 // node menus (as action objects), keyboard shortcuts, and the log panel. The contract every
 // protocol module follows is in static/js/protocols/index.js.
 
+import {cellClick, esc} from "./cells.js";
+
 export const title = "Raft";
 
 const LOOKS = {
@@ -115,15 +117,8 @@ export function applyDeltas(state, deltas) {
 }
 
 // A log cell's entry, on click or tap (not only in a hover tooltip: projectors and touch screens).
-export function panelClick(e, state, el) {
-  const td = e.target.closest("td[data-what]");
-  if (!td) return;
-  state.logDetail = td.dataset.what;
-  el.querySelector(".log-detail").textContent = state.logDetail;
-}
+export const panelClick = cellClick;
 
-const ESC = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"};
-const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ESC[c]);  // labels carry user-typed keys
 
 function termColour(term) {
   // Adjacent terms get far-apart hues; lightness keeps black text readable.
