@@ -56,8 +56,16 @@ def test_healthz_counts_sessions(client):
         assert client.get("/healthz").json()["sessions"] == 1
 
 
-def test_trace_export_then_import_round_trip(client):
-    sc = parse_scenario({"nodes": 3, "seed": 5, "actions": [{"at": 700, "do": "crash", "node": "n1"}]})
+@pytest.mark.parametrize("data", [
+    {"nodes": 3, "seed": 5, "actions": [{"at": 700, "do": "crash", "node": "n1"}]},
+    {"protocol": "paxos", "nodes": 3, "seed": 5, "config": {"mode": "multi"},
+     "workload": {"kind": "kv", "clients": 1, "rate_per_s": 5, "keys": 2},
+     "actions": [{"at": 700, "do": "crash", "node": "n1"}]},
+    {"protocol": "paxos", "nodes": 3, "seed": 5, "config": {"proposals": {"n1": "x", "n2": "y"}},
+     "actions": [{"at": 700, "do": "crash", "node": "n1"}]},
+], ids=["raft", "paxos-multi", "paxos-basic"])
+def test_trace_export_then_import_round_trip(client, data):
+    sc = parse_scenario(data)
     payload = share.encode(sc, 1500.25)
     r = client.get("/api/trace", params={"share": payload})
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
