@@ -392,14 +392,18 @@ def test_a_page_taken_over_by_another_tab_says_so_and_does_not_reconnect(server,
     ctx.close()
 
 
-def test_the_page_runs_under_its_content_security_policy(server, browser):
+@pytest.mark.parametrize("query,drawn", [
+    ("?speed=1", LEADER),  # the page's own scripts ran and drew a cluster
+    ("?protocol=paxos&scenario=paxos_flexible_unsafe&speed=0.05", "#log-panel .px-unsafe"),
+], ids=["raft", "paxos"])
+def test_the_page_runs_under_its_content_security_policy(server, browser, query, drawn):
     ctx = browser.new_context(viewport={"width": 1280, "height": 720}, bypass_csp=False)
     pg = ctx.new_page()
     violations: list[str] = []
     pg.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
-    resp = pg.goto(f"{server}/?speed=1")
+    resp = pg.goto(f"{server}/{query}")
     assert "script-src 'self'" in resp.headers["content-security-policy"]
-    leader_of(pg)  # the page's own scripts ran and drew a cluster
+    pg.wait_for_selector(drawn, timeout=15_000)  # the protocol's module ran and drew
     pg.keyboard.press("?")  # htmx fragments load too
     pg.wait_for_selector("#help[open]")
     assert not violations, violations
