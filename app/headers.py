@@ -1,7 +1,7 @@
 """Security headers on every HTTP answer, and quieter logs for one kind of bad client input.
 
 The page runs only its own scripts (`script-src 'self'`: no inline script, no eval); styles allow
-inline attributes, which the renderer uses for per-node colours (a Raft term's hue, say). `frame-ancestors`
+inline attributes, which the renderer uses for per-node colours (a hue per epoch, say). `frame-ancestors`
 comes from PLAYGROUND_FRAME_ANCESTORS (default `'none'`, with X-Frame-Options: DENY; set it to
 `'self' https://slides.example.org` to embed the page in slides). A pure ASGI middleware, so
 streamed answers (trace exports) are not buffered.

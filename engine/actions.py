@@ -12,6 +12,7 @@ naming a node that does not exist is refused with the field in the message.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any, Callable, ClassVar
 
 from pydantic import Field
@@ -41,9 +42,9 @@ class Action(Strict):
         Scenario actions are not checked so: they apply to a future world, and do nothing there
         if it does not fit."""
 
+    @abstractmethod
     def apply(self, world) -> None:
-        """Do it, in the kernel `world` (an `engine.sim.Simulation`)."""
-        raise NotImplementedError
+        """Do it, in the kernel `world` (an `engine.sim.Simulation`). Every action defines it."""
 
 
 class ProtocolAction(Action):

@@ -7,7 +7,7 @@ then resume a node. At `heal_ms` everything heals: links, crashed nodes, paused 
 fault starts. It speaks the generic fault vocabulary (`engine/faults.py`).
 
 The target is what the protocol says the nemesis may aim at (`ProtocolSpec.nemesis_targets`, the
-first one; Raft's is its leader): a function of the world returning node ids, of which it takes the
+first one; a consensus protocol's is typically its current primary): a function of the world returning node ids, of which it takes the
 first. Half the crashes and pauses, and 40% of the partitions, aim at it when there is one. It reads
 that and the nodes' status, nothing else.
 """

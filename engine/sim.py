@@ -260,7 +260,7 @@ class Simulation:
         return ctx
 
     def _set_timer(self, nid: str, name: str, delay_us: int) -> None:
-        """Timers are lazy: pushing a deadline later (an election timer reset by every heartbeat)
+        """Timers are lazy: pushing a deadline later (a failure-detection timer reset by every message from its peer)
         only moves the deadline; the queued heap entry, when it comes due, re-queues itself at the
         new deadline. Only an earlier deadline, or a timer not queued, costs a heap push (with a
         new generation, so the old entry is ignored). Delays are integer microseconds."""

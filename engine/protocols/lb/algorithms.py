@@ -15,13 +15,14 @@ completed try's latency (peak-EWMA uses it).
 
 from __future__ import annotations
 
+import abc
 import bisect
 import math
 
 from .hashing import Ring, hash64, maglev_table
 
 
-class Algorithm:
+class Algorithm(abc.ABC):
     name = "?"
     wants_latency = False
     hashes = False  # picks by the request's key (a request without one hashes its id)
@@ -31,8 +32,10 @@ class Algorithm:
         self.config = config
         self.mutations = mutations
 
+    @abc.abstractmethod
     def pick(self, lb, key):
-        raise NotImplementedError
+        """The backend for a request with `key` (None when none can take it). Every algorithm
+        defines it."""
 
     def pick_retry(self, lb, key, tried):
         left = [b for b in lb.usable if b not in tried]

@@ -6,6 +6,7 @@ from the algorithm's sequence, by design: see algorithms.py).
 
 from __future__ import annotations
 
+import abc
 from collections import deque
 
 from ...checkers.base import Checker
@@ -67,7 +68,7 @@ class Conservation(Checker):
             return
 
 
-class _PerBalancer(Checker):
+class _PerBalancer(Checker, abc.ABC):
     """Folds balancers' `state` records: their algorithm and the backends they believe healthy."""
 
     record_types = ("request", "state")
@@ -99,8 +100,9 @@ class _PerBalancer(Checker):
     def reset(self, lb: str) -> None:
         pass
 
+    @abc.abstractmethod
     def assigned(self, rec, lb, healthy) -> None:
-        raise NotImplementedError
+        """Judge one first-try assignment by balancer `lb` against its `healthy` set."""
 
 
 class AssignsOnlyToHealthy(_PerBalancer):
