@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import ARTIFACTS, shot
-from .test_playground import canvas_state, pause, seek
+from .test_playground import canvas_state, open_share_link, pause, seek
 
 pytestmark = pytest.mark.browser
 
@@ -173,15 +173,8 @@ def test_manual_delivery_on_paxos_and_a_share_link_reproduces_it(server, page, b
     assert page.locator("#events").get_by_text("delivered message").count() >= 2
     pause(page) if page.locator("#btn-play").get_attribute("aria-label") != "Play" else None
     page.evaluate("window.__playground.send({type: 'control', do: 'snapshot'})")
-    page.wait_for_function("document.querySelector('#canvas').dataset.digest.length === 16")
-    t, digest = canvas_state(page)
-    page.get_by_role("button", name="Copy a share link to this moment").click()
-    page.wait_for_function("document.querySelector('#share-url').dataset.url")
-    url = page.locator("#share-url").get_attribute("data-url")
-    other = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
-    other.goto(url)
-    other.wait_for_function("document.querySelector('#canvas').dataset.digest.length === 16")
-    assert canvas_state(other) == (t, digest)
+    other, here = open_share_link(page, browser)
+    assert canvas_state(other) == here
     assert other.evaluate("document.body.dataset.protocol") == "paxos" or \
         other.evaluate("window.__playground.state.scenario.protocol") == "paxos"
     shot(other, "e2e-paxos-manual-shared")

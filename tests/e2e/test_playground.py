@@ -35,6 +35,20 @@ def canvas_state(page) -> tuple[float, str]:
     return float(c.get_attribute("data-time")), c.get_attribute("data-digest")
 
 
+def open_share_link(page, browser):
+    """Copy the page's share link and open it in a fresh context; returns (the other page, and
+    the (time, digest) both must show). The caller closes `other.context`."""
+    page.wait_for_function("document.querySelector('#canvas').dataset.digest.length === 16")
+    here = canvas_state(page)
+    page.get_by_role("button", name="Copy a share link to this moment").click()
+    page.wait_for_function("document.querySelector('#share-url').dataset.url")
+    url = page.locator("#share-url").get_attribute("data-url")
+    other = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
+    other.goto(url)
+    other.wait_for_function("document.querySelector('#canvas').dataset.digest.length === 16")
+    return other, here
+
+
 def click_link(page, a: str, b: str, frac: float = 0.3, shift: bool = False) -> None:
     """Click on the wire between a and b, `frac` of the way from a (clear of the nodes)."""
     x, y = page.evaluate("""([a, b, f]) => {
@@ -489,16 +503,9 @@ def test_manual_delivery_clicks_are_actions_and_a_share_link_reproduces_them(ser
     for words in (f"You: delivered message #{first}", f"You: delivered message #{second}",
                   f"You: dropped message #{third}", f"You: fired {follower}'s election timer"):
         assert words in events
-    page.wait_for_function("document.querySelector('#canvas').dataset.digest.length === 16")
-    t, digest = canvas_state(page)
     shot(page, "e2e-manual-delivery")
-    page.get_by_role("button", name="Copy a share link to this moment").click()
-    page.wait_for_function("document.querySelector('#share-url').dataset.url")
-    url = page.locator("#share-url").get_attribute("data-url")
-    other = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
-    other.goto(url)
-    other.wait_for_function("document.querySelector('#canvas').dataset.digest.length === 16")
-    assert canvas_state(other) == (t, digest)
+    other, here = open_share_link(page, browser)
+    assert canvas_state(other) == here
     assert other.locator('#btn-manual').get_attribute("aria-pressed") == "true"
     other.context.close()
 
