@@ -133,6 +133,7 @@ class ProtocolSpec:
     workloads: tuple[str, ...] = ()
     upgrade: Callable[[dict], dict] | None = None
     header_config: Callable[[Any], dict] | None = None
+    measures: Mapping[str, type] = field(default_factory=dict)  # engine/measures.py
 
     def __reduce_ex__(self, protocol):
         # A registered spec pickles as its name: snapshots stay small and a restored world shares
