@@ -3,6 +3,8 @@
     playground simulate SCENARIO.json [--seed N] [--trace FILE] [--transcript FILE|-]
                                                                   run headless, print a JSON summary
     playground check TRACE.ndjson                                 re-run every checker on a trace
+    playground export TRACE.ndjson --format shiviz|jepsen|porcupine [-o FILE]
+                                                                  the trace in another tool's format
     playground serve [--host H] [--port P]                        the browser playground
     playground bench [--quick] [--lb] [--web ...]                 speed figures
 
@@ -103,6 +105,38 @@ def cmd_check(args) -> int:
     return EXIT_UNSAFE if summary["violations"] or summary["linearizable"] is False else 0
 
 
+def cmd_export(args) -> int:
+    from engine.export import FORMATS, ExportError, export
+    from engine.trace import TraceError, read_trace
+
+    if args.format not in FORMATS:
+        return _fail(f"--format: {args.format!r} is not one of {', '.join(sorted(FORMATS))}")
+    try:
+        f = open(args.trace, "rb")
+    except OSError as e:
+        return _fail(f"cannot read trace {args.trace!r}: {e.strerror}")
+    out = sys.stdout.buffer if args.out in (None, "-") else None
+    try:
+        with f:
+            head, records = read_trace(f)
+            chunks = list(export(args.format, head, records)) if out is None else \
+                export(args.format, head, records)
+            if out is None:
+                with open(args.out, "wb") as w:
+                    w.writelines(chunks)
+            else:
+                for chunk in chunks:
+                    out.write(chunk)
+                out.flush()
+    except (TraceError, ExportError) as e:
+        return _fail(f"{args.trace}: {e}")
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        return _fail(f"cannot write {args.out!r}: {e.strerror}")
+    return 0
+
+
 def cmd_serve(args) -> int:
     import uvicorn
 
@@ -143,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "file ('-' for stdout, before the summary)")
     c = sub.add_parser("check", help="re-run every checker on an NDJSON trace")
     c.add_argument("trace")
+    x = sub.add_parser("export", help="a trace as a ShiViz log or a Jepsen/Porcupine history")
+    x.add_argument("trace")
+    x.add_argument("--format", required=True, help="shiviz, jepsen (EDN) or porcupine (JSON)")
+    x.add_argument("-o", "--out", help="write here instead of stdout")
     v = sub.add_parser("serve", help="start the browser playground")
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", type=int, default=8000)
@@ -172,6 +210,8 @@ def _main(argv: list[str] | None) -> int:
         return cmd_simulate(args)
     if args.command == "check":
         return cmd_check(args)
+    if args.command == "export":
+        return cmd_export(args)
     if args.command == "serve":
         return cmd_serve(args)
     return cmd_bench(args, rest)

@@ -312,10 +312,12 @@ function onShare(f) {
   if (pendingExport) {
     pendingExport = false;
     const a = document.createElement("a");
-    a.href = `/api/trace?share=${encodeURIComponent(f.payload)}`;
+    const sel = $("#export-format");
+    const fmt = sel ? sel.value : "ndjson";
+    a.href = `/api/trace?share=${encodeURIComponent(f.payload)}` + (fmt === "ndjson" ? "" : `&format=${fmt}`);
     a.download = "";
     document.body.appendChild(a); a.click(); a.remove();
-    toast("Exporting the trace (NDJSON)…");
+    toast(`Exporting the run (${sel ? sel.selectedOptions[0].textContent : "NDJSON"})…`);
     return;
   }
   const q = new URLSearchParams();

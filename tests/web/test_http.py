@@ -184,3 +184,24 @@ def test_idle_attached_session_is_told_and_closed(make_client):
         assert c.portal.call(reap) == [s.id]
         err = drain(ws, "error")
         assert "closed after" in err["message"] and "without input" in err["message"]
+
+
+def test_trace_export_in_other_tools_formats(client):
+    sc = parse_scenario({"nodes": 3, "seed": 5, "workload": {"clients": 2, "rate_per_s": 10, "keys": 2}})
+    payload = share.encode(sc, 1200)
+    nd = client.get("/api/trace", params={"share": payload})
+    _head, recs = read_trace(nd.content.splitlines())
+    recs = list(recs)
+    r = client.get("/api/trace", params={"share": payload, "format": "shiviz"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    assert r.headers["content-disposition"].endswith('.log"')
+    text = r.text.split("\n")
+    assert text[0].startswith("(?<event>") and text[1] == ""
+    assert sum(" receive " in line for line in text) == sum(x["type"] == "deliver" for x in recs)
+    r = client.get("/api/trace", params={"share": payload, "format": "jepsen"})
+    assert r.status_code == 200 and r.text.startswith("{:type :invoke")
+    assert len(r.text.splitlines()) == sum(x["type"] == "client" for x in recs)
+    r = client.get("/api/trace", params={"share": payload, "format": "porcupine"})
+    assert r.status_code == 200 and isinstance(orjson.loads(r.content), list)
+    r = client.get("/api/trace", params={"share": payload, "format": "xml"})
+    assert r.status_code == 400 and "format: 'xml' is not one of ndjson, jepsen" in r.text
