@@ -35,6 +35,7 @@ class ActionIn(_In):
 
 class Play(_In):
     do: Literal["play"]
+    until: float | None = Field(None, gt=0)  # pause exactly there (a lesson step's pause point)
 
 
 class Pause(_In):

@@ -97,6 +97,16 @@ def _spec(protocol: str | ProtocolSpec) -> ProtocolSpec:
 
 # --- the envelope ------------------------------------------------------------------------------
 
+class LessonStep(Strict):
+    """One step of a lesson a presenter walks a class through: what to say (`caption`), where
+    the run pauses (`until_ms`; none: it runs on), a question for the class. The step's actions
+    are written with it in the file and join the scenario's `actions` when it is read (so a
+    stepped lesson runs, replays and shares like any scenario); in `to_dict` they are there."""
+    caption: str = Field(max_length=1000)
+    until_ms: float | None = Field(None, gt=0)
+    question: str | None = Field(None, max_length=400)
+
+
 class Scenario(Strict):
     protocol: str = DEFAULT_PROTOCOL
     nodes: int = Field(5, ge=1, le=51)
@@ -111,6 +121,7 @@ class Scenario(Strict):
     title: str | None = Field(None, max_length=200)
     notes: str | None = Field(None, max_length=4000)
     suggest: str | None = Field(None, max_length=400)
+    steps: tuple[LessonStep, ...] = ()
 
     _layout: Topology | None = PrivateAttr(None)
 
@@ -141,6 +152,8 @@ class Scenario(Strict):
                 data["actions"] = aset.many.validate_python(raw)
             except ValidationError as e:
                 raise ValueError(format_error(e, "actions", aset.skip)) from None
+        if data.get("steps"):
+            data = _steps(spec, data)
         return data
 
     @model_validator(mode="after")
@@ -168,6 +181,38 @@ class Scenario(Strict):
         data = self.to_dict()
         data.update(changes)
         return parse_scenario(data)
+
+
+def _steps(spec: ProtocolSpec, data: dict) -> dict:
+    """A stepped lesson: each step's `actions` (validated, named `steps[i].actions[j]`) join the
+    scenario's, in time order (stable: the scenario's own first, then the steps' in order)."""
+    steps = data["steps"]
+    if not isinstance(steps, (list, tuple)):
+        raise ValueError("steps: a list of {caption, until_ms?, question?, actions?}")
+    acts = list(data.get("actions", ()))
+    out, last = [], 0.0
+    aset = action_set(spec)
+    for i, st in enumerate(steps):
+        if not isinstance(st, dict):
+            raise ValueError(f"steps[{i}]: an object with a caption")
+        st = dict(st)
+        raw = st.pop("actions", ())
+        if raw:
+            try:
+                acts += list(aset.many.validate_python(raw))
+            except ValidationError as e:
+                raise ValueError(format_error(e, f"steps[{i}].actions", aset.skip)) from None
+        until = st.get("until_ms")
+        if isinstance(until, (int, float)) and not isinstance(until, bool):
+            if until <= last:
+                raise ValueError(f"steps[{i}].until_ms: {until:g} is not after the previous "
+                                 f"step's pause ({last:g} ms)")
+            last = float(until)
+        out.append(st)
+    data = dict(data, steps=out)
+    if acts:
+        data["actions"] = tuple(sorted(acts, key=lambda a: a.at))
+    return data
 
 
 def _network(net: Any, given: dict) -> NetworkConfig:

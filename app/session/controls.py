@@ -76,10 +76,15 @@ class ControlsMixin:
             if self.sim.now_ms >= self.scenario.duration_ms:
                 raise BadInput(f"control.play: the scenario ends at {self.scenario.duration_ms:g} ms; "
                                "rewind or reset first")
+            if msg.until is not None and msg.until <= self.sim.now_ms:
+                raise BadInput(f"control.until: {msg.until:g} ms is not after now "
+                               f"({self.sim.now_ms:g} ms)")
+            self.pause_at = msg.until
             self.playing = True
             self._resync_refs()
             self.queue_snapshot()
         elif isinstance(msg, Pause):
+            self.pause_at = None
             self.playing = False
             self.queue_events()
             self.queue_snapshot()
@@ -96,6 +101,7 @@ class ControlsMixin:
             self._resync_refs()
             self.queue_snapshot()
         elif isinstance(msg, Seek):
+            self.pause_at = None
             self.seek(msg.t)  # a job: its snapshot follows when it is done
         elif isinstance(msg, Reset):
             self.load(self.scenario, self.lesson, playing=self.playing)

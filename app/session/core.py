@@ -60,6 +60,7 @@ class Session(RunnerMixin, ControlsMixin, ReplayMixin, FramesMixin):
         self.detached_at: float | None = None
         self.speed = self._clamp_speed(speed if speed is not None else settings.default_speed)
         self.playing = True
+        self.pause_at: float | None = None  # `play` with `until`: where live play stops
         self.behind = False
         self.sim_ref = 0.0
         self.wall_ref = 0.0
@@ -84,6 +85,7 @@ class Session(RunnerMixin, ControlsMixin, ReplayMixin, FramesMixin):
         check_scenario(scenario, self.settings)
         check_replay(scenario, until_ms, self.settings)
         self._end_job()
+        self.pause_at = None
         self.adapter = get_adapter(scenario.protocol)
         self.protocol = get_protocol(scenario.protocol)
         self.lesson = lesson
@@ -97,6 +99,9 @@ class Session(RunnerMixin, ControlsMixin, ReplayMixin, FramesMixin):
         self.pending_recs.clear()
         self.new_acts: list[dict] = []  # clicks recorded since the last `events` frame
         self.queue_hello()
+        first = next((st.until_ms for st in scenario.steps if st.until_ms is not None), None)
+        if until_ms == 0 and first is not None:
+            self.pause_at = first  # a stepped lesson plays to its first pause point
         if until_ms > 0:
             # The replay to `until_ms` (a share link, an import) is told in words when it is done.
             self.playing = False

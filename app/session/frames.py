@@ -116,6 +116,8 @@ class FramesMixin:
             "lesson": ({"name": lf.name, "title": lf.title, "notes": lf.notes, "suggest": lf.suggest}
                        if lf else ({"name": self.lesson, "title": sc.title or self.lesson,
                                     "notes": "", "suggest": ""} if self.lesson else None)),
+            # A stepped lesson's steps ({caption, until_ms?, question?}); the page walks them.
+            "steps": [st.model_dump(exclude_none=True) for st in self.base.steps],
             "mutations": dict(self.protocol.mutations),
             "active_mutations": list(getattr(sc.config, "mutations", ())),
             "options": dict(self.adapter.options),

@@ -130,6 +130,8 @@ class RunnerMixin:
             # A session stops where it could still be shared and replayed: at the scenario's end
             # or after max_replay_ms, whichever comes first (state, and so checkpoints, stay bounded).
             end, why = self._shareable_end()
+            if self.pause_at is not None and self.pause_at < end:
+                end, why = self.pause_at, None  # a pause point: stop there, nothing to say
             target = self.sim_ref + (time.monotonic() - self.wall_ref) * 1000 * self.speed
             target = min(round(target, 3), end)
             st = self.settings
@@ -149,13 +151,14 @@ class RunnerMixin:
             over_events = self.sim.events >= 0.9 * st.max_replay_events
             if self.sim.now_ms >= end or over_events:
                 self.playing = False
+                self.pause_at = None
                 self.queue_events()
                 if over_events:
                     self.queue_error(f"time: this session has processed {self.sim.events:,} events "
                                      f"by {fmt_ms(self.sim.now_ms)}, about the most a share link "
                                      f"may replay (PLAYGROUND_MAX_REPLAY_EVENTS = "
                                      f"{st.max_replay_events:,}); rewind, reset or pick a lesson")
-                elif end < self.scenario.duration_ms:
+                elif why is not None and end < self.scenario.duration_ms:
                     self.queue_error(f"time: this session reached {fmt_ms(end)}, the longest run "
                                      f"that can be shared and replayed ({why}); rewind, reset or "
                                      "pick a lesson")

@@ -197,6 +197,9 @@ function onHello(f) {
   state.layout = f.layout;
   state.scenario = f.scenario;
   state.lesson = f.lesson;
+  state.steps = f.steps || [];
+  const sb = $("#steps");
+  if (sb) delete sb.dataset.key;
   state.mutations = f.mutations;
   state.activeMutations = f.active_mutations;
   state.end = f.end;
@@ -296,6 +299,67 @@ function setTime(f) {
   state.t = f.t;
   state.recvAt = performance.now();
   $("#canvas").setAttribute("data-time", String(f.t));
+  renderSteps();
+}
+
+// --- a stepped lesson (hello.steps): the presenter walks the class through it -------------------
+// Step i runs from the previous step's pause point to its own (`until_ms`; none: to the end).
+// The current step is the first whose pause point is still ahead, or is where the run stands.
+const EPS_MS = 1e-3;
+function stepIndex() {
+  const steps = state.steps || [];
+  for (let i = 0; i < steps.length; i++) {
+    const u = steps[i].until_ms;
+    if (u == null || state.t <= u + EPS_MS) return i;
+  }
+  return steps.length - 1;
+}
+
+function renderSteps() {
+  const steps = state.steps || [];
+  const box = $("#steps");
+  if (!box) return;
+  box.hidden = steps.length === 0;
+  if (!steps.length) return;
+  const i = stepIndex(), st = steps[i];
+  const key = `${i}|${state.playing}|${state.t >= (st.until_ms ?? Infinity) - EPS_MS}`;
+  if (box.dataset.key === key) return;
+  box.dataset.key = key;
+  box.dataset.step = String(i + 1);
+  $("#steps-count").textContent = `Step ${i + 1} of ${steps.length}`;
+  $("#steps-caption").textContent = st.caption;
+  const q = $("#steps-question");
+  const atPause = st.until_ms != null && state.t >= st.until_ms - EPS_MS;
+  q.hidden = !(st.question && atPause);
+  q.textContent = st.question ? `Question for the class: ${st.question}` : "";
+  $("#btn-step-prev").disabled = i === 0 && state.t <= EPS_MS;
+  $("#btn-step-next").disabled = atPause && i === steps.length - 1;
+}
+
+function nextStep() {
+  const steps = state.steps || [];
+  if (!steps.length) return;
+  let i = stepIndex();
+  const u = steps[i].until_ms;
+  if (u != null && state.t >= u - EPS_MS) i += 1;  // paused at this step's end: on to the next
+  if (i >= steps.length) return toast("That was the last step.");
+  const until = steps[i].until_ms;
+  control(until == null ? {do: "play"} : {do: "play", until});
+}
+
+function prevStep() {
+  const steps = state.steps || [];
+  if (!steps.length) return;
+  const i = stepIndex();
+  const start = (j) => (j > 0 ? steps[j - 1].until_ms : 0);
+  let j = i;
+  if (state.t <= start(i) + EPS_MS && i > 0) j = i - 1;  // at this step's start: the one before
+  control({do: "seek", t: start(j)});
+}
+
+function toggleBlank() {
+  const b = $("#blank");
+  b.hidden = !b.hidden;
 }
 
 function onError(f) {
@@ -691,6 +755,9 @@ function wire() {
     location.search = q.toString();
   });
   $("#btn-share").addEventListener("click", () => control({do: "share"}));
+  $("#btn-step-next").addEventListener("click", nextStep);
+  $("#btn-step-prev").addEventListener("click", prevStep);
+  $("#blank").addEventListener("click", toggleBlank);
   $("#btn-export").addEventListener("click", () => { pendingExport = true; control({do: "share"}); });
   $("#btn-projector").addEventListener("click", () => setProjector(!body.classList.contains("projector")));
   $("#btn-help").addEventListener("click", () => $("#help").showModal());
@@ -759,7 +826,10 @@ function onKey(e) {
   if (k === " " || k === "Spacebar") {
     if (tag === "button" && e.target.closest("#menu")) return;
     e.preventDefault(); control({do: state.playing ? "pause" : "play"});
-  } else if (k === ".") { e.preventDefault(); control({do: "step"}); }
+  } else if (k === "PageDown" && state.steps && state.steps.length) { e.preventDefault(); nextStep(); }
+  else if (k === "PageUp" && state.steps && state.steps.length) { e.preventDefault(); prevStep(); }
+  else if (k === "b" || k === "B") { e.preventDefault(); toggleBlank(); }
+  else if (k === ".") { e.preventDefault(); control({do: "step"}); }
   else if (k === "ArrowLeft" && tag !== "input") { e.preventDefault(); control({do: "seek", t: Math.max(0, state.t - 100)}); }
   else if (k === "ArrowRight" && tag !== "input") { e.preventDefault(); control({do: "seek", t: Math.min(state.horizon, state.t + 100)}); }
   else if (k === "+" || k === "=") control({do: "speed", value: Math.min(SPEED_MAX, +(state.speed * 2).toPrecision(3))});
