@@ -162,6 +162,7 @@ class FramesMixin:
         sent: dict[int, dict] = {}
         gone: list[list] = []
         drops: list[list] = []
+        ended: dict[int, tuple[float, str | None]] = {}  # sent this frame and already gone
         deltas: dict[str, list] = {}
         words: list[list] = []
         net_changed = False
@@ -179,14 +180,18 @@ class FramesMixin:
                     dirty.add(to)
                 if mid in self.shown:
                     self.shown.discard(mid)
-                    gone.append([mid, None])
+                    gone.append([mid, None, r["t"]])
+                elif mid in sent:
+                    ended[mid] = (r["t"], None)
             elif kind == "drop":
                 mid = r["id"]
                 msg_to.pop(mid, None)
                 if mid in self.shown:
                     self.shown.discard(mid)
-                    gone.append([mid, r["why"]])
-                elif mid in sent and mid not in flight:
+                    gone.append([mid, r["why"], r["t"]])
+                elif mid in sent:
+                    ended[mid] = (r["t"], r["why"])
+                if mid in sent and mid not in flight and mid not in self.shown:
                     s = sent[mid]
                     drops.append([s["from"], s["to"], adapter.msg_label(s["msg"])[0], r["why"]])
             else:
@@ -218,6 +223,15 @@ class FramesMixin:
             frame["del"] = gone
         if drops:
             frame["drops"] = drops[-50:]
+        if ended:
+            # Messages that lived and ended between two frames (never drawn as pills), for the
+            # space-time diagram: [id, from, to, sent, ended, label, class, why | null].
+            brief = []
+            for mid, (t_end, why) in list(ended.items())[-self.settings.brief_per_frame:]:
+                s = sent[mid]
+                label, cls = adapter.msg_label(s["msg"])
+                brief.append([mid, s["from"], s["to"], s["t"], t_end, label, cls, why])
+            frame["brief"] = brief
         if dirty:
             views = sim.views()
             frame["nodes"] = {n: self._node(views[n], False, 0) for n in sorted(dirty) if n in views}

@@ -3,6 +3,7 @@
 
 import {Canvas} from "./canvas.js";
 import {getProtocol} from "./protocols/index.js";
+import {SpaceTime} from "./spacetime.js";
 
 const $ = (sel) => document.querySelector(sel);
 const params = new URLSearchParams(location.search);
@@ -144,7 +145,16 @@ function send(obj) {
   else toast("not connected yet");
 }
 const act = (action) => send({type: "action", action});
-const control = (c) => send({type: "control", ...c});
+// A seek forwards skips a stretch the space-time diagram cannot draw: it is told so.
+let jumpPending = false;
+let spaceFresh = true;
+const spacetime = new SpaceTime(document.querySelector("#spacetime"), {
+  onSeek: (t) => { control({do: "seek", t}); toast(`Went to ${fmtT(t)}: that message in flight`); },
+});
+const control = (c) => {
+  if (c.do === "seek" && c.t > state.t) jumpPending = true;
+  send({type: "control", ...c});
+};
 
 function setConn(s) { $("#conn").textContent = s; $("#conn").dataset.state = s; }
 
@@ -213,6 +223,11 @@ function onHello(f) {
   try { proto = getProtocol(f.protocol); } catch (e) { protoError(e); if (ws) ws.close(); return; }
   canvas = new Canvas($("#canvas"), proto, {nodeClick, linkClick, linkMenu, pillClick});
   canvas.layout(f.topology, f.layout.clients);
+  spacetime.reset([...f.layout.nodes, ...f.layout.clients], proto.pills);
+  // About a dozen message latencies on screen: arrows slope enough to read.
+  const lat = ((f.scenario || {}).network || {}).latency_ms_max;
+  if (lat > 0) spacetime.windowMs = Math.min(2000, Math.max(60, 12 * lat));
+  spaceFresh = true;
   $("#canvas").setAttribute("aria-label", `${f.title || f.protocol}: ${f.layout.nodes.length} nodes`);
   $("#btn-request").textContent = proto.requestLabel || "Client request";
   $("#log-panel").setAttribute("aria-label", proto.panelLabel || "State");
@@ -230,6 +245,9 @@ function onHello(f) {
 }
 
 function onSnapshot(f) {
+  const replayed = jumpPending || $("#canvas").dataset.replaying === "1" || (spaceFresh && !!params.get("share"));
+  spacetime.snapshot(f.t, f.flight, f.nodes, state.t, replayed && f.t > 0);
+  jumpPending = false; spaceFresh = false;
   endProgress();
   setTime(f);
   state.digest = f.digest;
@@ -264,6 +282,7 @@ function onEvents(f) {
     for (const a of f.acts) { state.timeline = state.timeline.filter((x) => x.at < a.at); state.timeline.push(a); }
   }
   if (f.t !== state.t) $("#canvas").setAttribute("data-digest", "");
+  spacetime.events(f);
   setTime(f);
   if (f.add) for (const m of f.add) state.flight.set(m[0], m);
   if (f.del) {
@@ -577,6 +596,7 @@ function frame(ts) {
       updateTimeBar();
       if (logDirty) { logDirty = false; proto.renderPanel($("#log-panel"), state, body.classList.contains("projector")); }
     }
+    if (!$("#spacetime-panel").hidden) spacetime.draw(now, body.classList.contains("projector"));
   }
   window.__fps = (window.__fps || 0) + 1;
   requestAnimationFrame(frame);
@@ -727,6 +747,8 @@ function throttle(fn, ms) {
 }
 
 function wire() {
+  $("#st-in").addEventListener("click", () => spacetime.zoom(0.5));
+  $("#st-out").addEventListener("click", () => spacetime.zoom(2));
   $("#net-form").addEventListener("submit", (e) => e.preventDefault());
   $("#btn-play").addEventListener("click", () => control({do: state.playing ? "pause" : "play"}));
   $("#btn-step").addEventListener("click", () => control({do: "step"}));
@@ -849,4 +871,4 @@ if (params.get("projector") === "1") setProjector(true);
 try { proto = getProtocol(body.dataset.protocol); } catch (e) { protoError(e); }
 connect();
 requestAnimationFrame(frame);
-window.__playground = {state, send, sharePayload, get canvas() { return canvas; }, get ws() { return ws; }};
+window.__playground = {state, send, sharePayload, spacetime, get canvas() { return canvas; }, get ws() { return ws; }};
