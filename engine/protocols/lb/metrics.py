@@ -126,6 +126,11 @@ class LbMetrics(Checker):
         self.last_ms = t
         self._zero()
 
+    def emit_now(self, t: float) -> dict:
+        """The metric record for the time since the last one, written now (a run's end)."""
+        self._emit(t)
+        return self.out[-1]
+
     def take(self) -> list[dict]:
         """The metric records written since the last call."""
         new = self.out[self.taken:]
