@@ -169,14 +169,14 @@ def csv_path(out: str) -> str:
 def flat(row: dict) -> dict:
     """A row as CSV columns: `violations` as their number, an object's fields as `name.field`
     (`ops.ok`, `roles.n1`)."""
-    out = {}
+    out: dict[str, dict] = {}  # the row's field -> {column: value}
     for k, v in row.items():
         if k == "violations" and isinstance(v, list):
-            out[k] = len(v)
+            out[k] = {k: len(v)}
         elif isinstance(v, dict):
-            out.update({f"{k}.{f}": x for f, x in v.items()})
+            out[k] = {f"{k}.{f}": x for f, x in v.items()}
         else:
-            out[k] = v
+            out[k] = {k: v}
     return out
 
 
@@ -192,8 +192,12 @@ def csv_cell(v):
 
 
 def write_csv(rows: list[dict], path: str) -> None:
-    flats = [flat(r) for r in rows]
-    columns = list(dict.fromkeys(k for r in flats for k in r))
+    flats = [{c: x for cols in flat(r).values() for c, x in cols.items()} for r in rows]
+    groups: dict[str, dict[str, None]] = {}  # a field -> its columns, in the order first seen
+    for r in rows:
+        for k, cols in flat(r).items():
+            groups.setdefault(k, {}).update(dict.fromkeys(cols))
+    columns = [c for cols in groups.values() for c in cols]
     with open(path, "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(columns)
@@ -237,7 +241,7 @@ def report_lines(o: Outcome, base: dict, grid: Grid, base_url: str = "",
             yield f"  ... and {len(o.failures) - max_failures} more (the `violations` column of the results)"
 
 
-def progress_printer(stream=sys.stderr, every_s: float = 2.0) -> Callable[[int, int], None]:
+def progress_printer(stream, every_s: float = 2.0) -> Callable[[int, int], None]:
     last = [0.0]
 
     def show(done: int, total: int) -> None:
@@ -292,9 +296,11 @@ def grid_from_args(args) -> Grid:
                 sets=tuple((n, tuple(v)) for n, v in sets), measures=tuple(args.measure))
 
 
-def cmd_sweep(args, out=sys.stdout, err=sys.stderr) -> int:
+def cmd_sweep(args, out=None, err=None) -> int:
     """Exit 0, 3 when a run failed a safety check, 2 on bad input (one line on stderr)."""
     from engine.sweep import validate
+
+    out, err = out or sys.stdout, err or sys.stderr
 
     def fail(msg: str) -> int:
         err.write(f"playground: {msg}\n")
