@@ -13,7 +13,9 @@ from __future__ import annotations
 import csv
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
@@ -78,12 +80,18 @@ def _run_batch_star(args):
     return run_batch(*args)
 
 
+def _worker_init() -> None:
+    """A worker leaves Ctrl-C to the parent (which stops the pool) and dies quietly on SIGTERM."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def local_results(base: dict, work: list[list], grid: Grid, workers: int) -> Iterator[list]:
     """Each batch's rows, in batch order, from `workers` local processes (fork where the platform
     has it: the engine starts no threads; else spawn)."""
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ctx.Pool(workers) as pool:
+    with ctx.Pool(workers, initializer=_worker_init) as pool:
         yield from pool.imap(_run_batch_star, [(base, b, grid) for b in work])
 
 
@@ -320,6 +328,12 @@ def cmd_sweep(args, out=None, err=None) -> int:
     if args.workers is not None and args.workers < 1:
         return fail("--workers: at least 1")
     workers = args.workers or os.cpu_count() or 1
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, stop) if main_thread else None
     try:
         grid = grid_from_args(args)
         validate(base, grid)
@@ -331,6 +345,9 @@ def cmd_sweep(args, out=None, err=None) -> int:
         err.write(f"\nplayground: interrupted; {args.out} keeps the runs done so far: "
                   f"rerun the same command to continue\n")
         return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, old)
     write_csv(o.rows, csv_path(args.out))
     ran = o.runs - o.resumed
     where = f"Dask at {args.scheduler}" if args.scheduler else f"{workers} worker process" + ("es" if workers > 1 else "")

@@ -103,19 +103,28 @@ def test_restart_continues_where_it_stopped(tmp_path, capsys):
     assert rc == 2 and "line 1 is not this sweep's run 1" in err and part.read_bytes() == whole
 
 
-def test_killed_and_rerun_gives_the_uninterrupted_file(tmp_path, capsys):
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
+def test_killed_or_stopped_and_rerun_gives_the_uninterrupted_file(tmp_path, capsys, how):
     args = [NEMESIS, "--seeds", "0..119", "--set", "duration_ms=1500", "--workers", "2"]
     whole = tmp_path / "whole.jsonl"
     assert sweep(capsys, *args, "--out", str(whole))[0] == 0
     out = tmp_path / "killed.jsonl"
     p = subprocess.Popen([sys.executable, "-m", "app.cli", "sweep", *args, "--out", str(out)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
     deadline = time.monotonic() + 120
     while p.poll() is None and (not out.exists() or out.stat().st_size == 0):
         assert time.monotonic() < deadline, "the sweep wrote nothing in 2 minutes"
         time.sleep(0.01)
-    os.killpg(p.pid, signal.SIGKILL)  # the pool's workers too
-    p.wait()
+    # SIGKILL: the whole group, the pool's workers too. SIGINT (Ctrl-C reaches the whole group)
+    # and SIGTERM (to the command): it stops its pool and says how to continue.
+    if how == signal.SIGTERM:
+        os.kill(p.pid, how)
+    else:
+        os.killpg(p.pid, how)
+    _, err = p.communicate(timeout=60)
+    if how != signal.SIGKILL and p.returncode != 0:  # 0: it had finished before the signal
+        assert p.returncode == 130 and "rerun the same command to continue" in err, err
     assert sweep(capsys, *args, "--out", str(out))[0] == 0
     assert out.read_bytes() == whole.read_bytes()
 
