@@ -1,8 +1,9 @@
 """`playground bench --sweep`: sweep throughput (runs per second of wall time) with 1 and 2 local
-worker processes and on a local Dask cluster of 2 worker processes, on the same grid: the
-nemesis scenario, 5 Raft servers, short runs. Each figure is the whole `sweep()` call, files written to a temporary folder (the local
-pool is forked inside it, in milliseconds; the Dask cluster is started before and its start-up
-reported apart); the tables the three produce are compared byte for byte."""
+worker processes and on a local Dask cluster of 2 worker processes, on the same grid:
+scenarios/nemesis.json (5 servers), 3 s runs. Each figure is the whole `sweep()` call, files
+written to a temporary folder (the local pool is forked inside it, in milliseconds; the Dask
+cluster is started before and its start-up reported apart); the tables the three produce are
+compared byte for byte."""
 
 from __future__ import annotations
 
