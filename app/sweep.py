@@ -95,18 +95,24 @@ def local_results(base: dict, work: list[list], grid: Grid, workers: int) -> Ite
         yield from pool.imap(_run_batch_star, [(base, b, grid) for b in work])
 
 
-def dask_results(base: dict, work: list[list], grid: Grid, scheduler: str) -> Iterator[list]:
-    """Each batch's rows, in batch order, from the Dask cluster at `scheduler` (buffered here
-    until their turn)."""
+def dask_client(scheduler: str):
+    """A client of the Dask cluster at `scheduler`, or SweepError saying why not."""
     try:
-        from dask.distributed import Client, as_completed
+        from dask.distributed import Client
     except ImportError:
         raise SweepError("--scheduler: dask.distributed is not installed "
                          "(pip install 'ds-playground[lab]')") from None
     try:
-        client = Client(scheduler, timeout="10s")
+        return Client(scheduler, timeout="10s")
     except (OSError, TimeoutError, ValueError) as e:
         raise SweepError(f"--scheduler {scheduler}: cannot connect ({e})") from None
+
+
+def dask_results(client, base: dict, work: list[list], grid: Grid) -> Iterator[list]:
+    """Each batch's rows, in batch order, from the Dask cluster behind `client` (buffered here
+    until their turn); closes the client at the end."""
+    from dask.distributed import as_completed
+
     try:
         [base_f] = client.scatter([base], broadcast=True)
         futures = [client.submit(run_batch, base_f, b, grid, pure=False) for b in work]
@@ -142,7 +148,7 @@ def sweep(base: dict, grid: Grid, out: str, *, workers: int = 1, scheduler: str 
     work = batches(todo, batch_size(len(todo), workers if scheduler is None else 4))
     t0 = time.perf_counter()
     if todo:
-        results = (dask_results(base, work, grid, scheduler) if scheduler
+        results = (dask_results(dask_client(scheduler), base, work, grid) if scheduler
                    else local_results(base, work, grid, workers))
         try:
             f = open(out, "ab")

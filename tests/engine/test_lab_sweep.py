@@ -159,6 +159,7 @@ def test_failing_runs_are_listed_with_a_link_that_reproduces_them(tmp_path, caps
     (["--seeds", "0..3", "--set", "duration_ms"], "--set 'duration_ms': write NAME=VALUE"),
     (["--seeds", "0..3", "--set", "seed=1,2"], "--set seed: use --seeds"),
     (["--seeds", "0..3", "--workers", "0"], "--workers: at least 1"),
+    (["--seeds", "0..3", "--scheduler", "foo:bar:baz"], "--scheduler foo:bar:baz: cannot connect"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, says):
     out = tmp_path / "r.jsonl"
