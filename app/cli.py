@@ -6,9 +6,12 @@
     playground export TRACE.ndjson --format shiviz|jepsen|porcupine [-o FILE]
                                                                   the trace in another tool's format
     playground serve [--host H] [--port P]                        the browser playground
-    playground bench [--quick] [--lb] [--web ...]                 speed figures
+    playground sweep SCENARIO.json --seeds 0..999 [--nodes 3,5] [--set NAME=V1,V2] [--measure M]
+                     [--workers N | --scheduler tcp://HOST:8786] [--out results.jsonl]
+                                                                  a grid of runs, a table and a summary
+    playground bench [--quick] [--lb] [--sweep] [--web ...]       speed figures
 
-`simulate` and `check` exit 3 when a safety check fails, 2 on bad input.
+`simulate`, `check` and `sweep` exit 3 when a safety check fails, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -152,6 +155,11 @@ def cmd_bench(args, rest: list[str]) -> int:
         from app import webbench
 
         return webbench.main(rest)
+    if args.sweep:
+        from app.sweepbench import run_sweep_bench
+
+        _print(run_sweep_bench(quick=args.quick))
+        return 0
     if args.lb:
         from engine.bench import run_lb_bench
 
@@ -185,11 +193,17 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", type=int, default=8000)
     v.add_argument("--log-level", default="info")
+    from app.sweep import add_arguments as sweep_arguments
+
+    sweep_arguments(sub.add_parser("sweep", help="run a scenario over a grid of seeds, node "
+                                   "counts and values; a JSONL table, a CSV and a summary"))
     b = sub.add_parser("bench", help="speed figures (engine; --web for the server and page)")
     b.add_argument("--quick", action="store_true", help="shorter runs")
     b.add_argument("--web", action="store_true", help="server load and page benchmarks")
     b.add_argument("--lb", action="store_true",
                    help="load balancing: a million requests, least connections, and SimPy")
+    b.add_argument("--sweep", action="store_true",
+                   help="sweep throughput: 1 and 2 worker processes, a local Dask cluster of 2")
     return p
 
 
@@ -214,6 +228,10 @@ def _main(argv: list[str] | None) -> int:
         return cmd_export(args)
     if args.command == "serve":
         return cmd_serve(args)
+    if args.command == "sweep":
+        from app.sweep import cmd_sweep
+
+        return cmd_sweep(args)
     return cmd_bench(args, rest)
 
 

@@ -2,7 +2,7 @@
 with its own view), and backends `b1..bN`. The balancer (balancer.py) runs one of the algorithms
 (algorithms.py, hashing.py) with health checks, outlier ejection and retries; backends
 (backend.py) serve with a concurrency limit, a speed and a bounded queue; `slow` (actions.py);
-the invariants (checkers.py); the metrics observer (metrics.py); the config (config.py); words.
+the invariants (checkers.py); the metrics observer (metrics.py); the sweep measures (measures.py); the config (config.py); words.
 
     "topology": {"backends": 10, "balancers": 2}     or "nodes": 10 (backends, one balancer)
 """
@@ -15,6 +15,7 @@ from .backend import Backend
 from .balancer import Balancer
 from .checkers import LB_INVARIANTS, make_lb_checkers
 from .config import MUTATIONS, LbConfig
+from .measures import LB_MEASURES
 from .metrics import LbMetrics
 from .words import LB_WORDS
 
@@ -62,4 +63,5 @@ PROTOCOL = ProtocolSpec(
     nemesis_targets={"backend": busiest_backend},
     record_types=("request",),
     workloads=("open_loop",),
+    measures=LB_MEASURES,
 )

@@ -13,25 +13,13 @@ in `out`, and `take()` hands over the new ones.
 from __future__ import annotations
 
 import bisect
-import math
 from collections import deque
 
 from ...checkers.base import Checker
+from ...stats import percentile
 
 QUANTILES = (("p50", 50), ("p95", 95), ("p99", 99), ("p99.9", 99.9))
 HISTOGRAM_EDGES_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000)
-
-
-def percentile(sorted_xs, q: float) -> float | None:
-    """The q-th percentile (0..100) of ascending samples, interpolating linearly between the two
-    nearest ranks: numpy.percentile's default ("linear", Hyndman and Fan's type 7)."""
-    n = len(sorted_xs)
-    if n == 0:
-        return None
-    pos = (n - 1) * q / 100
-    lo = math.floor(pos)
-    hi = min(lo + 1, n - 1)
-    return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (pos - lo)
 
 
 def histogram(xs, edges=HISTOGRAM_EDGES_MS) -> list[int]:
@@ -137,6 +125,11 @@ class LbMetrics(Checker):
         })
         self.last_ms = t
         self._zero()
+
+    def emit_now(self, t: float) -> dict:
+        """The metric record for the time since the last one, written now (a run's end)."""
+        self._emit(t)
+        return self.out[-1]
 
     def take(self) -> list[dict]:
         """The metric records written since the last call."""

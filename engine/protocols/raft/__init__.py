@@ -10,6 +10,7 @@ from .actions import Timeout, Transfer
 from .checkers import RAFT_INVARIANTS, make_raft_checkers
 from .config import MUTATIONS, RaftConfig, upgrade
 from .liveness import LeaderAfterHeal
+from .measures_lab import RAFT_LAB_MEASURES
 from .node import LEADER, RaftNode
 from .words import RAFT_WORDS
 
@@ -42,4 +43,5 @@ PROTOCOL = ProtocolSpec(
     nemesis_targets={"leader": leaders},
     workloads=("kv",),
     upgrade=upgrade,
+    measures={**RAFT_LAB_MEASURES},
 )
