@@ -1,0 +1,13 @@
+"""The Chubby playground's actions: ZooKeeper's recipe actions (engine/protocols/zk/actions.py),
+aimed at a client process c1.. alike:
+
+    acquire (`node`)            the process asks for the lock (a blocking Acquire, §2.1)
+    release (`node`)            it releases the lock (or gives it back as soon as it gets it)
+    write (`node`, `value`?)    it writes to the storage service with its sequencer (§2.4)
+"""
+
+from __future__ import annotations
+
+from ..zk.actions import Acquire, Release, Write
+
+CHUBBY_ACTIONS = (Acquire, Release, Write)
