@@ -42,6 +42,7 @@ EXAMPLES = {  # extra fields some actions need to be valid (node fields are fill
     "release": lambda ids: {"node": "c1"},
     "write": lambda ids: {"node": "c1", "value": "v"},
     "read": lambda ids: {"node": "c1", "path": "/lock"},
+    "close": lambda ids: {"node": "c1"},  # chubby: a client closes its session
 }
 MODES = {  # protocol -> {mode: (scenario changes, action tags refused in that mode)}
     "paxos": {"basic": ({"config": {"proposals": {"n1": "x", "n2": "y"}}, "workload": None,

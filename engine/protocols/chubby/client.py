@@ -61,6 +61,7 @@ class ChubbyClient(Node):
         self.generation: int | None = None
         self.writes = 0
         self.hold_due = False  # the hold ended while the session was in jeopardy
+        self.close_due = False  # asked to close the session, not yet sent
         self._told = None
 
     def persistent_state(self):
@@ -105,7 +106,7 @@ class ChubbyClient(Node):
 
     def digest_state(self):
         return [self.view(0), self.opened, self.opening, self.local_end_us, self.grace_end_us,
-                self.req, self.pending, self.hold_due]
+                self.req, self.pending, self.hold_due, self.close_due]
 
     def session_record(self, event: str, session: str | None = None) -> None:
         self.records.append({"type": "session", "session": session or self.session,
@@ -159,6 +160,8 @@ class ChubbyClient(Node):
                 self.lose_session(ctx)
         elif name == "think":
             self.want = True
+            if self.state == NONE:
+                self.open_session(ctx)
             self.step(ctx)
         elif name == "hold":
             if self.lock_phase == HELD:
@@ -198,6 +201,9 @@ class ChubbyClient(Node):
         elif self.lock_phase != IDLE:
             self.lock_phase = IDLE
             self.generation = None
+        if self.close_due:  # it was to be closed anyway
+            self.close_due = False
+            return
         self.open_session(ctx)
 
     def on_message(self, ctx, src, m):
@@ -213,11 +219,18 @@ class ChubbyClient(Node):
         elif k == "KeepAliveReply":
             self.kept_alive(ctx, src, m)
         elif k == "SessionExpired":
-            if m["session"] == self.session:
-                self.session_record("expire")
-                self.lose_session(ctx)
+            if m["session"] != self.session:
+                return
+            if self.pending is not None and self.pending[1] == "CloseSession":
+                self.closed(ctx)  # the master ended it on our asking
+                return
+            self.session_record("expire")
+            self.lose_session(ctx)
         elif k == "Reply":
             self.replied(ctx, m)
+        elif k == "SessionClosed":
+            if m["session"] == self.session and self.pending and self.pending[1] == "CloseSession":
+                self.closed(ctx)
 
     def redirected(self, ctx, src: str, hint: str | None) -> None:
         """§2.1: a replica named the master it follows: go there at once (with a KeepAlive if the
@@ -271,6 +284,10 @@ class ChubbyClient(Node):
         """The next call, when the session is safe and none is outstanding."""
         if self.state != SAFE or self.pending is not None:
             return
+        if self.close_due:
+            self.close_due = False
+            self.call(ctx, "CloseSession")
+            return
         if self.lock_phase == HELD and self.hold_due:
             self.hold_due = False
             self.lock_phase = RELEASING
@@ -309,6 +326,17 @@ class ChubbyClient(Node):
             return
         self.step(ctx)
 
+    def closed(self, ctx) -> None:
+        """§2.8: the session is closed; whatever it held is released. The process opens a new
+        session when it wants the lock again (auto: after thinking)."""
+        self.session_record("close")
+        self.session = None
+        self.state = NONE
+        self.pending = None
+        for t in ("lease", "grace", "hold"):
+            ctx.cancel_timer(t)
+        self.released(ctx)
+
     def released(self, ctx) -> None:
         self.lock_phase = IDLE
         self.generation = None
@@ -331,6 +359,8 @@ class ChubbyClient(Node):
         do = command["do"]
         if do == "acquire":
             self.want = True
+            if self.state == NONE:
+                self.open_session(ctx)
             self.step(ctx)
         elif do == "release":
             self.want = False
@@ -342,3 +372,7 @@ class ChubbyClient(Node):
                 self.step(ctx)
         elif do == "write":
             self.write(ctx, command.get("value") or f"{self.id}:{self.writes + 1}")
+        elif do == "close":
+            if self.session is not None:
+                self.close_due = True
+                self.step(ctx)

@@ -51,7 +51,7 @@ class ChubbyServer(MultiPaxosNode):
     handlers = {**{k: v for k, v in MultiPaxosNode.handlers.items() if k != "ClientRequest"},
                 "LeaseAck": "handle_lease_ack", "OpenSession": "handle_open",
                 "KeepAlive": "handle_keepalive", "Acquire": "handle_acquire",
-                "Release": "handle_release"}
+                "Release": "handle_release", "CloseSession": "handle_close"}
 
     def __init__(self, nid, topology, config: ChubbyConfig, rng, persistent=None):
         super().__init__(nid, topology.neighbours(nid), config.paxos(), rng, persistent)
@@ -266,6 +266,8 @@ class ChubbyServer(MultiPaxosNode):
                                      "op": "release", "lock": cmd["lock"]})
             self.maybe_grant(ctx, cmd["lock"])
         else:  # expire, close
+            if answer is not None:
+                ctx.send(answer[0], {"kind": "SessionClosed", "session": s, "req": answer[1]})
             self.expiring.discard(s)
             self.session_end.pop(s, None)
             self.held.pop(s, None)
@@ -416,6 +418,17 @@ class ChubbyServer(MultiPaxosNode):
             return
         self.propose_cmd(ctx, {"op": "release", "session": s, "client": src, "lock": lock,
                                "req": m["req"]}, (src, m["req"]))
+
+    def handle_close(self, ctx: Context, src: str, m: dict) -> None:
+        """§2.8: the client ends its session (through the log); its locks are freed with no
+        lock-delay, as if released."""
+        if self.refuse(ctx, src, m):
+            return
+        s = m["session"]
+        self.held.pop(s, None)
+        self.expiring.add(s)  # no more KeepAlives or calls for it
+        self.propose_cmd(ctx, {"op": "close", "session": s, "client": src, "req": m["req"]},
+                         (src, m["req"]))
 
     # --- what the outside sees ------------------------------------------------------------------
     @property

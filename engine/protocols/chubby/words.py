@@ -28,7 +28,9 @@ def message(m: dict) -> str:
         return f"SessionExpired {m['session']}"
     if k == "Redirect":
         return f"Redirect to {m['master'] or '?'}"
-    if k in ("Acquire", "Release"):
+    if k == "SessionClosed":
+        return f"SessionClosed {m['session']}"
+    if k in ("Acquire", "Release", "CloseSession"):
         return f"#{m['req']} {k} {short(m['lock'])} e{m['epoch']}"
     if k == "Reply":
         if not m["ok"]:

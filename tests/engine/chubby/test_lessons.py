@@ -86,3 +86,26 @@ def test_no_lock_delay_is_caught():
     taken = of(recs, "txn", op="acquire", node="n1", client="c2")[0]
     assert expire["delay_until_ms"] == expire["at_ms"] and taken["t"] - expire["at_ms"] < 100
     assert [v["invariant"] for v in sim.violations] == ["Lock-delay respected"]
+
+
+def test_closing_a_session_frees_its_lock_without_lock_delay():
+    d = lesson("chubby_failover")
+    d["actions"] = [{"at": 500, "do": "acquire", "node": "c1"}, {"at": 700, "do": "acquire", "node": "c2"},
+                    {"at": 1000, "do": "close", "node": "c1"}, {"at": 1500, "do": "acquire", "node": "c1"}]
+    sim, recs = run(d)
+    close = of(recs, "txn", op="close", node="n2")[0]
+    assert close["freed"] == [LOCK] and of(recs, "session", client="c1", event="close")
+    taken = of(recs, "txn", op="acquire", node="n2", client="c2")[0]
+    assert taken["generation"] == 2 and taken["t"] - close["t"] < 100  # no lock-delay
+    assert [r["session"] for r in of(recs, "session", client="c1", event="open")] == ["c1.1", "c1.2"]
+    assert sim.nodes["n1"].db.sessions == {"c1.2": "c1", "c2.1": "c2"} and sim.violations == []
+
+
+def test_without_fencing_the_stale_sequencer_overwrites():
+    d = lesson("chubby_lock_delay")
+    d["config"]["mutations"] = ["no_fencing"]
+    sim, recs = run(d)
+    assert [(w["client"], w["token"], w["accepted"]) for w in of(recs, "write")] == [
+        ("c1", 1, True), ("c2", 2, True), ("c1", 1, True)]
+    assert sim.nodes["st"].value == "c1-stale"
+    assert [v["invariant"] for v in sim.violations] == ["Fencing tokens never go back"]
