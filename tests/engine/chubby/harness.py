@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from multiprocessing import get_context
-
 from engine.run import run_scenario
 from engine.scenario import parse_scenario
 
 from ..zk.harness import FAULTS, run  # noqa: F401  (run: re-exported for the tests)
+from ..zk.harness import sweep as zk_sweep
 
 # Lesson-scale timings: a client paused for a nemesis interval (500 ms) outlives its session lease
 # and its grace period, so sessions are lost and locks wait out lock-delay.
@@ -58,6 +56,4 @@ def one(args):
 
 
 def sweep(seeds, node_counts, duration_ms, heal_ms, config=None) -> list[dict]:
-    jobs = [(s, n, duration_ms, heal_ms, config) for s in seeds for n in node_counts]
-    with get_context("fork").Pool(os.cpu_count() or 2) as pool:
-        return pool.map(one, jobs, chunksize=8)
+    return zk_sweep(seeds, node_counts, duration_ms, heal_ms, config, job=one)

@@ -1,6 +1,6 @@
 """The Chubby cell's rules, one at a time: the database, the master lease, epochs, KeepAlives, the
-client's jeopardy; plus the config and topology errors. Nodes are driven by hand through a
-recording context."""
+client's jeopardy; plus the config and topology errors. Nodes are driven by hand through the
+tests' recording context."""
 
 from __future__ import annotations
 
@@ -13,25 +13,13 @@ from engine.protocols.chubby.server import ChubbyServer
 from engine.rng import stream
 from engine.scenario import ScenarioError, parse_scenario
 
+from ..helpers import FakeContext
 from .harness import CELL, run, scenario
 
 
-class Ctx:
-    """What a node did: messages sent, timers set."""
-
-    def __init__(self, now_ms: float = 0):
-        self.now_us = int(now_ms * 1000)
-        self.sent: list[tuple[str, dict]] = []
-        self.timers: dict[str, int] = {}
-
-    def send(self, to, msg):
-        self.sent.append((to, msg))
-
-    def set_timer(self, name, delay_us):
-        self.timers[name] = self.now_us + delay_us
-
-    def cancel_timer(self, name):
-        self.timers.pop(name, None)
+def Ctx(now_ms: float = 0) -> FakeContext:
+    """A recording context at `now_ms`."""
+    return FakeContext(int(now_ms * 1000))
 
 
 def cell(**config):
