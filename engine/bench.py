@@ -3,7 +3,8 @@
 Measures 5-node Raft at default timings with 20 client ops/s: simulated time / wall time with the
 trace off and on, events per second, peak memory; 5-node Multi-Paxos with the same workload, in
 turn with Raft's runs, side by side; a 5-server ZooKeeper ensemble with 10 clients each
-taking and releasing the lock and writing to the storage (`zk_lock`), likewise; then events/s and
+taking and releasing the lock and writing to the storage (`zk_lock`), likewise, and the same on a
+5-replica Chubby cell (`chubby_lock`); then events/s and
 wall time per message from 3 to 51 nodes (`--lb`: the load-balancing benchmark,
 engine/protocols/lb/bench.py). One process, one core. A fixed plain-Python loop is timed first,
 so that figures taken
@@ -28,7 +29,9 @@ from .trace import TraceWriter
 
 PROTOCOLS = {"raft": {}, "multi_paxos": {"protocol": "paxos", "config": {"mode": "multi"}},
              # ZooKeeper: 10 clients each taking and releasing the lock and writing to storage
-             "zk_lock": {"protocol": "zk", "config": {"clients": 10}, "workload": None}}
+             "zk_lock": {"protocol": "zk", "config": {"clients": 10}, "workload": None},
+             # Chubby: the same ten clients on a five-replica cell (the paper's timings)
+             "chubby_lock": {"protocol": "chubby", "config": {"clients": 10}, "workload": None}}
 
 
 def _scenario(nodes: int, duration_ms: float, seed: int = 1, protocol: str = "raft"):
@@ -152,7 +155,9 @@ def run_bench(quick: bool = False) -> dict:
                 "multi_paxos5_checkers_on_trace_off": {"protocol": "multi_paxos"},
                 "multi_paxos5_checkers_off_trace_off": {"protocol": "multi_paxos", "checkers": False},
                 "zk_lock5_checkers_on_trace_off": {"protocol": "zk_lock"},
-                "zk_lock5_checkers_off_trace_off": {"protocol": "zk_lock", "checkers": False}}
+                "zk_lock5_checkers_off_trace_off": {"protocol": "zk_lock", "checkers": False},
+                "chubby_lock5_checkers_on_trace_off": {"protocol": "chubby_lock"},
+                "chubby_lock5_checkers_off_trace_off": {"protocol": "chubby_lock", "checkers": False}}
     runs: dict[str, list[dict]] = {k: [] for k in headline}
     for _ in range(rep):
         for k, kw in headline.items():
@@ -164,7 +169,7 @@ def run_bench(quick: bool = False) -> dict:
         p: {f"checkers_{c}": {k: out[f"{p}5_checkers_{c}_trace_off"][k]
                               for k in ("speedup_x", "us_per_message", "messages")}
             for c in ("on", "off")}
-        for p in ("raft", "multi_paxos", "zk_lock")}
+        for p in ("raft", "multi_paxos", "zk_lock", "chubby_lock")}
     out["raft5_peak_traced_memory_mb"] = _peak_memory_mb(5, dur)
     out["kernel_only_ping_5_nodes"] = min((_kernel_floor(dur / 5) for _ in range(rep)),
                                           key=lambda r: r["us_per_message"])

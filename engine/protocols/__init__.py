@@ -43,6 +43,7 @@ REGISTRY: dict[str, str] = {
     "paxos": ".paxos",
     "lb": ".lb",
     "zk": ".zk",
+    "chubby": ".chubby",
 }
 _loaded: dict[str, "ProtocolSpec"] = {}
 

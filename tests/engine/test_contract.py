@@ -38,10 +38,11 @@ EXAMPLES = {  # extra fields some actions need to be valid (node fields are fill
     "fire": lambda ids: {"timer": "t"},
     "propose": lambda ids: {"value": 7},
     "slow": lambda ids: {"node": ids[-1], "factor": 0.5},
-    "acquire": lambda ids: {"node": "c1"},  # zk: the recipe actions name a client process
+    "acquire": lambda ids: {"node": "c1"},  # zk, chubby: the lock actions name a client process
     "release": lambda ids: {"node": "c1"},
     "write": lambda ids: {"node": "c1", "value": "v"},
     "read": lambda ids: {"node": "c1", "path": "/lock"},
+    "close": lambda ids: {"node": "c1"},  # chubby: a client closes its session
 }
 MODES = {  # protocol -> {mode: (scenario changes, action tags refused in that mode)}
     "paxos": {"basic": ({"config": {"proposals": {"n1": "x", "n2": "y"}}, "workload": None,
@@ -49,6 +50,11 @@ MODES = {  # protocol -> {mode: (scenario changes, action tags refused in that m
                                      for i in range(1, 26)]},  # rounds after the decision too
                         ("request",)),
               "multi": ({"config": {"mode": "multi"}}, ("propose",))},
+    # Chubby at the paper's timings (12 s leases: nothing expires in a 3 s run) and at a lesson's,
+    # where the nemesis makes sessions lapse and locks wait out lock-delay.
+    "chubby": {"paper": ({}, ()),
+               "lesson": ({"config": {"master_lease_ms": 300.0, "session_lease_ms": 400.0,
+                                      "grace_period_ms": 800.0, "lock_delay_ms": 300.0}}, ())},
 }
 
 

@@ -85,6 +85,10 @@ def test_with_changes_a_field_and_keeps_the_rest():
 @pytest.mark.parametrize("bad, needle", [
     ({"protocol": "pbft"}, "protocol: unknown protocol 'pbft' (known: "),
     ({"protocol": 3}, "protocol: unknown protocol 3"),
+    ({"protocol": "chubby", "nodes": 4}, "nodes: a Chubby cell has 3 or 5 replicas"),
+    ({"protocol": "chubby", "config": {"mutations": ["herd_watch"]}}, "config.mutations"),
+    ({"protocol": "chubby", "actions": [{"at": 1, "do": "acquire", "node": "n1"}]},
+     "actions[0].node: n1 is not a client process"),
     ({"config": {"heartbeat_ms": 0}}, "config.heartbeat_ms: Input should be greater than 0"),
     ({"config": {"latency_ms_min": 50}}, "config: latency_ms_min must not exceed latency_ms_max"),
     ({"config": "fast"}, "config: Input should be a valid dictionary"),

@@ -185,7 +185,7 @@ class MultiPaxosNode(PaxosNode):
         """Every heartbeat_ms: tell every server this node leads (and how far the log is chosen);
         re-send the Accepts of slots still unchosen after an interval to the acceptors that did not
         answer (messages are lost)."""
-        hb = {"kind": "Heartbeat", "ballot": as_json(self.ballot), "commit": self.commit}
+        hb = self.heartbeat_message(ctx)
         for p in self.peers:
             ctx.send(p, hb)
         now = ctx.now_us
@@ -198,6 +198,10 @@ class MultiPaxosNode(PaxosNode):
                 if a not in self.acks[s]:
                     self.send(ctx, a, msg)
         ctx.set_timer("heartbeat", self.heartbeat_us)
+
+    def heartbeat_message(self, ctx: Context) -> dict:
+        """The Heartbeat every peer gets (a subclass may add to it: Chubby's master lease)."""
+        return {"kind": "Heartbeat", "ballot": as_json(self.ballot), "commit": self.commit}
 
     def handle_client_request(self, ctx: Context, src: str, m: dict) -> None:
         """Raft §8's client protocol: a non-leader redirects (with a hint when it knows a leader);
@@ -275,11 +279,16 @@ class MultiPaxosNode(PaxosNode):
             cmd = self.learned[slot]
             if cmd is None:
                 continue  # a no-op fills a gap
-            done = self.store.execute(cmd)
-            waiting = self.pending.pop(slot, None)
-            if waiting is not None and waiting == (cmd["client"], cmd["req"]):
-                ctx.send(cmd["client"], {"kind": "ClientReply", "req": cmd["req"], "ok": done[0],
-                                         "value": done[1]})
+            self.execute(ctx, slot, cmd)
+
+    def execute(self, ctx: Context, slot: int, cmd: dict) -> None:
+        """Apply one chosen command to the state machine (the key-value store here; a subclass
+        replicates another: Chubby's lock database). The leader answers the waiting client."""
+        done = self.store.execute(cmd)
+        waiting = self.pending.pop(slot, None)
+        if waiting is not None and waiting == (cmd["client"], cmd["req"]):
+            ctx.send(cmd["client"], {"kind": "ClientReply", "req": cmd["req"], "ok": done[0],
+                                     "value": done[1]})
 
     # --- what the outside sees ------------------------------------------------------------------
     def window(self) -> tuple[int, int]:

@@ -41,6 +41,12 @@ def topology(scenario) -> Topology:
         if c not in clients or n not in servers:
             raise ScenarioError(f"config.home.{c}: names a client c1..c{len(clients)} and a server "
                                 f"n1..n{len(servers)} (got {n!r})")
+    return service_topology(servers, clients)
+
+
+def service_topology(servers: list[str], clients: list[str]) -> Topology:
+    """A coordination service: its servers in a full mesh, the client processes, and the storage
+    service `st` drawn linked to every client (Chubby's cell uses it too)."""
     mesh = Topology.mesh(servers)
     nodes = mesh.nodes + tuple((c, "client") for c in clients) + ((STORAGE, "storage"),)
     links = mesh.links + tuple((c, STORAGE) for c in clients)

@@ -57,4 +57,5 @@ class Read(_ClientAction):
     sync: bool = False
 
 
+ClientAction = _ClientAction  # an action aimed at a client process (Chubby's `close` is one)
 ZK_ACTIONS = (Acquire, Release, Write, Read)

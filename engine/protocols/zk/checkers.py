@@ -30,16 +30,23 @@ def ident(rec: dict) -> tuple:
 
 
 class TxnOrder(Checker):
+    """Replays the committed order: each transaction is handed to `on_new` the first time any
+    server commits it. `key(rec)` is its place in the order (a zxid here; Chubby's log slot)."""
+
     record_types = ("txn",)
 
     def __init__(self, seed, servers):
         super().__init__(seed, servers)
         self.order: dict[tuple, dict] = {}
 
+    @staticmethod
+    def key(rec: dict):
+        return _z(rec["zxid"])
+
     def observe(self, rec):
         if rec["type"] != "txn":
             return self.other(rec)
-        z = _z(rec["zxid"])
+        z = self.key(rec)
         if z not in self.order:
             self.order[z] = rec
             self.on_new(z, rec)
@@ -54,18 +61,25 @@ class TxnOrder(Checker):
 class OneLeaderPerEpoch(Checker):
     name = "One established leader per epoch"
     explains = "At most one server completes synchronisation as the leader of a given epoch."
+    leaders = "leaders"  # what the report calls them
 
     def __init__(self, seed, servers):
         super().__init__(seed, servers)
         self.leader: dict[int, str] = {}
 
+    @staticmethod
+    def established(rec: dict) -> bool:
+        """The state record says its server leads (and serves) in its epoch."""
+        return rec.get("role") == "leading" and rec.get("phase") == "broadcast"
+
     def observe(self, rec):
-        if rec.get("role") != "leading" or rec.get("phase") != "broadcast":
+        if not self.established(rec):
             return
         e, n = rec["epoch"], rec["node"]
         other = self.leader.setdefault(e, n)
         if other != n:
-            self.report(rec["t"], [n, other], f"{other} and {n} both established as leaders of epoch {e}")
+            self.report(rec["t"], [n, other], f"{other} and {n} both established as {self.leaders} "
+                        f"of epoch {e}")
 
 
 class PrefixConsistency(Checker):
@@ -79,23 +93,33 @@ class PrefixConsistency(Checker):
         self.order: list[tuple] = []  # [(zxid, ident)]
         self.pos: dict[str, int] = {}
 
+    # Where a transaction is in the order, what it is, and how the report names its place
+    # (a zxid here; Chubby's log slot).
+    key = staticmethod(TxnOrder.key)
+    ident = staticmethod(ident)
+
+    @staticmethod
+    def label(z) -> str:
+        return str(list(z))
+
     def observe(self, rec):
         n = rec["node"]
         if rec["type"] == "state":
             if rec["role"] == "down" and n in self.pos:
                 self.pos[n] = 0  # committed state is volatile: learned again from the start
             return
-        z, what = _z(rec["zxid"]), ident(rec)
+        z, what = self.key(rec), self.ident(rec)
         i = self.pos.get(n, 0)
+        lab = self.label
         if i == len(self.order):
             if self.order and z <= self.order[-1][0]:
-                self.report(rec["t"], [n], f"{n} committed {list(z)} after {list(self.order[-1][0])}")
+                self.report(rec["t"], [n], f"{n} committed {lab(z)} after {lab(self.order[-1][0])}")
                 return
             self.order.append((z, what))
         elif self.order[i] != (z, what):
             want = self.order[i]
-            self.report(rec["t"], [n], f"{n}'s commit #{i + 1} is {list(z)} {what[0]} {what[1] or ''}; "
-                        f"the order has {list(want[0])} {want[1][0]} {want[1][1] or ''}")
+            self.report(rec["t"], [n], f"{n}'s commit #{i + 1} is {lab(z)} {what[0]} {what[1] or ''}; "
+                        f"the order has {lab(want[0])} {want[1][0]} {want[1][1] or ''}")
             return
         self.pos[n] = i + 1
 

@@ -1,6 +1,7 @@
 """The storage service the lock protects (Kleppmann, "How to do distributed locking", 2016): it
 accepts a write only with a fencing token not older than the newest it has seen (the lock node's
-sequence number). With the `no_fencing` mutation it accepts anything. Its newest token and value
+sequence number; Chubby's sequencer's lock generation number, Burrows 2006, §2.4). With the
+`no_fencing` mutation it accepts anything. Its newest token and value
 are on stable storage."""
 
 from __future__ import annotations
@@ -35,8 +36,11 @@ class Storage(Node):
                 self.token = token
         else:
             self.rejected += 1
-        self.records.append({"type": "write", "node": self.id, "client": src, "token": token,
-                             "accepted": ok, "value": m["value"], "newest": self.token})
+        rec = {"type": "write", "node": self.id, "client": src, "token": token, "accepted": ok,
+               "value": m["value"], "newest": self.token}
+        if "sequencer" in m:  # Chubby's: [lock, mode, generation]; the token is its generation
+            rec["sequencer"] = m["sequencer"]
+        self.records.append(rec)
         ctx.send(src, {"kind": "WriteReply", "req": m["req"], "accepted": ok})
 
     def take_state(self):

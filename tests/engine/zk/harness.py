@@ -60,7 +60,9 @@ def one(args):
             tally.accepted, tally.rejected, tally.client_pauses)
 
 
-def sweep(seeds, node_counts, duration_ms, heal_ms, config=None) -> list:
+def sweep(seeds, node_counts, duration_ms, heal_ms, config=None, job=one) -> list:
+    """`job((seed, nodes, duration_ms, heal_ms, config))` for every seed and node count, on every
+    core (Chubby's sweep passes its own `job`)."""
     jobs = [(s, n, duration_ms, heal_ms, config) for s in seeds for n in node_counts]
     with get_context("fork").Pool(os.cpu_count() or 2) as pool:
-        return pool.map(one, jobs, chunksize=8)
+        return pool.map(job, jobs, chunksize=8)
