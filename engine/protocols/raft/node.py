@@ -115,6 +115,7 @@ class RaftNode(Node):
         if term > self.current_term:
             self.current_term = term
             self.voted_for = None
+            ctx.persist()  # Figure 2: currentTerm is persistent state
         was_leader = self.role == LEADER
         self.role = FOLLOWER
         self.leader_id = leader
@@ -143,6 +144,7 @@ class RaftNode(Node):
         """§5.2: increment currentTerm, vote for self, reset the election timer, send RequestVote."""
         self.current_term += 1
         self.voted_for = self.id
+        ctx.persist()  # the new term and the vote for itself are durable before RequestVote leaves
         self.role = CANDIDATE
         self._step = self._step_candidate
         self.leader_id = None
@@ -178,6 +180,7 @@ class RaftNode(Node):
         self.last_sent_us = {}
         self.recent_active = set()
         self.log.append((self.current_term, None))
+        ctx.persist()
         self.bcast_append(ctx)
         ctx.set_timer("heartbeat", self.heartbeat_us)
         if self.check_quorum:
@@ -329,6 +332,7 @@ class RaftNode(Node):
                    and log_ok)
         if granted:
             self.voted_for = m["candidate"]
+            ctx.persist()  # Figure 2: votedFor is on stable storage before the vote is answered
             self._reset_election_timer(ctx)  # §5.2: granting a vote resets the timer
         ctx.send(src, {"kind": "RequestVoteResponse", "term": self.current_term, "granted": granted})
 
@@ -417,6 +421,7 @@ class RaftNode(Node):
         entries = m["entries"]
         if entries:
             index = prev
+            changed = False
             for entry in entries:
                 index += 1
                 if index <= len(log):
@@ -424,6 +429,9 @@ class RaftNode(Node):
                         continue
                     self._truncate(index - 1)
                 log.append(tuple(entry))  # (the same object when it is a tuple already)
+                changed = True
+            if changed:
+                ctx.persist()  # Figure 2: the log is on stable storage before the success reply
         last_new = prev + len(entries)
         # 5. If leaderCommit > commitIndex, set commitIndex = min(leaderCommit, index of last new entry)
         if m["leader_commit"] > self.commit_index:
@@ -543,6 +551,7 @@ class RaftNode(Node):
         cmd = {"client": m["client"], "req": m["req"], "op": m["op"], "key": m["key"],
                "value": m["value"]}
         self.log.append((self.current_term, cmd))
+        ctx.persist()
         last = len(self.log)
         self.pending[last] = (m["client"], m["req"])
         for p in self.peers:

@@ -33,6 +33,7 @@ class Storage(Node):
             self.accepted += 1
             if fresh:
                 self.token = token
+            ctx.persist()  # the write is durable before it is acknowledged
         else:
             self.rejected += 1
         self.records.append({"type": "write", "node": self.id, "client": src, "token": token,
