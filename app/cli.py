@@ -5,6 +5,7 @@
     playground check TRACE.ndjson                                 re-run every checker on a trace
     playground serve [--host H] [--port P]                        the browser playground
     playground bench [--quick] [--lb] [--web ...]                 speed figures
+    playground bench --figure16 [--trials N] [--workers N] [--out DIR]   Raft's Figure 16
 
 `simulate` and `check` exit 3 when a safety check fails, 2 on bad input.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import orjson
 
@@ -118,6 +120,8 @@ def cmd_bench(args, rest: list[str]) -> int:
         from app import webbench
 
         return webbench.main(rest)
+    if args.figure16:
+        return cmd_figure16(args)
     if args.lb:
         from engine.bench import run_lb_bench
 
@@ -126,6 +130,45 @@ def cmd_bench(args, rest: list[str]) -> int:
     from engine.bench import run_bench
 
     _print(run_bench(quick=args.quick))
+    return 0
+
+
+def cmd_figure16(args) -> int:
+    """Raft's Figure 16 (engine/protocols/raft/figure16.py): every line of both graphs, the table
+    beside the paper's points, and the CDFs as JSON, CSV and SVG in `--out`."""
+    import csv
+
+    from engine.protocols.raft import figure16 as f16
+
+    root = Path(__file__).resolve().parent.parent / "scenarios"
+    graphs = []
+    table = []
+    t0 = time.perf_counter()
+    for title, file, lines in (("top: 150 ms minimum, more randomness", "figure16_top.json", f16.TOP),
+                               ("bottom: lower timeouts", "figure16_bottom.json", f16.BOTTOM)):
+        base = orjson.loads((root / file).read_bytes())
+        res = f16.run_lines(base, lines, args.trials, workers=args.workers)
+        graphs.append((title, res))
+        for name, line in res.items():
+            table.append({"graph": title.split(":")[0], "line": name, **line["summary"],
+                          "paper": line["paper"]})
+    wall = round(time.perf_counter() - t0, 1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "figure16.json").write_bytes(orjson.dumps(
+        {"trials": args.trials, "workers": args.workers, "wall_s": wall, "table": table,
+         "values": {t.split(":")[0]: {n: line["values"] for n, line in res.items()}
+                    for t, res in graphs}}, option=orjson.OPT_INDENT_2))
+    with open(out / "figure16.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["graph", "line", "seed", "downtime_ms"])
+        for t, res in graphs:
+            for n, line in res.items():
+                for seed, v in enumerate(line["values"]):
+                    w.writerow([t.split(":")[0], n, seed, "" if v is None else v])
+    (out / "figure16.svg").write_text(f16.svg(graphs))
+    _print({"trials": args.trials, "workers": args.workers, "wall_s": wall, "out": str(out),
+            "table": [{k: v for k, v in row.items()} for row in table]})
     return 0
 
 
@@ -152,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--web", action="store_true", help="server load and page benchmarks")
     b.add_argument("--lb", action="store_true",
                    help="load balancing: a million requests, least connections, and SimPy")
+    b.add_argument("--figure16", action="store_true",
+                   help="Raft's Figure 16: election downtime CDFs beside the paper's points")
+    b.add_argument("--trials", type=int, default=1000, help="--figure16: trials per line")
+    b.add_argument("--workers", type=int, default=2, help="--figure16: worker processes")
+    b.add_argument("--out", default="docs/figure16", help="--figure16: where the data goes")
     return p
 
 

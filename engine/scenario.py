@@ -151,8 +151,10 @@ class Scenario(Strict):
         self._layout = get_protocol(self.protocol).topology(self)
         ids = self._layout.ids
         known = frozenset(ids)
+        spec = get_protocol(self.protocol)
         for i, a in enumerate(self.actions):
             check_action_nodes(a, ids, f"actions[{i}]", known)
+            a.check_protocol(spec, f"actions[{i}]")
         return self
 
     @property
@@ -256,6 +258,7 @@ def parse_action(data: Any, node_ids: list[str], where: str = "action",
     except ValidationError as e:
         raise ScenarioError(format_error(e, where, aset.skip)) from None
     check_action_nodes(a, node_ids, where)
+    a.check_protocol(_spec(protocol), where)
     return a
 
 

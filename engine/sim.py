@@ -562,9 +562,27 @@ class Simulation:
             rec["by"] = by
             self._emit(rec)
 
-    def _apply_action(self, a, by: str) -> None:
-        self._fault_record(a, by)
+    def _apply_action(self, a, by: str | None) -> None:
+        if by is not None:  # (None: an action's own later step, recorded by what it does)
+            self._fault_record(a, by)
         a.apply(self)
+
+    def apply_now(self, action, by: str) -> None:
+        """Apply an action now, recorded as done `by` (an action's later step: `crash_target`)."""
+        self._apply_action(action, by)
+
+    def later(self, delay_us: int, action) -> None:
+        """Queue an action's later step (not a user action: a replay of `actions` queues it again,
+        so it is not recorded there). It runs with the priority of actions."""
+        self._push(self.now_us + max(0, delay_us), PRIO_ACTION, ACTION, action, None, None)
+
+    def fault_draw_us(self, span_us: int) -> int:
+        """A uniform draw from [0, span_us) from the run's `faults` stream (made on first use)."""
+        if span_us <= 0:
+            return 0
+        if self.fault_rng is None:
+            self.fault_rng = rngmod.stream(self.seed, "faults")
+        return int(self.fault_rng.random() * span_us)
 
     # --- what actions do (generic faults call these; protocol actions call `command`) ----------
     def command(self, nid: str, command: dict) -> None:
