@@ -128,7 +128,7 @@ def svg(graphs: list[tuple[str, dict]], width: int = 640, height: int = 260) -> 
              f'height="{height * len(graphs)}" font-family="sans-serif" font-size="11">']
     for g, (title, lines) in enumerate(graphs):
         y0 = g * height
-        left, right, top, bottom = 50, width - 110, y0 + 20, y0 + height - 35
+        left, right, top, bottom = 50, width - 150, y0 + 20, y0 + height - 35
         lo_ms, hi_ms = (100, 10_000) if title.startswith("top") else (10, 1000)
 
         def x(ms: float) -> float:
@@ -156,11 +156,16 @@ def svg(graphs: list[tuple[str, dict]], width: int = 640, height: int = 260) -> 
         for i, (name, line) in enumerate(lines.items()):
             c = colours[i % len(colours)]
             pts = cdf_points(line["values"])
+            if len(pts) > 250:  # enough to draw; keeps the file small
+                pts = pts[::len(pts) // 200] + pts[-1:]
             if pts:
                 path = "M" + " L".join(f"{x(v):.1f},{y(f):.1f}" for v, f in pts)
                 parts.append(f'<path d="{path}" fill="none" stroke="{c}" stroke-width="1.5"/>')
+            cens = line["values"].count(None)
+            note = "" if not cens else " (all &gt; 10 s)" if cens == len(line["values"]) else (
+                f" ({cens} &gt; 10 s)")
             parts.append(f'<text x="{right + 8}" y="{top + 14 * i + 10}" fill="{c}">{name} ms'
-                         f'</text>')
+                         f'{note}</text>')
             for p in line["paper"]:
                 frac = {"median": 0.5, "mean": None, "max": 1.0}[p["stat"]]
                 if frac is not None:
