@@ -5,7 +5,7 @@
     playground check TRACE.ndjson                                 re-run every checker on a trace
     playground serve [--host H] [--port P]                        the browser playground
     playground bench [--quick] [--lb] [--web ...]                 speed figures
-    playground bench --figure16 [--trials N] [--workers N] [--out DIR]   Raft's Figure 16
+    playground bench --figure16 [--trials N] [--workers N] [--out DIR]   docs/figure16.md
 
 `simulate` and `check` exit 3 when a safety check fails, 2 on bad input.
 """
@@ -134,41 +134,27 @@ def cmd_bench(args, rest: list[str]) -> int:
 
 
 def cmd_figure16(args) -> int:
-    """Raft's Figure 16 (engine/protocols/raft/figure16.py): every line of both graphs, the table
-    beside the paper's points, and the CDFs as JSON, CSV and SVG in `--out`."""
+    """A paper's figure reproduced (engine.bench.run_figure16; docs/figure16.md): the table beside
+    the published points, and the CDFs as JSON, CSV and SVG in `--out`."""
     import csv
 
-    from engine.protocols.raft import figure16 as f16
+    from engine.bench import run_figure16
 
     root = Path(__file__).resolve().parent.parent / "scenarios"
-    graphs = []
-    table = []
     t0 = time.perf_counter()
-    for title, file, lines in (("top: 150 ms minimum, more randomness", "figure16_top.json", f16.TOP),
-                               ("bottom: lower timeouts", "figure16_bottom.json", f16.BOTTOM)):
-        base = orjson.loads((root / file).read_bytes())
-        res = f16.run_lines(base, lines, args.trials, workers=args.workers)
-        graphs.append((title, res))
-        for name, line in res.items():
-            table.append({"graph": title.split(":")[0], "line": name, **line["summary"],
-                          "paper": line["paper"]})
+    res = run_figure16(lambda name: orjson.loads((root / f"{name}.json").read_bytes()),
+                       args.trials, workers=args.workers)
     wall = round(time.perf_counter() - t0, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "figure16.json").write_bytes(orjson.dumps(
-        {"trials": args.trials, "workers": args.workers, "wall_s": wall, "table": table,
-         "values": {t.split(":")[0]: {n: line["values"] for n, line in res.items()}
-                    for t, res in graphs}}, option=orjson.OPT_INDENT_2))
+        {"trials": args.trials, "workers": args.workers, "wall_s": wall, "table": res["table"],
+         "values": res["values"]}, option=orjson.OPT_INDENT_2))
     with open(out / "figure16.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["graph", "line", "seed", "downtime_ms"])
-        for t, res in graphs:
-            for n, line in res.items():
-                for seed, v in enumerate(line["values"]):
-                    w.writerow([t.split(":")[0], n, seed, "" if v is None else v])
-    (out / "figure16.svg").write_text(f16.svg(graphs))
+        csv.writer(fh).writerows(res["csv"])
+    (out / "figure16.svg").write_text(res["svg"])
     _print({"trials": args.trials, "workers": args.workers, "wall_s": wall, "out": str(out),
-            "table": [{k: v for k, v in row.items()} for row in table]})
+            "table": res["table"]})
     return 0
 
 
@@ -196,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--lb", action="store_true",
                    help="load balancing: a million requests, least connections, and SimPy")
     b.add_argument("--figure16", action="store_true",
-                   help="Raft's Figure 16: election downtime CDFs beside the paper's points")
+                   help="Figure 16 of docs/figure16.md: downtime CDFs beside the paper's points")
     b.add_argument("--trials", type=int, default=1000, help="--figure16: trials per line")
     b.add_argument("--workers", type=int, default=2, help="--figure16: worker processes")
     b.add_argument("--out", default="docs/figure16", help="--figure16: where the data goes")

@@ -131,13 +131,13 @@ class SetLink(Action):
 
 class CrashTarget(Action):
     """Crash the node a protocol's nemesis target names (`target`, one of its `nemesis_targets`;
-    by default the first, the one the nemesis aims at: Raft's leader, Paxos's proposer) at an
-    instant drawn uniformly from [at, at + within_ms), from the run's `faults` RNG stream. The
-    node is picked at that instant (the first the picker names; nothing happens if it names none),
-    and the crash is recorded then as a `fault` record `crash` with `"by": "crash_target"`.
+    by default the first, the one the nemesis aims at) at an instant drawn uniformly from
+    [at, at + within_ms), from the run's `faults` RNG stream. The node is picked at that instant
+    (the first the picker names; nothing happens if it names none), and the crash is recorded then
+    as a `fault` record `crash` with `"by": "crash_target"`.
 
-    This is how an experiment crashes "the leader" without knowing in advance which node leads:
-    Raft's §9.3 crashes the leader uniformly within its heartbeat interval."""
+    This is how an experiment crashes a node by its part in the protocol without knowing in
+    advance which node plays it, at a random point of a period (docs/figure16.md)."""
 
     do: Literal["crash_target"]
     target: str | None = None

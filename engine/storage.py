@@ -1,20 +1,20 @@
 """The persistence (fsync) model: how long a node's writes to stable storage take.
 
-Raft (Figure 2: "updated on stable storage before responding to RPCs"), Paxos's acceptors and
-Zab's followers must make a change durable before they answer. A node says "my persistent state
-changed" with `ctx.persist()`; with a storage latency configured the kernel then
+A consensus protocol must make a change durable before it answers: the promise or vote a reply
+carries, the entry an ack acknowledges. A node says "my persistent state changed" with
+`ctx.persist()`; with a storage latency configured the kernel then
 
 - queues a write of `persistent_state()` as it is at that instant; a node's writes complete one
-  after the other, in order (one disk per node), each taking a draw from `latency`: a write issued
-  while another is pending starts when that one is done. Every `persist()` of one instant joins
-  the same write (a group commit: the handler's term, vote and log change are one fsync);
+  after the other, in order (one disk per node), each taking a draw from the latency: a write
+  issued while another is pending starts when that one is done. Every `persist()` of one instant
+  joins the same write (a group commit: all a handler changed is one fsync);
 - holds every message the node sends while it has a write pending, and sends it (draws its link
   latency, records its `send`) only when the last write pending at the time it was sent is done
-  (etcd/raft's rule for a `Ready`: persist the hard state and entries, then send the messages).
+  (etcd's rule for a `Ready`: persist the hard state and entries, then send the messages).
   Messages sent when nothing is pending go at once, as without the model;
 - on a crash, forgets the unfinished writes and the messages held behind them: the restarted node
   gets the state of its last completed write, and nobody ever saw a message that depended on what
-  was lost (a vote, a promise or an ack whose write did not finish was never sent). A paused node's
+  was lost (a reply whose write did not finish was never sent). A paused node's
   write completes (the disk does not stop), but what it releases waits for the node to resume.
 
 The default (no `storage`, or a zero latency) is no model at all: `persist()` does nothing and

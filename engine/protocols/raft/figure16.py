@@ -111,6 +111,27 @@ def run_lines(base: dict, lines, trials: int, workers: int = 2, first_seed: int 
     return out
 
 
+GRAPHS = (("top: 150 ms minimum, more randomness", "figure16_top", TOP),
+          ("bottom: lower timeouts", "figure16_bottom", BOTTOM))
+
+
+def run_figure(load, trials: int, workers: int = 2) -> dict[str, Any]:
+    """Both graphs: `load(name)` gives the lesson scenario (a dict) each graph's lines start
+    from. Returns the table (one row per line, the paper's points beside), every trial's value
+    by graph and line, the CSV rows and the SVG."""
+    graphs, table, values, rows = [], [], {}, [["graph", "line", "seed", "downtime_ms"]]
+    for title, lesson, lines in GRAPHS:
+        res = run_lines(load(lesson), lines, trials, workers=workers)
+        graphs.append((title, res))
+        key = title.split(":")[0]
+        values[key] = {name: line["values"] for name, line in res.items()}
+        for name, line in res.items():
+            table.append({"graph": key, "line": name, **line["summary"], "paper": line["paper"]})
+            rows.extend([key, name, seed, "" if v is None else v]
+                        for seed, v in enumerate(line["values"]))
+    return {"table": table, "values": values, "csv": rows, "svg": svg(graphs)}
+
+
 def cdf_points(values: list[float | None]) -> list[tuple[float, float]]:
     """(downtime ms, fraction of trials at or below it), censored trials never reached."""
     n = len(values)
@@ -176,5 +197,5 @@ def svg(graphs: list[tuple[str, dict]], width: int = 640, height: int = 260) -> 
     return "\n".join(parts) + "\n"
 
 
-__all__ = ["TOP", "BOTTOM", "PAPER", "line_scenario", "trial", "summarise", "compare",
-           "run_lines", "cdf_points", "svg"]
+__all__ = ["TOP", "BOTTOM", "PAPER", "GRAPHS", "line_scenario", "trial", "summarise", "compare",
+           "run_lines", "run_figure", "cdf_points", "svg"]
