@@ -10,6 +10,7 @@
                      [--workers N | --scheduler tcp://HOST:8786] [--out results.jsonl]
                                                                   a grid of runs, a table and a summary
     playground bench [--quick] [--lb] [--sweep] [--web ...]       speed figures
+    playground bench --figure16 [--trials N] [--workers N] [--out DIR]   docs/figure16.md
 
 `simulate`, `check` and `sweep` exit 3 when a safety check fails, 2 on bad input.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import orjson
 
@@ -160,6 +162,8 @@ def cmd_bench(args, rest: list[str]) -> int:
 
         _print(run_sweep_bench(quick=args.quick))
         return 0
+    if args.figure16:
+        return cmd_figure16(args)
     if args.lb:
         from engine.bench import run_lb_bench
 
@@ -168,6 +172,31 @@ def cmd_bench(args, rest: list[str]) -> int:
     from engine.bench import run_bench
 
     _print(run_bench(quick=args.quick))
+    return 0
+
+
+def cmd_figure16(args) -> int:
+    """A paper's figure reproduced (engine.bench.run_figure16; docs/figure16.md): the table beside
+    the published points, and the CDFs as JSON, CSV and SVG in `--out`."""
+    import csv
+
+    from engine.bench import run_figure16
+
+    root = Path(__file__).resolve().parent.parent / "scenarios"
+    t0 = time.perf_counter()
+    res = run_figure16(lambda name: orjson.loads((root / f"{name}.json").read_bytes()),
+                       args.trials, workers=args.workers)
+    wall = round(time.perf_counter() - t0, 1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "figure16.json").write_bytes(orjson.dumps(
+        {"trials": args.trials, "workers": args.workers, "wall_s": wall, "table": res["table"],
+         "values": res["values"]}, option=orjson.OPT_INDENT_2))
+    with open(out / "figure16.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows(res["csv"])
+    (out / "figure16.svg").write_text(res["svg"])
+    _print({"trials": args.trials, "workers": args.workers, "wall_s": wall, "out": str(out),
+            "table": res["table"]})
     return 0
 
 
@@ -204,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load balancing: a million requests, least connections, and SimPy")
     b.add_argument("--sweep", action="store_true",
                    help="sweep throughput: 1 and 2 worker processes, a local Dask cluster of 2")
+    b.add_argument("--figure16", action="store_true",
+                   help="Figure 16 of docs/figure16.md: downtime CDFs beside the paper's points")
+    b.add_argument("--trials", type=int, default=1000, help="--figure16: trials per line")
+    b.add_argument("--workers", type=int, default=2, help="--figure16: worker processes")
+    b.add_argument("--out", default="docs/figure16", help="--figure16: where the data goes")
     return p
 
 

@@ -5,6 +5,7 @@ protocol:
      "nodes": 5,                      (or "topology": {...}, the protocol's own shape)
      "config": {...},                 the protocol's config model, validated strictly
      "network": {"latency_ms_min", "latency_ms_max", "loss", "duplicate"},
+     "storage": {"latency_ms_min", "latency_ms_max", "dist"},   (optional: engine/storage.py)
      "workload": {"kind": "kv", ...}, one of the protocol's workload kinds
      "nemesis": {...}, "actions": [...], "title", "notes", "suggest"}
 
@@ -30,6 +31,7 @@ from .actions import Action, action_to_dict
 from .faults import FAULT_ACTIONS
 from .manual import MANUAL_ACTIONS
 from .protocols import DEFAULT_PROTOCOL, ProtocolSpec, Topology, get_protocol
+from .storage import StorageConfig
 from .validation import ScenarioError, Strict, format_error, validate
 from .workloads import get_workload
 
@@ -115,6 +117,7 @@ class Scenario(Strict):
     duration_ms: float = Field(60_000, gt=0, le=86_400_000)
     config: SerializeAsAny[BaseModel]  # the protocol's config model (filled in on validation)
     network: NetworkConfig = NetworkConfig()
+    storage: StorageConfig | None = None  # write latency (engine/storage.py); none: writes are instant
     workload: SerializeAsAny[BaseModel] | None = None  # one of the protocol's workload models
     nemesis: Nemesis | None = None
     actions: tuple[SerializeAsAny[Action], ...] = ()
@@ -161,8 +164,10 @@ class Scenario(Strict):
         self._layout = get_protocol(self.protocol).topology(self)
         ids = self._layout.ids
         known = frozenset(ids)
+        spec = get_protocol(self.protocol)
         for i, a in enumerate(self.actions):
             check_action_nodes(a, ids, f"actions[{i}]", known)
+            a.check_protocol(spec, f"actions[{i}]")
         return self
 
     @property
@@ -298,6 +303,7 @@ def parse_action(data: Any, node_ids: list[str], where: str = "action",
     except ValidationError as e:
         raise ScenarioError(format_error(e, where, aset.skip)) from None
     check_action_nodes(a, node_ids, where)
+    a.check_protocol(_spec(protocol), where)
     return a
 
 

@@ -46,6 +46,7 @@ class FramesMixin:
         # The on-demand searches (linearizability): flagged by the checker, never by name.
         self.lin = next((c for c in sim.checkers if c.search), None)
         self._waiting_told: tuple[bool, list[int]] = (False, [])
+        self.disk_told: dict[str, bool] = {}  # the disk indicator each node was last shown with
 
     def _on_record(self, rec: dict) -> None:
         self.pending_recs.append(rec)
@@ -60,6 +61,8 @@ class FramesMixin:
         out = self.adapter.node(v, full, log_window)
         out["status"] = v["status"]
         out["timers"] = dict(v["timers"]) if v["status"] == "up" else {}
+        if "disk" in v:  # with a storage latency: a write in flight (engine/storage.py)
+            out["disk"] = v["disk"]
         return out
 
     def _invariants(self) -> list[dict]:
@@ -232,6 +235,12 @@ class FramesMixin:
                 label, cls = adapter.msg_label(s["msg"])
                 brief.append([mid, s["from"], s["to"], s["t"], t_end, label, cls, why])
             frame["brief"] = brief
+        if sim.disk is not None:  # a write began or ended: no record says so, the indicator does
+            for nid in sim.servers:
+                busy = sim.disk_busy(nid)
+                if self.disk_told.get(nid, False) != busy:
+                    self.disk_told[nid] = busy
+                    dirty.add(nid)
         if dirty:
             views = sim.views()
             frame["nodes"] = {n: self._node(views[n], False, 0) for n in sorted(dirty) if n in views}

@@ -110,6 +110,12 @@ export class Canvas {
       el("line", {x1: -k, y1: -k, x2: k, y2: k}, cross);
       el("line", {x1: -k, y1: k, x2: k, y2: -k}, cross);
       const badge = el("text", {class: "nbadge", y: this.nodeR + 40}, g);
+      // The disk indicator: shown while the node has a write to stable storage in flight.
+      const r = this.nodeR, disk = el("g", {class: "disk", transform: `translate(${(r * 0.78).toFixed(1)},${(-r * 0.78).toFixed(1)})`}, g);
+      const w = r * 0.36, h = r * 0.40, ry = r * 0.09;
+      el("path", {d: `M${-w / 2},${-h / 2} v${h} a${w / 2},${ry} 0 0 0 ${w},0 v${-h}`}, disk);
+      el("ellipse", {cx: 0, cy: -h / 2, rx: w / 2, ry}, disk);
+      el("title", {}, disk).textContent = "writing to stable storage";
       g.addEventListener("click", (ev) => this.handlers.nodeClick(id, ev));
       g.addEventListener("keydown", (ev) => {
         if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); ev.stopPropagation(); this.handlers.nodeClick(id, ev); }
@@ -159,7 +165,7 @@ export class Canvas {
       e.g.setAttribute("data-role", n.role);
       for (const [k, v] of Object.entries(P.dataset ? P.dataset(n) : {})) e.g.setAttribute(`data-${k}`, v);
       e.g.setAttribute("data-status", n.status);
-      e.g.setAttribute("class", `node role-${look.cls}${n.status !== "up" ? " st-" + n.status : ""}`);
+      e.g.setAttribute("class", `node role-${look.cls}${n.status !== "up" ? " st-" + n.status : ""}${n.disk ? " disk-busy" : ""}`);
       if (look.fill) e.g.querySelector(".body").style.fill = look.fill;
       e.trole.textContent = look.label;
       e.trole.classList.toggle("long", look.label.length > 9); // a long label must fit the circle

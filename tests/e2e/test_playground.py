@@ -525,3 +525,13 @@ def test_the_protocol_chooser_and_an_unknown_protocol(server, page):
     html = page.content()
     assert "Raft cluster" not in page.locator("#canvas").get_attribute("aria-label")
     assert "Distributed Systems Playground" in html
+
+
+def test_a_node_writing_to_stable_storage_shows_a_disk(server, page):
+    """The lesson's scenario has a storage latency: a node shows the disk while a write is in
+    flight, and not otherwise (engine/storage.py)."""
+    page.goto(f"{server}/?scenario=figure16_top&speed=0.01")
+    page.wait_for_selector(".node.disk-busy .disk", state="visible", timeout=30000)
+    shot(page, "e2e-disk-indicator")
+    page.wait_for_selector(".node:not(.disk-busy) .disk", state="hidden")
+    pause(page)

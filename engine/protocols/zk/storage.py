@@ -34,6 +34,7 @@ class Storage(Node):
             self.accepted += 1
             if fresh:
                 self.token = token
+            ctx.persist()  # the write is durable before it is acknowledged
         else:
             self.rejected += 1
         rec = {"type": "write", "node": self.id, "client": src, "token": token, "accepted": ok,
