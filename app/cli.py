@@ -4,9 +4,12 @@
                                                                   run headless, print a JSON summary
     playground check TRACE.ndjson                                 re-run every checker on a trace
     playground serve [--host H] [--port P]                        the browser playground
-    playground bench [--quick] [--lb] [--web ...]                 speed figures
+    playground bench [--quick] [--lb] [--search] [--web ...]      speed figures
+    playground search SCENARIO.json --mutation NAME [--strategy random|explore] [--budget-s N]
+                                                                  find a counterexample (JSON)
 
-`simulate` and `check` exit 3 when a safety check fails, 2 on bad input.
+`simulate` and `check` exit 3 when a safety check fails, 2 on bad input; `search` exits 0 when it
+found a counterexample, 1 when it did not within its budget, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -113,7 +116,18 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_search(args) -> int:
+    from app.searchcli import run_search
+
+    return run_search(args, _print, _fail)
+
+
 def cmd_bench(args, rest: list[str]) -> int:
+    if args.search:
+        from app.searchcli import run_search_bench
+
+        _print(run_search_bench(quick=args.quick))
+        return 0
     if args.web:
         from app import webbench
 
@@ -152,7 +166,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--web", action="store_true", help="server load and page benchmarks")
     b.add_argument("--lb", action="store_true",
                    help="load balancing: a million requests, least connections, and SimPy")
+    b.add_argument("--search", action="store_true",
+                   help="counterexample search: every mutation of every protocol")
+    _add_search_parser(sub)
     return p
+
+
+def _add_search_parser(sub) -> None:
+    from app.searchcli import add_arguments
+
+    add_arguments(sub.add_parser("search", help="search for a run that breaks an invariant with a "
+                                 "mutation on; print the counterexample as JSON"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,6 +198,8 @@ def _main(argv: list[str] | None) -> int:
         return cmd_check(args)
     if args.command == "serve":
         return cmd_serve(args)
+    if args.command == "search":
+        return cmd_search(args)
     return cmd_bench(args, rest)
 
 
