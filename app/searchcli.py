@@ -16,6 +16,7 @@ from engine import search as engine_search
 ROOT = Path(__file__).resolve().parent.parent
 SEARCH_SCENARIOS = ROOT / "scenarios" / "search"  # <protocol>.<mutation>.json, for the bench
 STRATEGIES = ("random", "explore")
+BFS_STATES = 2000  # breadth first is ~20x slower per state than a walk (a restore per state)
 
 
 def add_arguments(s) -> None:
@@ -31,7 +32,7 @@ def add_arguments(s) -> None:
     s.add_argument("--max-states", type=int, default=10**9, help="explore: at most this many states")
     s.add_argument("--bfs-states", type=int, default=None,
                    help="explore: breadth-first for this many states, then random walks "
-                   "(default: a tenth of --max-states, at most 20000)")
+                   f"(default: a tenth of --max-states, at most {BFS_STATES})")
     s.add_argument("--max-depth", type=int, default=engine_search.MAX_DEPTH,
                    help=f"explore: choices per path (default {engine_search.MAX_DEPTH})")
     s.add_argument("--max-crashes", type=int, default=2, help="explore: crashes per path (default 2)")
@@ -53,7 +54,7 @@ def search_once(scn, mutation: str, strategy: str, budget_s: float, **opts) -> d
         max_states = opts.get("max_states", 10**9)
         bfs = opts.get("bfs_states")
         r = engine_search.explore(scn, mutation, max_states=max_states,
-                                  bfs_states=min(max_states // 10, 20_000) if bfs is None else bfs,
+                                  bfs_states=min(max_states // 10, BFS_STATES) if bfs is None else bfs,
                                   max_depth=opts.get("max_depth", engine_search.MAX_DEPTH),
                                   max_crashes=opts.get("max_crashes", 2),
                                   seed=opts.get("seed", 0), stop=stop)

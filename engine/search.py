@@ -56,6 +56,7 @@ def _dumps(obj) -> bytes:
 
 STEP_US = 1  # explore: each choice is an action this long after the previous one
 MAX_DEPTH = 400  # explore: choices per path
+SHRINK_STATES = 200_000  # explore: states replayed to shrink a walk's counterexample
 CHUNK_MS = 25.0  # random: the run is checked for violations this often (then cut at the first)
 DEFAULT_NEMESIS = {"interval_ms": 300, "heal_ms": 86_400_000}
 
@@ -299,10 +300,11 @@ def apply_choice(sim: Simulation, choice: dict) -> dict | None:
 
 def explore(scn: Scenario, mutation: str | None = None, *, max_states: int = 100_000,
             bfs_states: int | None = None, max_depth: int = MAX_DEPTH, max_crashes: int = 2,
-            seed: int = 0, stop: Stop | None = None) -> Result:
+            seed: int = 0, shrink_states: int = SHRINK_STATES, stop: Stop | None = None) -> Result:
     """Breadth-first over states (pruned by `state_digest`) up to `bfs_states` states (default:
     a tenth of `max_states`), then seeded random walks of up to `max_depth` choices until
-    `max_states` states in all. Deterministic given the arguments (unless `stop` says stop)."""
+    `max_states` states in all; a walk's counterexample is then shrunk (`_shrink`, at most
+    `shrink_states` more states). Deterministic given the arguments (unless `stop` says stop)."""
     scn = with_mutation(scn, mutation)
     start = explore_start(scn)
     sim0 = Simulation(start)
@@ -310,11 +312,14 @@ def explore(scn: Scenario, mutation: str | None = None, *, max_states: int = 100
     if bfs_states is None:
         bfs_states = max_states // 10
     bfs_states = min(bfs_states, max_states)
-    counts = {"states": 0, "bfs_states": 0, "unique": 0, "walks": 0, "depth": 0}
+    counts = {"states": 0, "bfs_states": 0, "unique": 0, "walks": 0, "depth": 0,
+              "shrink_states": 0}
 
     found = _bfs(sim0, bfs_states, max_depth, max_crashes, counts, stop)
     if found is None:
         found = _walks(sim0, max_states, max_depth, max_crashes, seed, counts, stop)
+        if found is not None:
+            found = _shrink(sim0, found, shrink_states, counts, stop)
     result = None
     if found is not None:
         path, v = found
@@ -324,7 +329,8 @@ def explore(scn: Scenario, mutation: str | None = None, *, max_states: int = 100
         if got is not None:
             result = Found(v["invariant"], got["t"], got, cand)
     return Result("explore", mutation, result, counts["states"], "states",
-                  {k: counts[k] for k in ("bfs_states", "unique", "walks", "depth")})
+                  {k: counts[k] for k in ("bfs_states", "unique", "walks", "depth",
+                                          "shrink_states")})
 
 
 def _new_random(state) -> random.Random:
@@ -483,6 +489,7 @@ def _walks(sim0: Simulation, budget: int, max_depth: int, max_crashes: int, seed
         swarm = _Swarm(rnd)
         sim = fork.load(blob)
         path: list[dict] = []
+        moves: list[tuple] = []
         crashes = 0
         for depth in range(1, min(max_depth, swarm.depth) + 1):
             if counts["states"] >= budget:
@@ -490,6 +497,7 @@ def _walks(sim0: Simulation, budget: int, max_depth: int, max_crashes: int, seed
             choice = swarm.pick(sim, max_crashes - crashes)
             if choice is None:
                 break
+            moves.append(_move(sim, choice))
             rec = apply_choice(sim, choice)
             crashes += choice["do"] == "crash"
             if rec is not None:
@@ -497,5 +505,88 @@ def _walks(sim0: Simulation, budget: int, max_depth: int, max_crashes: int, seed
             counts["states"] += 1
             counts["depth"] = max(counts["depth"], depth)
             if _violated(sim):
-                return path, first_violation(sim)
+                return path, first_violation(sim), moves
     return None
+
+
+# --- shrinking a walk's path ---------------------------------------------------------------------
+
+def _move(sim: Simulation, choice: dict) -> tuple:
+    """A choice as it can be made again in another world: a delivery by what the message is
+    (from, to, content), since message ids shift as soon as an earlier choice is left out."""
+    if choice["do"] == "deliver":
+        src, dst, msg, _t0, _t1 = sim.flight[choice["id"]]
+        return ("deliver", src, dst, _dumps(msg))
+    return (choice["do"], choice.get("node"), choice.get("timer"))
+
+
+def _choice(sim: Simulation, move: tuple) -> dict | None:
+    """The choice `move` is in `sim` now, or None if it is not possible here."""
+    do = move[0]
+    if do == "deliver":
+        flight = sim.flight
+        for mid in sim.waiting:
+            src, dst, msg, _t0, _t1 = flight[mid]
+            if src == move[1] and dst == move[2] and _dumps(msg) == move[3]:
+                return {"do": "deliver", "id": mid}
+        return None
+    if do == "advance":
+        return {"do": "advance"} if _next_due_us(sim) is not None else None
+    nid = move[1]
+    st = sim.status.get(nid)
+    if do == "fire":
+        ok = st == "up" and move[2] in sim._timers.get(nid, ())
+        return {"do": "fire", "node": nid, "timer": move[2]} if ok else None
+    if (do == "crash" and st == "up") or (do == "restart" and st == "down"):
+        return {"do": do, "node": nid}
+    return None
+
+
+def _replay_moves(fork, blob: bytes, moves: list[tuple], invariant: str, counts: dict):
+    """Make `moves` from the start (skipping those not possible); at the first violation of
+    `invariant`: (the recorded actions, the moves made, the violation). None if it never breaks."""
+    sim = fork.load(blob)
+    path, made = [], []
+    for m in moves:
+        c = _choice(sim, m)
+        if c is None:
+            continue
+        made.append(m)
+        rec = apply_choice(sim, c)
+        counts["shrink_states"] += 1
+        if rec is not None:
+            path.append(rec)
+        for chk in sim.checkers:
+            for v in chk.violations:
+                if v["invariant"] == invariant:
+                    return path, made, v
+    return None
+
+
+def _shrink(sim0: Simulation, found, budget: int, counts: dict, stop: Stop | None):
+    """Delta debugging (Zeller's ddmin, simplified to removals): leave out chunks of the path,
+    halving the chunk when none can go, keeping a shorter path whenever it still breaks the same
+    invariant; within `budget` replayed states."""
+    path, v, moves = found
+    fork = _Forker()
+    blob = fork.dump(sim0)
+    inv = v["invariant"]
+    n = 2
+    while len(moves) >= 2:
+        chunk = -(-len(moves) // n)
+        shorter = None
+        for i in range(0, len(moves), chunk):
+            if counts["shrink_states"] + len(moves) > budget or (stop is not None and stop()):
+                return path, v
+            got = _replay_moves(fork, blob, moves[:i] + moves[i + chunk:], inv, counts)
+            if got is not None:
+                shorter = got
+                break
+        if shorter is not None:
+            path, moves, v = shorter
+            n = max(n - 1, 2)
+        elif chunk == 1:
+            break
+        else:
+            n = min(2 * n, len(moves))
+    return path, v
