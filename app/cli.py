@@ -9,10 +9,13 @@
     playground sweep SCENARIO.json --seeds 0..999 [--nodes 3,5] [--set NAME=V1,V2] [--measure M]
                      [--workers N | --scheduler tcp://HOST:8786] [--out results.jsonl]
                                                                   a grid of runs, a table and a summary
-    playground bench [--quick] [--lb] [--sweep] [--web ...]       speed figures
+    playground search SCENARIO.json --mutation NAME [--strategy random|explore] [--budget-s N]
+                                                                  find a counterexample (JSON)
+    playground bench [--quick] [--lb] [--sweep] [--search] [--web ...]   speed figures
     playground bench --figure16 [--trials N] [--workers N] [--out DIR]   docs/figure16.md
 
-`simulate`, `check` and `sweep` exit 3 when a safety check fails, 2 on bad input.
+`simulate`, `check` and `sweep` exit 3 when a safety check fails, 2 on bad input; `search` exits 0
+when it found a counterexample, 1 when it did not within its budget, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -152,7 +155,18 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_search(args) -> int:
+    from app.searchcli import run_search
+
+    return run_search(args, _print, _fail)
+
+
 def cmd_bench(args, rest: list[str]) -> int:
+    if args.search:
+        from app.searchcli import run_search_bench
+
+        _print(run_search_bench(quick=args.quick))
+        return 0
     if args.web:
         from app import webbench
 
@@ -238,7 +252,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--trials", type=int, default=1000, help="--figure16: trials per line")
     b.add_argument("--workers", type=int, default=2, help="--figure16: worker processes")
     b.add_argument("--out", default="docs/figure16", help="--figure16: where the data goes")
+    b.add_argument("--search", action="store_true",
+                   help="counterexample search: every mutation of every protocol")
+    _add_search_parser(sub)
     return p
+
+
+def _add_search_parser(sub) -> None:
+    from app.searchcli import add_arguments
+
+    add_arguments(sub.add_parser("search", help="search for a run that breaks an invariant with a "
+                                 "mutation on; print the counterexample as JSON"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,6 +290,8 @@ def _main(argv: list[str] | None) -> int:
         from app.sweep import cmd_sweep
 
         return cmd_sweep(args)
+    if args.command == "search":
+        return cmd_search(args)
     return cmd_bench(args, rest)
 
 
