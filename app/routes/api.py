@@ -19,7 +19,7 @@ from starlette.background import BackgroundTask
 
 from engine.scenario import ScenarioError
 from engine.sim import Simulation
-from engine.trace import TraceError, header, parse_record, read_trace, scenario_from_header
+from engine.trace import Tap, TraceError, header, parse_record, read_trace, scenario_from_header
 
 from .. import share
 from ..limits import check_raw_scenario, check_replay, check_scenario, decode_share
@@ -128,7 +128,8 @@ def _trace_lines(payload: str, settings, gate, release) -> tuple[str, AsyncItera
         try:
             sim = Simulation(sc)
             buf: list[dict] = []
-            sim.subscribe(buf.append)
+            tap = Tap(sim, buf.append)  # with the records observers write (metrics)
+            sim.subscribe(tap)
             yield orjson.dumps(header(sc)) + b"\n"
             while True:
                 while gate.enter(turn):  # a replay's turn, like a session's
@@ -145,6 +146,8 @@ def _trace_lines(payload: str, settings, gate, release) -> tuple[str, AsyncItera
                     # Over the work a replay may take: the trace ends here, honestly cut.
                     t = sim.now_ms
                     done = True
+                if done:
+                    tap.flush()
                 if buf:
                     chunk = b"".join(orjson.dumps(r) + b"\n" for r in buf)
                     buf.clear()
