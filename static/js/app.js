@@ -241,6 +241,7 @@ function onSnapshot(f) {
   setWaiting(f.manual, f.waiting);
   state.net = f.net;
   state.inv = f.inv;
+  if (f.series && proto.applySeries) proto.applySeries(state, f.series);  // the observers' records
   if (canvas) {
     canvas.updateNodes(state, Object.keys(state.nodes));
     canvas.updateNet(f.net);
@@ -283,6 +284,7 @@ function onEvents(f) {
     if (proto.applyDeltas) proto.applyDeltas(state, f.deltas);
     logDirty = true;
   }
+  if (f.series && proto.applySeries) { proto.applySeries(state, f.series); logDirty = true; }
   if (f.waiting) setWaiting(f.manual, f.waiting);
   if (f.ev) addEvents(f.ev);
   if (f.net) { state.net = f.net; if (canvas) canvas.updateNet(f.net); renderNetForm(); }
@@ -518,11 +520,14 @@ function frame(ts) {
 
 // --- clicks ----------------------------------------------------------------------------------
 // A module's menu item or key gives {action} (sent as an ordinary action) or {say} (told only).
+// A panel's control may also give {control} (a control frame: configure, say) or several actions.
 function run(item) {
   if (!item) return;
   if (item.say) return toast(item.say);
+  if (item.control) return control(item.control);
   const a = typeof item.action === "function" ? item.action() : item.action;
-  if (a) act(a);
+  if (Array.isArray(a)) a.forEach(act);
+  else if (a) act(a);
 }
 
 function nodeClick(id, ev) {
@@ -736,7 +741,8 @@ function wire() {
     }
   });
   document.body.addEventListener("htmx:afterSwap", syncForms);
-  $("#log-panel").addEventListener("click", (e) => { if (proto && proto.panelClick) proto.panelClick(e, state, $("#log-panel")); });
+  $("#log-panel").addEventListener("click", (e) => { if (proto && proto.panelClick) run(proto.panelClick(e, state, $("#log-panel"))); });
+  $("#log-panel").addEventListener("change", (e) => { if (proto && proto.panelChange) run(proto.panelChange(e, state)); });
   for (const tab of document.querySelectorAll('[role="tab"]')) {
     tab.addEventListener("click", () => showTab(tab.dataset.tab));
   }
