@@ -113,6 +113,7 @@ async function lastShareLink() {
   if (!p) return null;
   const q = new URLSearchParams();
   if (body.classList.contains("projector")) q.set("projector", "1");
+  if (state.protocol) q.set("protocol", state.protocol);  // the page's chooser and lessons
   q.set("share", p);
   return `${location.origin}${location.pathname}?${q}`;
 }
@@ -192,6 +193,7 @@ function showDrops(drops, t) {
 
 function onHello(f) {
   state.session = f.session;
+  state.protocol = f.protocol;
   if (f.secret) state.secret = f.secret;
   state.timeline = f.actions || [];
   state.layout = f.layout;
@@ -322,6 +324,7 @@ function onShare(f) {
   }
   const q = new URLSearchParams();
   if (body.classList.contains("projector")) q.set("projector", "1");
+  if (state.protocol) q.set("protocol", state.protocol);  // the page's chooser and lessons
   q.set("share", f.payload);
   const url = `${location.origin}${location.pathname}?${q}`;
   const box = $("#share-url");

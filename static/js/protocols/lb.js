@@ -150,13 +150,14 @@ export function layout(topology, clients) {
   spread(clients, -360, Math.min(600, 150 * (clients.length - 1)));
   spread(lbs, -150, 300);
   const cols = Math.max(1, Math.ceil(bs.length / 5)), rows = Math.ceil(bs.length / cols);
-  const nodeR = bs.length <= 5 ? 46 : bs.length <= 10 ? 40 : 30;
+  // (Sized by the grid: a badge and a queue bar fit under each circle.)
+  const nodeR = cols >= 3 ? 30 : rows <= 3 ? 54 : 46;
   const x0 = cols === 1 ? 240 : 90, x1 = 355;
   bs.forEach((id, i) => {
     const c = Math.floor(i / rows), r = i % rows;
     const x = cols === 1 ? x0 : x0 + ((x1 - x0) * c) / (cols - 1);
-    const h = 660;
-    const y = rows === 1 ? 0 : -h / 2 + (h * r) / (rows - 1) + (cols > 1 && c % 2 ? 30 : 0);
+    const h = 600;
+    const y = rows === 1 ? 0 : -h / 2 + (h * r) / (rows - 1);
     pos[id] = [x, y];
   });
   return {pos, nodeR};
