@@ -13,9 +13,9 @@ import {esc} from "./cells.js";
 
 export const title = "Load balancing";
 
-const SHORT = {round_robin: "RR", weighted_round_robin: "WRR", random: "RANDOM", weighted_random: "W-RANDOM",
-  least_connections: "LEAST CONN", weighted_least_connections: "W-LEAST", power_of_d: "P2C",
-  consistent_hash: "HASH RING", maglev: "MAGLEV", peak_ewma: "PEAK-EWMA"};
+const SHORT = {round_robin: "RR", weighted_round_robin: "WRR", random: "RAND", weighted_random: "W-RAND",
+  least_connections: "LC", weighted_least_connections: "WLC", power_of_d: "P2C",
+  consistent_hash: "RING", maglev: "MAGLEV", peak_ewma: "EWMA"};
 const HUES = ["#2f5fa7", "#c0392b", "#17803d", "#c77700", "#8e44ad", "#16808c", "#a0336b", "#6b4f2a",
   "#3d3db0", "#5b6472"];
 export const backendColour = (id) => HUES[(parseInt(String(id).slice(1), 10) - 1) % HUES.length] || "#444";
@@ -327,7 +327,10 @@ function syncControls(root, state) {
     set(`input[name="lb-${name}"]`, (e) => { e.value = String(v); });
     const o = root.querySelector(`output[data-out-for="${name}"]`);
     const e = root.querySelector(`input[name="lb-${name}"]`);
-    if (o && e) o.textContent = `${e.value}${unit ? " " + unit : ""}`;
+    const dist = x.cost ? x.cost.dist : "";
+    const DIST = {exponential: "exp.", constant: "const.", uniform: "uniform", pareto: "Pareto"};
+    if (o && e) o.textContent = name === "cost_spread" && dist !== "lognormal" ? (DIST[dist] || dist)
+      : `${e.value}${unit ? " " + unit : ""}`;
   }
   set('input[name="lb-health"]', (e) => { e.checked = !!x.health; });
   set('input[name="lb-outlier"]', (e) => { e.checked = !!x.outlier; });
@@ -395,7 +398,7 @@ function chartData(state, which) {
 function makeCharts(root, state, projector) {
   const uPlot = window.uPlot;
   const w = Math.max(200, Math.floor((root.clientWidth - 16) / 2) - 6);
-  const hgt = projector ? 150 : 112;
+  const hgt = projector ? 126 : 112;
   const font = projector ? "bold 15px system-ui, sans-serif" : "11px system-ui, sans-serif";
   const wide = projector ? 3 : 1.6;
   const axes = (yLabel, xv) => [{font, size: projector ? 34 : 26, ...(xv ? {values: xv} : {})}, {font, size: projector ? 56 : 44, label: yLabel, labelFont: font, labelSize: projector ? 22 : 16}];
@@ -444,6 +447,9 @@ export function renderPanel(el, state, projector) {
     root.dataset.projector = String(!!projector);
     root.dataset.backends = String(backends(state).length);
     root.innerHTML = buildControls(state) + `<div class="lb-sum"></div><div class="lb-charts" style="display:flex;flex-wrap:wrap;gap:4px 8px"></div>`;
+    if (projector) {  // for an audience: the algorithm, the numbers and the charts (P for the rest)
+      for (const e of root.querySelectorAll(".lb-controls > label:not(:first-child), .lb-controls > span")) e.style.display = "none";
+    }
     el.appendChild(root);
   }
   syncControls(root, state);
