@@ -117,3 +117,19 @@ def test_projector_mode_keeps_the_lab_readable(server, page):
     page.wait_for_function("window.__playground.state.logs.lb.charts.lat.data[0].length >= 8", timeout=20_000)
     assert page.locator(".lb-panel").get_attribute("data-projector") == "true"
     shot(page, "e2e-lb-projector")
+
+
+def test_manual_delivery_holds_requests_as_pills_to_deliver_by_hand(server, page):
+    page.goto(f"{server}/?protocol=lb&speed=0.2")
+    wait_ready(page)
+    page.keyboard.press("m")
+    page.wait_for_selector("#waiting-list button.waiting-msg", timeout=20_000)
+    page.wait_for_function("window.__playground.canvas.pillsDrawn > 0")  # waiting: pills, not dots
+    pause(page)  # (while playing, new arrivals keep redrawing the list)
+    first = page.locator("#waiting-list button.waiting-msg").first
+    mid = int(first.get_attribute("data-msg"))
+    first.click()
+    page.get_by_role("menuitem", name="Deliver now").click()
+    page.wait_for_function(f"!window.__playground.state.waiting.has({mid})")
+    assert any(a["do"] == "deliver" for a in page.evaluate("window.__playground.state.timeline"))
+    shot(page, "e2e-lb-manual")

@@ -104,8 +104,8 @@ def test_a_retry_storm_multiplies_the_work_and_a_budget_stops_it():
     budget = Run("lb_retry_budget", until_ms=8000)
     assert storm.count("retry") > 4 * budget.count("retry")
     burst = storm.arrivals(3000, 6000)
-    assert storm.count("retry", 3000, 6000) > 0.6 * burst  # about as many retries as requests
-    assert storm.count("assign") > 1.3 * budget.count("assign")
+    assert storm.count("retry", 3000, 6000) > burst  # more retries than new requests
+    assert storm.count("assign") > 1.5 * budget.count("assign")  # the backends' work
 
 
 def test_power_of_two_choices_has_a_lower_maximum_load_than_random():

@@ -155,3 +155,22 @@ def test_switching_algorithm_mid_run_is_an_action_a_share_link_reproduces(client
     metrics = [x for x in lines if x["type"] == "metric"]
     assert [m["t"] for m in metrics] == snap["series"]["t"]
     assert [x["t"] for x in lines[1:]] == sorted(x["t"] for x in lines[1:])
+
+
+def test_a_rewind_sends_the_rewound_series_and_an_import_resumes_the_same_state(client):
+    ws, hello, snap = open_lb(client, seed=2, run_ms=4000)
+    try:
+        ws.send_json({"type": "control", "do": "seek", "t": 1500})
+        back = settle(ws)
+        assert back["series"]["full"] and back["series"]["t"][-1] <= 1500
+        assert back["series"]["t"] == snap["series"]["t"][:len(back["series"]["t"])]
+        ws.send_json({"type": "control", "do": "share"})
+        payload = drain(ws, "share")["payload"]
+    finally:
+        ws.__exit__(None, None, None)
+    trace = client.get(f"/api/trace?share={payload}").content
+    r = client.post("/api/import", content=trace, headers={"Content-Type": "application/x-ndjson"})
+    assert r.status_code == 200, r.text
+    with client.websocket_connect(f"/ws?share={r.json()['share']}") as ws2:
+        again = drain(ws2, "snapshot")
+    assert (again["t"], again["digest"]) == (back["t"], back["digest"])
