@@ -37,9 +37,10 @@ def check_scenario(sc: Scenario, settings: Settings) -> None:
 
     s = settings
     n = len(sc.layout.ids)
-    if n > s.max_nodes:
+    cap = get_adapter(sc.protocol).node_cap(s)
+    if n > cap:
         field = "nodes" if sc.topology is None else "topology"
-        raise ScenarioError(f"scenario.{field}: at most {s.max_nodes} nodes per session "
+        raise ScenarioError(f"scenario.{field}: at most {cap} nodes per session "
                             f"(asked for {n})")
     check_actions_count(len(sc.actions), s)
     wl = sc.workload

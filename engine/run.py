@@ -25,7 +25,7 @@ def run_scenario(scn: Scenario, trace: IO[bytes] | None = None, observers=(),
         sim.subscribe(m, messages=m.messages)
     writer = None
     if trace is not None:
-        writer = TraceWriter(trace, scn)
+        writer = TraceWriter(trace, scn, sim)
         sim.subscribe(writer)
     make_liveness = sim.protocol.liveness
     liveness = None

@@ -12,10 +12,11 @@ from __future__ import annotations
 from engine.protocols import DEFAULT_PROTOCOL, REGISTRY as ENGINE_REGISTRY
 
 from .base import Adapter, live_workload
+from .lb import LbAdapter
 from .paxos import PaxosAdapter
 from .raft import RaftAdapter
 
-ADAPTERS: dict[str, type[Adapter]] = {"raft": RaftAdapter, "paxos": PaxosAdapter}
+ADAPTERS: dict[str, type[Adapter]] = {"raft": RaftAdapter, "paxos": PaxosAdapter, "lb": LbAdapter}
 
 _instances: dict[str, Adapter] = {}
 

@@ -17,6 +17,17 @@ protocol subclasses `Adapter`, overrides what its page needs, and adds one regis
     options                             {name: sentence}: switches `configure` accepts
     configure(config, options)          -> the new config dict; BadInput naming
                                            `control.options.<name>` on a bad option
+    reshape(data, options)              -> the scenario dict (`config`, `nodes`, `topology`,
+                                           `workload`) after the page's switches; by default
+                                           `configure` on its config (a protocol whose switches
+                                           reach the workload or the fleet overrides it)
+    series(records, full)               -> what frames carry under `series` of the records the
+                                           world's writing observers wrote (checkers with
+                                           `writes`, e.g. metrics), or None; `full` in a
+                                           snapshot (the whole history: keep it bounded)
+    max_nodes                           nodes a browser session may hold (None: the settings'
+                                        `max_nodes`), for protocols whose nodes are cheap
+    default_speed                       a fresh session's speed (None: the settings')
     timers(config)                      -> {config field: ms} the browser's minimum timer applies to
     default_scenario(settings, seed)    -> the scenario dict of a fresh live session
     intro                               {"title", "paragraphs", "suggest"}: the lesson panel's text
@@ -45,6 +56,14 @@ class Adapter:
     options: dict[str, str] = {}
     intro: dict[str, Any] = {"title": "", "paragraphs": (), "suggest": ""}
     shortcuts: tuple[tuple[str, str], ...] = ()
+    max_nodes: int | None = None
+    default_speed: float | None = None
+
+    def node_cap(self, settings: Settings) -> int:
+        return self.max_nodes if self.max_nodes is not None else settings.max_nodes
+
+    def series(self, records: list[dict], full: bool) -> Any:
+        return None
 
     # --- frames ----------------------------------------------------------------------------------
     def msg_label(self, msg: dict) -> tuple[str, str]:
@@ -127,6 +146,9 @@ class Adapter:
                 raise BadInput(f"control.options.{name}: must be true or false")
             out[name] = value
         return out
+
+    def reshape(self, data: dict, options: dict[str, Any]) -> dict:
+        return {**data, "config": self.configure(data["config"], options)}
 
     def timers(self, config: Any) -> dict[str, float]:
         """Every config field in ms, except the upper ends of ranges (`..._ms_max`)."""

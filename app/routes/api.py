@@ -20,7 +20,7 @@ from starlette.background import BackgroundTask
 from engine.export import CONTENT, EXPORTERS, exporter
 from engine.scenario import ScenarioError
 from engine.sim import Simulation
-from engine.trace import TraceError, header, parse_record, read_trace, scenario_from_header
+from engine.trace import Tap, TraceError, header, parse_record, read_trace, scenario_from_header
 
 from .. import share
 from ..limits import check_raw_scenario, check_replay, check_scenario, decode_share
@@ -141,7 +141,8 @@ def _trace_lines(payload: str, settings, gate, release,
         try:
             sim = Simulation(sc)
             buf: list[dict] = []
-            sim.subscribe(buf.append)
+            tap = Tap(sim, buf.append)  # with the records observers write (metrics)
+            sim.subscribe(tap)
             yield start
             while True:
                 while gate.enter(turn):  # a replay's turn, like a session's
@@ -158,6 +159,8 @@ def _trace_lines(payload: str, settings, gate, release,
                     # Over the work a replay may take: the trace ends here, honestly cut.
                     t = sim.now_ms
                     done = True
+                if done:
+                    tap.flush()
                 if buf:
                     chunk = encode(buf)
                     buf.clear()

@@ -12,7 +12,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from engine.scenario import ScenarioError
 
 from ..limits import decode_share, quote
-from ..protocols import DEFAULT_PROTOCOL, available
+from ..protocols import DEFAULT_PROTOCOL, available, get_adapter
 from ..session import TokenBucket, default_scenario
 from ..sessions import Full
 from ..wire import BadInput, parse_attach
@@ -96,6 +96,8 @@ async def stream(websocket: WebSocket):
                 errors.append(f"speed: {quote(q['speed'])} is not a speed between {settings.min_speed:g} "
                               f"and {settings.max_speed:g} (1 = real time)")
                 speed = None
+        if speed is None:
+            speed = get_adapter(protocol).default_speed  # (None: the settings' default)
         scenario, lesson, until, playing = default_scenario(settings, protocol=protocol), None, 0.0, True
         name = q.get("scenario")
         if name:

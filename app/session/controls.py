@@ -160,8 +160,9 @@ class ControlsMixin:
         sc = self.scenario
         changes: dict[str, Any] = {"actions": []}
         if msg.nodes is not None:
-            if msg.nodes > self.settings.max_nodes:
-                raise BadInput(f"control.nodes: at most {self.settings.max_nodes} nodes per session")
+            cap = self.adapter.node_cap(self.settings)
+            if msg.nodes > cap:
+                raise BadInput(f"control.nodes: at most {cap} nodes per session")
             changes["nodes"] = msg.nodes
         cfg = sc.config.model_dump(mode="json")
         if msg.mutations is not None:
@@ -171,9 +172,11 @@ class ControlsMixin:
                 raise BadInput(f"control.mutations: unknown mutation {quote(bad[0])} "
                                f"(known: {', '.join(sorted(known)) or 'none'})")
             cfg["mutations"] = sorted(set(msg.mutations))
-        if msg.options:
-            cfg = self.adapter.configure(cfg, msg.options)
         changes["config"] = cfg
         if msg.workload is not None:
             changes["workload"] = (live_workload(self.settings) if msg.workload else None)
+        if msg.options:
+            data = sc.to_dict()
+            data = {k: changes.get(k, data.get(k)) for k in ("config", "nodes", "topology", "workload")}
+            changes.update(self.adapter.reshape(data, msg.options))
         self.load(sc.with_(**changes), self.lesson, playing=self.playing)

@@ -47,6 +47,9 @@ class FramesMixin:
         self.lin = next((c for c in sim.checkers if c.search), None)
         self._waiting_told: tuple[bool, list[int]] = (False, [])
         self.disk_told: dict[str, bool] = {}  # the disk indicator each node was last shown with
+        # Observers that write records (metrics): what of theirs the page has been sent.
+        self.writers = [c for c in sim.checkers if c.writes]
+        self.written_told = [len(c.out) for c in self.writers]
 
     def _on_record(self, rec: dict) -> None:
         self.pending_recs.append(rec)
@@ -93,6 +96,20 @@ class FramesMixin:
         src, dst, msg, t0, t1 = f
         label, cls = self.adapter.msg_label(msg)
         return [mid, src, dst, t0 / 1000, t1 / 1000, label, cls]
+
+    def _written(self, full: bool) -> Any:
+        """The writing observers' records for the page, through the adapter (`series`): all of
+        them in a snapshot, those since the last frame otherwise."""
+        if not self.writers:
+            return None
+        recs: list[dict] = []
+        for i, c in enumerate(self.writers):
+            out = c.out
+            recs += out if full else out[self.written_told[i]:]
+            self.written_told[i] = len(out)
+        if not recs and not full:
+            return None
+        return self.adapter.series(recs, full)
 
     def _waiting(self) -> tuple[bool, list[int]]:
         sim = self.sim
@@ -143,7 +160,9 @@ class FramesMixin:
         self.shown = set(sim.flight)
         self._snapshot_pending = True
         self._waiting_told = self._waiting()
+        series = self._written(True)
         self._queue({
+            **({"series": series} if series is not None else {}),
             "type": "snapshot", "t": sim.now_ms, "digest": sim.digest(), "playing": self.playing,
             "speed": self.speed, "horizon": self.horizon, "end": self.scenario.duration_ms,
             "nodes": nodes,
@@ -255,6 +274,10 @@ class FramesMixin:
             frame["ev"] = words
         if net_changed:
             frame["net"] = self._net()
+        if self.writers:
+            series = self._written(False)
+            if series is not None:
+                frame["series"] = series
         if self.new_acts:
             frame["acts"] = self.new_acts
             self.new_acts = []

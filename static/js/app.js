@@ -114,6 +114,7 @@ async function lastShareLink() {
   if (!p) return null;
   const q = new URLSearchParams();
   if (body.classList.contains("projector")) q.set("projector", "1");
+  if (state.protocol) q.set("protocol", state.protocol);  // the page's chooser and lessons
   q.set("share", p);
   return `${location.origin}${location.pathname}?${q}`;
 }
@@ -202,6 +203,7 @@ function showDrops(drops, t) {
 
 function onHello(f) {
   state.session = f.session;
+  state.protocol = f.protocol;
   if (f.secret) state.secret = f.secret;
   state.timeline = f.actions || [];
   state.layout = f.layout;
@@ -262,6 +264,7 @@ function onSnapshot(f) {
   setWaiting(f.manual, f.waiting);
   state.net = f.net;
   state.inv = f.inv;
+  if (f.series && proto.applySeries) proto.applySeries(state, f.series);  // the observers' records
   if (canvas) {
     canvas.updateNodes(state, Object.keys(state.nodes));
     canvas.updateNet(f.net);
@@ -305,6 +308,7 @@ function onEvents(f) {
     if (proto.applyDeltas) proto.applyDeltas(state, f.deltas);
     logDirty = true;
   }
+  if (f.series && proto.applySeries) { proto.applySeries(state, f.series); logDirty = true; }
   if (f.waiting) setWaiting(f.manual, f.waiting);
   if (f.ev) addEvents(f.ev);
   if (f.net) { state.net = f.net; if (canvas) canvas.updateNet(f.net); renderNetForm(); }
@@ -405,6 +409,7 @@ function onShare(f) {
   }
   const q = new URLSearchParams();
   if (body.classList.contains("projector")) q.set("projector", "1");
+  if (state.protocol) q.set("protocol", state.protocol);  // the page's chooser and lessons
   q.set("share", f.payload);
   const url = `${location.origin}${location.pathname}?${q}`;
   const box = $("#share-url");
@@ -604,11 +609,14 @@ function frame(ts) {
 
 // --- clicks ----------------------------------------------------------------------------------
 // A module's menu item or key gives {action} (sent as an ordinary action) or {say} (told only).
+// A panel's control may also give {control} (a control frame: configure, say) or several actions.
 function run(item) {
   if (!item) return;
   if (item.say) return toast(item.say);
+  if (item.control) return control(item.control);
   const a = typeof item.action === "function" ? item.action() : item.action;
-  if (a) act(a);
+  if (Array.isArray(a)) a.forEach(act);
+  else if (a) act(a);
 }
 
 function nodeClick(id, ev) {
@@ -827,7 +835,8 @@ function wire() {
     }
   });
   document.body.addEventListener("htmx:afterSwap", syncForms);
-  $("#log-panel").addEventListener("click", (e) => { if (proto && proto.panelClick) proto.panelClick(e, state, $("#log-panel")); });
+  $("#log-panel").addEventListener("click", (e) => { if (proto && proto.panelClick) run(proto.panelClick(e, state, $("#log-panel"))); });
+  $("#log-panel").addEventListener("change", (e) => { if (proto && proto.panelChange) run(proto.panelChange(e, state)); });
   for (const tab of document.querySelectorAll('[role="tab"]')) {
     tab.addEventListener("click", () => showTab(tab.dataset.tab));
   }

@@ -34,6 +34,8 @@ class LbMetrics(Checker):
     name = "metrics"
     explains = ""
     record_types = ("request", "state")
+    writes = ("metric",)  # written to traces and frames (engine/checkers/base.py)
+    shown = False  # a measurement, not an invariant: the page charts it instead of listing it
 
     def __init__(self, seed, servers, backends, config):
         super().__init__(seed, servers)
@@ -57,11 +59,17 @@ class LbMetrics(Checker):
         self.n = {"arrived": 0, "done": 0, "rejected": 0, "timed_out": 0, "retries": 0}
         self.per = {b: {"served": 0, "rejected": 0, "timed_out": 0} for b in self.backends}
 
-    def observe(self, rec):
-        t = rec["t"]
-        while t >= self.next_ms:
+    def catch_up(self, t_ms: float) -> None:
+        """Write the records due by `t_ms`. Each describes the moment it is due, whenever it is
+        written: records before it were folded in, and none after it yet."""
+        while t_ms >= self.next_ms:
             self._emit(self.next_ms)
             self.next_ms += self.interval_ms
+
+    def observe(self, rec):
+        t = rec["t"]
+        if t >= self.next_ms:
+            self.catch_up(t)
         if rec["type"] == "state":
             b = rec["node"]
             if b in self.in_flight:
