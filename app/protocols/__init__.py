@@ -14,8 +14,9 @@ from engine.protocols import DEFAULT_PROTOCOL, REGISTRY as ENGINE_REGISTRY
 from .base import Adapter, live_workload
 from .paxos import PaxosAdapter
 from .raft import RaftAdapter
+from .zk import ZkAdapter
 
-ADAPTERS: dict[str, type[Adapter]] = {"raft": RaftAdapter, "paxos": PaxosAdapter}
+ADAPTERS: dict[str, type[Adapter]] = {"raft": RaftAdapter, "paxos": PaxosAdapter, "zk": ZkAdapter}
 
 _instances: dict[str, Adapter] = {}
 

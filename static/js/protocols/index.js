@@ -28,8 +28,9 @@
 
 import * as paxos from "./paxos.js";
 import * as raft from "./raft.js";
+import * as zk from "./zk.js";
 
-const REGISTRY = {raft, paxos};
+const REGISTRY = {raft, paxos, zk};
 
 export const known = () => Object.keys(REGISTRY).sort();
 
