@@ -68,7 +68,8 @@ class ZkAdapter(Adapter):
             "Three servers (the ring) run Zab: they elect a leader by votes on (epoch, last zxid, "
             "id), the leader picks a new epoch (discovery) and brings every follower up to date "
             "(synchronisation), then commits each write by PROPOSE, ACK, COMMIT. Pills are coloured "
-            "by that phase. Under each server: its epoch and last/committed zxid (epoch.counter).",
+            "by that phase. Under each server: its last zxid (epoch.counter), and \u2713 the last "
+            "committed one when that lags behind.",
             "Below, three client processes take turns with a lock (the recipe: an ephemeral "
             "sequential node under /lock, a watch on the next lower node only) and write to the "
             "storage service st with their node's sequence number as a fencing token. The ring "

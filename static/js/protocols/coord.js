@@ -15,17 +15,17 @@ export function layout(topology) {
   const ids = (kind) => topology.nodes.filter((x) => x[1] === kind).map((x) => x[0]);
   const servers = ids("server"), clients = ids("client"), storage = ids("storage");
   const n = servers.length, pos = {};
-  const R = n <= 3 ? 170 : n <= 5 ? 185 : 190, cx = -110, cy = -150;
+  const R = n <= 3 ? 170 : n <= 5 ? 200 : 205, cx = -110, cy = -140;
   servers.forEach((id, i) => {
     const a = -Math.PI / 2 + (2 * Math.PI * i) / n;
     pos[id] = [cx + R * Math.cos(a), cy + R * Math.sin(a)];
   });
-  storage.forEach((id, i) => { pos[id] = [295, -150 + 170 * i]; });
+  storage.forEach((id, i) => { pos[id] = [320, -140 + 170 * i]; });
   const k = clients.length;
   const span = 700, gap = k > 1 ? span / (k - 1) : 0;
   clients.forEach((id, i) => { pos[id] = [k > 1 ? -span / 2 + gap * i : 0, 272]; });
-  let nodeR = n <= 3 ? 62 : n <= 5 ? 52 : 42;
-  if (k > 1) nodeR = Math.min(nodeR, Math.floor(gap * 0.4));
+  let nodeR = n <= 3 ? 72 : n <= 5 ? 58 : 46;
+  if (k > 1) nodeR = Math.min(nodeR, Math.floor(gap * 0.42));
   return {pos, nodeR: Math.max(22, nodeR)};
 }
 
@@ -79,7 +79,7 @@ export function storageHtml(id, st, projector) {
     + `<span class="co-token" style="font-size:1.25em">${esc(st.token ?? "none")}</span> · value `
     + `<span class="co-value mono" style="font-size:1.1em">${esc(st.value ?? "none")}</span>`
     + ` <span class="muted" style="font-weight:400">· ${st.accepted} accepted, ${st.rejected} rejected</span></p>`;
-  const recent = (st.recent || []).slice(projector ? -3 : -4).reverse();
+  const recent = (st.recent || []).slice(projector ? -2 : -4).reverse();
   if (recent.length) {
     h += `<ul class="co-writes" style="list-style:none;margin:2px 0 0;padding:0">`;
     for (const [c, token, ok, value, newest] of recent) {

@@ -36,9 +36,10 @@ export function look(n) {
     const r = n.role;
     fill = FILL[r] || FILL.idle;
     cls = r === "down" ? "down" : "client";
-    label = {holder: "HOLDS LOCK", waiter: "WAITING", idle: "IDLE", active: "★ ACTIVE", standby: "STANDBY", down: "CRASHED"}[r] || r.toUpperCase();
-    words = r === "holder" ? `holds the lock, token ${n.token}` : r === "down" ? "crashed" : `${r}${n.lock_node ? ", queued" : ""}`;
-    sub = r === "down" ? "" : n.token != null ? `token ${n.token}` : n.session || "no session";
+    const releasing = n.recipe === "release" && r !== "down";
+    label = releasing ? "RELEASING" : {holder: "HOLDS LOCK", waiter: "WAITING", idle: "IDLE", active: "★ ACTIVE", standby: "STANDBY", down: "CRASHED"}[r] || r.toUpperCase();
+    words = r === "holder" ? `holds the lock, token ${n.token}` : releasing ? "releasing the lock" : r === "down" ? "crashed" : `${r}${n.lock_node ? ", queued" : ""}`;
+    sub = r === "down" ? "" : n.token != null && (r === "holder" || r === "active") ? `token ${n.token}` : n.session || "no session";
   } else {
     cls = n.role === "down" ? "down" : "storage"; fill = n.role === "down" ? FILL.down : FILL.storage;
     label = n.role === "down" ? "CRASHED" : "STORAGE"; words = `storage, newest token ${n.token ?? "none"}`;
@@ -59,7 +60,7 @@ export const dataset = (n) => {
 export function badge(n, state) {
   const k = kindOf(n);
   if (n.status === "down") return k === "server" ? "crashed: history kept on disk" : "crashed";
-  if (k === "server") return `last ${zl(n.last)} · committed ${zl(n.committed)}`;
+  if (k === "server") return zl(n.last) === zl(n.committed) ? `zxid ${zl(n.last)}` : `zxid ${zl(n.last)} · ✓ ${zl(n.committed)}`;
   if (k === "storage") return `value ${n.value ?? "none"}${n.rejected ? ` · ✗${n.rejected}` : ""}`;
   const on = n.connected_to ? `on ${n.connected_to}` : "disconnected";
   if (n.status === "paused") return n.token != null ? `thinks it holds t=${n.token}` : on;
@@ -90,7 +91,7 @@ export const timerWords = (name) => ({notify: "vote re-send timer", finalize: "f
   leader_timeout: "leader timeout", recv: "receive timeout (disconnect)", ping: "session ping timer",
   think: "think timer", hold: "hold timer"}[name] || `${name} timer`);
 
-const idsOf = (state, kind) => state.layout.nodes.filter((id) => kindOf(state.nodes[id]) === kind);
+const idsOf = (state, kind) => state.layout.nodes.filter((id) => state.nodes[id] && kindOf(state.nodes[id]) === kind);
 const leaderOf = (state) => idsOf(state, "server").find((id) => state.nodes[id].role === "leading" && state.nodes[id].phase === "broadcast" && state.nodes[id].status === "up");
 const election = (state) => state.extras.recipe === "election";
 
@@ -190,44 +191,37 @@ function render(el, state, projector) {
     .sort((a, b) => (seqOf(a.name) ?? 0) - (seqOf(b.name) ?? 0) || (a.name < b.name ? -1 : 1));
   const others = tree.filter(([p]) => p !== parent && !p.startsWith(parent + "/")).map(([p]) => p);
   const pw = watches[parent];
-  h += `<p class="zk-parent mono" style="margin:2px 0"><strong>${esc(parent)}</strong> <span class="muted">(persistent${others.length ? "; also " + others.map(esc).join(", ") : ""})</span>`;
-  if (pw && pw.children) h += ` <span class="zk-watch" data-watch="${esc(parent)}" style="background:#fff3b0;border:2px solid #a07800;border-radius:10px;padding:0 6px;font-weight:800">◎ ${pw.children} children watch${pw.children > 1 ? "es" : ""}: every waiter is woken by any change</span>`;
-  h += `</p>`;
   h += `<table class="logt zk-tree" aria-label="The lock queue: ${esc(parent)}'s children in sequence order"><thead><tr>`
-    + `<th scope="col">#</th><th scope="col">znode (sequential suffix)</th><th scope="col">ephemeral owner</th><th scope="col">watches on it</th><th scope="col">queue</th></tr></thead><tbody>`;
+    + `<th scope="col">#</th><th scope="col">znode (suffix)</th><th scope="col">owner</th><th scope="col">◎ watch</th><th scope="col">queue</th></tr></thead><tbody>`;
+  const herd = pw && pw.children ? `◎ ${pw.children} on its children: any change wakes them all` : "";
+  h += `<tr class="zk-parent" data-znode="${esc(parent)}"><td></td><td class="mono" data-what="${esc(`${parent}: persistent, the recipe's parent${others.length ? "; the tree also holds " + others.join(", ") : ""}`)}" style="cursor:pointer"><strong>${esc(parent)}</strong></td><td class="muted">persistent</td>`
+    + `<td class="zk-watch" data-watch="${esc(parent)}" colspan="2" style="${herd ? "background:#fff3b0;font-weight:800;border:2px solid #a07800;border-radius:6px;padding:0 4px" : ""}">${esc(herd)}</td></tr>`;
   if (!kids.length) h += `<tr><td colspan="5" class="muted">no children: nobody ${election(state) ? "stands for active" : "holds or waits for the lock"}</td></tr>`;
   kids.forEach((k, i) => {
     const who = ownerOf(state, k.owner);
     const m = LOCK_NAME.exec(k.name);
-    const nameHtml = m ? `${esc(k.name.slice(0, -10))}<strong style="font-size:1.1em">${esc(k.name.slice(-10))}</strong>` : esc(k.name);
+    const nameHtml = m ? `<span style="font-size:0.8em">${esc(k.name.slice(0, -10))}</span><strong>${esc(k.name.slice(-10))}</strong>` : esc(k.name);
     const w = watches[k.p];
     const watcher = kids[i + 1] ? ownerOf(state, kids[i + 1].owner) : null;
     const wtxt = w && w.data ? `◎ ${w.data}${watcher ? ` (${watcher})` : ""}` : "";
-    const queue = i === 0 ? (election(state) ? "★ active" : "holds the lock") : `waits for ${shortName(kids[i - 1].name)}`;
+    const queue = i === 0 ? (election(state) ? "★ active" : "holds") : `after ${shortName(kids[i - 1].name)}`;
     const what = `${k.p}: ephemeral of session ${k.owner}${who ? ` (${who})` : ""}, sequence ${seqOf(k.name)}, version ${k.version}${i === 0 ? "; lowest: it holds the lock" : `; watches ${kids[i - 1].p}`}`;
     h += `<tr data-znode="${esc(k.p)}" data-owner="${esc(k.owner || "")}" data-client="${esc(who || "")}"${i === 0 ? ' data-head="1"' : ""}>`
       + `<td class="ni">${seqOf(k.name) ?? ""}</td>`
-      + `<td class="mono" data-what="${esc(what)}" style="cursor:pointer;${i === 0 ? "background:#dcf2e2;font-weight:700;" : ""}padding:0 4px">${nameHtml}</td>`
-      + `<td>${esc(k.owner || "persistent")}${who ? ` <strong>${esc(who)}</strong>` : ""}</td>`
+      + `<td class="mono" data-what="${esc(what)}" style="cursor:pointer;white-space:nowrap;${i === 0 ? "background:#dcf2e2;font-weight:700;" : ""}padding:0 4px">${nameHtml}</td>`
+      + `<td style="white-space:nowrap">${esc(k.owner || "persistent")}${who ? ` <strong>${esc(who)}</strong>` : ""}</td>`
       + `<td class="zk-watch" data-watch="${esc(k.p)}" style="${wtxt ? "background:#fff3b0;font-weight:700;border-radius:4px;padding:0 4px" : ""}">${esc(wtxt)}</td>`
-      + `<td style="${i === 0 ? "font-weight:800;color:#17803d" : ""}">${esc(queue)}</td></tr>`;
+      + `<td style="white-space:nowrap;${i === 0 ? "font-weight:800;color:#17803d" : ""}">${esc(queue)}</td></tr>`;
   });
   h += `</tbody></table>`;
 
   // What each client believes, and the watch notifications it has received (the herd count).
   const woken = clients.reduce((s, c) => s + (state.nodes[c].woken || 0), 0);
-  h += `<p class="zk-clients" style="margin:4px 0 0">`;
-  h += clients.map((c) => {
-    const n = state.nodes[c];
-    const holds = n.role === "holder" || n.role === "active";
-    const st = n.status === "down" ? "✕" : n.status === "paused" ? "⏸" : "";
-    return `<span data-client-state="${c}" style="white-space:nowrap;margin-right:8px${holds ? ";font-weight:800;color:#17803d" : ""}">${c}${st}: ${holds ? `holds t=${n.token}` : n.lock_node ? "waits" : n.role}</span>`;
-  }).join("");
-  h += `</p><p class="zk-woken" data-woken="${woken}" style="margin:2px 0;font-weight:700">Watch notifications so far: ${woken}`
+  h += `<p class="zk-woken" data-woken="${woken}" style="margin:2px 0;font-weight:700">Watch notifications so far: ${woken}`
     + (woken ? ` <span class="muted" style="font-weight:400">(${clients.filter((c) => state.nodes[c].woken).map((c) => `${c} ×${state.nodes[c].woken}`).join(", ")})</span>` : "") + `</p>`;
 
   for (const s of idsOf(state, "storage")) h += storageHtml(s, state.nodes[s], projector);
-  h += `<p class="logkey">bold digits: the sequential suffix (the fencing token) · ◎ a watch · owner: the session whose end deletes the node · click a znode</p>`
-    + `<p class="log-detail" aria-live="polite">${esc(state.logDetail || "")}</p>`;
+  if (!projector) h += `<p class="logkey">bold digits: the sequential suffix (the fencing token) · ◎ a watch · owner: the session whose end deletes the node · click a znode</p>`;
+  h += `<p class="log-detail" aria-live="polite">${esc(state.logDetail || "")}</p>`;
   el.innerHTML = h;
 }
