@@ -75,10 +75,10 @@ export function storageHtml(id, st, projector) {
   const down = st.status === "down";
   let h = `<div class="co-storage" data-storage="${esc(id)}" data-token="${esc(st.token ?? "")}" data-value="${esc(st.value ?? "")}"`
     + ` style="border:2px solid #6b4f2a;border-radius:8px;padding:4px 8px;margin-top:6px">`;
-  h += `<p style="margin:0;font-weight:700">Storage ${esc(id)}${down ? " ✕ crashed" : ""}: newest token `
+  h += `<p style="margin:0;font-weight:700">${projector ? "" : "Storage "}${esc(id)}${down ? " ✕ crashed" : ""}: newest token `
     + `<span class="co-token" style="font-size:1.25em">${esc(st.token ?? "none")}</span> · value `
     + `<span class="co-value mono" style="font-size:1.1em">${esc(st.value ?? "none")}</span>`
-    + ` <span class="muted" style="font-weight:400">· ${st.accepted} accepted, ${st.rejected} rejected</span></p>`;
+    + (projector ? ` · ✗${st.rejected}` : ` <span class="muted" style="font-weight:400">· ${st.accepted} accepted, ${st.rejected} rejected</span>`) + `</p>`;
   const recent = (st.recent || []).slice(projector ? -2 : -4).reverse();
   if (recent.length) {
     h += `<ul class="co-writes" style="list-style:none;margin:2px 0 0;padding:0">`;

@@ -63,7 +63,8 @@ export function badge(n, state) {
   if (k === "server") return zl(n.last) === zl(n.committed) ? `zxid ${zl(n.last)}` : `zxid ${zl(n.last)} · ✓ ${zl(n.committed)}`;
   if (k === "storage") return `value ${n.value ?? "none"}${n.rejected ? ` · ✗${n.rejected}` : ""}`;
   const on = n.connected_to ? `on ${n.connected_to}` : "disconnected";
-  if (n.status === "paused") return n.token != null ? `thinks it holds t=${n.token}` : on;
+  const holds = n.role === "holder" || n.role === "active";
+  if (holds && (n.status === "paused" || !n.connected_to)) return "⚠ believes it holds";
   return n.session ? `${on} · ${n.session}` : on;
 }
 
@@ -181,8 +182,8 @@ function render(el, state, projector) {
   }
   const lc = lead ? state.nodes[lead].committed : null;
   const behind = lc && srv.committed && (srv.committed[0] !== lc[0] || srv.committed[1] !== lc[1]) && sid !== lead;
-  h += `<span class="muted">committed ${zl(srv.committed)}</span>`;
-  if (behind) h += ` <span class="zk-behind" style="color:#fff;background:#c77700;border-radius:4px;padding:0 6px;font-weight:700">behind the leader's ${zl(lc)}: reads here are stale</span>`;
+  h += `<span class="muted">${projector ? "✓" : "committed "}${zl(srv.committed)}</span>`;
+  if (behind) h += ` <span class="zk-behind" style="color:#fff;background:#c77700;border-radius:4px;padding:0 6px;font-weight:700">behind the leader's ${zl(lc)}${projector ? "" : ": reads here are stale"}</span>`;
   if (srv.status === "down") h += ` <span class="muted">(crashed: its tree is rebuilt on restart)</span>`;
   h += `</div>`;
 
@@ -191,7 +192,7 @@ function render(el, state, projector) {
     .sort((a, b) => (seqOf(a.name) ?? 0) - (seqOf(b.name) ?? 0) || (a.name < b.name ? -1 : 1));
   const others = tree.filter(([p]) => p !== parent && !p.startsWith(parent + "/")).map(([p]) => p);
   const pw = watches[parent];
-  h += `<table class="logt zk-tree" aria-label="The lock queue: ${esc(parent)}'s children in sequence order"><thead><tr>`
+  h += `<table class="logt zk-tree" aria-label="The lock queue: ${esc(parent)}'s children in sequence order" style="font-size:1em"><thead><tr>`
     + `<th scope="col">#</th><th scope="col">znode (suffix)</th><th scope="col">owner</th><th scope="col">◎ watch</th><th scope="col">queue</th></tr></thead><tbody>`;
   const herd = pw && pw.children ? `◎ ${pw.children} on its children: any change wakes them all` : "";
   h += `<tr class="zk-parent" data-znode="${esc(parent)}"><td></td><td class="mono" data-what="${esc(`${parent}: persistent, the recipe's parent${others.length ? "; the tree also holds " + others.join(", ") : ""}`)}" style="cursor:pointer"><strong>${esc(parent)}</strong></td><td class="muted">persistent</td>`
@@ -200,7 +201,7 @@ function render(el, state, projector) {
   kids.forEach((k, i) => {
     const who = ownerOf(state, k.owner);
     const m = LOCK_NAME.exec(k.name);
-    const nameHtml = m ? `<span style="font-size:0.8em">${esc(k.name.slice(0, -10))}</span><strong>${esc(k.name.slice(-10))}</strong>` : esc(k.name);
+    const nameHtml = m ? `<span style="font-size:0.85em">${esc(k.name.slice(0, -10))}</span><strong>${esc(k.name.slice(-10))}</strong>` : esc(k.name);
     const w = watches[k.p];
     const watcher = kids[i + 1] ? ownerOf(state, kids[i + 1].owner) : null;
     const wtxt = w && w.data ? `◎ ${w.data}${watcher ? ` (${watcher})` : ""}` : "";
@@ -218,7 +219,7 @@ function render(el, state, projector) {
   // What each client believes, and the watch notifications it has received (the herd count).
   const woken = clients.reduce((s, c) => s + (state.nodes[c].woken || 0), 0);
   h += `<p class="zk-woken" data-woken="${woken}" style="margin:2px 0;font-weight:700">Watch notifications so far: ${woken}`
-    + (woken ? ` <span class="muted" style="font-weight:400">(${clients.filter((c) => state.nodes[c].woken).map((c) => `${c} ×${state.nodes[c].woken}`).join(", ")})</span>` : "") + `</p>`;
+    + (woken && !projector ? ` <span class="muted" style="font-weight:400">(${clients.filter((c) => state.nodes[c].woken).map((c) => `${c} ×${state.nodes[c].woken}`).join(", ")})</span>` : "") + `</p>`;
 
   for (const s of idsOf(state, "storage")) h += storageHtml(s, state.nodes[s], projector);
   if (!projector) h += `<p class="logkey">bold digits: the sequential suffix (the fencing token) · ◎ a watch · owner: the session whose end deletes the node · click a znode</p>`;
