@@ -191,3 +191,27 @@ def test_zk_projector_mode_renders(server, page):
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     assert page.locator(LEADER).count() == 1
     shot(page, "e2e-zk-projector")
+
+
+def test_manual_delivery_and_stepping_on_zk(server, page):
+    open_lesson(page, server, "zk_fencing")
+    seek(page, 290)
+    t0 = canvas_state(page)[0]
+    page.keyboard.press(".")  # one event
+    page.wait_for_function(f"Number(document.querySelector('#canvas').dataset.time) > {t0}")
+    page.keyboard.press("m")
+    page.wait_for_selector('#btn-manual[aria-pressed="true"]')
+    page.keyboard.press("Space")  # play: messages stop where they arrive
+    page.wait_for_function("window.__playground.state.waiting.size >= 2", timeout=20_000)
+    pause(page)
+    btn = page.locator("#waiting-list .waiting-msg").first
+    assert "→" in btn.text_content()
+    btn.click()
+    page.get_by_role("menuitem", name="Deliver now").click()
+    page.wait_for_function("document.querySelector('#events').textContent.includes('You: delivered message')")
+    # A client's timers can be fired from its menu (the generic items after the recipe's).
+    page.locator('[data-node="c1"]').click()
+    items = page.locator('#menu [role="menuitem"]').all_text_contents()
+    assert any(i.startswith("Fire ") for i in items), items
+    page.keyboard.press("Escape")
+    shot(page, "e2e-zk-manual")
