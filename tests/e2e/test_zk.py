@@ -213,5 +213,7 @@ def test_manual_delivery_and_stepping_on_zk(server, page):
     page.locator('[data-node="c1"]').click()
     items = page.locator('#menu [role="menuitem"]').all_text_contents()
     assert any(i.startswith("Fire ") for i in items), items
-    page.keyboard.press("Escape")
+    page.get_by_role("menuitem", name="Partition c1 away from everyone").click()
+    page.wait_for_function("document.querySelector('#events').textContent.includes('You: partitioned the cluster into {c1}')")
+    page.wait_for_selector('[data-link="c1-st"][data-cut="both"]')
     shot(page, "e2e-zk-manual")

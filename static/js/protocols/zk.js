@@ -193,11 +193,12 @@ function render(el, state, projector) {
   const others = tree.filter(([p]) => p !== parent && !p.startsWith(parent + "/")).map(([p]) => p);
   const pw = watches[parent];
   h += `<table class="logt zk-tree" aria-label="The lock queue: ${esc(parent)}'s children in sequence order" style="font-size:1em"><thead><tr>`
-    + `<th scope="col">#</th><th scope="col">znode (suffix)</th><th scope="col">owner</th><th scope="col">◎ watch</th><th scope="col">queue</th></tr></thead><tbody>`;
-  const herd = pw && pw.children ? `◎ ${pw.children} on its children: any change wakes them all` : "";
-  h += `<tr class="zk-parent" data-znode="${esc(parent)}"><td></td><td class="mono" data-what="${esc(`${parent}: persistent, the recipe's parent${others.length ? "; the tree also holds " + others.join(", ") : ""}`)}" style="cursor:pointer"><strong>${esc(parent)}</strong></td><td class="muted">persistent</td>`
-    + `<td class="zk-watch" data-watch="${esc(parent)}" colspan="2" style="${herd ? "background:#fff3b0;font-weight:800;border:2px solid #a07800;border-radius:6px;padding:0 4px" : ""}">${esc(herd)}</td></tr>`;
-  if (!kids.length) h += `<tr><td colspan="5" class="muted">no children: nobody ${election(state) ? "stands for active" : "holds or waits for the lock"}</td></tr>`;
+    + `${projector ? "" : `<th scope="col">#</th>`}<th scope="col">znode (suffix)</th><th scope="col">owner</th><th scope="col">◎ watch</th><th scope="col">queue</th></tr></thead><tbody>`;
+  const herd = pw && pw.children ? (projector ? `◎ ${pw.children} (herd)`
+    : `◎ ${pw.children} watch${pw.children > 1 ? "es" : ""} on its children: any change wakes ${pw.children > 1 ? "them all" : "it"}`) : "";
+  h += `<tr class="zk-parent" data-znode="${esc(parent)}">${projector ? "" : "<td></td>"}<td class="mono" data-what="${esc(`${parent}: persistent, the recipe's parent${others.length ? "; the tree also holds " + others.join(", ") : ""}`)}" style="cursor:pointer"><strong>${esc(parent)}</strong></td><td class="muted">${projector ? "" : "persistent"}</td>`
+    + `<td class="zk-watch" data-watch="${esc(parent)}" colspan="2" style="${herd ? "white-space:nowrap;background:#fff3b0;font-weight:800;border:2px solid #a07800;border-radius:6px;padding:0 4px" : ""}">${esc(herd)}</td></tr>`;
+  if (!kids.length) h += `<tr><td colspan="${projector ? 4 : 5}" class="muted">no children: nobody ${election(state) ? "stands for active" : "holds or waits for the lock"}</td></tr>`;
   kids.forEach((k, i) => {
     const who = ownerOf(state, k.owner);
     const m = LOCK_NAME.exec(k.name);
@@ -208,7 +209,7 @@ function render(el, state, projector) {
     const queue = i === 0 ? (election(state) ? "★ active" : "holds") : `after ${shortName(kids[i - 1].name)}`;
     const what = `${k.p}: ephemeral of session ${k.owner}${who ? ` (${who})` : ""}, sequence ${seqOf(k.name)}, version ${k.version}${i === 0 ? "; lowest: it holds the lock" : `; watches ${kids[i - 1].p}`}`;
     h += `<tr data-znode="${esc(k.p)}" data-owner="${esc(k.owner || "")}" data-client="${esc(who || "")}"${i === 0 ? ' data-head="1"' : ""}>`
-      + `<td class="ni">${seqOf(k.name) ?? ""}</td>`
+      + (projector ? "" : `<td class="ni">${seqOf(k.name) ?? ""}</td>`)
       + `<td class="mono" data-what="${esc(what)}" style="cursor:pointer;white-space:nowrap;${i === 0 ? "background:#dcf2e2;font-weight:700;" : ""}padding:0 4px">${nameHtml}</td>`
       + `<td style="white-space:nowrap">${esc(k.owner || "persistent")}${who ? ` <strong>${esc(who)}</strong>` : ""}</td>`
       + `<td class="zk-watch" data-watch="${esc(k.p)}" style="${wtxt ? "background:#fff3b0;font-weight:700;border-radius:4px;padding:0 4px" : ""}">${esc(wtxt)}</td>`
