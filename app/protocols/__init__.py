@@ -15,8 +15,10 @@ from .base import Adapter, live_workload
 from .lb import LbAdapter
 from .paxos import PaxosAdapter
 from .raft import RaftAdapter
+from .zk import ZkAdapter
 
-ADAPTERS: dict[str, type[Adapter]] = {"raft": RaftAdapter, "paxos": PaxosAdapter, "lb": LbAdapter}
+ADAPTERS: dict[str, type[Adapter]] = {"raft": RaftAdapter, "paxos": PaxosAdapter, "lb": LbAdapter,
+                                       "zk": ZkAdapter}
 
 _instances: dict[str, Adapter] = {}
 

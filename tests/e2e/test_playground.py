@@ -410,7 +410,8 @@ def test_a_page_taken_over_by_another_tab_says_so_and_does_not_reconnect(server,
     ("?speed=1", LEADER),  # the page's own scripts ran and drew a cluster
     ("?protocol=paxos&scenario=paxos_flexible_unsafe&speed=0.05", "#log-panel .px-unsafe"),
     ("?protocol=lb&speed=1", "#log-panel .lb-chart canvas"),  # uPlot (static/vendor/) drew
-], ids=["raft", "paxos", "lb"])
+    ("?protocol=zk&scenario=zk_fencing&speed=0.5", '#log-panel .co-write[data-accepted="true"]'),
+], ids=["raft", "paxos", "lb", "zk"])
 def test_the_page_runs_under_its_content_security_policy(server, browser, query, drawn):
     ctx = browser.new_context(viewport={"width": 1280, "height": 720}, bypass_csp=False)
     pg = ctx.new_page()

@@ -63,7 +63,9 @@ def test_healthz_counts_sessions(client):
      "actions": [{"at": 700, "do": "crash", "node": "n1"}]},
     {"protocol": "paxos", "nodes": 3, "seed": 5, "config": {"proposals": {"n1": "x", "n2": "y"}},
      "actions": [{"at": 700, "do": "crash", "node": "n1"}]},
-], ids=["raft", "paxos-multi", "paxos-basic"])
+    {"protocol": "zk", "nodes": 3, "seed": 5, "config": {"clients": 2},
+     "actions": [{"at": 700, "do": "crash", "node": "n1"}, {"at": 900, "do": "pause", "node": "c1"}]},
+], ids=["raft", "paxos-multi", "paxos-basic", "zk"])
 def test_trace_export_then_import_round_trip(client, data):
     sc = parse_scenario(data)
     payload = share.encode(sc, 1500.25)

@@ -39,8 +39,9 @@
 import * as lb from "./lb.js";
 import * as paxos from "./paxos.js";
 import * as raft from "./raft.js";
+import * as zk from "./zk.js";
 
-const REGISTRY = {raft, paxos, lb};
+const REGISTRY = {raft, paxos, lb, zk};
 
 export const known = () => Object.keys(REGISTRY).sort();
 
