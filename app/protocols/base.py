@@ -18,6 +18,9 @@ protocol subclasses `Adapter`, overrides what its page needs, and adds one regis
     configure(config, options)          -> the new config dict; BadInput naming
                                            `control.options.<name>` on a bad option
     timers(config)                      -> {config field: ms} the browser's minimum timer applies to
+    compare_variants(config)            -> {name: {config field: value}}: the configurations compare
+                                           mode can put side by side (default: each switch in
+                                           `options` on and off)
     default_scenario(settings, seed)    -> the scenario dict of a fresh live session
     intro                               {"title", "paragraphs", "suggest"}: the lesson panel's text
                                         when no lesson is open
@@ -126,6 +129,16 @@ class Adapter:
             if not isinstance(value, bool):
                 raise BadInput(f"control.options.{name}: must be true or false")
             out[name] = value
+        return out
+
+    def compare_variants(self, config: Any) -> dict[str, dict[str, Any]]:
+        """Named config overrides compare mode offers for a scenario with `config` (a name is
+        what the URL's `?compare=a,b` and the `compare` control give). By default each switch of
+        `options` on and off; a protocol adds its own (algorithms, timeouts, modes)."""
+        out: dict[str, dict[str, Any]] = {}
+        for name in self.options:
+            out[f"{name}-on"] = {name: True}
+            out[f"{name}-off"] = {name: False}
         return out
 
     def timers(self, config: Any) -> dict[str, float]:

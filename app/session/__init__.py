@@ -25,6 +25,7 @@ from engine.scenario import Scenario, parse_scenario
 
 from ..protocols import DEFAULT_PROTOCOL, get_adapter, live_workload
 from ..settings import Settings
+from .compare import resolve_variants
 from .core import Session
 from .ratelimit import TokenBucket
 from .replay import Replay, ReplayGate
@@ -41,4 +42,4 @@ def default_scenario(settings: Settings, seed: int | None = None,
 
 
 __all__ = ["Replay", "ReplayGate", "Session", "TokenBucket", "World", "default_scenario", "fmt_ms",
-           "live_workload"]
+           "live_workload", "resolve_variants"]

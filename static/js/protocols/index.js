@@ -25,6 +25,14 @@
 //   applyDeltas(state, deltas)    an events frame's `deltas` (app/protocols/<name>.py `deltas`)
 //   panelLabel, renderPanel(el, state, projector), panelClick(event, state, el)
 //                                 the side panel (Raft: the logs)
+//   compareSeries(state)          optional, compare mode: {name: number}, the numbers worth setting
+//                                 side by side for one world's state (e.g. a latency percentile,
+//                                 a term). The generic page shows them as a table, one row per name
+//                                 and one column per world, refreshed with every frame; a chart
+//                                 overlaying each world's series over time reads the same hook.
+//
+// In compare mode each world has its own `state` (built from its part of the frames: nodes, logs,
+// flight, extras, t), and every function above is called with the state of the world concerned.
 
 import * as paxos from "./paxos.js";
 import * as raft from "./raft.js";
