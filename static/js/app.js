@@ -285,14 +285,16 @@ function onEvents(f) {
   if (f.waiting) renderWaiting();
   if (f.ev) addEvents(f.ev, compare ? compare.names[0] : null);
   if (f.net) renderNetForm();
-  if (f.inv) renderInvariants();
+  let verdicts = !!f.inv;
   if (compare && f.worlds) {
     compare.worlds.forEach((w, i) => {
       const part = f.worlds[i] || {};
       ingestEvents(w.state, w.canvas, w.svg, part, moved);
       if (part.ev) addEvents(part.ev, compare.names[i + 1]);
+      verdicts = verdicts || !!part.inv;
     });
   }
+  if (verdicts) renderInvariants();
   if (compare && (f.nodes || f.deltas || f.inv || f.worlds)) renderCompareSummary();
   state.horizon = Math.max(state.horizon, f.t);
   if (f.behind) setConn("falling behind: slow down");
@@ -397,20 +399,33 @@ function renderInvariants() {
   const ul = $("#invariants");
   ul.textContent = "";
   let bad = 0, unknown = 0;
-  for (const v of state.inv) {
-    const li = document.createElement("li");
-    li.dataset.invariant = v.name;
-    li.dataset.ok = v.ok === null ? "unknown" : String(v.ok);
-    const mark = v.ok === null ? "?" : v.ok ? "✓" : "✗";
-    li.className = v.ok === null ? "unknown" : v.ok ? "ok" : "bad";
-    li.innerHTML = `<span class="mark" aria-hidden="true">${mark}</span> <strong></strong><p class="why"></p>`;
-    li.querySelector("strong").textContent = v.name + (v.ok === false ? " — BROKEN" : v.ok === null ? " — unknown" : " — holds");
-    li.querySelector(".why").textContent = v.ok === false && v.violation
-      ? `at ${fmtT(v.violation.t)}${v.violation.nodes.length ? " on " + v.violation.nodes.join(", ") : ""}: ${v.violation.detail}`
-      : v.explains;
-    if (v.ok === false) bad++;
-    if (v.ok === null) unknown++;
-    ul.appendChild(li);
+  // Compare mode: every world's verdicts, under its variant's name.
+  const groups = compare
+    ? [[compare.names[0], state.inv], ...compare.worlds.map((w, i) => [compare.names[i + 1], w.state.inv])]
+    : [[null, state.inv]];
+  for (const [world, inv] of groups) {
+    if (world) {
+      const h = document.createElement("li");
+      h.className = "inv-world";
+      h.textContent = world;
+      ul.appendChild(h);
+    }
+    for (const v of inv) {
+      const li = document.createElement("li");
+      if (world) li.dataset.world = world;
+      li.dataset.invariant = v.name;
+      li.dataset.ok = v.ok === null ? "unknown" : String(v.ok);
+      const mark = v.ok === null ? "?" : v.ok ? "✓" : "✗";
+      li.className = v.ok === null ? "unknown" : v.ok ? "ok" : "bad";
+      li.innerHTML = `<span class="mark" aria-hidden="true">${mark}</span> <strong></strong><p class="why"></p>`;
+      li.querySelector("strong").textContent = v.name + (v.ok === false ? " — BROKEN" : v.ok === null ? " — unknown" : " — holds");
+      li.querySelector(".why").textContent = v.ok === false && v.violation
+        ? `at ${fmtT(v.violation.t)}${v.violation.nodes.length ? " on " + v.violation.nodes.join(", ") : ""}: ${v.violation.detail}`
+        : v.explains;
+      if (v.ok === false) bad++;
+      if (v.ok === null) unknown++;
+      ul.appendChild(li);
+    }
   }
   // The checkers that search (linearizability) run on demand: a button names them.
   const searches = state.inv.filter((v) => v.search).map((v) => v.name.toLowerCase());
@@ -591,6 +606,7 @@ function setupCompare(f) {
   label0.hidden = !variants.length;
   if (!variants.length) {
     delete main.dataset.variant;
+    delete $("#log-panel").dataset.world;
     syncCompareUrl([]);
     renderCompareSummary();
     return;
@@ -599,6 +615,7 @@ function setupCompare(f) {
   label0.textContent = variants[0][0];
   label0.title = variantWords(variants[0]);
   main.dataset.variant = variants[0][0];
+  $("#log-panel").dataset.world = variants[0][0];  // the side panel shows the first world
   f.worlds.forEach((part, i) => {
     const v = variants[i + 1];
     const fig = document.createElement("figure");
