@@ -602,6 +602,7 @@ function setupCompare(f) {
   compare = null;
   const variants = f.compare ? f.compare.variants : [];
   body.classList.toggle("comparing", variants.length > 1);
+  body.dataset.worlds = String(Math.max(1, variants.length));
   grid.dataset.count = String(Math.max(1, variants.length));
   label0.hidden = !variants.length;
   if (!variants.length) {
