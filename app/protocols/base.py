@@ -29,6 +29,9 @@ protocol subclasses `Adapter`, overrides what its page needs, and adds one regis
                                         `max_nodes`), for protocols whose nodes are cheap
     default_speed                       a fresh session's speed (None: the settings')
     timers(config)                      -> {config field: ms} the browser's minimum timer applies to
+    compare_variants(config)            -> {name: {config field: value}}: the configurations compare
+                                           mode can put side by side (default: each switch in
+                                           `options` on and off)
     default_scenario(settings, seed)    -> the scenario dict of a fresh live session
     intro                               {"title", "paragraphs", "suggest"}: the lesson panel's text
                                         when no lesson is open
@@ -149,6 +152,16 @@ class Adapter:
 
     def reshape(self, data: dict, options: dict[str, Any]) -> dict:
         return {**data, "config": self.configure(data["config"], options)}
+
+    def compare_variants(self, config: Any) -> dict[str, dict[str, Any]]:
+        """Named config overrides compare mode offers for a scenario with `config` (a name is
+        what the URL's `?compare=a,b` and the `compare` control give). By default each switch of
+        `options` on and off; a protocol adds its own (algorithms, timeouts, modes)."""
+        out: dict[str, dict[str, Any]] = {}
+        for name in self.options:
+            out[f"{name}-on"] = {name: True}
+            out[f"{name}-off"] = {name: False}
+        return out
 
     def timers(self, config: Any) -> dict[str, float]:
         """Every config field in ms, except the upper ends of ranges (`..._ms_max`)."""

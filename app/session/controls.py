@@ -13,16 +13,17 @@ from typing import Any
 
 from engine.scenario import ScenarioError
 
-from ..limits import decode_share, quote
+from ..limits import decode_share_link, quote
 from ..protocols import live_workload
-from ..wire import (ActionIn, BadInput, Check, Configure, Lesson, Load, NewSeed, Pause, Play, Reset,
-                    Resync, Seek, Share, Speed, Step, parse_inbound)
+from ..wire import (ActionIn, BadInput, Check, Compare, Configure, Lesson, Load, NewSeed, Pause, Play,
+                    Reset, Resync, Seek, Share, Speed, Step, parse_inbound)
+from .compare import resolve_variants
 from .ratelimit import TokenBucket
 
 log = logging.getLogger("playground.session")
 
 # Controls that rebuild the world: they count `ws_heavy_cost` frames against the rate limit.
-HEAVY = (Load, Reset, Configure, NewSeed, Lesson)
+HEAVY = (Load, Reset, Configure, NewSeed, Lesson, Compare)
 
 
 class ControlsMixin:
@@ -104,23 +105,29 @@ class ControlsMixin:
             self.pause_at = None
             self.seek(msg.t)  # a job: its snapshot follows when it is done
         elif isinstance(msg, Reset):
-            self.load(self.scenario, self.lesson, playing=self.playing)
+            self.load(self.origin, self.lesson, playing=self.playing, variants=self.variants)
         elif isinstance(msg, NewSeed):
             seed = msg.seed if msg.seed is not None else random.SystemRandom().randrange(1, 1_000_000)
-            self.load(self.scenario.with_(seed=seed, actions=[]), self.lesson, playing=self.playing)
+            self.load(self.origin.with_(seed=seed, actions=[]), self.lesson, playing=self.playing,
+                      variants=self.variants)
         elif isinstance(msg, Lesson):
             lf = self.lessons.get(msg.name)
             if lf is None:
                 raise BadInput(f"control.name: no lesson {msg.name!r} (known: "
                                f"{', '.join(sorted(self.lessons)) or 'none'})")
-            self.load(lf.scenario, lf.name, playing=True)
+            self.load(lf.scenario, lf.name, playing=True)  # one world: a lesson is its own story
         elif isinstance(msg, Configure):
             self._configure(msg)
+        elif isinstance(msg, Compare):
+            self._compare(msg)
         elif isinstance(msg, Load):
-            sc, t, lesson = decode_share(msg.share, s)
-            self.load(sc, lesson, until_ms=t, playing=False)
+            sc, t, lesson, variants = decode_share_link(msg.share, s)
+            self.load(sc, lesson, until_ms=t, playing=False, variants=variants)
         elif isinstance(msg, Share):
-            self._queue({"type": "share", "payload": self.share_payload()})
+            frame = {"type": "share", "payload": self.share_payload()}
+            if len(self.panes) > 1:
+                frame["worlds"] = self.world_payloads()  # each world alone, as a single-world link
+            self._queue(frame)
         elif isinstance(msg, Resync):
             if not self._snapshot_pending:  # repeated requests collapse into the pending one
                 self.queue_snapshot()
@@ -149,7 +156,7 @@ class ControlsMixin:
             return True
         if isinstance(msg, Resync):
             return True
-        if isinstance(msg, (Reset, NewSeed, Lesson, Configure, Load)):
+        if isinstance(msg, (Reset, NewSeed, Lesson, Configure, Load, Compare)):
             return False  # `load` drops the job (only once the new scenario passed its checks)
         what = "action" if isinstance(msg, ActionIn) else f"control.{msg.do}"
         raise self._busy(what)
@@ -157,7 +164,7 @@ class ControlsMixin:
     def _configure(self, msg: Configure) -> None:
         """Rebuild the world with another shape: node count, mutations, the protocol's own
         switches (`options`, validated by the adapter), background clients."""
-        sc = self.scenario
+        sc = self.origin  # in compare mode the variants go on top of the new shape
         changes: dict[str, Any] = {"actions": []}
         if msg.nodes is not None:
             cap = self.adapter.node_cap(self.settings)
@@ -179,4 +186,13 @@ class ControlsMixin:
             data = sc.to_dict()
             data = {k: changes.get(k, data.get(k)) for k in ("config", "nodes", "topology", "workload")}
             changes.update(self.adapter.reshape(data, msg.options))
-        self.load(sc.with_(**changes), self.lesson, playing=self.playing)
+        self.load(sc.with_(**changes), self.lesson, playing=self.playing, variants=self.variants)
+
+    def _compare(self, msg: Compare) -> None:
+        """Enter compare mode (2-4 variant names), change its variants, or leave it (none): the
+        run so far (its actions, up to now) is replayed in every world, which ends paused here."""
+        variants = resolve_variants(self.adapter, self.origin.config, list(msg.variants),
+                                    "control.variants")
+        now = self.sim.now_ms
+        sc = self.origin.with_(actions=list(self.sim.actions))
+        self.load(sc, self.lesson, until_ms=now, playing=self.playing, variants=variants)

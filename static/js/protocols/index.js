@@ -35,6 +35,15 @@
 //                                 waiting under manual delivery stay pills); null: a pill
 //   decorate(nodeEls, state, nodeR) optional: after nodes are updated, draw more on them (every
 //                                 node's {g, ...} is given: one node's change may show on another)
+//                                 the side panel (Raft: the logs)
+//   compareSeries(state)          optional, compare mode: {name: number}, the numbers worth setting
+//                                 side by side for one world's state (e.g. a latency percentile,
+//                                 a term). The generic page shows them as a table, one row per name
+//                                 and one column per world, refreshed with every frame; a chart
+//                                 overlaying each world's series over time reads the same hook.
+//
+// In compare mode each world has its own `state` (built from its part of the frames: nodes, logs,
+// flight, extras, t), and every function above is called with the state of the world concerned.
 
 import * as lb from "./lb.js";
 import * as paxos from "./paxos.js";
