@@ -161,6 +161,12 @@ class LbAdapter(Adapter):
                                   "max_retries": _number(name, value, 0, 3, integer=True)}
         return out
 
+    def compare_variants(self, config) -> dict[str, dict[str, Any]]:
+        """One variant per balancing algorithm: the same seeded workload and fleet under each
+        (compare mode, issue 9: why least connections or peak-EWMA beat round robin on a
+        heterogeneous fleet). The switches are not variants: they rebuild the fleet."""
+        return {a: {"algorithm": a} for a in ALGORITHMS}
+
     def reshape(self, data: dict, options: dict[str, Any]) -> dict:
         """Besides the config's switches: the workload's (`rate_per_s`, `cost_spread`) and the
         fleet's speeds (`slow_fleet`: the second half of the backends at that speed)."""

@@ -207,6 +207,9 @@ function showDrops(st, drops, t) {
 }
 
 function onHello(f) {
+  // A new world: no picture of it yet (the previous world's time and digest are not this one's).
+  $("#canvas").setAttribute("data-digest", "");
+  $("#canvas").setAttribute("data-time", "0");
   state.session = f.session;
   state.protocol = f.protocol;
   if (f.secret) state.secret = f.secret;
@@ -270,6 +273,7 @@ function onSnapshot(f) {
   renderInvariants();
   renderNetForm();
   renderCompareSummary();
+  renderCompareChart(true);
   logDirty = true;
   // After a rewind, what the list told about later moments has not happened (yet) on this branch.
   for (const li of [...$("#events").children]) if (parseFloat(li.dataset.t) > f.t) li.remove();
@@ -321,6 +325,7 @@ function onEvents(f) {
   }
   if (verdicts) renderInvariants();
   if (compare && (f.nodes || f.deltas || f.inv || f.worlds)) renderCompareSummary();
+  if (compare && (f.series || f.worlds)) renderCompareChart();
   state.horizon = Math.max(state.horizon, f.t);
   if (f.behind) setConn("falling behind: slow down");
   else if ($("#conn").dataset.state !== "live" && ws && ws.readyState === 1) setConn("live");
@@ -772,6 +777,74 @@ function renderCompareSummary() {
   tbl.hidden = false;
 }
 
+// The module's optional `compareCurves(state)` -> {name: {t: [ms], v: [number]}}: the chosen curve
+// of every world on one chart (uPlot, static/vendor/), one line per world, over simulated time.
+const WORLD_COLOURS = ["#2f5fa7", "#c4161c", "#17803d", "#a05a00"];
+let comparePlot = null, comparePlotKey = "", comparePlotAt = 0;
+function loadUPlot(then) {
+  if (window.uPlot) return true;
+  let sc = document.getElementById("uplot-js");
+  if (!sc) {
+    const css = document.createElement("link");
+    css.rel = "stylesheet"; css.href = "/static/vendor/uPlot.min.css";
+    document.head.appendChild(css);
+    sc = document.createElement("script");
+    sc.id = "uplot-js"; sc.src = "/static/vendor/uPlot.iife.min.js";
+    document.head.appendChild(sc);
+  }
+  sc.addEventListener("load", then, {once: true});
+  return false;
+}
+
+function renderCompareChart(force = false) {
+  const box = $("#compare-chart");
+  if (!compare || !proto || !proto.compareCurves) {
+    box.hidden = true;
+    if (comparePlot) { comparePlot.destroy(); comparePlot = null; comparePlotKey = ""; }
+    return;
+  }
+  const now = performance.now();
+  if (!force && now - comparePlotAt < 500) return;
+  comparePlotAt = now;
+  const worlds = [state, ...compare.worlds.map((w) => w.state)];
+  const curves = worlds.map((st) => proto.compareCurves(st));
+  const names = Object.keys(curves[0]);
+  if (!names.length) { box.hidden = true; return; }
+  box.hidden = false;
+  const sel = $("#compare-curve");
+  if (sel.options.length !== names.length) {
+    const keep = sel.value;
+    sel.textContent = "";
+    for (const n of names) sel.append(new Option(n, n));
+    sel.value = names.includes(keep) ? keep : names[0];
+  }
+  if (!loadUPlot(() => renderCompareChart(true))) return;
+  const name = sel.value;
+  // The worlds run in lock step, so their samples share times: align on the union of them.
+  const ts = [...new Set(curves.flatMap((c) => (c[name] ? c[name].t : [])))].sort((a, b) => a - b);
+  const cols = curves.map((c) => {
+    const m = new Map();
+    if (c[name]) c[name].t.forEach((t, i) => m.set(t, c[name].v[i]));
+    return ts.map((t) => (m.has(t) ? m.get(t) : null));
+  });
+  const data = [ts.map((t) => t / 1000), ...cols];
+  const plotEl = $("#compare-plot");
+  const key = `${name}|${compare.names.join(",")}|${body.classList.contains("projector")}`;
+  if (!comparePlot || comparePlotKey !== key) {
+    if (comparePlot) comparePlot.destroy();
+    plotEl.textContent = "";
+    const big = body.classList.contains("projector");
+    comparePlot = new window.uPlot({
+      width: Math.max(260, plotEl.clientWidth || 480), height: big ? 200 : 150,
+      scales: {x: {time: false}},
+      axes: [{label: "simulated s"}, {label: name}],
+      series: [{label: "t (s)"}, ...compare.names.map((n, i) => ({label: n, stroke: WORLD_COLOURS[i % 4], width: big ? 3 : 2, spanGaps: true}))],
+    }, data, plotEl);
+    comparePlotKey = key;
+  } else comparePlot.setData(data);
+  plotEl.dataset.points = String(ts.length);
+}
+
 function openCompare() {
   const d = $("#compare-dialog"), list = $("#compare-options");
   list.textContent = "";
@@ -794,6 +867,7 @@ function openCompare() {
 
 function wireCompare() {
   $("#btn-compare").addEventListener("click", openCompare);
+  $("#compare-curve").addEventListener("change", () => renderCompareChart(true));
   $("#btn-compare-go").addEventListener("click", () => {
     const names = [...document.querySelectorAll('#compare-options input[name="variant"]:checked')].map((c) => c.value);
     $("#compare-dialog").close();

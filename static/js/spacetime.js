@@ -227,7 +227,14 @@ export class SpaceTime {
 
   click(e) {
     const r = this.el.getBoundingClientRect();
-    const px = e.clientX - r.left, py = e.clientY - r.top;
+    const m = this.pick(e.clientX - r.left, e.clientY - r.top);
+    if (!m) return;
+    const end = m.end == null ? m.due : m.end;
+    this.onSeek(Math.round(((m.t0 + end) / 2) * 1000) / 1000, m);
+  }
+
+  // The message whose arrow passes nearest (within 8 px) to a point of the canvas, or null.
+  pick(px, py) {
     let best = null, bestD = 8;
     for (const [x0, y0, x1, y1, id] of this.hits) {
       const dx = x1 - x0, dy = y1 - y0;
@@ -236,10 +243,7 @@ export class SpaceTime {
       const d = Math.hypot(px - (x0 + u * dx), py - (y0 + u * dy));
       if (d < bestD) { bestD = d; best = id; }
     }
-    if (best == null) return;
-    const m = this.msgs.get(best);
-    const end = m.end == null ? m.due : m.end;
-    this.onSeek(Math.round(((m.t0 + end) / 2) * 1000) / 1000, m);
+    return best == null ? null : this.msgs.get(best);
   }
 
   // For tests and screen readers: the arrows as data.

@@ -81,3 +81,41 @@ def test_a_bad_compare_choice_is_said_and_changes_nothing(server, page):
     assert "compare 2 to 4 variants (asked for 1" in page.locator("#notice").text_content()
     assert page.locator("svg.world-canvas").count() == 0
     assert page.locator("#btn-play").get_attribute("aria-label") == "Pause"  # still playing
+
+
+LB = ("round_robin", "least_connections")
+LB_SECOND = f'svg.world-canvas[data-variant="{LB[1]}"]'
+LB_BOTH = BOTH_DRAWN.replace(SECOND, LB_SECOND)
+
+
+def test_two_balancing_algorithms_on_one_chart_a_backend_crash_in_both_and_share(server, page, browser):
+    page.goto(f"{server}/?protocol=lb&speed=1&compare={LB[0]},{LB[1]}")
+    page.wait_for_selector(f"{LB_SECOND} [data-node]")
+    assert page.locator(".world-label:not([hidden])").all_text_contents() == list(LB)
+    # The percentile curves of both worlds on one chart (uPlot), filling as the run goes.
+    page.wait_for_selector("#compare-chart:not([hidden]) #compare-plot canvas", timeout=60_000)
+    page.wait_for_function("Number(document.querySelector('#compare-plot').dataset.points || 0) >= 3",
+                           timeout=60_000)
+    legend = page.locator("#compare-plot .u-legend").inner_text()
+    assert LB[0] in legend and LB[1] in legend
+    assert page.locator("#compare-curve").input_value() == "p99 ms"
+    page.locator(f'td[data-world="{LB[1]}"][data-series="p99 ms"]').wait_for()
+    # Crash a backend in the second canvas: it is down in both worlds.
+    page.locator(f'{LB_SECOND} [data-node="b2"]').click()
+    page.get_by_role("menuitem", name="Crash b2").click()
+    page.wait_for_selector('#canvas [data-node="b2"][data-status="down"]')
+    page.wait_for_selector(f'{LB_SECOND} [data-node="b2"][data-status="down"]')
+    page.keyboard.press("Space")
+    page.wait_for_selector('#btn-play[aria-label="Play"]')
+    page.wait_for_function(LB_BOTH)
+    here = worlds_state(page)
+    assert here[0][1] == here[1][1] and here[0][2] != here[1][2]
+    shot(page, "e2e-compare-lb")
+    page.get_by_role("button", name="Copy a share link to this moment").click()
+    page.wait_for_function("document.querySelector('#share-url').dataset.url")
+    url = page.locator("#share-url").get_attribute("data-url")
+    other = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
+    other.goto(url)
+    other.wait_for_function(LB_BOTH)
+    assert worlds_state(other) == here
+    other.context.close()

@@ -473,3 +473,31 @@ export function renderPanel(el, state, projector) {
     for (const [name, c] of Object.entries(g.charts)) c.setData(chartData(state, name));
   }
 }
+
+// --- compare mode (static/js/protocols/index.js): each world's numbers and curves -------------------
+const last = (xs) => (xs && xs.length ? xs[xs.length - 1] : null);
+
+export function compareSeries(state) {
+  const s = L(state).series;
+  const iv = (state.extras.metrics_interval_ms || 1000) / 1000;
+  const util = s && s.util ? Object.values(s.util).map(last).filter((u) => u != null) : [];
+  return {
+    "p50 ms": s ? last(s.p50) : null,
+    "p99 ms": s ? last(s.p99) : null,
+    "p99.9 ms": s ? last(s.p999) : null,
+    "served/s": s ? last(s.tput) : null,
+    "dropped/s": s && s.drops.length ? last(s.drops) / iv : null,
+    "busiest backend %": util.length ? Math.max(...util) * 100 : null,
+  };
+}
+
+// Curves over simulated time (ms) for the overlay chart: one line per world.
+export function compareCurves(state) {
+  const s = L(state).series;
+  if (!s) return {};
+  const iv = (state.extras.metrics_interval_ms || 1000) / 1000;
+  return {
+    "p99 ms": {t: s.t, v: s.p99}, "p50 ms": {t: s.t, v: s.p50}, "p99.9 ms": {t: s.t, v: s.p999},
+    "served/s": {t: s.t, v: s.tput}, "dropped/s": {t: s.t, v: s.drops.map((d) => d / iv)},
+  };
+}
