@@ -602,9 +602,10 @@ class Simulation:
         if writes:  # unfinished writes are lost, and the messages held behind them never leave
             self.persisted[nid] = self._durable[nid]
             writes.clear()
-            self._outbox[nid].clear()
         else:
             self.persisted[nid] = node.persistent_state()
+        if self._outbox.get(nid):  # (held by a pause after their writes were done: lost too)
+            self._outbox[nid].clear()
         self.status[nid] = "down"
         self._timers[nid].clear()
         self._drop_held(self._held.pop(nid, []), "down")

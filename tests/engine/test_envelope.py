@@ -114,4 +114,5 @@ def test_generic_faults_are_every_protocols_and_protocol_actions_its_own():
         assert tags[:5] == ["crash", "restart", "pause", "resume", "partition"]
         assert len(tags) == len(set(tags))
         assert len(FAULT_ACTIONS) + len(spec.actions) <= len(tags)
-    assert action_set(get_protocol("raft")).tags[-3:] == ["request", "transfer", "timeout"]
+    assert action_set(get_protocol("raft")).tags[-5:] == ["request", "transfer", "timeout", "heartbeat",
+                                                          "lag"]

@@ -169,3 +169,17 @@ def test_a_bad_storage_latency_is_named():
         parse_scenario(three({"latency_ms_min": 5, "latency_ms_max": 2}))
     with pytest.raises(ScenarioError, match="storage.dist"):
         parse_scenario(three({"latency_ms_max": 2, "dist": "pareto"}))
+
+
+def test_what_a_paused_node_held_is_lost_if_it_crashes_before_resuming():
+    d = three({"latency_ms_min": 5, "latency_ms_max": 5},
+              actions=[{"at": 7, "do": "pause", "node": "n2"},
+                       {"at": 15, "do": "crash", "node": "n2"},
+                       {"at": 16, "do": "restart", "node": "n2"}])
+    sim = Simulation(parse_scenario(d))
+    recs: list[dict] = []
+    sim.subscribe(recs.append)
+    sim.run_until(15.5)
+    assert sim.persisted["n2"] == (1, "n1", [])  # the write was done before the crash
+    sim.run()
+    assert not [s for s in sends(recs, "RequestVoteResponse", "n2") if s[3]["term"] == 1]

@@ -29,6 +29,9 @@ class _Ctx:
     def cancel_timer(self, name):
         self.net.timers[self.node_id].pop(name, None)
 
+    def persist(self):
+        """Writes take no time in this harness (the kernel's storage model is engine/storage.py)."""
+
 
 class Net:
     def __init__(self, n: int = 3, seed: int = 1, start: bool = True, **config):
