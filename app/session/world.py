@@ -129,13 +129,16 @@ class World:
                 break
         self.horizon = max(self.horizon, self.sim.now_ms)
 
+    def _check_room(self) -> None:
+        if len(self.sim.actions) >= self.settings.max_actions:
+            raise BadInput(f"action: this session has recorded {self.settings.max_actions} actions, "
+                           "the limit; reset to start a new run")
+
     def check_action(self, data: dict, variant: str | None = None) -> None:
         """Would `act(data)` be accepted now? BadInput naming the field (and the variant, in
         compare mode) when not; changes nothing. (A compare session checks every world before it
         acts in any, so a click lands in all of them or in none.)"""
-        if len(self.sim.actions) >= self.settings.max_actions:
-            raise BadInput(f"action: this session has recorded {self.settings.max_actions} actions, "
-                           "the limit; reset to start a new run")
+        self._check_room()
         try:
             parse_action(data, self.sim.servers, protocol=self.sim.protocol).check_now(self.sim, "action")
         except ScenarioError as e:
@@ -144,9 +147,7 @@ class World:
 
     def act(self, data: dict) -> dict:
         """A click: fork the timeline here if it has a future, record the action, apply it now."""
-        if len(self.sim.actions) >= self.settings.max_actions:
-            raise BadInput(f"action: this session has recorded {self.settings.max_actions} actions, "
-                           "the limit; reset to start a new run")
+        self._check_room()
         try:
             rec = self.sim.act(data)
         except ScenarioError as e:
