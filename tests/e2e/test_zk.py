@@ -162,10 +162,11 @@ def test_every_zk_lesson_loads_from_the_picker_with_its_explanation(server, page
         seek(page, 1500)
         panel_caught_up(page)
         assert page.locator("#events li").count() > 0, name
+        assert page.locator("#log-panel").get_attribute("data-t") == "1500", name
         woken[name] = int(page.locator("#log-panel .zk-woken").get_attribute("data-woken"))
         shot(page, f"e2e-lesson-{name}")
     # Herd effect against predecessor watching: the count of watch notifications says it.
-    assert woken["zk_predecessor_watch"] == 1 and woken["zk_herd"] >= 4 + woken["zk_predecessor_watch"]
+    assert woken["zk_predecessor_watch"] == 1 and woken["zk_herd"] >= 4 + woken["zk_predecessor_watch"], woken
 
 
 def test_a_stale_read_shows_the_follower_behind(server, page):
