@@ -20,6 +20,7 @@ from engine.protocols.zk import topology as zk_topology
 
 from .base import Adapter
 
+CLIENT_ID = re.compile(r"^c\d+$")
 LOCK_NAME = re.compile(r"^(?:.*/)?(c\d+)-\d+-lock-(\d{10})$")
 
 ELECT = ("Vote",)
@@ -27,6 +28,16 @@ DISCOVERY = ("CEPOCH", "NEWEPOCH", "ACKEPOCH")
 SYNC = ("NEWLEADER", "ACKLD", "UPTODATE", "DIFF", "TRUNC", "SNAP")
 BCAST = ("PROPOSE", "ACK", "COMMIT")
 PINGS = ("PING", "PINGREPLY", "Ping", "Pong")
+
+
+def sessions(prev: dict) -> dict[str, str]:
+    """Session -> client, kept in `describe`'s dict: built from the clients' told states the first
+    time (the dict is rebuilt from the views after a seek), then kept up by the records."""
+    m = prev.get("_sessions")
+    if m is None:
+        m = prev["_sessions"] = {v[3]: n for n, v in sorted(prev.items())
+                                 if CLIENT_ID.match(str(n)) and isinstance(v, tuple) and v[3]}
+    return m
 
 
 def zl(z) -> str:
@@ -221,7 +232,7 @@ class ZkAdapter(Adapter):
         if t == "txn":
             return self._txn_sentence(rec, prev)
         if t == "watch":
-            who = prev.get("_sessions", {}).get(rec["session"], rec["session"])
+            who = sessions(prev).get(rec["session"], rec["session"])
             if rec["event"] == "set":
                 if rec["kind"] == "children":
                     return f"{who} waits: it watches {rec['path']}'s children (every change wakes it)"
@@ -275,7 +286,10 @@ class ZkAdapter(Adapter):
     def _client_sentence(self, rec: dict, prev: dict) -> str | None:
         n, role, node, recipe = rec["node"], rec["role"], rec["lock_node"], rec["recipe"]
         p = prev.get(n, ("idle", None, "idle", None))
+        sessions(prev)  # (built before this client's session is forgotten)
         prev[n] = (role, node, recipe, rec["session"])
+        if rec["session"]:
+            sessions(prev)[rec["session"]] = n
         if role == "down" or p[0] == "down":
             return None  # the fault record said it; a restarted process starts idle
         election = role in ("active", "standby")
@@ -300,7 +314,7 @@ class ZkAdapter(Adapter):
     def _session_sentence(self, rec: dict, prev: dict) -> str:
         c, s, ev, server = rec["client"], rec["session"], rec["event"], rec["server"]
         if s:
-            prev.setdefault("_sessions", {})[s] = c
+            sessions(prev)[s] = c
         if ev == "open":
             return f"{c} opened session {s} on {server}"
         if ev == "disconnect":
@@ -321,7 +335,7 @@ class ZkAdapter(Adapter):
         if prev.get(key):
             return None
         prev[key] = True
-        who = prev.get("_sessions", {}).get(rec["session"])
+        who = sessions(prev).get(rec["session"])
         whose = f"{who}'s session {rec['session']}" if who else f"session {rec['session']}"
         gone = rec.get("deleted") or []
         verb = "expired" if rec["op"] == "session_expire" else "closed"

@@ -90,3 +90,22 @@ def test_user_actions_in_words():
     assert A.fault_words({"do": "acquire", "node": "c2"}) == "asked c2 to take the lock"
     assert A.fault_words({"do": "read", "node": "c1", "path": "/lock", "sync": True}) == "asked c1 to read /lock after sync"
     assert A.fault_words({"do": "crash", "node": "n1"}) == "crashed n1"
+
+
+def test_words_name_the_client_of_a_session_after_the_told_state_was_rebuilt():
+    # As after a seek: `describe`'s dict starts from the views, with no session record seen.
+    d = json.loads((SCENARIOS / "zk_lock_handover.json").read_text())
+    sim = Simulation(parse_scenario(d))
+    sim.run_until(900)
+    told = {nid: A.told(v) for nid, v in sim.views().items()}
+    text: list[str] = []
+
+    def obs(r):
+        s = A.describe(r, told)
+        if s:
+            text.append(s)
+
+    sim.subscribe(obs)
+    sim.run_until(1700)
+    assert any(w.startswith("c1's session s1.1 expired") for w in text), text
+    assert any(w.startswith("c2's watch on /lock/c1-1-lock-0000000000 fired") for w in text), text

@@ -30,7 +30,6 @@ export function layout(topology) {
 }
 
 export const kindOf = (n) => (n && n.kind) || "server";
-export const isUp = (n) => n && n.status === "up";
 
 // --- the session ring: full while the server hears from the client, draining to empty at the
 // session timeout (where the leader would expire the session). A paused client's ring drains too:

@@ -103,7 +103,7 @@ export function menu(id, n, state) {
   if (kindOf(n) !== "client" || n.status === "down") return items;
   const holds = n.role === "holder" || n.role === "active";
   items.push(...recipeItems(id, n, {holds, queued: !!n.lock_node || (n.want && !holds),
-    lockWord: election(state) ? "leadership (stand for active)" : "the lock"}));
+    lockWord: election(state) ? "leadership" : "the lock"}));
   const path = state.extras.parent || "/lock";
   items.push({label: `Read ${path} from its server (may be stale)`, action: {do: "read", node: id, path}});
   items.push({label: `Read ${path} after sync (fresh)`, action: {do: "read", node: id, path, sync: true}});
