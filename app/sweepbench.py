@@ -3,11 +3,14 @@ worker processes and on a local Dask cluster of 2 worker processes, on the same 
 scenarios/nemesis.json (5 servers), 3 s runs. Each figure is the whole `sweep()` call, files
 written to a temporary folder (the local pool is forked inside it, in milliseconds; the Dask
 cluster is started before and its start-up reported apart); the tables the three produce are
-compared byte for byte."""
+compared byte for byte. On a shared machine the ratio says how much of a second core there was;
+`cpu_ms_per_run_*` (the workers' CPU time per run, from the children's rusage) says what each run
+cost, so equal figures for 1 and 2 workers mean the parallel version wastes nothing on its own."""
 
 from __future__ import annotations
 
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +25,12 @@ from .sweep import sweep
 SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "nemesis.json"
 
 
+def _children_cpu_s() -> float:
+    """CPU time of the finished child processes (the pool's workers, once it has closed)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def run_sweep_bench(quick: bool = False) -> dict:
     base = orjson.loads(SCENARIO.read_bytes())
     base["duration_ms"] = 3000
@@ -34,8 +43,11 @@ def run_sweep_bench(quick: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as d:
         for workers in (1, 2):
             path = os.path.join(d, f"w{workers}.jsonl")
+            cpu0 = _children_cpu_s()
             o = sweep(base, grid, path, workers=workers)
-            out[f"runs_per_s_{workers}_worker{'s' if workers > 1 else ''}"] = round(len(grid) / o.wall_s, 1)
+            label = f"{workers}_worker{'s' if workers > 1 else ''}"
+            out[f"runs_per_s_{label}"] = round(len(grid) / o.wall_s, 1)
+            out[f"cpu_ms_per_run_{label}"] = round((_children_cpu_s() - cpu0) * 1000 / len(grid), 2)
             tables[workers] = Path(path).read_bytes()
         out["ratio_2_to_1"] = round(out["runs_per_s_2_workers"] / out["runs_per_s_1_worker"], 2)
         try:

@@ -149,21 +149,26 @@ def validate(base: dict, grid: Grid) -> Scenario:
         scn = parse_scenario(base)
     except ScenarioError as e:
         raise SweepError(f"scenario: {e}") from None
-    known = get_protocol(scn.protocol).measures
-    for name in grid.measures:
-        if name not in known:
-            listed = ", ".join(sorted(known)) or "none yet"
-            raise SweepError(f"--measure {name}: unknown measure for {scn.protocol} (known: {listed})")
+    _check_measures(scn, grid)
     if len(grid) > MAX_RUNS:
         raise SweepError(f"the grid has {len(grid):,} runs, more than {MAX_RUNS:,}")
     if not grid.seeds:
         raise SweepError("--seeds: no seeds")
     for point in grid.points():
         try:
-            job_scenario(base, grid.seeds[0], point, grid)
+            job = job_scenario(base, grid.seeds[0], point, grid)
         except ScenarioError as e:
             raise SweepError(f"{describe(point, grid) or 'scenario'}: {e}") from None
+        _check_measures(job, grid)  # a --set may change the protocol
     return scn
+
+
+def _check_measures(scn: Scenario, grid: Grid) -> None:
+    known = get_protocol(scn.protocol).measures
+    for name in grid.measures:
+        if name not in known:
+            listed = ", ".join(sorted(known)) or "none yet"
+            raise SweepError(f"--measure {name}: unknown measure for {scn.protocol} (known: {listed})")
 
 
 # --- one run, one row --------------------------------------------------------------------------
