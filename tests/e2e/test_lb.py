@@ -133,3 +133,19 @@ def test_manual_delivery_holds_requests_as_pills_to_deliver_by_hand(server, page
     page.wait_for_function(f"!window.__playground.state.waiting.has({mid})")
     assert any(a["do"] == "deliver" for a in page.evaluate("window.__playground.state.timeline"))
     shot(page, "e2e-lb-manual")
+
+
+def test_a_paused_backend_is_ejected_by_outlier_detection_and_drawn_out(server, page):
+    page.goto(f"{server}/?protocol=lb&speed=1")
+    wait_ready(page)
+    page.check('input[name="lb-outlier"]')  # passive ejection on (restarts the run)
+    page.wait_for_function("window.__playground.state.extras.outlier === true")
+    page.wait_for_function("Number(document.querySelector('#canvas').dataset.time) > 500", timeout=20_000)
+    page.locator('[data-node="b4"]').click()
+    page.get_by_role("menuitem", name="Pause b4 (it stops answering, probes too)").click()
+    page.wait_for_selector('[data-node="b4"][data-status="paused"]')
+    # Its tries time out; five in a row and the balancer ejects it: drawn out, and said so.
+    page.wait_for_selector('[data-node="b4"][data-out="ejected"]', timeout=30_000)
+    assert page.locator('[data-node="b4"] .lb-outt').text_content() == "EJECTED"
+    page.wait_for_function("[...document.querySelectorAll('#events li')].some((li) => li.textContent.includes('ejected b4'))")
+    shot(page, "e2e-lb-ejected")
