@@ -27,6 +27,11 @@ protocol subclasses `Adapter`, overrides what its page needs, and adds one regis
                                            snapshot (the whole history: keep it bounded)
     max_nodes                           nodes a browser session may hold (None: the settings'
                                         `max_nodes`), for protocols whose nodes are cheap
+    switches                            the options the Mutations tab lists as checkboxes (None:
+                                        all; a protocol whose page module has its own controls
+                                        for them lists fewer)
+    background_clients                  whether the Mutations tab offers the generic key-value
+                                        background clients (`configure` with `workload`)
     default_speed                       a fresh session's speed (None: the settings')
     timers(config)                      -> {config field: ms} the browser's minimum timer applies to
     compare_variants(config)            -> {name: {config field: value}}: the configurations compare
@@ -61,6 +66,8 @@ class Adapter:
     shortcuts: tuple[tuple[str, str], ...] = ()
     max_nodes: int | None = None
     default_speed: float | None = None
+    switches: tuple[str, ...] | None = None
+    background_clients = True
 
     def node_cap(self, settings: Settings) -> int:
         return self.max_nodes if self.max_nodes is not None else settings.max_nodes

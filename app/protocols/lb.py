@@ -62,6 +62,8 @@ class LbAdapter(Adapter):
     title = "Load balancing"
     max_nodes = 22  # one or two balancers and up to 20 backends: each a queue, cheap to simulate
     default_speed = 0.1  # requests are milliseconds long: 10x slower than real time shows them move
+    switches = ()  # every option has its control in the page module's panel (lb.js)
+    background_clients = False  # its clients are the open-loop arrivals, not key-value clients
     options = {
         "algorithm": "The balancing algorithm (one of the engine's ten; restarts the run: to switch "
                      "mid-run, pick it in the panel, which sends an `algorithm` action).",

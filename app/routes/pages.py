@@ -90,9 +90,11 @@ def mutations_fragment(request: Request, protocol: str = Query(DEFAULT_PROTOCOL,
     except ValueError:
         invariants, mutations = (), []
     a = _adapter(protocol)
+    options = sorted((n, w) for n, w in a.options.items()
+                     if a.switches is None or n in a.switches) if a else []
     return _tpl(request).TemplateResponse(request, "partials/mutations.html", {
-        "mutations": mutations, "invariants": invariants,
-        "options": sorted(a.options.items()) if a else []})
+        "mutations": mutations, "invariants": invariants, "options": options,
+        "background_clients": bool(a and a.background_clients)})
 
 
 @router.get("/fragments/help", response_class=HTMLResponse)

@@ -183,7 +183,7 @@ export class Canvas {
       e.badge.textContent = badge;
       e.g.setAttribute("aria-label", `${id}: ${look.words}. ${badge}. Press Enter for actions.`);
     }
-    // A module may draw more on its nodes (a queue bar, an "ejected" mark): it gets every node's
+    // A module may draw more on its nodes (e.g. a bar under each): it gets every node's
     // elements, since one node's change can change how another is drawn.
     if (P.decorate) P.decorate(this.nodeEls, state, this.nodeR);
   }

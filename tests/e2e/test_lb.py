@@ -14,7 +14,7 @@ from engine.protocols.lb.metrics import QUANTILES, metrics_of
 from engine.sim import Simulation
 
 from .conftest import shot
-from .test_playground import open_share_link, pause
+from .test_playground import canvas_state, open_share_link, pause
 
 pytestmark = pytest.mark.browser
 
@@ -26,6 +26,20 @@ def wait_ready(page) -> None:
 
 def sim_time(page) -> float:
     return float(page.locator("#canvas").get_attribute("data-time"))
+
+
+def open_with(page, server, switch: str, after_ms: float) -> None:
+    """A live lab with one of its boxes ticked (which restarts the run), played past `after_ms`."""
+    page.goto(f"{server}/?protocol=lb&speed=1")
+    wait_ready(page)
+    page.check(f'input[name="lb-{switch}"]')
+    page.wait_for_function(f"window.__playground.state.extras.{switch} === true")
+    page.wait_for_function(f"Number(document.querySelector('#canvas').dataset.time) > {after_ms}", timeout=20_000)
+
+
+def node_menu(page, node: str, item: str) -> None:
+    page.locator(f'[data-node="{node}"]').click()
+    page.get_by_role("menuitem", name=item).click()
 
 
 def test_the_lab_draws_fleet_dots_and_live_charts(server, page):
@@ -43,13 +57,8 @@ def test_the_lab_draws_fleet_dots_and_live_charts(server, page):
 
 
 def test_a_backend_crashed_from_its_menu_is_shown_out_and_gets_no_more_requests(server, page):
-    page.goto(f"{server}/?protocol=lb&speed=1")
-    wait_ready(page)
-    page.check('input[name="lb-health"]')  # health checks on (restarts the run)
-    page.wait_for_function("window.__playground.state.extras.health === true")
-    page.wait_for_function("Number(document.querySelector('#canvas').dataset.time) > 1500", timeout=20_000)
-    page.locator('[data-node="b3"]').click()
-    page.get_by_role("menuitem", name="Crash b3").click()
+    open_with(page, server, "health", 1500)  # health checks on
+    node_menu(page, "b3", "Crash b3")
     page.wait_for_selector('[data-node="b3"][data-status="down"][data-out="down"]')
     # The balancer's health checks notice (two missed probes), and then nothing goes to b3.
     page.wait_for_function("!window.__playground.state.nodes.lb1.healthy.includes('b3')", timeout=20_000)
@@ -74,13 +83,11 @@ def test_an_algorithm_switch_and_a_slowed_backend_replay_from_a_share_link(serve
     page.wait_for_function("Number(document.querySelector('#canvas').dataset.time) > 500", timeout=20_000)
     page.select_option('select[name="lb-algorithm"]', "least_connections")  # an action, mid-run
     page.wait_for_function("window.__playground.state.nodes.lb1.algorithm === 'least_connections'")
-    page.locator('[data-node="b2"]').click()
-    page.get_by_role("menuitem", name="Slow b2 to ×0.1").click()
+    node_menu(page, "b2", "Slow b2 to ×0.1")
     page.wait_for_function("window.__playground.state.timeline.length === 2")
     page.wait_for_function("Number(document.querySelector('#canvas').dataset.time) > 2500", timeout=20_000)
     pause(page)
     other, here = open_share_link(page, browser)
-    from .test_playground import canvas_state
     assert canvas_state(other) == here
     assert other.evaluate("window.__playground.state.nodes.lb1.algorithm") == "least_connections"
     assert other.locator("#protocol-picker").input_value() == "lb"  # the link names its protocol
@@ -133,3 +140,14 @@ def test_manual_delivery_holds_requests_as_pills_to_deliver_by_hand(server, page
     page.wait_for_function(f"!window.__playground.state.waiting.has({mid})")
     assert any(a["do"] == "deliver" for a in page.evaluate("window.__playground.state.timeline"))
     shot(page, "e2e-lb-manual")
+
+
+def test_a_paused_backend_is_ejected_by_outlier_detection_and_drawn_out(server, page):
+    open_with(page, server, "outlier", 500)  # passive ejection on
+    node_menu(page, "b4", "Pause b4 (it stops answering, probes too)")
+    page.wait_for_selector('[data-node="b4"][data-status="paused"]')
+    # Its tries time out; five in a row and the balancer ejects it: drawn out, and said so.
+    page.wait_for_selector('[data-node="b4"][data-out="ejected"]', timeout=30_000)
+    assert page.locator('[data-node="b4"] .lb-outt').text_content() == "EJECTED"
+    page.wait_for_function("[...document.querySelectorAll('#events li')].some((li) => li.textContent.includes('ejected b4'))")
+    shot(page, "e2e-lb-ejected")

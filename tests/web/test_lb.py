@@ -174,3 +174,11 @@ def test_a_rewind_sends_the_rewound_series_and_an_import_resumes_the_same_state(
     with client.websocket_connect(f"/ws?share={r.json()['share']}") as ws2:
         again = drain(ws2, "snapshot")
     assert (again["t"], again["digest"]) == (back["t"], back["digest"])
+
+
+def test_the_mutations_tab_lists_the_lbs_mutations_but_not_its_panel_controls(client):
+    html = client.get("/fragments/mutations?protocol=lb").text
+    assert 'value="stale_health"' in html and 'value="p2c_scan_all"' in html
+    assert 'name="ext"' not in html  # rate, algorithm...: the panel's; no key-value clients
+    raft = client.get("/fragments/mutations?protocol=raft").text
+    assert 'value="pre_vote"' in raft and 'value="workload"' in raft

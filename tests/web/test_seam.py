@@ -144,3 +144,22 @@ def test_generic_files_name_no_protocol_words():
             if words.search(code) and not _cites_an_example(code):
                 bad.append(f"{f.relative_to(ROOT)}:{i}: {line.strip()}")
     assert not bad, "\n".join(bad)
+
+
+def test_generic_files_name_no_load_balancing_words():
+    """The same seam for the load-balancing lab: the session, the routes, the canvas and the
+    page's generic code know no balancer, backend or algorithm (the benchmark tools, which name
+    the runs they measure, aside)."""
+    words = re.compile(r"\b(balancers?|backends?|round.robin|ejected|least.connections|lb)\b", re.I)
+    tools = {"cli.py", "webbench.py", "fpsbench.py"}
+    files = [*ROOT.glob("app/*.py"), *ROOT.glob("app/routes/*.py"), *ROOT.glob("app/session/*.py"),
+             ROOT / "static/js/app.js", ROOT / "static/js/canvas.js", ROOT / "templates/index.html"]
+    bad = []
+    for f in files:
+        if f.name in tools:
+            continue
+        for i, line in enumerate(f.read_text().splitlines(), 1):
+            code = re.split(r"\s#\s|^\s*#|//", line)[0]
+            if words.search(code):
+                bad.append(f"{f.relative_to(ROOT)}:{i}: {line.strip()}")
+    assert not bad, "\n".join(bad)

@@ -123,7 +123,8 @@ export function decorate(els, state, nodeR) {
       d.innerHTML = `<rect class="lb-qbg" x="${-nodeR}" y="${nodeR + 17}" width="${2 * nodeR}" height="9" rx="3" fill="#e6e8eb" stroke="#8d939c"/>` +
         `<rect class="lb-q" x="${-nodeR}" y="${nodeR + 17}" width="0" height="9" rx="3" fill="#c77700"/>` +
         `<circle class="lb-out" r="${nodeR + 6}" fill="none" stroke="#c4161c" stroke-width="5" stroke-dasharray="10 7" display="none"/>` +
-        `<text class="lb-outt" y="${-nodeR - 20}" text-anchor="middle" font-weight="800" fill="#c4161c" display="none"></text>`;
+        `<g class="lb-stamp" display="none"><rect x="${-nodeR - 10}" y="${-13}" width="${2 * nodeR + 20}" height="26" rx="5" fill="#fff" stroke="#c4161c" stroke-width="3"/>` +
+        `<text class="lb-outt" y="7" text-anchor="middle" font-weight="800" style="fill:#c4161c;font-size:${Math.max(13, nodeR * 0.36).toFixed(0)}px"></text></g>`;
       e.g.appendChild(d);
     }
     const frac = n.queue_limit ? Math.min(1, (n.queue || 0) / n.queue_limit) : 0;
@@ -134,10 +135,10 @@ export function decorate(els, state, nodeR) {
     e.g.setAttribute("data-out", why);
     const out = why && why !== "down";
     d.querySelector(".lb-out").setAttribute("display", out ? "inline" : "none");
+    d.querySelector(".lb-stamp").setAttribute("display", out ? "inline" : "none");
     const t = d.querySelector(".lb-outt");
-    t.setAttribute("display", out ? "inline" : "none");
     t.textContent = why === "ejected" ? "EJECTED" : why === "unhealthy" ? "UNHEALTHY" : "";
-    e.g.style.opacity = out ? "0.6" : "";
+    e.g.querySelector(".body").style.opacity = out ? "0.45" : "";  // faded, the stamp on top
   }
 }
 
