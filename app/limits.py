@@ -27,8 +27,10 @@ def check_actions_count(n: int, settings: Settings, where: str = "scenario.actio
 
 def check_raw_scenario(data: Any, settings: Settings, where: str = "scenario") -> None:
     """Cheap checks on a decoded-but-unparsed scenario dict (before pydantic sees it)."""
-    if isinstance(data, dict) and isinstance(data.get("actions"), list):
-        check_actions_count(len(data["actions"]), settings, f"{where}.actions")
+    from .share import raw_action_count
+
+    if isinstance(data, dict):
+        check_actions_count(raw_action_count(data), settings, f"{where}.actions")
 
 
 def check_scenario(sc: Scenario, settings: Settings) -> None:
@@ -111,9 +113,22 @@ def decode_share(payload: str, settings: Settings):
 def decode_share_link(payload: str, settings: Settings):
     """`share.decode_link` with this server's limits: (scenario, t_ms, lesson, variants)."""
     from . import share
+    from .protocols import get_adapter
 
-    return share.decode_link(payload, settings.max_share_chars, settings.max_share_decoded_bytes,
-                             settings.max_actions)
+    sc, t, lesson, variants = share.decode_link(payload, settings.max_share_chars,
+                                                settings.max_share_decoded_bytes,
+                                                settings.max_actions)
+    if variants:
+        # Only the variants the protocol offers: a link cannot put arbitrary configurations side
+        # by side (one cheap world beside a costly one would let the costly one run unbounded
+        # while following the cheap one's moment).
+        offered = get_adapter(sc.protocol).compare_variants(sc.config)
+        for i, (name, over) in enumerate(variants):
+            if offered.get(name) != over:
+                raise ScenarioError(f"share.c[{i}]: {quote(name)} is not a variant "
+                                    f"{sc.protocol} offers with these settings (offered: "
+                                    f"{', '.join(offered) or 'none'})")
+    return sc, t, lesson, variants
 
 
 __all__ = ["quote", "check_scenario", "check_replay", "check_raw_scenario", "check_actions_count", "decode_share",

@@ -75,10 +75,10 @@ def decode_link(payload: str, max_chars: int = 1 << 20, max_decoded_bytes: int =
         raise ScenarioError("share: the payload is damaged (was the link cut short?)") from None
     if not isinstance(data, dict) or not isinstance(data.get("s"), dict):
         raise ScenarioError("share: the payload has no scenario")
-    actions = data["s"].get("actions")
-    if max_actions is not None and isinstance(actions, list) and len(actions) > max_actions:
+    count = raw_action_count(data["s"])
+    if max_actions is not None and count > max_actions:
         raise ScenarioError(f"share.actions: at most {max_actions} actions per session "
-                            f"(this link has {len(actions)})")
+                            f"(this link has {count}, its lesson steps' included)")
     t = data.get("t", 0)
     if not isinstance(t, (int, float)) or isinstance(t, bool) or t < 0:
         raise ScenarioError("share.t: must be a time in ms, at least 0")
@@ -86,6 +86,26 @@ def decode_link(payload: str, max_chars: int = 1 << 20, max_decoded_bytes: int =
     variants = _variants(data.get("c"))
     scenario = parse_scenario(data["s"])
     return scenario, float(t), lesson if isinstance(lesson, str) else None, variants
+
+
+MAX_STEPS = 200
+
+
+def raw_action_count(s: dict) -> int:
+    """The actions an unparsed scenario holds: its own and its lesson steps' (they join its own
+    when it is parsed), counted before parsing them costs anything. ScenarioError on more than
+    MAX_STEPS steps."""
+    actions = s.get("actions")
+    n = len(actions) if isinstance(actions, list) else 0
+    steps = s.get("steps")
+    if isinstance(steps, list):
+        if len(steps) > MAX_STEPS:
+            raise ScenarioError(f"share.steps: at most {MAX_STEPS} lesson steps (this link has "
+                                f"{len(steps)})")
+        for st in steps:
+            if isinstance(st, dict) and isinstance(st.get("actions"), list):
+                n += len(st["actions"])
+    return n
 
 
 def _variants(raw) -> list[tuple[str, dict]]:

@@ -36,7 +36,6 @@ from .world import World
 
 # A follower world runs to the pacer's moment whatever it costs (a budget this large never
 # stops it; it also keeps `World.advance` from taking a checkpoint the tick did not plan for).
-_FOLLOW = 1 << 62
 
 
 class Session(RunnerMixin, ControlsMixin, ReplayMixin, FramesMixin):
@@ -81,6 +80,7 @@ class Session(RunnerMixin, ControlsMixin, ReplayMixin, FramesMixin):
         self._lin_checked_at: float | None = None  # never: the first search is due at once
         self.stats: list[float] | None = None  # set by the manager when bench_stats is on
         self.phase_s = 0.0  # where in each frame interval this session ticks (set by the manager)
+        self._quantum_ms = 1.0  # compare mode's lock-step round, in simulated ms (adapts)
         self.gate: ReplayGate | None = None  # set by the manager; None: replay whenever due
         self.queued_at = 0  # place in the replay queue last told (0: replaying or no job)
         self.load(scenario, lesson, until_ms=until_ms, playing=playing, variants=variants)
@@ -180,36 +180,66 @@ class Session(RunnerMixin, ControlsMixin, ReplayMixin, FramesMixin):
             return self.world.advance(target_ms, budget, deadline)
         if budget is None and deadline is None:
             return all(p.world.advance(target_ms) for p in self.panes)
-        n = len(self.panes)
-        pacer = max(self.panes, key=lambda p: p.cost)
-        share_deadline = None
-        if deadline is not None:
-            now = time.perf_counter()
-            share_deadline = now + (deadline - now) / n
-        e0 = pacer.world.sim.events
-        ok = pacer.world.advance(target_ms, None if budget is None else max(1, budget // n),
-                                share_deadline)
-        pacer.cost = pacer.world.sim.events - e0
-        reached = pacer.world.sim.now_ms
-        for p in self.panes:
-            if p is not pacer:
-                e0 = p.world.sim.events
-                p.world.advance(reached, budget=_FOLLOW)
-                p.cost = p.world.sim.events - e0
-        return ok
+        return self._lockstep(target_ms, budget, deadline)
+
+    def _lockstep(self, target_ms: float, budget: int | None, deadline: float | None) -> bool:
+        """Every world to `target_ms` in rounds of a short stretch of simulated time (`quantum`),
+        all worlds to the same moment each round, until the budget (events, summed) or the
+        deadline is spent: they always stop at the same `now_ms`, and no world runs unbounded
+        while following another (a costly world costs its own events, round by round). The
+        quantum adapts so a round costs about a sixteenth of the budget. True when there."""
+        e0 = self.events_total()
+        per_round = max(64, (budget if budget is not None else self.settings.max_events_per_tick) // 16)
+        t = self.sim.now_ms
+        if t >= target_ms:
+            for p in self.panes:
+                p.world.advance(target_ms)
+            return True
+        while t < target_ms:
+            nxt = min(target_ms, round(t + self._quantum_ms, 3))
+            if nxt <= t:
+                nxt = target_ms
+            before = self.events_total()
+            for p in self.panes:
+                p.world.advance(nxt)
+            t = nxt
+            cost = self.events_total() - before
+            if cost > per_round and self._quantum_ms > 0.002:
+                self._quantum_ms /= 2
+            elif cost < per_round // 4 and self._quantum_ms < 60_000:
+                self._quantum_ms *= 2
+            if t >= target_ms:
+                return True
+            if budget is not None and self.events_total() - e0 >= budget:
+                return False
+            if deadline is not None and time.perf_counter() >= deadline:
+                return False
+        return True
 
     def events_total(self) -> int:
         """The events every world has processed (the caps on a run's work apply to the sum)."""
         return sum(p.world.sim.events for p in self.panes)
 
     def step(self, count: int) -> None:
-        """Pause and process exactly `count` events (in compare mode, in the first world; the
-        others follow to its moment)."""
+        """Pause and process exactly `count` events. In compare mode: `count` times, every world
+        in lock step to the first world's next event (so each step is one event of the first
+        world, and whatever the others do by that moment), within one tick's budget of events
+        in all (a costly world beside a cheap one cannot make a step unbounded)."""
         self.playing = False
-        self.world.step(count)
-        for p in self.panes[1:]:
-            p.world.advance(self.sim.now_ms, budget=_FOLLOW)
-            p.world.horizon = max(p.world.horizon, p.world.sim.now_ms)
+        if len(self.panes) == 1:
+            self.world.step(count)
+        else:
+            budget = self.settings.max_events_per_tick
+            e0 = self.events_total()
+            for _ in range(count):
+                nxt = self.world.next_due_ms()
+                if nxt is None:
+                    break
+                left = budget - (self.events_total() - e0)
+                if left <= 0 or not self._lockstep(nxt, left, None):
+                    break
+            for p in self.panes:
+                p.world.horizon = max(p.world.horizon, p.world.sim.now_ms)
         self._resync_refs()
 
     def act(self, data: dict) -> dict:

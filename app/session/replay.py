@@ -217,14 +217,16 @@ class ReplayMixin:
         found, to need more than `max_replay_events` stops where it is with a sentence naming the
         limit."""
         start = time.perf_counter()
-        n = len(self.panes)
-        done = True
-        for i, _ in enumerate(self._each()):
+        if len(self.panes) == 1:
             if self.world.checkpoint_due():
                 self.world.checkpoint()
-            done = self.world.advance(self.job.target_ms,
-                                      deadline=start + budget_s * (i + 1) / n) and done
+            done = self.world.advance(self.job.target_ms, deadline=start + budget_s)
             self._fold_job_records()
+        else:
+            # Compare mode: the worlds in lock step (they stop at one moment, whatever happens).
+            done = self._lockstep(self.job.target_ms, None, start + budget_s)
+            for _ in self._each():
+                self._fold_job_records()
         if self.gate is not None:
             self.gate.charge(self.id, time.perf_counter() - start)
         if done:
@@ -272,14 +274,9 @@ class ReplayMixin:
 
     def _finish_job(self) -> None:
         """The job is over (done, or stopped by `pause` or its cost): tell the stretch, send the
-        picture. Compare worlds stopped part-way are first brought to the furthest one's moment,
-        so they are in lock step again."""
-        furthest = max(p.world.sim.now_ms for p in self.panes)
+        picture. (Compare worlds replay in lock step, so they stand at one moment.)"""
         jobs = []
-        for _ in self._each():
-            if self.sim.now_ms < furthest:
-                self.world.advance(furthest, budget=1 << 62)
-                self._fold_job_records()
+        for _ in self._each():  # (the worlds ran in lock step: they stand at one moment)
             jobs.append(self.job)
         self._end_job()
         parts = []

@@ -115,6 +115,14 @@ class World:
             self.checkpoint()
         return True
 
+    def next_due_ms(self) -> float | None:
+        """When the next thing happens: the next event, or the next timeline action."""
+        nxt = self.sim.next_event_ms()
+        if self.ai < len(self.timeline):
+            at = self.timeline[self.ai]["at"]
+            nxt = at if nxt is None else min(nxt, at)
+        return nxt
+
     def step(self, count: int) -> None:
         """Process exactly `count` events (timeline actions count as events)."""
         for _ in range(count):

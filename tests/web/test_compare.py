@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 
+from engine.scenario import parse_scenario
 from engine.sim import Simulation
 
 from app import share
@@ -240,11 +241,15 @@ def test_bad_compare_controls_name_the_field_and_disturb_nothing(tmp_path):
     s.outbox.clear()
     control(s, do="load", share=bad)
     assert errors(s)[0].startswith("share.c: compare 2 to 4 variants") and len(s.panes) == 1
-    # An override the scenario refuses names the variant and the field.
-    s.outbox.clear()
-    control(s, do="load", share=share.encode(sc, 0.0, variants=[("a", {}), ("b", {"heartbeat_ms": -1})]))
-    (msg,) = errors(s)
-    assert msg.startswith("compare.b: config.heartbeat_ms") and s.sim.digest() == digest
+    # A link may only put side by side what the protocol offers: any other override (here one
+    # the scenario would refuse; or a cheap world beside a costly one) is refused by name.
+    for variants in ([("a", {}), ("b", {"heartbeat_ms": -1})],
+                     [("pre_vote-on", {"pre_vote": True}), ("timeout-50-100", {"heartbeat_ms": 25_000})]):
+        s.outbox.clear()
+        control(s, do="load", share=share.encode(sc, 0.0, variants=variants))
+        (msg,) = errors(s)
+        assert msg.startswith("share.c[") and "is not a variant raft offers" in msg, msg
+        assert s.sim.digest() == digest and len(s.panes) == 1
 
 
 def test_paxos_basic_beside_multi(tmp_path):
@@ -310,3 +315,21 @@ def test_a_single_world_session_frames_carry_no_compare_fields(tmp_path):
         assert "worlds" not in f and "compare" not in f, f["type"]
     assert of(s, "hello")[0]["compare_variants"]["timeout-50-100"] == {
         "election_timeout_ms_min": 50, "election_timeout_ms_max": 100}
+
+
+def test_a_step_in_compare_mode_is_bounded_by_a_tick_of_events(tmp_path):
+    """Each world costs its own events: a step (one event of the first world, up to 1000 of
+    them) never runs the others unbounded, and the worlds stay at one moment."""
+    st = Settings.from_env({}, scenarios_dir=tmp_path, max_events_per_tick=2000)
+    sc = parse_scenario({"nodes": 9, "seed": 3, "config": {"election_timeout_ms_min": 3000,
+                                                           "election_timeout_ms_max": 6000,
+                                                           "heartbeat_ms": 25}})
+    s = Session("t", st, {}, sc, variants=[("timeout-50-100", {"election_timeout_ms_min": 50,
+                                                                "election_timeout_ms_max": 100}),
+                                           ("timeout-300-600", {"election_timeout_ms_min": 300,
+                                                                "election_timeout_ms_max": 600})])
+    e0 = sum(p.world.sim.events for p in s.panes)
+    s.step(1000)
+    spent = sum(p.world.sim.events for p in s.panes) - e0
+    assert 0 < spent <= 2000 + 2 * 200, spent  # the budget, plus at most one round's overshoot
+    assert len({p.world.sim.now_ms for p in s.panes}) == 1
