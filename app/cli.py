@@ -3,7 +3,7 @@
     playground simulate SCENARIO.json [--seed N] [--trace FILE] [--transcript FILE|-]
                                                                   run headless, print a JSON summary
     playground check TRACE.ndjson                                 re-run every checker on a trace
-    playground serve [--host H] [--port P]                        the browser playground
+    playground serve [--host H] [--port P] [--workers N]          the browser playground
     playground bench [--quick] [--lb] [--web ...]                 speed figures
 
 `simulate` and `check` exit 3 when a safety check fails, 2 on bad input.
@@ -104,12 +104,21 @@ def cmd_check(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    import os
+
     import uvicorn
 
+    if args.workers < 1:
+        return _fail("--workers: at least 1")
+    if args.workers > 1 and not os.environ.get("PLAYGROUND_BROKER"):
+        # Each worker holds its own sessions: a page whose reconnect lands on another worker
+        # finds its session gone, and a room is followed only on the worker that hosts it.
+        sys.stderr.write("playground: --workers without PLAYGROUND_BROKER=redis://...: each worker "
+                         "keeps its sessions and rooms to itself\n")
     # ws_max_size: refuse big inbound frames in the protocol layer too (the session's own
     # limit, PLAYGROUND_MAX_FRAME_BYTES, then names the problem for anything under it).
     uvicorn.run("app.main:app", host=args.host, port=args.port, ws_per_message_deflate=False,
-                ws_max_size=WS_MAX_BYTES, log_level=args.log_level)
+                ws_max_size=WS_MAX_BYTES, log_level=args.log_level, workers=args.workers)
     return 0
 
 
@@ -147,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", type=int, default=8000)
     v.add_argument("--log-level", default="info")
+    v.add_argument("--workers", type=int, default=1,
+                   help="uvicorn worker processes (with PLAYGROUND_BROKER=redis://... they share "
+                        "rooms and sessions' recipes)")
     b = sub.add_parser("bench", help="speed figures (engine; --web for the server and page)")
     b.add_argument("--quick", action="store_true", help="shorter runs")
     b.add_argument("--web", action="store_true", help="server load and page benchmarks")
