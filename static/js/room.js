@@ -63,13 +63,20 @@ export function makeRoom(page) {
 
   // --- the presenter -------------------------------------------------------------------------
   function panel(f) {
-    const p = $("#room-panel");
-    if (!f.code) { p.hidden = true; r.open = null; $("#btn-room").setAttribute("aria-pressed", "false"); return; }
+    const p = $("#room-panel"), start = $("#room-start"), box = $("#room-open");
+    if (!f.code) {
+      r.open = null;
+      start.hidden = false; box.hidden = true; p.hidden = true;
+      $("#btn-room").setAttribute("aria-pressed", "false");
+      $("#btn-room").setAttribute("aria-expanded", "false");
+      return;
+    }
     r.open = f;
     $("#btn-room").setAttribute("aria-pressed", "true");
+    $("#btn-room").setAttribute("aria-expanded", "true");
     const url = `${location.origin}/room/${f.code}`;
-    p.textContent = "";
-    p.hidden = false;
+    box.textContent = "";
+    start.hidden = true; box.hidden = false; p.hidden = false;
     const img = el("img", {src: `/room/${f.code}/qr.svg`, alt: `QR code of ${url}`, class: "room-qr", width: "148", height: "148"});
     const info = el("div", {class: "room-info"});
     info.append(el("div", {class: "room-code mono", id: "room-code", "aria-label": "Room code"}, f.code),
@@ -88,7 +95,7 @@ export function makeRoom(page) {
     const close = el("button", {type: "button", id: "btn-room-close"}, "Close the room");
     close.addEventListener("click", () => page.send({type: "control", do: "room_close"}));
     info.append(close);
-    p.append(img, info);
+    box.append(img, info);
   }
 
   r.onFrame = (f) => {
@@ -124,9 +131,13 @@ export function makeRoom(page) {
   };
 
   if (r.viewer) banner(null);
-  else $("#btn-room").addEventListener("click", () => {
-    if (r.open) $("#room-panel").hidden = !$("#room-panel").hidden;
-    else page.send({type: "control", do: "room_open"});
-  });
+  else {
+    $("#btn-room").addEventListener("click", () => {
+      const p = $("#room-panel");
+      p.hidden = !p.hidden;
+      $("#btn-room").setAttribute("aria-expanded", String(!p.hidden));
+    });
+    $("#btn-room-open").addEventListener("click", () => page.send({type: "control", do: "room_open"}));
+  }
   return r;
 }
