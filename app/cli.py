@@ -4,7 +4,7 @@
                                                                   run headless, print a JSON summary
     playground check TRACE.ndjson                                 re-run every checker on a trace
     playground serve [--host H] [--port P] [--workers N]          the browser playground
-    playground bench [--quick] [--lb] [--web ...]                 speed figures
+    playground bench [--quick] [--lb] [--web ...] [--rooms ...]   speed figures
 
 `simulate` and `check` exit 3 when a safety check fails, 2 on bad input.
 """
@@ -123,6 +123,10 @@ def cmd_serve(args) -> int:
 
 
 def cmd_bench(args, rest: list[str]) -> int:
+    if args.rooms:
+        from app import roombench
+
+        return roombench.main(rest)
     if args.web:
         from app import webbench
 
@@ -162,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="speed figures (engine; --web for the server and page)")
     b.add_argument("--quick", action="store_true", help="shorter runs")
     b.add_argument("--web", action="store_true", help="server load and page benchmarks")
+    b.add_argument("--rooms", action="store_true",
+                   help="one room, many viewers, two workers and Redis (--viewers N)")
     b.add_argument("--lb", action="store_true",
                    help="load balancing: a million requests, least connections, and SimPy")
     return p
@@ -178,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    if rest and not (args.command == "bench" and args.web):
+    if rest and not (args.command == "bench" and (args.web or args.rooms)):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "simulate":
         return cmd_simulate(args)

@@ -415,6 +415,8 @@ class Audience:
         self._task: asyncio.Task | None = None
         self._resync_at = 0.0
         self._resync_later: asyncio.TimerHandle | None = None
+        self.ready: asyncio.Future | None = None  # `start` done: subscribed, the hello read
+        self._count_later: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         self._unsub = await self.service.broker.subscribe(_ch_out(self.code), self.on_message)
@@ -448,6 +450,9 @@ class Audience:
                     v.say({"type": "error", "fatal": True, "room_closed": True,
                            "message": f"room: the presenter closed room {self.code}; take a copy "
                                       "to keep going on your own"})
+                if self.service.audiences.get(self.code) is self:
+                    del self.service.audiences[self.code]  # a new viewer is told there is no room
+                self.service.spawn(self.stop())
                 return
             v = self.viewers.get(msg.get("to"))
             if v is not None and "grant" in msg:
@@ -474,7 +479,14 @@ class Audience:
     def send_in(self, msg: dict) -> None:
         self.service.spawn(self.service.broker.publish(_ch_in(self.code), orjson.dumps(msg)))
 
-    def count(self) -> None:
+    def count(self, now: bool = False) -> None:
+        """Tell the host how many follow here: at once, or (joins and leaves) within 0.1 s, one
+        message for however many came and went meanwhile."""
+        if not now:
+            if self._count_later is None:
+                self._count_later = asyncio.get_running_loop().call_later(0.1, self.count, True)
+            return
+        self._count_later = None
         self.reported = len(self.viewers)
         self.send_in({"k": "count", "w": self.service.worker, "n": self.reported})
 
@@ -485,7 +497,7 @@ class Audience:
             if not self.viewers:
                 await self.service.end_audience(self)
                 return
-            self.count()
+            self.count(now=True)
 
     async def stop(self) -> None:
         if self._task is not None and self._task is not asyncio.current_task():
@@ -698,13 +710,22 @@ class RoomService:
 
     # --- following ---------------------------------------------------------------------------------
     async def join(self, code: str, ws, client: str | None) -> Viewer:
-        raw = await self.broker.get(_k_room(code))
-        if raw is None:
-            raise LookupError(code)
         a = self.audiences.get(code)
+        # A room this worker already follows exists (its closing would have ended the audience):
+        # only the first viewer on a worker asks the broker.
+        if a is None or a.ready is None or not a.ready.done() or a.ready.exception() is not None:
+            if await self.broker.get(_k_room(code)) is None:
+                raise LookupError(code)
+            a = self.audiences.get(code)
         if a is None:
             a = self.audiences[code] = Audience(self, code)
-            await a.start()
+            a.ready = asyncio.ensure_future(a.start())
+        try:
+            await asyncio.shield(a.ready)  # viewers joining together wait for one subscription
+        except BaseException:
+            if self.audiences.get(code) is a and not a.viewers:
+                del self.audiences[code]
+            raise
         cap = self.settings.max_room_viewers
         if a.known_total() >= cap:
             raise RoomError(f"room: room {code} has {a.known_total()} people following, the limit "

@@ -31,13 +31,18 @@ class RedisBroker(Broker):
     kind = "redis"
     shared = True
 
-    def __init__(self, url: str, timeout_s: float = 1.0, ping_every_s: float = 1.0):
+    def __init__(self, url: str, timeout_s: float = 2.0, ping_every_s: float = 1.0,
+                 max_connections: int = 32):
         super().__init__()
         self.url = url
         self.timeout_s = timeout_s
         self.ping_every_s = ping_every_s
-        self.r = aioredis.Redis.from_url(url, socket_timeout=timeout_s,
-                                         socket_connect_timeout=timeout_s)
+        # A bounded pool that waits for a free connection (up to `timeout_s`) rather than
+        # failing: a class joining at once makes hundreds of small operations together.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=timeout_s, socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s)
+        self.r = aioredis.Redis(connection_pool=pool)
         self._subs: dict[str, list[Callback]] = {}
         self._ps = None
         self._confirmed: set[str] = set()  # channels Redis confirmed on the reader's connection
