@@ -21,22 +21,15 @@ import time
 
 import orjson
 
-from .webbench import _free_port, _pct
+from .webbench import _free_port, _pct, wait_listening
 
 MAX_VIEWERS = 1000
 
 
 def _start(cmd: list[str], port: int, env: dict | None = None) -> subprocess.Popen:
-    import socket
-
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc
-        except OSError:
-            time.sleep(0.1)
+    if wait_listening(port):
+        return proc
     proc.kill()
     raise RuntimeError(f"{cmd[0]} did not start")
 

@@ -118,6 +118,11 @@ def hello_with_acts(hello: tuple[dict, bytes], acts: list) -> tuple[dict, bytes]
     return frame, orjson.dumps(frame)
 
 
+def broker_down_message(why: str | None) -> str:
+    return (f"broker: this server lost its broker ({why}); this page keeps working, but rooms "
+            "and recovery on another worker are off until it is back")
+
+
 def secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -156,9 +161,7 @@ class Relay:
     def broker_down(self, why: str) -> None:
         if not self.told_down:
             self.told_down = True
-            self.session.queue_error(f"broker: this server lost its broker ({why}); this page keeps "
-                                     "working, but rooms and recovery on another worker are off until "
-                                     "it is back", )
+            self.session.queue_error(broker_down_message(why))
 
     def _update(self, f: dict) -> bool:
         r = self.recipe
@@ -547,8 +550,7 @@ class RoomService:
         if ok:
             msg = "broker: the broker is reachable again; rooms and recovery are back"
         else:
-            msg = (f"broker: this server lost its broker ({error}); this page keeps working, but "
-                   "rooms and recovery on another worker are off until it is back")
+            msg = broker_down_message(error)
         for s in list(self.manager.sessions.values()):
             if s.relay is not None and s.ws is not None:
                 s.relay.told_down = not ok

@@ -21,6 +21,19 @@ Callback = Callable[[bytes], None]
 Unsubscribe = Callable[[], Awaitable[None]]
 
 
+def remove_callback(subs: dict[str, list[Callback]], channel: str, callback: Callback) -> bool:
+    """Take `callback` off `subs[channel]`; True when that leaves the channel with no subscriber
+    (it is then forgotten)."""
+    cbs = subs.get(channel)
+    if not cbs or callback not in cbs:
+        return False
+    cbs.remove(callback)
+    if cbs:
+        return False
+    del subs[channel]
+    return True
+
+
 class BrokerDown(Exception):
     """The broker cannot be reached; the message says why."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from .base import Broker, Callback, Unsubscribe
+from .base import Broker, Callback, Unsubscribe, remove_callback
 
 
 class MemoryBroker(Broker):
@@ -30,11 +30,7 @@ class MemoryBroker(Broker):
         self._subs.setdefault(channel, []).append(callback)
 
         async def unsubscribe() -> None:
-            subs = self._subs.get(channel)
-            if subs and callback in subs:
-                subs.remove(callback)
-                if not subs:
-                    del self._subs[channel]
+            remove_callback(self._subs, channel, callback)
 
         return unsubscribe
 

@@ -16,7 +16,7 @@ import logging
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .base import Broker, BrokerDown, Callback, Unsubscribe
+from .base import Broker, BrokerDown, Callback, Unsubscribe, remove_callback
 
 log = logging.getLogger("playground.broker")
 
@@ -98,12 +98,8 @@ class RedisBroker(Broker):
             await self._subscribed(channel)
 
         async def unsubscribe() -> None:
-            subs = self._subs.get(channel)
-            if subs and callback in subs:
-                subs.remove(callback)
-                if not subs:
-                    del self._subs[channel]
-                    self._changed.set()
+            if remove_callback(self._subs, channel, callback):
+                self._changed.set()  # the reader unsubscribes
 
         return unsubscribe
 

@@ -22,7 +22,8 @@ export function makeRoom(page) {
     const b = $("#room-banner");
     b.hidden = false;
     b.textContent = "";
-    const n = f && typeof f.viewers === "number" ? ` · ${f.viewers} following` : "";
+    const n = (f && typeof f.viewers === "number" ? ` · ${f.viewers} following` : "") +
+      (r.you ? ` · you are viewer ${r.you}` : "");
     b.append(el("strong", {}, `Following room ${code}`), document.createTextNode(n + " · "));
     if (r.granted) {
       b.append(el("span", {class: "room-control", id: "room-you-control"}, "you have control: your clicks drive the room"));
@@ -83,12 +84,12 @@ export function makeRoom(page) {
                 el("a", {href: url, id: "room-link", class: "mono", target: "_blank", rel: "noopener"}, url),
                 el("div", {id: "room-count"}, `${f.viewers} following`));
     if (f.control) {
-      const back = el("button", {type: "button", id: "btn-revoke"}, `Take control back from ${f.control}`);
+      const back = el("button", {type: "button", id: "btn-revoke"}, `Take control back from viewer ${f.control}`);
       back.addEventListener("click", () => page.send({type: "control", do: "room_revoke"}));
       info.append(back);
     }
     for (const h of f.hands || []) {
-      const give = el("button", {type: "button", class: "btn-grant", "data-viewer": h}, `Give control to ${h}`);
+      const give = el("button", {type: "button", class: "btn-grant", "data-viewer": h}, `Give control to viewer ${h}`);
       give.addEventListener("click", () => page.send({type: "control", do: "room_grant", viewer: h}));
       info.append(give);
     }

@@ -20,6 +20,12 @@ pytestmark = [pytest.mark.browser,
 DIGEST = "document.querySelector('#canvas').dataset.digest"
 
 
+class _Servers(list):
+    def __init__(self, urls, redis_url):
+        super().__init__(urls)
+        self.redis_url = redis_url
+
+
 @pytest.fixture(scope="module")
 def two_servers():
     rport = free_port()
@@ -32,7 +38,7 @@ def two_servers():
             port = free_port()
             procs.append(start_server(port, env, ("--log-level", "warning")))
             urls.append(f"http://127.0.0.1:{port}")
-        yield urls
+        yield _Servers(urls, env["PLAYGROUND_BROKER"])
     finally:
         for p in procs:
             stop_server(p)
@@ -125,3 +131,40 @@ def test_a_presenter_and_two_viewers_on_another_server(two_servers, page, browse
     for v, errors in viewers:
         assert not errors, errors
         v.context.close()
+
+
+def test_a_killed_workers_session_comes_back_at_the_same_digest(two_servers, page):
+    """Behind a load balancer: the page's worker is killed; its reconnect lands on another
+    worker, which rebuilds the session from its recipe in Redis at the same digest."""
+    import signal
+
+    from ..serving import Balancer
+
+    a, _ = two_servers
+    port = free_port()
+    env = {**os.environ, "PLAYGROUND_BROKER": two_servers.redis_url}
+    doomed = start_server(port, env, ("--log-level", "warning"))
+    lb = Balancer([port, int(a.rsplit(":", 1)[1])])
+    try:
+        page.goto(f"http://127.0.0.1:{lb.port}/?speed=1")
+        page.wait_for_selector('[data-node][data-role="leader"]', timeout=20_000)
+        page.keyboard.press("Space")
+        page.wait_for_selector('#btn-play[aria-label="Play"]')
+        page.locator('[data-node="n2"]').click()
+        page.get_by_role("menuitem", name="Crash n2").click()
+        page.wait_for_selector('[data-node="n2"][data-role="down"]')
+        d = paused_digest(page)
+        t = page.locator("#canvas").get_attribute("data-time")
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(10)
+        page.wait_for_function("document.querySelector('#conn').dataset.state !== 'live'")
+        page.wait_for_function("document.querySelector('#conn').dataset.state === 'live'",
+                               timeout=20_000)
+        digest_is(page, d, timeout=20_000)
+        assert page.locator("#canvas").get_attribute("data-time") == t
+        assert page.locator('[data-node="n2"][data-role="down"]').count() == 1
+        shot(page, "e2e-room-rebuilt")
+    finally:
+        lb.close()
+        if doomed.poll() is None:
+            stop_server(doomed)
