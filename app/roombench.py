@@ -123,7 +123,9 @@ def main(argv: list[str]) -> int:
         procs.append(_start(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save",
                              "", "--appendonly", "no"], rport))
         env = {**os.environ, "PLAYGROUND_BROKER": f"redis://127.0.0.1:{rport}/0",
-               "PLAYGROUND_MAX_ROOM_VIEWERS": str(MAX_VIEWERS + 10)}
+               "PLAYGROUND_MAX_ROOM_VIEWERS": str(MAX_VIEWERS + 10),
+               # every viewer comes from one address
+               "PLAYGROUND_NEW_SESSIONS_PER_CLIENT_BURST": str(MAX_VIEWERS + 10)}
         ports = []
         for _ in range(2):
             port = _free_port()

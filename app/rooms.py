@@ -47,6 +47,7 @@ from .limits import quote
 from .outbox import Outbox, wire
 from .session import TokenBucket
 from .settings import Settings
+from .transport import close_or_abort
 
 log = logging.getLogger("playground.rooms")
 
@@ -362,6 +363,10 @@ class Viewer:
                                   audience.service.settings.ws_burst)
         self._wake = asyncio.Event()
         self.task: asyncio.Task | None = None
+        self.sending_since: float | None = None  # while a send waits on the socket
+
+    def stalled(self, now: float, limit_s: float) -> bool:
+        return self.sending_since is not None and now - self.sending_since > limit_s
 
     def push(self, frame: dict, body: bytes) -> None:
         kind = frame["type"]
@@ -399,7 +404,9 @@ class Viewer:
                 self._wake.clear()
                 for _, body in self.outbox.take():
                     self.seq += 1
+                    self.sending_since = time.monotonic()
                     await self.ws.send_text(wire(body, self.seq))
+                    self.sending_since = None
         except Exception:
             pass  # the socket went away; the route's loop ends the viewer
 
@@ -501,6 +508,20 @@ class Audience:
                 await self.service.end_audience(self)
                 return
             self.count(now=True)
+            self.close_stalled(time.monotonic())
+
+    def close_stalled(self, now: float) -> list[Viewer]:
+        """A viewer whose one send has waited over `send_stall_s` reads nothing: its connection
+        is closed (4002), as a session's is; its outbox was bounded all along."""
+        limit = self.service.settings.send_stall_s
+        gone = [v for v in self.viewers.values() if v.stalled(now, limit)]
+        for v in gone:
+            v.closed = True
+            if v.task is not None:
+                v.task.cancel()
+            self.service.spawn(close_or_abort(v.ws, 4002, f"too far behind: one frame has waited "
+                                                          f"over {limit:g} s to be sent"))
+        return gone
 
     async def stop(self) -> None:
         if self._task is not None and self._task is not asyncio.current_task():
@@ -522,6 +543,7 @@ class RoomService:
         self.audiences: dict[str, Audience] = {}
         self.ttl_s = settings.idle_timeout_s + settings.detached_grace_s
         self._tasks: set[asyncio.Task] = set()
+        self._joins: dict[str, TokenBucket] = {}  # room joins per client address
         broker.on_health(self._health_changed)
 
     async def start(self) -> None:
@@ -712,6 +734,23 @@ class RoomService:
 
     # --- following ---------------------------------------------------------------------------------
     async def join(self, code: str, ws, client: str | None) -> Viewer:
+        st = self.settings
+        if client is not None:
+            # Joins count like new sessions (one address cannot try codes in bulk).
+            if len(self._joins) > 10_000:
+                for addr, b in list(self._joins.items()):
+                    b.take(0)
+                    if b.tokens >= b.burst:
+                        del self._joins[addr]
+            bucket = self._joins.get(client)
+            if bucket is None:
+                bucket = self._joins[client] = TokenBucket(st.new_sessions_per_client_per_s,
+                                                           st.new_sessions_per_client_burst)
+            if not bucket.take():
+                raise RoomError(f"room: this address joined more than "
+                                f"{st.new_sessions_per_client_burst} rooms at once "
+                                f"(PLAYGROUND_NEW_SESSIONS_PER_CLIENT_BURST, then "
+                                f"{st.new_sessions_per_client_per_s:g} a second); wait a moment")
         a = self.audiences.get(code)
         # A room this worker already follows exists (its closing would have ended the audience):
         # only the first viewer on a worker asks the broker.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 import pytest
@@ -194,3 +195,39 @@ def test_a_viewer_that_does_not_keep_up_is_dropped_to_the_latest_snapshot():
         await asyncio.sleep(0)
 
     asyncio.run(main())
+
+
+def test_a_viewer_that_reads_nothing_is_closed_after_the_send_stall():
+    async def main():
+        st = Settings.from_env({}, send_stall_s=0.05)
+        service = RoomService(st, MemoryBroker(), manager=None)
+        a = Audience(service, "ABCDEF")
+
+        class Stuck:  # a peer that never reads: every send waits forever
+            closed = None
+
+            async def send_text(self, text):
+                await asyncio.Event().wait()
+
+            async def close(self, code, reason=""):
+                self.closed = code
+
+        v = Viewer(a, ws=Stuck(), client=None)
+        a.viewers[v.id] = v
+        v.task = asyncio.ensure_future(v.run())
+        v.say({"type": "room"})
+        await asyncio.sleep(0.01)
+        assert a.close_stalled(time.monotonic()) == []
+        await asyncio.sleep(0.1)
+        assert a.close_stalled(time.monotonic()) == [v]
+        await asyncio.sleep(0.05)
+        assert v.ws.closed == 4002 and v.task.cancelled()
+
+    asyncio.run(main())
+
+
+def test_joining_rooms_is_rate_limited_per_address(make_client):
+    c = make_client(new_sessions_per_client_burst=2, new_sessions_per_client_per_s=0.01)
+    for expect in ("no room", "no room", "PLAYGROUND_NEW_SESSIONS_PER_CLIENT_BURST"):
+        with c.websocket_connect("/ws?room=ABCDEF") as v:
+            assert expect in v.receive_json()["message"]
