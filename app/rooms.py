@@ -533,6 +533,20 @@ class Audience:
                 pass
 
 
+async def _play_when_replayed(s, poll_s: float = 0.05) -> None:
+    """A rebuilt session that was playing plays on once its replay has ended (its snapshot, with
+    the digest of that moment, has gone out paused first)."""
+    while s.job is not None and not s.closed:
+        await asyncio.sleep(poll_s)
+    while s._snapshot_pending and s.ws is not None and not s.closed:
+        await asyncio.sleep(poll_s)
+    if not s.closed and not s.playing and s.sim.now_ms < s.scenario.duration_ms:
+        s.playing = True
+        s._resync_refs()
+        s.queue_snapshot()
+        s.kick()
+
+
 class RoomService:
     def __init__(self, settings: Settings, broker: Broker, manager):
         self.settings = settings
@@ -597,7 +611,7 @@ class RoomService:
 
     async def rebuild(self, sid: str, secret: str, page_t: float | None, client: str | None):
         """The session `sid` from its recipe (its worker is gone): the same id, secret, branch and
-        moment, paused there. None when there is no recipe (or no shared broker); RoomError when
+        moment (its replay ends paused there, and one that was playing then plays on). None when there is no recipe (or no shared broker); RoomError when
         the secret is not the session's."""
         if not self.broker.shared:
             return None
@@ -616,6 +630,8 @@ class RoomService:
                                 client=client, sid=sid)
         s.secret = secret
         self.track(s)
+        if r.get("playing"):
+            self.spawn(_play_when_replayed(s))
         if r.get("room"):
             await self._host(r["room"], s, client)
         log.info("session %s rebuilt from its recipe at %.3f ms", sid, t)

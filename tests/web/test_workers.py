@@ -125,6 +125,28 @@ def test_a_killed_workers_session_is_rebuilt_by_another_at_the_same_digest(clust
         assert h["session"] == hello["session"] and len(h["actions"]) == 2
         back = recv_until(again, kind("snapshot"))
         assert (back["t"], back["digest"], back["actions"]) == (last["t"], last["digest"], 2)
+    # A playing session comes back at the moment its page showed, then plays on.
+    port = free_port()
+    doomed = start_server(port, _env(url))
+    try:
+        ws, hello, _ = paused_session(port, seed=12, t=200)
+        click(ws, {"do": "crash", "node": "n3"}, 1)
+        ws.send(json.dumps({"type": "control", "do": "speed", "value": 1}))
+        ws.send(json.dumps({"type": "control", "do": "play"}))
+        seen = recv_until(ws, lambda f: f["type"] == "events" and f["t"] > 600)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(10)
+        ws.close()
+    finally:
+        if doomed.poll() is None:
+            stop_server(doomed)
+    with connect(f"ws://127.0.0.1:{a}/ws?attach=1", max_size=None) as again:
+        again.send(json.dumps({"type": "attach", "session": hello["session"],
+                               "secret": hello["secret"], "t": seen["t"]}))
+        back = recv_until(again, kind("snapshot"))
+        assert back["t"] == seen["t"] and back["actions"] == 1 and back["playing"] is False
+        assert recv_until(again, kind("snapshot"))["playing"] is True
+        assert recv_until(again, lambda f: f["type"] == "events" and f["t"] > seen["t"])
     # A wrong secret gets nothing from the recipe.
     with connect(f"ws://127.0.0.1:{a}/ws?attach=1") as thief:
         thief.send(json.dumps({"type": "attach", "session": hello["session"], "secret": "x" * 24}))
