@@ -6,6 +6,7 @@ machines would run it) and Redis a real redis-server on a free loopback port."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -102,47 +103,55 @@ def test_a_room_opened_on_one_worker_is_followed_from_another(cluster):
             assert again["digest"] == mine["digest"] and again["actions"] == 1
 
 
+@contextlib.contextmanager
+def doomed_worker(redis_url: str):
+    """A worker of its own for a test to kill: yields (its port, kill)."""
+    port = free_port()
+    proc = start_server(port, _env(redis_url))
+
+    def kill():
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    try:
+        yield port, kill
+    finally:
+        if proc.poll() is None:
+            stop_server(proc)
+
+
+def reattach(port: int, hello: dict, t: float):
+    ws = connect(f"ws://127.0.0.1:{port}/ws?attach=1", max_size=None)
+    ws.send(json.dumps({"type": "attach", "session": hello["session"], "secret": hello["secret"],
+                        "t": t}))
+    return ws
+
+
 def test_a_killed_workers_session_is_rebuilt_by_another_at_the_same_digest(cluster):
     url, a, _ = cluster
-    port = free_port()
-    doomed = start_server(port, _env(url))
-    try:
+    with doomed_worker(url) as (port, kill):
         ws, hello, _ = paused_session(port, seed=11, t=400)
         click(ws, {"do": "crash", "node": "n1"}, 1)
         ws.send(json.dumps({"type": "control", "do": "seek", "t": 900}))
         recv_until(ws, lambda f: f["type"] == "snapshot" and f["t"] == 900)
         last = click(ws, {"do": "partition", "groups": [["n2", "n3"]]}, 2)
-        doomed.send_signal(signal.SIGKILL)
-        doomed.wait(10)
+        kill()
         ws.close()
-    finally:
-        if doomed.poll() is None:
-            stop_server(doomed)
-    with connect(f"ws://127.0.0.1:{a}/ws?attach=1", max_size=None) as again:
-        again.send(json.dumps({"type": "attach", "session": hello["session"],
-                               "secret": hello["secret"], "t": last["t"]}))
+    with reattach(a, hello, last["t"]) as again:
         h = recv_until(again, kind("hello"))
         assert h["session"] == hello["session"] and len(h["actions"]) == 2
         back = recv_until(again, kind("snapshot"))
         assert (back["t"], back["digest"], back["actions"]) == (last["t"], last["digest"], 2)
     # A playing session comes back at the moment its page showed, then plays on.
-    port = free_port()
-    doomed = start_server(port, _env(url))
-    try:
+    with doomed_worker(url) as (port, kill):
         ws, hello, _ = paused_session(port, seed=12, t=200)
         click(ws, {"do": "crash", "node": "n3"}, 1)
         ws.send(json.dumps({"type": "control", "do": "speed", "value": 1}))
         ws.send(json.dumps({"type": "control", "do": "play"}))
         seen = recv_until(ws, lambda f: f["type"] == "events" and f["t"] > 600)
-        doomed.send_signal(signal.SIGKILL)
-        doomed.wait(10)
+        kill()
         ws.close()
-    finally:
-        if doomed.poll() is None:
-            stop_server(doomed)
-    with connect(f"ws://127.0.0.1:{a}/ws?attach=1", max_size=None) as again:
-        again.send(json.dumps({"type": "attach", "session": hello["session"],
-                               "secret": hello["secret"], "t": seen["t"]}))
+    with reattach(a, hello, seen["t"]) as again:
         back = recv_until(again, kind("snapshot"))
         assert back["t"] == seen["t"] and back["actions"] == 1 and back["playing"] is False
         assert recv_until(again, kind("snapshot"))["playing"] is True
