@@ -330,15 +330,22 @@ class HostedRoom:
             if self.session.closed:
                 await self.service.close_room(self)
                 return
+            b, ttl = self.service.broker, self.service.ttl_s
             try:
-                raw = await self.service.broker.get(_k_room(self.code))
+                raw = await b.get(_k_room(self.code))
                 owner = orjson.loads(raw) if raw else None
                 if owner is not None and owner.get("worker") != self.service.worker:
                     await self.service.close_room(self, stand_down=True)
                     return
-                await self.service.broker.set(_k_room(self.code), raw or orjson.dumps(
-                    {"session": self.session.id, "worker": self.service.worker,
-                     "protocol": self.session.scenario.protocol}), self.service.ttl_s)
+                if raw is None:  # expired while the broker was away: say it again
+                    await b.set(_k_room(self.code), orjson.dumps(
+                        {"session": self.session.id, "worker": self.service.worker,
+                         "protocol": self.session.scenario.protocol}), ttl)
+                else:
+                    await b.expire(_k_room(self.code), ttl)
+                # A quiet room's late joiners still need its hello.
+                if not await b.expire(_k_hello(self.code), ttl) and self.hello is not None:
+                    await b.set(_k_hello(self.code), self.hello[1], ttl)
             except BrokerDown:
                 pass
             self._recount(time.monotonic())

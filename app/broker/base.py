@@ -5,7 +5,7 @@ Two kinds of thing go through it:
 - **channels**: `publish(channel, data)` hands `data` (bytes) to every callback `subscribe`d to
   `channel`, on every worker, in the order published (per publisher). At most once: a worker that
   was not subscribed (or not connected) when a message went out never sees it.
-- **keys**: `set(key, value, ttl_s)`, `get(key)`, `delete(key)`: small values (bytes) every worker
+- **keys**: `set(key, value, ttl_s)`, `get(key)`, `expire(key, ttl_s)`, `delete(key)`: small values (bytes) every worker
   can read, each expiring `ttl_s` seconds after it was last set.
 
 Every operation either completes or raises `BrokerDown` (within `timeout_s`); `health()` says
@@ -72,6 +72,10 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def get(self, key: str) -> bytes | None:
         """The value under `key`, or None (never set, deleted or expired)."""
+
+    @abc.abstractmethod
+    async def expire(self, key: str, ttl_s: float) -> bool:
+        """`key` now expires `ttl_s` seconds from now; False when it is not there."""
 
     @abc.abstractmethod
     async def delete(self, key: str) -> None:

@@ -47,6 +47,13 @@ class MemoryBroker(Broker):
             return None
         return value
 
+    async def expire(self, key: str, ttl_s: float) -> bool:
+        value = await self.get(key)
+        if value is None:
+            return False
+        self._keys[key] = (value, time.monotonic() + ttl_s)
+        return True
+
     async def delete(self, key: str) -> None:
         self._keys.pop(key, None)
 

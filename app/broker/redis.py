@@ -176,6 +176,9 @@ class RedisBroker(Broker):
     async def get(self, key: str) -> bytes | None:
         return await self._op(self.r.get(key))
 
+    async def expire(self, key: str, ttl_s: float) -> bool:
+        return bool(await self._op(self.r.pexpire(key, max(1, int(ttl_s * 1000)))))
+
     async def delete(self, key: str) -> None:
         await self._op(self.r.delete(key))
 

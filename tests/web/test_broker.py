@@ -68,6 +68,11 @@ def test_keys_set_get_delete_and_expire(broker_url):
         await b.set("short", b"x", ttl_s=0.05)
         await asyncio.sleep(0.2)
         assert await b.get("short") is None
+        assert await b.expire("short", 10) is False
+        await b.set("kept", b"y", ttl_s=0.1)
+        assert await b.expire("kept", 30) is True
+        await asyncio.sleep(0.2)
+        assert await b.get("kept") == b"y"
         assert (await b.health())["ok"] is True
         await b.close()
 
