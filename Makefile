@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test test-fast sweep bench browser clean
+.PHONY: run test test-fast sweep bench browser redis clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,15 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || \
 	  { echo "installing chromium (apt-get)"; apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
+# Debian's redis-server for the broker tests (each test starts its own on a free loopback port).
+redis:
+	@command -v redis-server >/dev/null 2>&1 || \
+	  { echo "installing redis-server (apt-get)"; apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+
 run: $(VENV)/.installed
 	$(BIN)/playground serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.installed-test browser
+test: $(VENV)/.installed-test browser redis
 	$(BIN)/python -m pytest
 
 test-fast: $(VENV)/.installed-test

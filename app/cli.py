@@ -5,13 +5,13 @@
     playground check TRACE.ndjson                                 re-run every checker on a trace
     playground export TRACE.ndjson --format shiviz|jepsen|porcupine [-o FILE]
                                                                   the trace in another tool's format
-    playground serve [--host H] [--port P]                        the browser playground
+    playground serve [--host H] [--port P] [--workers N]          the browser playground
     playground sweep SCENARIO.json --seeds 0..999 [--nodes 3,5] [--set NAME=V1,V2] [--measure M]
                      [--workers N | --scheduler tcp://HOST:8786] [--out results.jsonl]
                                                                   a grid of runs, a table and a summary
     playground search SCENARIO.json --mutation NAME [--strategy random|explore] [--budget-s N]
                                                                   find a counterexample (JSON)
-    playground bench [--quick] [--lb] [--sweep] [--search] [--web ...]   speed figures
+    playground bench [--quick] [--lb] [--sweep] [--search] [--web ...] [--rooms ...]   speed figures
     playground bench --figure16 [--trials N] [--workers N] [--out DIR]   docs/figure16.md
 
 `simulate`, `check` and `sweep` exit 3 when a safety check fails, 2 on bad input; `search` exits 0
@@ -146,12 +146,21 @@ def cmd_export(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    import os
+
     import uvicorn
 
+    if args.workers < 1:
+        return _fail("--workers: at least 1")
+    if args.workers > 1 and not os.environ.get("PLAYGROUND_BROKER"):
+        # Each worker holds its own sessions: a page whose reconnect lands on another worker
+        # finds its session gone, and a room is followed only on the worker that hosts it.
+        sys.stderr.write("playground: --workers without PLAYGROUND_BROKER=redis://...: each worker "
+                         "keeps its sessions and rooms to itself\n")
     # ws_max_size: refuse big inbound frames in the protocol layer too (the session's own
     # limit, PLAYGROUND_MAX_FRAME_BYTES, then names the problem for anything under it).
     uvicorn.run("app.main:app", host=args.host, port=args.port, ws_per_message_deflate=False,
-                ws_max_size=WS_MAX_BYTES, log_level=args.log_level)
+                ws_max_size=WS_MAX_BYTES, log_level=args.log_level, workers=args.workers)
     return 0
 
 
@@ -167,6 +176,10 @@ def cmd_bench(args, rest: list[str]) -> int:
 
         _print(run_search_bench(quick=args.quick))
         return 0
+    if args.rooms:
+        from app import roombench
+
+        return roombench.main(rest)
     if args.web:
         from app import webbench
 
@@ -236,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", type=int, default=8000)
     v.add_argument("--log-level", default="info")
+    v.add_argument("--workers", type=int, default=1,
+                   help="uvicorn worker processes (with PLAYGROUND_BROKER=redis://... they share "
+                        "rooms and sessions' recipes)")
     from app.sweep import add_arguments as sweep_arguments
 
     sweep_arguments(sub.add_parser("sweep", help="run a scenario over a grid of seeds, node "
@@ -243,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="speed figures (engine; --web for the server and page)")
     b.add_argument("--quick", action="store_true", help="shorter runs")
     b.add_argument("--web", action="store_true", help="server load and page benchmarks")
+    b.add_argument("--rooms", action="store_true",
+                   help="one room, many viewers, two workers and Redis (--viewers N)")
     b.add_argument("--lb", action="store_true",
                    help="load balancing: a million requests, least connections, and SimPy")
     b.add_argument("--sweep", action="store_true",
@@ -276,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    if rest and not (args.command == "bench" and args.web):
+    if rest and not (args.command == "bench" and (args.web or args.rooms)):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "simulate":
         return cmd_simulate(args)

@@ -10,8 +10,10 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from .headers import SecurityHeaders, quiet_uvicorn
+from .broker import make_broker
 from .lessons import load_lessons
-from .routes import api, pages, ws
+from .rooms import RoomService
+from .routes import api, pages, rooms, ws
 from .sessions import SessionManager
 from .settings import ROOT, Settings
 from .transport import KeepServerSend
@@ -30,7 +32,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         app.state.sessions.start()
+        await app.state.rooms.start()
         yield
+        await app.state.rooms.stop()
         await app.state.sessions.stop()
 
     # /docs and /openapi.json are off unless PLAYGROUND_API_DOCS=1: the page needs neither, and the
@@ -45,10 +49,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.lessons = lessons
     app.state.lesson_errors = lesson_errors
     app.state.sessions = SessionManager(settings, lessons)
+    app.state.rooms = RoomService(settings, make_broker(settings.broker), app.state.sessions)
     app.state.templates = Jinja2Templates(directory=str(ROOT / "templates"))
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
     app.include_router(pages.router)
     app.include_router(api.router)
+    app.include_router(rooms.router)
     app.include_router(ws.router)
     return app
 

@@ -62,6 +62,12 @@ class Outbox:
         self._items.append((frame, body))
         self.bytes += len(body)
 
+    def push(self, frame: dict, body: bytes) -> None:
+        """Queue a frame already serialised as `body` (a room's frames are serialised once, by the
+        presenter's session, and the same bytes go to every viewer)."""
+        self._items.append((frame, body))
+        self.bytes += len(body)
+
     def collapse(self, words_cap: int, backed_up_only: bool = False) -> None:
         """Drop the state frames a snapshot about to be queued makes redundant (see the module
         docstring), keeping their words in one `events` frame of at most `words_cap` lines.

@@ -42,13 +42,14 @@ class SessionManager:
     def create(self, scenario: Scenario, lesson: str | None, speed: float | None,
                until_ms: float = 0.0, playing: bool | None = None,
                client: str | None = None,
-               variants: list[tuple[str, dict]] | None = None) -> Session:
+               variants: list[tuple[str, dict]] | None = None, sid: str | None = None) -> Session:
         """A new session, built once (a share link's replay to `until_ms` is its first job).
 
         Two caps, each refused with a sentence naming it: `max_sessions` in all, and
         `max_sessions_per_client` for one client address. A closed tab's session (detached, kept
         for a reload) never blocks a newcomer: when a cap is reached, the oldest detached session
-        under it is dropped first, and only attached ones count as full."""
+        under it is dropped first, and only attached ones count as full. `sid`: the id of a
+        session rebuilt from its recipe (app/rooms.py); a new one otherwise."""
         st = self.settings
         if client is not None:
             bucket = self._new_by_client.get(client)
@@ -68,7 +69,7 @@ class SessionManager:
         if len(self.sessions) >= st.max_sessions and not self._evict_detached(self.sessions.values()):
             raise Full(f"the playground is full ({st.max_sessions} live sessions, the limit on this "
                        "server, PLAYGROUND_MAX_SESSIONS); try again in a minute")
-        sid = secrets.token_urlsafe(9)
+        sid = sid or secrets.token_urlsafe(9)
         s = Session(sid, self.settings, self.lessons, scenario, lesson, speed, until_ms, playing,
                     variants)
         s.client = client

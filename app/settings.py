@@ -100,6 +100,15 @@ class Settings(BaseModel):
     workload_clients: int = Field(1, ge=0)
     workload_rate_per_s: float = Field(1.0, ge=0)
     live_duration_ms: float = Field(86_400_000, gt=0)
+    # Rooms (app/rooms.py) and the broker (app/broker/): "" is the in-process broker (one
+    # worker); redis://host:port/0 shares rooms and session recipes between workers and machines.
+    broker: str = ""
+    max_room_viewers: int = Field(500, ge=1)  # people following one room (every worker together)
+    max_rooms_per_client: int = Field(4, ge=1)  # rooms one client address may have open
+    # A viewer with more than this many bytes of room frames waiting is dropped to the latest
+    # snapshot (its waiting frames are thrown away and it gets the next full picture).
+    room_viewer_outbox_bytes: int = Field(1 << 20, ge=65536)
+    room_count_every_s: float = Field(2.0, gt=0)  # how often each worker tells its viewer count
     scenarios_dir: Path = ROOT / "scenarios"
     # Benchmarks only: record server-side frame lateness, readable at GET /api/stats.
     bench_stats: bool = False

@@ -49,6 +49,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_listening(port: int, seconds: float = 20) -> bool:
+    """Wait until something accepts connections on 127.0.0.1:port; False after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
 def _pct(xs: list[float], p: float) -> float | None:
     if not xs:
         return None
@@ -87,13 +99,8 @@ class Server:
                 "PLAYGROUND_MAX_SESSIONS_PER_CLIENT": str(MAX_SESSIONS + 10),
                 "PLAYGROUND_NEW_SESSIONS_PER_CLIENT_BURST": str(MAX_SESSIONS + 10)} if lift_caps else {}),
                 **(env or {})})
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.1)
+        if wait_listening(self.port):
+            return
         self.stop()
         raise RuntimeError("the server did not start")
 

@@ -144,6 +144,9 @@ class AttachIn(_In):
     type: Literal["attach"]
     session: str = Field(min_length=1, max_length=64)
     secret: str = Field(min_length=1, max_length=128)
+    # The moment the page last showed (optional): a session rebuilt from its recipe on another
+    # worker (app/rooms.py) that was playing goes on to it.
+    t: float | None = Field(None, ge=0)
 
 
 def parse_attach(text: str | bytes, max_bytes: int) -> AttachIn:

@@ -1,4 +1,8 @@
+import shutil
+
 import pytest
+
+from tests.serving import free_port, start_redis, stop_server
 
 
 def pytest_addoption(parser):
@@ -13,3 +17,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def redis_url():
+    """A redis-server of its own on a free loopback port (`make test` installs Debian's
+    redis-server), stopped afterwards; yields its URL."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (make test installs it: apt-get install redis-server)")
+    port = free_port()
+    proc = start_redis(port)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop_server(proc)

@@ -30,8 +30,11 @@ router = APIRouter()
 
 
 @router.get("/healthz")
-def healthz(sessions=Depends(get_sessions)):
-    return {"ok": True, "sessions": len(sessions.sessions)}
+async def healthz(request: Request, sessions=Depends(get_sessions)):
+    """This worker is up; `broker` says whether the broker (Redis) is reachable from it."""
+    rooms = request.app.state.rooms
+    return {"ok": True, "sessions": len(sessions.sessions), "broker": await rooms.broker.health(),
+            "rooms": len(rooms.hosted), "viewers": rooms.local_viewers(), "worker": rooms.worker}
 
 
 @router.get("/api/stats")

@@ -49,6 +49,12 @@ def shortcuts(protocol: str) -> list[tuple[str, str]]:
 def index(request: Request, protocol: str = Query(DEFAULT_PROTOCOL, max_length=40),
           projector: str | None = None, scenario: str | None = None,
           lessons=Depends(get_lessons), settings=Depends(get_settings)):
+    return render_page(request, protocol, projector, scenario, lessons, settings)
+
+
+def render_page(request: Request, protocol: str, projector: str | None, scenario: str | None,
+                lessons, settings, room: str | None = None):
+    """The page; with `room`, the audience's page of that room (app/routes/rooms.py)."""
     notice = None
     known = available()
     if protocol not in known:
@@ -69,6 +75,7 @@ def index(request: Request, protocol: str = Query(DEFAULT_PROTOCOL, max_length=4
         "shortcuts": shortcuts(protocol),
         "node_counts": [n for n in (3, 5, 7, 9) if n <= settings.max_nodes],
         "speed_bounds": (settings.min_speed, settings.max_speed, settings.default_speed),
+        "room": room,
     })
 
 

@@ -13,6 +13,7 @@ from engine.scenario import ScenarioError
 
 from ..limits import decode_share_link, quote
 from ..protocols import DEFAULT_PROTOCOL, available, get_adapter
+from ..rooms import RoomError, normalize_code
 from ..session import TokenBucket, default_scenario, resolve_variants
 from ..sessions import Full
 from ..wire import BadInput, parse_attach
@@ -72,14 +73,16 @@ async def stream(websocket: WebSocket):
                              "\"session\": ..., \"secret\": ...} as the first frame (the secret "
                              "is in the session's first hello)", REFUSED)
     client = websocket.client.host if websocket.client else None
+    rooms = app.state.rooms
+    if "room" in q:
+        return await _follow(websocket, q["room"], client, rooms)
 
     errors: list[str] = []
     greet = False
     if q.get("attach"):
-        session = await _reattach(websocket, settings, manager)
+        session, greet = await _reattach(websocket, settings, manager, rooms, client)
         if session is None:
             return
-        greet = True
     else:
         protocol = q.get("protocol", DEFAULT_PROTOCOL)
         if protocol not in available():
@@ -136,8 +139,12 @@ async def stream(websocket: WebSocket):
                 return
     for e in errors:
         session.queue_error(e)
+    rooms.track(session)
     if not await manager.attach(session, websocket, greet=greet):
         return await _refuse(websocket, _GONE_MESSAGE, GONE, gone=True)
+    room = rooms.room_of(session)
+    if room is not None:  # a presenter's page back: it is told its room (and its audience a picture)
+        room.tell(force=True)
     bucket = TokenBucket(settings.ws_rate_per_s, settings.ws_burst)  # per connection
     try:
         while True:
@@ -149,7 +156,8 @@ async def stream(websocket: WebSocket):
             data = msg.get("text")
             if data is None:
                 data = msg.get("bytes") or b""
-            session.handle(data, bucket)  # never raises: errors become `error` frames
+            if not rooms.intercept(session, data):  # a room control (app/rooms.py), or:
+                session.handle(data, bucket)  # never raises: errors become `error` frames
             # A client sending frames back to back must not keep the loop from every other
             # session's ticks and input: one handled frame, then everyone else's turn.
             await asyncio.sleep(0)
@@ -165,8 +173,40 @@ _GONE_MESSAGE = ("gone: this session is no longer on the server (the server rest
                  "session expired after its tab was closed); your run was lost")
 
 
-async def _reattach(websocket: WebSocket, settings, manager):
-    """The first frame of `?attach=1` names the session and proves the page holds its secret."""
+async def _follow(websocket: WebSocket, code_text: str, client, rooms) -> None:
+    """`/ws?room=CODE`: follow a room, read-only (app/rooms.py). No session, no secret."""
+    code = normalize_code(code_text)
+    if code is None:
+        return await _refuse(websocket, f"room: {quote(code_text, 20)} is not a room code (six "
+                             "letters and digits, as the presenter's page shows it)", REFUSED)
+    try:
+        viewer = await rooms.join(code, websocket, client)
+    except LookupError:
+        return await _refuse(websocket, f"room: there is no room {code} (it was closed, or the code "
+                             "is mistyped)", GONE, gone=True, room=code)
+    except RoomError as e:
+        return await _refuse(websocket, str(e), 1013)
+    except Exception as e:  # the broker is down
+        return await _refuse(websocket, f"room: cannot follow room {code} now ({e})", 1013)
+    try:
+        while True:
+            msg = await websocket.receive()
+            if msg["type"] == "websocket.disconnect":
+                break
+            rooms.viewer_input(viewer, msg.get("text") or msg.get("bytes") or b"")
+            await asyncio.sleep(0)
+    except WebSocketDisconnect:
+        pass
+    except Exception as e:
+        log.info("room %s: a viewer's connection ended: %r", code, e)
+    finally:
+        await rooms.leave(viewer)
+
+
+async def _reattach(websocket: WebSocket, settings, manager, rooms, client):
+    """The first frame of `?attach=1` names the session and proves the page holds its secret.
+    (session, greet): a session this worker lost (another worker ran it, or this one restarted)
+    is rebuilt from its recipe when the broker is shared (app/rooms.py); its replay greets."""
     try:
         msg = await asyncio.wait_for(websocket.receive(), settings.attach_timeout_s)
     except asyncio.TimeoutError:
@@ -174,18 +214,31 @@ async def _reattach(websocket: WebSocket, settings, manager):
                       REFUSED)
         return None
     if msg["type"] == "websocket.disconnect":
-        return None
+        return None, False
     try:
         a = parse_attach(msg.get("text") or msg.get("bytes") or b"", settings.max_frame_bytes)
     except BadInput as e:
         await _refuse(websocket, str(e), REFUSED)
-        return None
+        return None, False
     session = manager.get(a.session)
     if session is None:
-        await _refuse(websocket, _GONE_MESSAGE, GONE, gone=True)
-        return None
+        try:
+            session = await rooms.rebuild(a.session, a.secret, a.t, client)
+        except RoomError as e:
+            await _refuse(websocket, str(e), REFUSED)
+            return None, False
+        except Full as e:
+            await _refuse(websocket, str(e), 1013)
+            return None, False
+        except Exception as e:  # the broker is down, or the recipe is unusable
+            log.info("session %s: could not rebuild it from its recipe: %r", a.session, e)
+            session = None
+        if session is None:
+            await _refuse(websocket, _GONE_MESSAGE, GONE, gone=True)
+            return None, False
+        return session, False
     if not session.check_secret(a.secret):
         await _refuse(websocket, "attach.secret: not this session's secret; only the page that "
                       "opened a session may reattach to it", REFUSED)
-        return None
-    return session
+        return None, False
+    return session, True

@@ -41,6 +41,11 @@ def _current_task():
 
 
 class RunnerMixin:
+    # A hook (app/rooms.py): `await relay(frame, body)` for each frame, before it is sent, with the
+    # bytes it was serialised to once. It keeps the session's recipe in the broker and fans the
+    # frame out to the session's room. None (private sessions, one worker): nothing to do.
+    relay = None
+
     # --- the runner ----------------------------------------------------------------------------
     def kick(self) -> None:
         if self._wake is not None:
@@ -211,6 +216,8 @@ class RunnerMixin:
         ws = self.ws if ws is None else ws
         while self.outbox and self.ws is ws and ws is not None:
             for f, body in self.outbox.take():
+                if self.relay is not None:
+                    await self.relay(f, body)  # never raises (app/rooms.py)
                 self.seq += 1
                 if f["type"] == "snapshot":
                     self._snapshot_pending = False

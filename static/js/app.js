@@ -4,6 +4,7 @@
 import {Canvas} from "./canvas.js";
 import {getProtocol} from "./protocols/index.js";
 import {SpaceTime} from "./spacetime.js";
+import {makeRoom} from "./room.js";
 
 const $ = (sel) => document.querySelector(sel);
 const params = new URLSearchParams(location.search);
@@ -37,7 +38,8 @@ let offered = {};  // hello.compare_variants: {name: config overrides}
 // reconnect opens /ws?attach=1 and sends them in its first frame (docs/ws-protocol.md).
 function wsUrl() {
   const q = new URLSearchParams();
-  if (state.session) q.set("attach", "1");
+  if (room.viewer) q.set("room", room.code);  // an audience page: no session, no secret
+  else if (state.session) q.set("attach", "1");
   else {
     for (const k of ["protocol", "scenario", "share", "speed", "compare"]) if (params.get(k)) q.set(k, params.get(k));
   }
@@ -58,7 +60,8 @@ function connect() {
   ws = new WebSocket(wsUrl());
   setConn("connecting…");
   ws.onopen = () => {
-    if (attaching) ws.send(JSON.stringify({type: "attach", session: state.session, secret: state.secret}));
+    // `t`: where this page was, so a session rebuilt on another worker goes on from there.
+    if (attaching) ws.send(JSON.stringify({type: "attach", session: state.session, secret: state.secret, t: state.t}));
     setConn("live");
   };
   ws.onmessage = (ev) => onFrame(JSON.parse(ev.data));
@@ -68,7 +71,7 @@ function connect() {
     // would steal the session back (two tabs fighting over it) or silently start a new one:
     // say what happened and let the user choose. 4002: this page fell too far behind (a slow
     // link): the session is still there, so catch up with a fresh snapshot.
-    if (ev.code === 4004) return lost();
+    if (ev.code === 4004) return room.viewer ? roomGone() : lost();
     if (ev.code === 4002) { fatal = false; setConn("catching up…"); return setTimeout(connect, 1000); }
     if (ev.code === 4001 || ev.code === 4000 || ev.code === 4003 || fatal) return stopped(ev.code);
     setConn("reconnecting…");
@@ -124,6 +127,17 @@ async function lastShareLink() {
   return `${location.origin}${location.pathname}?${q}`;
 }
 
+function roomGone() {
+  setConn("closed");
+  const n = $("#notice");
+  clearTimeout(onError.timer);
+  n.textContent = `Room ${room.code} is closed (or the code is mistyped). `;
+  const a = document.createElement("a");
+  a.href = "/"; a.textContent = "Open a playground of your own";
+  n.append(a);
+  n.hidden = false;
+}
+
 function stopped(code) {
   setConn("closed");
   const n = $("#notice");
@@ -146,7 +160,8 @@ function stopped(code) {
   n.hidden = false;
 }
 
-function send(obj) {
+function send(obj, force = false) {
+  if (room.intercept(obj, force)) return;
   if (ws && ws.readyState === 1) ws.send(JSON.stringify(obj));
   else toast("not connected yet");
 }
@@ -173,6 +188,7 @@ function onFrame(f) {
     case "error": return onError(f);
     case "share": return onShare(f);
     case "progress": return onProgress(f);
+    case "room": return room.onFrame(f);
   }
 }
 
@@ -431,6 +447,7 @@ function toggleBlank() {
 }
 
 function onError(f) {
+  if (f.readonly) return room.readOnly();
   if (f.fatal) fatal = true;
   toast(f.message, true);
   const n = $("#notice");
@@ -1150,6 +1167,7 @@ function onKey(e) {
   else if (k === "Escape") { closeMenu(); if (partitionPick) { partitionPick = null; markPicked(); $("#btn-partition").setAttribute("aria-pressed", "false"); $("#btn-partition").textContent = "Partition…"; } }
 }
 
+const room = makeRoom({send, toast, sharePayload, onShare, state});
 wire();
 wireCompare();
 if (params.get("projector") === "1") setProjector(true);

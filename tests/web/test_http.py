@@ -50,7 +50,9 @@ def test_fragments(client_with_lessons):
 
 
 def test_healthz_counts_sessions(client):
-    assert client.get("/healthz").json() == {"ok": True, "sessions": 0}
+    h = client.get("/healthz").json()
+    assert h["ok"] is True and h["sessions"] == 0
+    assert h["broker"] == {"kind": "memory", "ok": True, "error": None}
     with client.websocket_connect("/ws") as ws:
         drain(ws, "snapshot")
         assert client.get("/healthz").json()["sessions"] == 1

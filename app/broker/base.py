@@ -1,0 +1,103 @@
+"""The broker interface: what a worker needs from whatever connects the workers.
+
+Two kinds of thing go through it:
+
+- **channels**: `publish(channel, data)` hands `data` (bytes) to every callback `subscribe`d to
+  `channel`, on every worker, in the order published (per publisher). At most once: a worker that
+  was not subscribed (or not connected) when a message went out never sees it.
+- **keys**: `set(key, value, ttl_s)`, `get(key)`, `expire(key, ttl_s)`, `delete(key)`: small values (bytes) every worker
+  can read, each expiring `ttl_s` seconds after it was last set.
+
+Every operation either completes or raises `BrokerDown` (within `timeout_s`); `health()` says
+whether the broker is reachable now, and `on_health(callback)` is told each time that changes.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Awaitable, Callable
+
+Callback = Callable[[bytes], None]
+Unsubscribe = Callable[[], Awaitable[None]]
+
+
+def remove_callback(subs: dict[str, list[Callback]], channel: str, callback: Callback) -> bool:
+    """Take `callback` off `subs[channel]`; True when that leaves the channel with no subscriber
+    (it is then forgotten)."""
+    cbs = subs.get(channel)
+    if not cbs or callback not in cbs:
+        return False
+    cbs.remove(callback)
+    if cbs:
+        return False
+    del subs[channel]
+    return True
+
+
+class BrokerDown(Exception):
+    """The broker cannot be reached; the message says why."""
+
+
+class Broker(abc.ABC):
+    kind: str = "?"
+    shared: bool = False  # do other workers see what goes through it?
+
+    def __init__(self) -> None:
+        self.ok = True
+        self.error: str | None = None
+        self._health_listeners: list[Callable[[bool, str | None], None]] = []
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    async def start(self) -> None:  # noqa: B027 - optional
+        """Connect (and start whatever background reader the broker needs)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional
+        """Disconnect; subscriptions end."""
+
+    # --- channels ----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def publish(self, channel: str, data: bytes) -> None:
+        """Hand `data` to every subscriber of `channel`."""
+
+    @abc.abstractmethod
+    async def subscribe(self, channel: str, callback: Callback) -> Unsubscribe:
+        """Call `callback(data)` (on the event loop, never concurrently) for each message on
+        `channel` from now on; the answer is an async function that ends the subscription."""
+
+    # --- keys --------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def set(self, key: str, value: bytes, ttl_s: float | None = None) -> None:
+        """Store `value` under `key`, expiring `ttl_s` seconds from now (None: never)."""
+
+    @abc.abstractmethod
+    async def get(self, key: str) -> bytes | None:
+        """The value under `key`, or None (never set, deleted or expired)."""
+
+    @abc.abstractmethod
+    async def expire(self, key: str, ttl_s: float) -> bool:
+        """`key` now expires `ttl_s` seconds from now; False when it is not there."""
+
+    @abc.abstractmethod
+    async def delete(self, key: str) -> None:
+        """Forget `key` (nothing happens when it is not there)."""
+
+    # --- health ------------------------------------------------------------------------------------
+    async def health(self) -> dict:
+        """`{"kind", "ok", "error"}`: is the broker reachable now."""
+        return {"kind": self.kind, "ok": self.ok, "error": self.error}
+
+    def on_health(self, callback: Callable[[bool, str | None], None]) -> None:
+        """`callback(ok, error)` each time reachability changes."""
+        self._health_listeners.append(callback)
+
+    def _set_health(self, ok: bool, error: str | None = None) -> None:
+        if ok == self.ok and (ok or error == self.error):
+            return
+        changed = ok != self.ok
+        self.ok, self.error = ok, (None if ok else error)
+        if changed:
+            for cb in list(self._health_listeners):
+                cb(ok, self.error)
+
+
+__all__ = ["Broker", "BrokerDown", "Callback", "Unsubscribe"]

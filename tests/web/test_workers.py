@@ -1,0 +1,190 @@
+"""Across worker processes sharing one Redis: rooms followed from another worker, a killed
+worker's session rebuilt elsewhere at the same digest, and a worker telling of a lost broker.
+
+Each worker is a real `uvicorn app.main:app` process (as `playground serve --workers N` or N
+machines would run it) and Redis a real redis-server on a free loopback port."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import time
+import urllib.request
+
+import pytest
+from websockets.sync.client import connect
+
+from tests.serving import free_port, start_redis, start_server, stop_server
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
+                                reason="redis-server is not installed (make test installs it)")
+
+
+def _env(redis_url: str) -> dict:
+    env = dict(os.environ)
+    env.update(PLAYGROUND_BROKER=redis_url, PLAYGROUND_ROOM_COUNT_EVERY_S="0.5",
+               PLAYGROUND_REAP_INTERVAL_S="3600")
+    return env
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One Redis and two workers A and B; yields (redis_url, port_a, port_b)."""
+    rport = free_port()
+    redis = start_redis(rport)
+    url = f"redis://127.0.0.1:{rport}/0"
+    ports, procs = [], []
+    try:
+        for _ in range(2):
+            port = free_port()
+            procs.append(start_server(port, _env(url)))
+            ports.append(port)
+        yield url, ports[0], ports[1]
+    finally:
+        for p in procs:
+            stop_server(p)
+        stop_server(redis)
+
+
+def recv_until(ws, pred, timeout=15.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError("no such frame in time")
+        f = json.loads(ws.recv(timeout=left))
+        if pred(f):
+            return f
+
+
+def kind(k, **fields):
+    return lambda f: f["type"] == k and all(f.get(a) == b for a, b in fields.items())
+
+
+def paused_session(port: int, seed: int, t: float):
+    ws = connect(f"ws://127.0.0.1:{port}/ws", max_size=None)
+    hello = recv_until(ws, kind("hello"))
+    ws.send(json.dumps({"type": "control", "do": "pause"}))
+    ws.send(json.dumps({"type": "control", "do": "new_seed", "seed": seed}))
+    recv_until(ws, kind("hello"))
+    ws.send(json.dumps({"type": "control", "do": "pause"}))
+    ws.send(json.dumps({"type": "control", "do": "seek", "t": t}))
+    snap = recv_until(ws, lambda f: f["type"] == "snapshot" and f["t"] == t and not f["playing"])
+    return ws, hello, snap
+
+
+def click(ws, action: dict, n_actions: int) -> dict:
+    ws.send(json.dumps({"type": "action", "action": action}))
+    return recv_until(ws, lambda f: f["type"] == "snapshot" and f["actions"] == n_actions)
+
+
+def test_a_room_opened_on_one_worker_is_followed_from_another(cluster):
+    _, a, b = cluster
+    p, _, snap = paused_session(a, seed=7, t=300)
+    with p:
+        p.send(json.dumps({"type": "control", "do": "room_open"}))
+        code = recv_until(p, kind("room"))["code"]
+        with connect(f"ws://127.0.0.1:{b}/ws?room={code}", max_size=None) as v:
+            hello = recv_until(v, kind("hello"))
+            assert "secret" not in hello and hello["room"]["code"] == code
+            assert recv_until(v, kind("snapshot"))["digest"] == snap["digest"]
+            assert recv_until(p, lambda f: f["type"] == "room" and f["viewers"] == 1)
+            mine = click(p, {"do": "crash", "node": "n2"}, 1)
+            theirs = recv_until(v, lambda f: f["type"] == "snapshot" and f["actions"] == 1)
+            assert (theirs["t"], theirs["digest"]) == (mine["t"], mine["digest"])
+            # The viewer's click, on the other worker, is refused and changes nothing.
+            v.send(json.dumps({"type": "action", "action": {"do": "crash", "node": "n3"}}))
+            assert recv_until(v, kind("error"))["readonly"] is True
+            p.send(json.dumps({"type": "control", "do": "snapshot"}))
+            again = recv_until(p, kind("snapshot"))
+            assert again["digest"] == mine["digest"] and again["actions"] == 1
+
+
+@contextlib.contextmanager
+def doomed_worker(redis_url: str):
+    """A worker of its own for a test to kill: yields (its port, kill)."""
+    port = free_port()
+    proc = start_server(port, _env(redis_url))
+
+    def kill():
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    try:
+        yield port, kill
+    finally:
+        if proc.poll() is None:
+            stop_server(proc)
+
+
+def reattach(port: int, hello: dict, t: float):
+    ws = connect(f"ws://127.0.0.1:{port}/ws?attach=1", max_size=None)
+    ws.send(json.dumps({"type": "attach", "session": hello["session"], "secret": hello["secret"],
+                        "t": t}))
+    return ws
+
+
+def test_a_killed_workers_session_is_rebuilt_by_another_at_the_same_digest(cluster):
+    url, a, _ = cluster
+    with doomed_worker(url) as (port, kill):
+        ws, hello, _ = paused_session(port, seed=11, t=400)
+        click(ws, {"do": "crash", "node": "n1"}, 1)
+        ws.send(json.dumps({"type": "control", "do": "seek", "t": 900}))
+        recv_until(ws, lambda f: f["type"] == "snapshot" and f["t"] == 900)
+        last = click(ws, {"do": "partition", "groups": [["n2", "n3"]]}, 2)
+        kill()
+        ws.close()
+    with reattach(a, hello, last["t"]) as again:
+        h = recv_until(again, kind("hello"))
+        assert h["session"] == hello["session"] and len(h["actions"]) == 2
+        back = recv_until(again, kind("snapshot"))
+        assert (back["t"], back["digest"], back["actions"]) == (last["t"], last["digest"], 2)
+    # A playing session comes back at the moment its page showed, then plays on.
+    with doomed_worker(url) as (port, kill):
+        ws, hello, _ = paused_session(port, seed=12, t=200)
+        click(ws, {"do": "crash", "node": "n3"}, 1)
+        ws.send(json.dumps({"type": "control", "do": "speed", "value": 1}))
+        ws.send(json.dumps({"type": "control", "do": "play"}))
+        seen = recv_until(ws, lambda f: f["type"] == "events" and f["t"] > 600)
+        kill()
+        ws.close()
+    with reattach(a, hello, seen["t"]) as again:
+        back = recv_until(again, kind("snapshot"))
+        assert back["t"] == seen["t"] and back["actions"] == 1 and back["playing"] is False
+        assert recv_until(again, kind("snapshot"))["playing"] is True
+        assert recv_until(again, lambda f: f["type"] == "events" and f["t"] > seen["t"])
+    # A wrong secret gets nothing from the recipe.
+    with connect(f"ws://127.0.0.1:{a}/ws?attach=1") as thief:
+        thief.send(json.dumps({"type": "attach", "session": hello["session"], "secret": "x" * 24}))
+        assert "attach.secret" in recv_until(thief, kind("error"))["message"]
+
+
+def _healthz(port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+        return json.loads(r.read())
+
+
+def test_healthz_and_the_pages_say_when_redis_is_gone():
+    rport = free_port()
+    redis = start_redis(rport)
+    port = free_port()
+    worker = start_server(port, _env(f"redis://127.0.0.1:{rport}/0"))
+    try:
+        assert _healthz(port)["broker"] == {"kind": "redis", "ok": True, "error": None}
+        with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            recv_until(ws, kind("snapshot"))
+            stop_server(redis)
+            h = _healthz(port)
+            assert h["ok"] is True and h["broker"]["ok"] is False and h["broker"]["error"]
+            told = recv_until(ws, lambda f: f["type"] == "error" and f["message"].startswith("broker:"))
+            assert "lost its broker" in told["message"] and not told.get("fatal")
+            ws.send(json.dumps({"type": "control", "do": "room_open"}))
+            assert "broker is not reachable" in recv_until(
+                ws, lambda f: f["type"] == "error" and "room" in f["message"])["message"]
+    finally:
+        stop_server(worker)
+        if redis.poll() is None:
+            stop_server(redis)
