@@ -16,16 +16,17 @@ random (`random_search`)
 explore (`explore`)
     A systematic search of delivery orders and timer firings in the style of DSLabs' model
     checker. The world runs with manual delivery on and zero-latency links (both explicit actions
-    at 0 ms), so nothing happens unless chosen. The choices at a state are: deliver one waiting
-    message, fire one node's set timer, crash a running node or restart a crashed one (at most
-    `max_crashes` crashes on a path), and wait for a message still on the wire (sent before the
-    zero-latency links took effect). Each choice is an action 1 µs after the last, so time
-    hardly moves and timers fire only when chosen. First breadth-first over states, pruned by a
-    state digest (the nodes' digest states and statuses, the multiset of messages on the wire,
-    the timers set, the network: message ids and timer deadlines left out, so interleavings that
-    commute meet again), up to `bfs_states` states; then, as DSLabs' random DFS does, seeded
-    random walks from the initial state to depth `max_depth` for the rest of `max_states`. The
-    path to the first violation becomes the scenario's actions.
+    at 0 ms), so nothing happens unless chosen. The choices at a state (`choices`) are: deliver
+    one waiting message, fire one topology node's set timer, advance (let time run to the next
+    thing due by itself: a message sent before 0 ms, a client's timer), crash a running node or
+    restart a crashed one (at most `max_crashes` crashes on a path). Each choice is an action
+    1 µs after the last, so time hardly moves and timers fire only when chosen. First
+    breadth-first over states, pruned by `state_digest` (the nodes' digest states and statuses,
+    the multiset of messages on the wire, the timers set, the network: message ids and timer
+    deadlines left out, so interleavings that commute meet again), up to `bfs_states` states;
+    then, as DSLabs' random DFS does, seeded random walks from the initial state, each with its
+    own swarm bias (`_Swarm`), for the rest of `max_states`. A walk's path to the first
+    violation is shrunk by delta debugging (`_shrink`); the path becomes the scenario's actions.
 
 `Found.scenario` is a complete scenario (the mutation on, no nemesis, explicit actions, the
 duration cut at the violation) and `reproduces` replays one.
@@ -43,6 +44,7 @@ from typing import Callable
 import orjson
 
 from . import rng as rngmod
+from .protocols import get_protocol
 from .scenario import Scenario, parse_scenario
 from .sim import Simulation
 
@@ -97,7 +99,7 @@ def with_mutation(scn: Scenario, mutation: str | None) -> Scenario:
     """The scenario with `mutation` switched on (validated by the protocol's config model)."""
     if mutation is None:
         return scn
-    known = scn.protocol and _spec(scn).mutations
+    known = get_protocol(scn.protocol).mutations
     if mutation not in known:
         raise SearchError(f"mutation: {scn.protocol} has no mutation {mutation!r} "
                           f"(known: {', '.join(sorted(known)) or 'none'})")
@@ -106,12 +108,6 @@ def with_mutation(scn: Scenario, mutation: str | None) -> Scenario:
     cfg["mutations"] = sorted(set(cfg.get("mutations") or ()) | {mutation})
     data["config"] = cfg
     return parse_scenario(data)
-
-
-def _spec(scn: Scenario):
-    from .protocols import get_protocol
-
-    return get_protocol(scn.protocol)
 
 
 def first_violation(sim: Simulation) -> dict | None:
@@ -425,8 +421,8 @@ class _Swarm:
 
     def __init__(self, rnd):
         self.rnd = rnd
-        self.fire = rnd.choice((0.02, 0.05, 0.1, 0.2))
-        self.advance = rnd.choice((0.01, 0.05, 0.1))
+        self.fire = rnd.choice((0.02, 0.05, 0.1, 0.2, 0.5, 1.0))
+        self.advance = rnd.choice((0.01, 0.05, 0.1, 0.3, 1.0))
         self.crash = rnd.choice((0.0, 0.01, 0.03, 0.1))
         self.restart = rnd.choice((0.02, 0.1, 0.3))
         self.fifo = rnd.choice((0.0, 0.5, 0.9))
