@@ -24,6 +24,8 @@ def message(m: dict) -> str:
     k = m["kind"]
     if k in ("Accept", "Accepted"):
         return f"{k} {label(m['ballot'])} s{m['slot']}={command(m['value'])}"
+    if k == "Nack" and "lease_ms" in m:
+        return f"Nack: lease for {m['lease_ms']:g} ms more (refused {label(m['ballot'])})"
     if k == "LeaseAck":
         return f"LeaseAck @{m['sent_us'] / 1000:g}"
     if k == "OpenSession":
