@@ -3,10 +3,19 @@
     playground simulate SCENARIO.json [--seed N] [--trace FILE] [--transcript FILE|-]
                                                                   run headless, print a JSON summary
     playground check TRACE.ndjson                                 re-run every checker on a trace
+    playground export TRACE.ndjson --format shiviz|jepsen|porcupine [-o FILE]
+                                                                  the trace in another tool's format
     playground serve [--host H] [--port P]                        the browser playground
-    playground bench [--quick] [--lb] [--web ...]                 speed figures
+    playground sweep SCENARIO.json --seeds 0..999 [--nodes 3,5] [--set NAME=V1,V2] [--measure M]
+                     [--workers N | --scheduler tcp://HOST:8786] [--out results.jsonl]
+                                                                  a grid of runs, a table and a summary
+    playground search SCENARIO.json --mutation NAME [--strategy random|explore] [--budget-s N]
+                                                                  find a counterexample (JSON)
+    playground bench [--quick] [--lb] [--sweep] [--search] [--web ...]   speed figures
+    playground bench --figure16 [--trials N] [--workers N] [--out DIR]   docs/figure16.md
 
-`simulate` and `check` exit 3 when a safety check fails, 2 on bad input.
+`simulate`, `check` and `sweep` exit 3 when a safety check fails, 2 on bad input; `search` exits 0
+when it found a counterexample, 1 when it did not within its budget, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import orjson
 
@@ -103,6 +113,38 @@ def cmd_check(args) -> int:
     return EXIT_UNSAFE if summary["violations"] or summary["linearizable"] is False else 0
 
 
+def cmd_export(args) -> int:
+    from engine.export import FORMATS, ExportError, export
+    from engine.trace import TraceError, read_trace
+
+    if args.format not in FORMATS:
+        return _fail(f"--format: {args.format!r} is not one of {', '.join(sorted(FORMATS))}")
+    try:
+        f = open(args.trace, "rb")
+    except OSError as e:
+        return _fail(f"cannot read trace {args.trace!r}: {e.strerror}")
+    out = sys.stdout.buffer if args.out in (None, "-") else None
+    try:
+        with f:
+            head, records = read_trace(f)
+            chunks = list(export(args.format, head, records)) if out is None else \
+                export(args.format, head, records)
+            if out is None:
+                with open(args.out, "wb") as w:
+                    w.writelines(chunks)
+            else:
+                for chunk in chunks:
+                    out.write(chunk)
+                out.flush()
+    except (TraceError, ExportError) as e:
+        return _fail(f"{args.trace}: {e}")
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        return _fail(f"cannot write {args.out!r}: {e.strerror}")
+    return 0
+
+
 def cmd_serve(args) -> int:
     import uvicorn
 
@@ -113,11 +155,29 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_search(args) -> int:
+    from app.searchcli import run_search
+
+    return run_search(args, _print, _fail)
+
+
 def cmd_bench(args, rest: list[str]) -> int:
+    if args.search:
+        from app.searchcli import run_search_bench
+
+        _print(run_search_bench(quick=args.quick))
+        return 0
     if args.web:
         from app import webbench
 
         return webbench.main(rest)
+    if args.sweep:
+        from app.sweepbench import run_sweep_bench
+
+        _print(run_sweep_bench(quick=args.quick))
+        return 0
+    if args.figure16:
+        return cmd_figure16(args)
     if args.lb:
         from engine.bench import run_lb_bench
 
@@ -126,6 +186,31 @@ def cmd_bench(args, rest: list[str]) -> int:
     from engine.bench import run_bench
 
     _print(run_bench(quick=args.quick))
+    return 0
+
+
+def cmd_figure16(args) -> int:
+    """A paper's figure reproduced (engine.bench.run_figure16; docs/figure16.md): the table beside
+    the published points, and the CDFs as JSON, CSV and SVG in `--out`."""
+    import csv
+
+    from engine.bench import run_figure16
+
+    root = Path(__file__).resolve().parent.parent / "scenarios"
+    t0 = time.perf_counter()
+    res = run_figure16(lambda name: orjson.loads((root / f"{name}.json").read_bytes()),
+                       args.trials, workers=args.workers)
+    wall = round(time.perf_counter() - t0, 1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "figure16.json").write_bytes(orjson.dumps(
+        {"trials": args.trials, "workers": args.workers, "wall_s": wall, "table": res["table"],
+         "values": res["values"]}, option=orjson.OPT_INDENT_2))
+    with open(out / "figure16.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows(res["csv"])
+    (out / "figure16.svg").write_text(res["svg"])
+    _print({"trials": args.trials, "workers": args.workers, "wall_s": wall, "out": str(out),
+            "table": res["table"]})
     return 0
 
 
@@ -143,16 +228,41 @@ def build_parser() -> argparse.ArgumentParser:
                    "file ('-' for stdout, before the summary)")
     c = sub.add_parser("check", help="re-run every checker on an NDJSON trace")
     c.add_argument("trace")
+    x = sub.add_parser("export", help="a trace as a ShiViz log or a Jepsen/Porcupine history")
+    x.add_argument("trace")
+    x.add_argument("--format", required=True, help="shiviz, jepsen (EDN) or porcupine (JSON)")
+    x.add_argument("-o", "--out", help="write here instead of stdout")
     v = sub.add_parser("serve", help="start the browser playground")
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", type=int, default=8000)
     v.add_argument("--log-level", default="info")
+    from app.sweep import add_arguments as sweep_arguments
+
+    sweep_arguments(sub.add_parser("sweep", help="run a scenario over a grid of seeds, node "
+                                   "counts and values; a JSONL table, a CSV and a summary"))
     b = sub.add_parser("bench", help="speed figures (engine; --web for the server and page)")
     b.add_argument("--quick", action="store_true", help="shorter runs")
     b.add_argument("--web", action="store_true", help="server load and page benchmarks")
     b.add_argument("--lb", action="store_true",
                    help="load balancing: a million requests, least connections, and SimPy")
+    b.add_argument("--sweep", action="store_true",
+                   help="sweep throughput: 1 and 2 worker processes, a local Dask cluster of 2")
+    b.add_argument("--figure16", action="store_true",
+                   help="Figure 16 of docs/figure16.md: downtime CDFs beside the paper's points")
+    b.add_argument("--trials", type=int, default=1000, help="--figure16: trials per line")
+    b.add_argument("--workers", type=int, default=2, help="--figure16: worker processes")
+    b.add_argument("--out", default="docs/figure16", help="--figure16: where the data goes")
+    b.add_argument("--search", action="store_true",
+                   help="counterexample search: every mutation of every protocol")
+    _add_search_parser(sub)
     return p
+
+
+def _add_search_parser(sub) -> None:
+    from app.searchcli import add_arguments
+
+    add_arguments(sub.add_parser("search", help="search for a run that breaks an invariant with a "
+                                 "mutation on; print the counterexample as JSON"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,8 +282,16 @@ def _main(argv: list[str] | None) -> int:
         return cmd_simulate(args)
     if args.command == "check":
         return cmd_check(args)
+    if args.command == "export":
+        return cmd_export(args)
     if args.command == "serve":
         return cmd_serve(args)
+    if args.command == "sweep":
+        from app.sweep import cmd_sweep
+
+        return cmd_sweep(args)
+    if args.command == "search":
+        return cmd_search(args)
     return cmd_bench(args, rest)
 
 

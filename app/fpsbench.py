@@ -4,6 +4,10 @@ The cluster is a share payload (so the run is the same every time): 9 servers, l
 and a 50 ms heartbeat, so a leader's AppendEntries and their replies fill the wire (about 100-140
 pills). The page plays at real time; we count requestAnimationFrame callbacks for a few seconds
 while reading how many messages are drawn. Reported, not a pass/fail test.
+
+`--lb` measures the load-balancing lab instead: 3 clients at 200 requests/s through one
+balancer to 10 backends (least connections, lognormal costs), at real time, with its four live
+charts (uPlot) redrawn as the metrics arrive (every 250 ms of simulated time).
 """
 
 from __future__ import annotations
@@ -28,7 +32,17 @@ def busy_payload() -> str:
     return share.encode(sc, 4000)
 
 
-def measure_fps(seconds: float = 5.0) -> dict:
+def lb_payload() -> str:
+    sc = parse_scenario({"protocol": "lb", "nodes": 10, "seed": 3, "duration_ms": 600_000,
+                         "config": {"algorithm": "least_connections",
+                                    "backend": {"concurrency": 2, "queue": 16},
+                                    "metrics": {"interval_ms": 250, "window_ms": 2000}},
+                         "workload": {"kind": "open_loop", "clients": 3, "rate_per_s": 200,
+                                      "cost": {"dist": "lognormal", "mean_ms": 40, "spread": 0.8}}})
+    return share.encode(sc, 2000)
+
+
+def measure_fps(seconds: float = 5.0, lb: bool = False) -> dict:
     from playwright.sync_api import sync_playwright
 
     seconds = min(max(1.0, seconds), 30.0)
@@ -37,11 +51,15 @@ def measure_fps(seconds: float = 5.0) -> dict:
         with sync_playwright() as p:
             b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
             page = b.new_page(viewport={"width": 1280, "height": 720})
-            page.goto(f"{srv.url}/?speed=1&share={busy_payload()}")
+            page.goto(f"{srv.url}/?speed=1&{'protocol=lb&' if lb else ''}share={lb_payload() if lb else busy_payload()}")
             page.wait_for_function("window.__playground && window.__playground.state.flight.size > 0",
                                    timeout=20_000)
             page.keyboard.press("Space")  # play
-            page.wait_for_function("window.__playground.state.flight.size >= 100", timeout=20_000)
+            if lb:
+                page.wait_for_function("document.querySelectorAll('.lb-chart canvas').length >= 4",
+                                       timeout=20_000)
+            else:
+                page.wait_for_function("window.__playground.state.flight.size >= 100", timeout=20_000)
             res = page.evaluate("""(ms) => new Promise((done) => {
                 const sizes = []; let frames = 0; const t0 = performance.now();
                 function tick(now) {
@@ -49,18 +67,25 @@ def measure_fps(seconds: float = 5.0) -> dict:
                     if (now - t0 < ms) requestAnimationFrame(tick);
                     else done({frames, ms: now - t0, min: Math.min(...sizes),
                                mean: sizes.reduce((a, b) => a + b, 0) / sizes.length,
-                               pills: window.__playground.canvas.pillsDrawn});
+                               pills: window.__playground.canvas.pillsDrawn,
+                               dots: window.__playground.canvas.dotsDrawn || 0,
+                               points: ((window.__playground.state.logs.lb || {}).series || {t: []}).t.length});
                 }
                 requestAnimationFrame(tick);
             })""", seconds * 1000)
-            page.screenshot(path="artifacts/fps-9-nodes.png") if _artifacts() else None
+            page.screenshot(path=f"artifacts/fps-{'lb' if lb else '9-nodes'}.png") if _artifacts() else None
             b.close()
     finally:
         srv.stop()
-    return {"nodes": 9, "viewport": "1280x720", "seconds": round(res["ms"] / 1000, 2),
-            "fps": round(res["frames"] * 1000 / res["ms"], 1),
-            "messages_in_flight": {"min": res["min"], "mean": round(res["mean"], 1)},
-            "pills_drawn_at_end": res["pills"], "browser": "headless Chromium (Debian), --disable-gpu"}
+    out = {"nodes": 9, "viewport": "1280x720", "seconds": round(res["ms"] / 1000, 2),
+           "fps": round(res["frames"] * 1000 / res["ms"], 1),
+           "messages_in_flight": {"min": res["min"], "mean": round(res["mean"], 1)},
+           "pills_drawn_at_end": res["pills"], "browser": "headless Chromium (Debian), --disable-gpu"}
+    if lb:
+        out.update(nodes="1 balancer, 10 backends, 3 clients", rate_per_s=200, dots_drawn_at_end=res["dots"],
+                   chart_points_at_end=res["points"])
+        del out["pills_drawn_at_end"]
+    return out
 
 
 def _artifacts() -> bool:
@@ -72,6 +97,7 @@ def _artifacts() -> bool:
 
 if __name__ == "__main__":
     import json
+    import sys
 
     t = time.time()
-    print(json.dumps(measure_fps(), indent=2))
+    print(json.dumps(measure_fps(lb="--lb" in sys.argv[1:]), indent=2))

@@ -37,9 +37,10 @@ def check_scenario(sc: Scenario, settings: Settings) -> None:
 
     s = settings
     n = len(sc.layout.ids)
-    if n > s.max_nodes:
+    cap = get_adapter(sc.protocol).node_cap(s)
+    if n > cap:
         field = "nodes" if sc.topology is None else "topology"
-        raise ScenarioError(f"scenario.{field}: at most {s.max_nodes} nodes per session "
+        raise ScenarioError(f"scenario.{field}: at most {cap} nodes per session "
                             f"(asked for {n})")
     check_actions_count(len(sc.actions), s)
     wl = sc.workload
@@ -73,9 +74,11 @@ def workload_size(wl) -> tuple[int, float, int]:
     return clients, rate, getattr(wl, "keys", 0) or 0
 
 
-def check_replay(sc: Scenario, t_ms: float, settings: Settings, where: str = "t") -> None:
+def check_replay(sc: Scenario, t_ms: float, settings: Settings, where: str = "t",
+                 worlds: int = 1) -> None:
     """A replay to `t_ms` is bounded in simulated time and in client operations (which is what
-    makes the state, and so every snapshot and digest, grow)."""
+    makes the state, and so every snapshot and digest, grow); `worlds` of them (compare mode)
+    share the operations' bound."""
     s = settings
     if t_ms > s.max_replay_ms:
         raise ScenarioError(f"{where}: at most {s.max_replay_ms:g} ms can be replayed "
@@ -83,12 +86,13 @@ def check_replay(sc: Scenario, t_ms: float, settings: Settings, where: str = "t"
     wl = sc.workload
     clients, rate, _keys = workload_size(wl) if wl is not None else (0, 0, 0)
     if clients > 0 and rate > 0:
-        ops = rate * t_ms / 1000
+        ops = rate * t_ms / 1000 * worlds
         if ops > s.max_replay_ops:
-            limit_ms = s.max_replay_ops / rate * 1000
+            limit_ms = s.max_replay_ops / (rate * worlds) * 1000
+            each = f" in all, over {worlds} worlds" if worlds > 1 else ""
             raise ScenarioError(f"{where}: with workload.rate_per_s = {rate:g} at most "
                                 f"{limit_ms:g} ms can be replayed ({s.max_replay_ops} client "
-                                f"operations; asked for {t_ms:g} ms)")
+                                f"operations{each}; asked for {t_ms:g} ms)")
 
 
 
@@ -101,10 +105,16 @@ def quote(v: Any, n: int = 40) -> str:
 
 def decode_share(payload: str, settings: Settings):
     """`share.decode` with this server's limits: (scenario, t_ms, lesson)."""
+    return decode_share_link(payload, settings)[:3]
+
+
+def decode_share_link(payload: str, settings: Settings):
+    """`share.decode_link` with this server's limits: (scenario, t_ms, lesson, variants)."""
     from . import share
 
-    return share.decode(payload, settings.max_share_chars, settings.max_share_decoded_bytes,
-                        settings.max_actions)
+    return share.decode_link(payload, settings.max_share_chars, settings.max_share_decoded_bytes,
+                             settings.max_actions)
 
 
-__all__ = ["quote", "check_scenario", "check_replay", "check_raw_scenario", "check_actions_count", "decode_share"]
+__all__ = ["quote", "check_scenario", "check_replay", "check_raw_scenario", "check_actions_count", "decode_share",
+           "decode_share_link"]

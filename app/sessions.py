@@ -41,7 +41,8 @@ class SessionManager:
 
     def create(self, scenario: Scenario, lesson: str | None, speed: float | None,
                until_ms: float = 0.0, playing: bool | None = None,
-               client: str | None = None) -> Session:
+               client: str | None = None,
+               variants: list[tuple[str, dict]] | None = None) -> Session:
         """A new session, built once (a share link's replay to `until_ms` is its first job).
 
         Two caps, each refused with a sentence naming it: `max_sessions` in all, and
@@ -68,7 +69,8 @@ class SessionManager:
             raise Full(f"the playground is full ({st.max_sessions} live sessions, the limit on this "
                        "server, PLAYGROUND_MAX_SESSIONS); try again in a minute")
         sid = secrets.token_urlsafe(9)
-        s = Session(sid, self.settings, self.lessons, scenario, lesson, speed, until_ms, playing)
+        s = Session(sid, self.settings, self.lessons, scenario, lesson, speed, until_ms, playing,
+                    variants)
         s.client = client
         s.stats = self.lateness_s
         s.gate = self.replay_gate

@@ -94,6 +94,7 @@ class Settings(BaseModel):
     lin_check_budget: int = Field(200_000, ge=1000)
     log_window: int = Field(200, ge=10)  # log entries per node sent to the browser
     words_per_frame: int = Field(60, ge=1)
+    brief_per_frame: int = Field(200, ge=0)  # messages sent and gone between frames, told (`brief`)
     # The live cluster a fresh page gets (a gentle workload keeps log replication visible).
     default_nodes: int = Field(5, ge=1, le=51)
     workload_clients: int = Field(1, ge=0)

@@ -5,6 +5,10 @@ where the scenario carries the seed, the config and every action (the scenario's
 user's clicks, each with its `at`). Fields equal to their defaults are left out; the lesson's notes
 are left out too (the link names the lesson instead). Opening it replays the scenario to `t`, which
 reproduces the exact state: seed + scenario + actions determine the run.
+
+A compare-mode link (app/session/compare.py) adds `"c": [[name, overrides], ...]`, 2 to 4 variants:
+one world per variant, each the scenario with those config overrides. A reader that knows nothing
+of compare mode opens the scenario alone.
 """
 
 from __future__ import annotations
@@ -19,7 +23,11 @@ from engine.scenario import Scenario, ScenarioError, parse_scenario
 VERSION = "1"
 
 
-def encode(scenario: Scenario, t_ms: float, lesson: str | None = None) -> str:
+MIN_VARIANTS, MAX_VARIANTS = 2, 4
+
+
+def encode(scenario: Scenario, t_ms: float, lesson: str | None = None,
+           variants: list[tuple[str, dict]] | None = None) -> str:
     data = scenario.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True,
                                exclude={"notes", "suggest"})
     if scenario.actions:  # exclude_defaults drops nothing inside actions, but keep them explicit
@@ -27,13 +35,24 @@ def encode(scenario: Scenario, t_ms: float, lesson: str | None = None) -> str:
     body = {"s": data, "t": t_ms}
     if lesson:
         body["l"] = lesson
+    if variants:
+        body["c"] = [[name, dict(over)] for name, over in variants]
     raw = zlib.compress(orjson.dumps(body), 9)
     return VERSION + "." + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def decode(payload: str, max_chars: int = 1 << 20, max_decoded_bytes: int = 4 << 20,
            max_actions: int | None = None) -> tuple[Scenario, float, str | None]:
-    """(scenario, t_ms, lesson name). Raises ScenarioError naming what was wrong.
+    """(scenario, t_ms, lesson name). Raises ScenarioError naming what was wrong. (A compare
+    link's variants are left out: see `decode_link`.)"""
+    return decode_link(payload, max_chars, max_decoded_bytes, max_actions)[:3]
+
+
+def decode_link(payload: str, max_chars: int = 1 << 20, max_decoded_bytes: int = 4 << 20,
+                max_actions: int | None = None
+                ) -> tuple[Scenario, float, str | None, list[tuple[str, dict]]]:
+    """(scenario, t_ms, lesson name, compare variants: [] for one world). Raises ScenarioError
+    naming what was wrong.
 
     A few kilobytes of zlib can unpack to megabytes of repeated actions, and validating those
     would hold the server for seconds: the unpacked size and the number of actions are checked
@@ -64,8 +83,22 @@ def decode(payload: str, max_chars: int = 1 << 20, max_decoded_bytes: int = 4 <<
     if not isinstance(t, (int, float)) or isinstance(t, bool) or t < 0:
         raise ScenarioError("share.t: must be a time in ms, at least 0")
     lesson = data.get("l")
+    variants = _variants(data.get("c"))
     scenario = parse_scenario(data["s"])
-    return scenario, float(t), lesson if isinstance(lesson, str) else None
+    return scenario, float(t), lesson if isinstance(lesson, str) else None, variants
 
 
-__all__ = ["encode", "decode"]
+def _variants(raw) -> list[tuple[str, dict]]:
+    """A link's `c`, checked for shape (each world's scenario checks the overrides)."""
+    if raw is None:
+        return []
+    if (not isinstance(raw, list) or not MIN_VARIANTS <= len(raw) <= MAX_VARIANTS
+            or not all(isinstance(v, list) and len(v) == 2 and isinstance(v[0], str)
+                       and 0 < len(v[0]) <= 64 and isinstance(v[1], dict) for v in raw)
+            or len({v[0] for v in raw}) != len(raw)):
+        raise ScenarioError(f"share.c: compare {MIN_VARIANTS} to {MAX_VARIANTS} variants, each "
+                            "[name, {config field: value}] with distinct names")
+    return [(name, dict(over)) for name, over in raw]
+
+
+__all__ = ["encode", "decode", "decode_link"]

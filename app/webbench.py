@@ -434,7 +434,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--warmup-s", type=float, default=5)
     ap.add_argument("--measure-s", type=float, default=15)
     ap.add_argument("--phases", default="stream,click,fps,abuse",
-                    help="comma-separated: stream, click, fps, abuse")
+                    help="comma-separated: stream, click, fps, fps-lb (the load-balancing lab), abuse")
     ap.add_argument("--fps-seconds", type=float, default=5)
     ap.add_argument("--out", help="also write the JSON here")
     a = ap.parse_args(argv)
@@ -474,6 +474,10 @@ def main(argv: list[str]) -> int:
         from .fpsbench import measure_fps
 
         result["fps"] = measure_fps(seconds=a.fps_seconds)
+    if "fps-lb" in phases:
+        from .fpsbench import measure_fps
+
+        result["fps_lb"] = measure_fps(seconds=a.fps_seconds, lb=True)
     text = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()
     print(text)
     if a.out:

@@ -35,6 +35,7 @@ class ActionIn(_In):
 
 class Play(_In):
     do: Literal["play"]
+    until: float | None = Field(None, gt=0)  # pause exactly there (a lesson step's pause point)
 
 
 class Pause(_In):
@@ -82,6 +83,15 @@ class Configure(_In):
     workload: bool | None = None
 
 
+class Compare(_In):
+    """Compare mode: the same scenario under each named variant (`hello.compare_variants`), side
+    by side in lock step; 2 to 4 names (checked by the session, naming `control.variants`), or
+    none to go back to one world."""
+
+    do: Literal["compare"]
+    variants: list[str] = Field(max_length=16)
+
+
 class Load(_In):
     """Load a share payload (a shared link, or an imported trace turned into one)."""
 
@@ -102,9 +112,9 @@ class Check(_In):
 
 
 Control = Annotated[Union[Play, Pause, Step, Speed, Seek, Reset, NewSeed, Lesson, Configure, Load,
-                          Share, Resync, Check], Field(discriminator="do")]
+                          Share, Resync, Check, Compare], Field(discriminator="do")]
 CONTROLS = ("play", "pause", "step", "speed", "seek", "reset", "new_seed", "lesson", "configure",
-            "load", "share", "snapshot", "check")
+            "load", "share", "snapshot", "check", "compare")
 _CONTROL = TypeAdapter(Control)
 
 

@@ -36,6 +36,10 @@ class Action(Strict):
             if isinstance(v, str):
                 need(f, v)
 
+    def check_protocol(self, spec, where: str) -> None:
+        """Raise ScenarioError naming `where`.field when a field names something the protocol
+        (its `ProtocolSpec`) does not have (a nemesis target it does not declare)."""
+
     def check_now(self, world, where: str) -> None:
         """Raise ScenarioError naming `where`.field when the action cannot apply to the world as
         it is now (a live click: the message it names is not waiting, the timer is not set).

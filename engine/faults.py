@@ -5,6 +5,8 @@
     cut (`from`, `to`, `both`)                     a link cut one way or both
     heal (every partition and cut; with `from`, `to`, `both` just that link)
     set_link (`from`, `to`, `both`, `latency_ms`, `loss`, `duplicate`; "*" to "*" is every link)
+    crash_target (`target`, `within_ms`)           crash whichever node the protocol's target
+                                                   picker names, at a random instant
 
 Each is a model (validated once, fields named in errors), knows which of its fields name nodes, and
 applies itself to the kernel (`apply(world)`); the kernel has no list of them. The nemesis speaks
@@ -127,4 +129,43 @@ class SetLink(Action):
             world.network.set_link(self.src, self.dst, self.both, lat, self.loss, self.duplicate)
 
 
-FAULT_ACTIONS = (NodeAction, Partition, Cut, Heal, SetLink)
+class CrashTarget(Action):
+    """Crash the node a protocol's nemesis target names (`target`, one of its `nemesis_targets`;
+    by default the first, the one the nemesis aims at) at an instant drawn uniformly from
+    [at, at + within_ms), from the run's `faults` RNG stream. The node is picked at that instant
+    (the first the picker names; nothing happens if it names none), and the crash is recorded then
+    as a `fault` record `crash` with `"by": "crash_target"`.
+
+    This is how an experiment crashes a node by its part in the protocol without knowing in
+    advance which node plays it, at a random point of a period (docs/figure16.md)."""
+
+    do: Literal["crash_target"]
+    target: str | None = None
+    within_ms: float = Field(0, ge=0, le=3_600_000)
+
+    def check_protocol(self, spec, where: str) -> None:
+        names = list(spec.nemesis_targets)
+        if not names:
+            raise ScenarioError(f"{where}.do: {spec.name} names no target to crash")
+        if self.target is not None and self.target not in names:
+            raise ScenarioError(f"{where}.target: {spec.name} has no target {self.target!r} "
+                                f"(known: {', '.join(names)})")
+
+    def apply(self, world) -> None:
+        delay = world.fault_draw_us(ms_to_us(self.within_ms))
+        world.later(delay, AimedCrash(target=self.target or next(iter(world.protocol.nemesis_targets))))
+
+
+class AimedCrash(Action):
+    """The second half of `crash_target` (queued by it, not a scenario action): pick and crash."""
+
+    do: Literal["aimed_crash"] = "aimed_crash"
+    target: str
+
+    def apply(self, world) -> None:
+        nodes = world.protocol.nemesis_targets[self.target](world)
+        if nodes:
+            world.apply_now(NodeAction(do="crash", node=nodes[0]), "crash_target")
+
+
+FAULT_ACTIONS = (NodeAction, Partition, Cut, Heal, SetLink, CrashTarget)

@@ -39,6 +39,13 @@ class Context:
     def cancel_timer(self, name: str) -> None:
         self._sim._cancel_timer(self.node_id, name)
 
+    def persist(self) -> None:
+        """Say that `persistent_state()` changed and must reach stable storage before anything
+        the node sends from now on leaves it (engine/storage.py). Call it after the change, before
+        the messages that depend on it; without a storage latency it does nothing."""
+        if self._sim.disk is not None:
+            self._sim._persist(self.node_id)
+
 
 class Node:
     """Base class. Subclasses override the `on_*` hooks and the state accessors."""

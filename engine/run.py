@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import IO
+from typing import IO, Mapping
 
 from .checkers.linearizability import LinearizabilityChecker
 from .scenario import Scenario
@@ -11,15 +11,21 @@ from .sim import Simulation
 from .trace import TraceWriter, summarise
 
 
-def run_scenario(scn: Scenario, trace: IO[bytes] | None = None, observers=()) -> dict:
+def run_scenario(scn: Scenario, trace: IO[bytes] | None = None, observers=(),
+                 measures: Mapping[str, type] | None = None) -> dict:
     """Run to the end; with a nemesis, also the protocol's liveness measure after the final heal
-    (its `key` in the summary, null when the run ended before the heal)."""
+    (its `key` in the summary, null when the run ended before the heal). `measures` ({name:
+    Measure subclass}, engine/measures.py) are built for the run and subscribed before it starts;
+    their values come back under `measures` ({name: float or None}), present only when asked."""
     sim = Simulation(scn)
     for fn in observers:
         sim.subscribe(fn)
+    made = {name: cls(sim.topology, sim.config, scn) for name, cls in (measures or {}).items()}
+    for m in made.values():
+        sim.subscribe(m, messages=m.messages)
     writer = None
     if trace is not None:
-        writer = TraceWriter(trace, scn)
+        writer = TraceWriter(trace, scn, sim)
         sim.subscribe(writer)
     make_liveness = sim.protocol.liveness
     liveness = None
@@ -48,4 +54,6 @@ def run_scenario(scn: Scenario, trace: IO[bytes] | None = None, observers=()) ->
     )
     if scn.nemesis is not None and make_liveness is not None:
         summary[make_liveness.key] = liveness.found_ms if liveness is not None else None
+    if measures is not None:
+        summary["measures"] = {name: m.value() for name, m in made.items()}
     return summary

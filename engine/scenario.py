@@ -5,6 +5,7 @@ protocol:
      "nodes": 5,                      (or "topology": {...}, the protocol's own shape)
      "config": {...},                 the protocol's config model, validated strictly
      "network": {"latency_ms_min", "latency_ms_max", "loss", "duplicate"},
+     "storage": {"latency_ms_min", "latency_ms_max", "dist"},   (optional: engine/storage.py)
      "workload": {"kind": "kv", ...}, one of the protocol's workload kinds
      "nemesis": {...}, "actions": [...], "title", "notes", "suggest"}
 
@@ -30,6 +31,7 @@ from .actions import Action, action_to_dict
 from .faults import FAULT_ACTIONS
 from .manual import MANUAL_ACTIONS
 from .protocols import DEFAULT_PROTOCOL, ProtocolSpec, Topology, get_protocol
+from .storage import StorageConfig
 from .validation import ScenarioError, Strict, format_error, validate
 from .workloads import get_workload
 
@@ -97,6 +99,16 @@ def _spec(protocol: str | ProtocolSpec) -> ProtocolSpec:
 
 # --- the envelope ------------------------------------------------------------------------------
 
+class LessonStep(Strict):
+    """One step of a lesson a presenter walks a class through: what to say (`caption`), where
+    the run pauses (`until_ms`; none: it runs on), a question for the class. The step's actions
+    are written with it in the file and join the scenario's `actions` when it is read (so a
+    stepped lesson runs, replays and shares like any scenario); in `to_dict` they are there."""
+    caption: str = Field(max_length=1000)
+    until_ms: float | None = Field(None, gt=0)
+    question: str | None = Field(None, max_length=400)
+
+
 class Scenario(Strict):
     protocol: str = DEFAULT_PROTOCOL
     nodes: int = Field(5, ge=1, le=51)
@@ -105,12 +117,14 @@ class Scenario(Strict):
     duration_ms: float = Field(60_000, gt=0, le=86_400_000)
     config: SerializeAsAny[BaseModel]  # the protocol's config model (filled in on validation)
     network: NetworkConfig = NetworkConfig()
+    storage: StorageConfig | None = None  # write latency (engine/storage.py); none: writes are instant
     workload: SerializeAsAny[BaseModel] | None = None  # one of the protocol's workload models
     nemesis: Nemesis | None = None
     actions: tuple[SerializeAsAny[Action], ...] = ()
     title: str | None = Field(None, max_length=200)
     notes: str | None = Field(None, max_length=4000)
     suggest: str | None = Field(None, max_length=400)
+    steps: tuple[LessonStep, ...] = ()
 
     _layout: Topology | None = PrivateAttr(None)
 
@@ -141,6 +155,8 @@ class Scenario(Strict):
                 data["actions"] = aset.many.validate_python(raw)
             except ValidationError as e:
                 raise ValueError(format_error(e, "actions", aset.skip)) from None
+        if data.get("steps"):
+            data = _steps(spec, data)
         return data
 
     @model_validator(mode="after")
@@ -148,8 +164,10 @@ class Scenario(Strict):
         self._layout = get_protocol(self.protocol).topology(self)
         ids = self._layout.ids
         known = frozenset(ids)
+        spec = get_protocol(self.protocol)
         for i, a in enumerate(self.actions):
             check_action_nodes(a, ids, f"actions[{i}]", known)
+            a.check_protocol(spec, f"actions[{i}]")
         return self
 
     @property
@@ -168,6 +186,38 @@ class Scenario(Strict):
         data = self.to_dict()
         data.update(changes)
         return parse_scenario(data)
+
+
+def _steps(spec: ProtocolSpec, data: dict) -> dict:
+    """A stepped lesson: each step's `actions` (validated, named `steps[i].actions[j]`) join the
+    scenario's, in time order (stable: the scenario's own first, then the steps' in order)."""
+    steps = data["steps"]
+    if not isinstance(steps, (list, tuple)):
+        raise ValueError("steps: a list of {caption, until_ms?, question?, actions?}")
+    acts = list(data.get("actions", ()))
+    out, last = [], 0.0
+    aset = action_set(spec)
+    for i, st in enumerate(steps):
+        if not isinstance(st, dict):
+            raise ValueError(f"steps[{i}]: an object with a caption")
+        st = dict(st)
+        raw = st.pop("actions", ())
+        if raw:
+            try:
+                acts += list(aset.many.validate_python(raw))
+            except ValidationError as e:
+                raise ValueError(format_error(e, f"steps[{i}].actions", aset.skip)) from None
+        until = st.get("until_ms")
+        if isinstance(until, (int, float)) and not isinstance(until, bool):
+            if until <= last:
+                raise ValueError(f"steps[{i}].until_ms: {until:g} is not after the previous "
+                                 f"step's pause ({last:g} ms)")
+            last = float(until)
+        out.append(st)
+    data = dict(data, steps=out)
+    if acts:
+        data["actions"] = tuple(sorted(acts, key=lambda a: a.at))
+    return data
 
 
 def _network(net: Any, given: dict) -> NetworkConfig:
@@ -253,6 +303,7 @@ def parse_action(data: Any, node_ids: list[str], where: str = "action",
     except ValidationError as e:
         raise ScenarioError(format_error(e, where, aset.skip)) from None
     check_action_nodes(a, node_ids, where)
+    a.check_protocol(_spec(protocol), where)
     return a
 
 

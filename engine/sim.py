@@ -36,9 +36,10 @@ from .network import LinkSpec, Network, ms_to_us
 from .node import Context, Node
 from .protocols import get_protocol
 from .scenario import Scenario, ScenarioError, parse_action
+from .storage import Disk
 from .workloads import get_workload
 
-DELIVER, TIMER, ACTION, NEMESIS, RELEASE = 0, 1, 2, 3, 4
+DELIVER, TIMER, ACTION, NEMESIS, RELEASE, WRITE = 0, 1, 2, 3, 4, 5
 PRIO_ACTION, PRIO_EVENT = 0, 1
 _heappush, _heappop = heapq.heappush, heapq.heappop
 KERNEL_RECORDS = ("send", "deliver", "drop", "fault", "state", "end")
@@ -54,14 +55,18 @@ class KernelContext(Context):
     its deadline (see `Simulation._set_timer`). Anything else goes through the general paths, with
     the same random draws."""
 
-    __slots__ = ("timers",)
+    __slots__ = ("timers", "writes")
 
     def __init__(self, sim: "Simulation", node_id: str, now_us: int):
         super().__init__(sim, node_id, now_us)
         self.timers = sim._timers.setdefault(node_id, {})  # the same dict for the node's lifetime
+        self.writes = sim._writes.setdefault(node_id, [])  # its pending writes (engine/storage.py)
 
     def send(self, to: str, msg: dict) -> None:
         sim = self._sim
+        if self.writes:  # a write is pending: the message waits for it (engine/storage.py)
+            sim._outbox[self.node_id].append((self.writes[-1][1], to, msg))
+            return
         net = sim.network
         if not net.plain or sim._want_msgs:
             sim._send(self.node_id, to, msg)
@@ -96,7 +101,8 @@ class Simulation:
         "_queue", "_counter", "_next_msg_id", "_observers", "flight", "_timers", "_contexts",
         "actions", "servers", "network", "net_rng", "status", "nodes", "persisted", "rngs",
         "_held", "manual", "waiting", "checkers", "clients", "nemesis", "_records_wanted",
-        "_want_msgs", "_routes", "_sinks", "_state_sinks",
+        "_want_msgs", "_routes", "_sinks", "_state_sinks", "disk", "_writes", "_outbox",
+        "_durable", "fault_rng",
     )
     _TRANSIENT = ("_observers", "_routes", "_sinks", "_state_sinks")  # not in snapshots
 
@@ -133,6 +139,15 @@ class Simulation:
         self._held: dict[str, list[tuple]] = {}
         self.manual = False  # manual delivery: arriving messages wait (engine/manual.py)
         self.waiting: dict[int, None] = {}  # ids of the messages waiting, in arrival order
+        # The persistence model (engine/storage.py), None without a storage latency. Per node: its
+        # pending writes [done_us, seq, issued_us, state], the messages held behind them
+        # (seq, to, msg), and the state of its last completed write (what a crash keeps).
+        st = scenario.storage
+        self.disk = Disk(st, self.seed) if st is not None and st.on else None
+        self._writes: dict[str, list[list]] = {}
+        self._outbox: dict[str, list[tuple]] = {}
+        self._durable: dict[str, Any] = {}
+        self.fault_rng = None  # the `faults` stream, made on first use (engine/faults.py)
 
         # The scenario's workload, or the protocol's default kind (its user client, if any).
         wl = scenario.workload
@@ -290,6 +305,49 @@ class Simulation:
             return False
         return True
 
+    # --- stable storage (engine/storage.py) ----------------------------------------------------
+    def _persist(self, nid: str) -> None:
+        """Queue a write of the node's persistent state as it is now; a write already issued at
+        this instant takes it instead (a group commit). Writes complete in order."""
+        writes = self._writes[nid]
+        state = self.nodes[nid].persistent_state()
+        now = self.now_us
+        if writes and writes[-1][2] == now:
+            writes[-1][3] = state
+            return
+        start = writes[-1][0] if writes else now
+        done = start + self.disk.draw_us(nid)
+        self._counter = seq = self._counter + 1
+        writes.append([done, seq, now, state])
+        _heappush(self._queue, (done, PRIO_EVENT, seq, WRITE, nid, seq, None))
+
+    def _write_done(self, nid: str, seq: int) -> None:
+        """A write completes: its state is what a crash keeps from now on, and the messages held
+        behind it leave (if the node is running; a paused node releases them when it resumes)."""
+        writes = self._writes.get(nid)
+        if not writes or writes[0][1] != seq:
+            return  # lost in a crash
+        self._durable[nid] = writes.pop(0)[3]
+        if self.status[nid] == "up":
+            self._flush(nid)
+
+    def _flush(self, nid: str) -> None:
+        """Send the held messages whose writes are all done, in the order they were sent."""
+        out = self._outbox[nid]
+        writes = self._writes[nid]
+        first_pending = writes[0][1] if writes else None
+        n = 0
+        for seq, to, msg in out:
+            if first_pending is not None and seq >= first_pending:
+                break
+            self._send(nid, to, msg)
+            n += 1
+        del out[:n]
+
+    def disk_busy(self, nid: str) -> bool:
+        """Whether the node has a write in flight (the page's disk indicator)."""
+        return bool(self._writes.get(nid))
+
     # --- node lifecycle -----------------------------------------------------------------------
     def _boot(self, nid: str, persistent: Any) -> None:
         """Build (or rebuild, after a crash) a topology node with its kind's factory."""
@@ -298,6 +356,9 @@ class Simulation:
         self.nodes[nid] = node
         self.status[nid] = "up"
         self._timers.setdefault(nid, {}).clear()
+        if self.disk is not None:
+            self._durable[nid] = node.persistent_state()  # what it booted from is on disk
+            self._outbox.setdefault(nid, [])
         node.on_start(self._ctx(nid))
         self._after(nid, node)
 
@@ -426,6 +487,8 @@ class Simulation:
             self._nemesis_tick()
         elif kind == RELEASE:
             self._release(a, b)
+        elif kind == WRITE:
+            self._write_done(a, b)
 
     def _arrive(self, a: int) -> None:
         """Message `a` reaches its destination: dropped if it crashed or a partition or cut is in
@@ -499,9 +562,27 @@ class Simulation:
             rec["by"] = by
             self._emit(rec)
 
-    def _apply_action(self, a, by: str) -> None:
-        self._fault_record(a, by)
+    def _apply_action(self, a, by: str | None) -> None:
+        if by is not None:  # (None: an action's own later step, recorded by what it does)
+            self._fault_record(a, by)
         a.apply(self)
+
+    def apply_now(self, action, by: str) -> None:
+        """Apply an action now, recorded as done `by` (an action's later step: `crash_target`)."""
+        self._apply_action(action, by)
+
+    def later(self, delay_us: int, action) -> None:
+        """Queue an action's later step (not a user action: a replay of `actions` queues it again,
+        so it is not recorded there). It runs with the priority of actions."""
+        self._push(self.now_us + max(0, delay_us), PRIO_ACTION, ACTION, action, None, None)
+
+    def fault_draw_us(self, span_us: int) -> int:
+        """A uniform draw from [0, span_us) from the run's `faults` stream (made on first use)."""
+        if span_us <= 0:
+            return 0
+        if self.fault_rng is None:
+            self.fault_rng = rngmod.stream(self.seed, "faults")
+        return int(self.fault_rng.random() * span_us)
 
     # --- what actions do (generic faults call these; protocol actions call `command`) ----------
     def command(self, nid: str, command: dict) -> None:
@@ -517,7 +598,13 @@ class Simulation:
         if self.status[nid] == "down":
             return
         node = self.nodes[nid]
-        self.persisted[nid] = node.persistent_state()
+        writes = self._writes.get(nid)
+        if writes:  # unfinished writes are lost, and the messages held behind them never leave
+            self.persisted[nid] = self._durable[nid]
+            writes.clear()
+            self._outbox[nid].clear()
+        else:
+            self.persisted[nid] = node.persistent_state()
         self.status[nid] = "down"
         self._timers[nid].clear()
         self._drop_held(self._held.pop(nid, []), "down")
@@ -539,6 +626,8 @@ class Simulation:
     def resume(self, nid: str) -> None:
         if self.status[nid] == "paused":
             self.status[nid] = "up"
+            if self.disk is not None:
+                self._flush(nid)  # what its writes completed meanwhile released, first
             # The held inputs travel with the release event, so a pause at the same instant
             # starts a fresh buffer instead of swallowing this one.
             self._push(self.now_us, PRIO_EVENT, RELEASE, nid, self._held.pop(nid, []), None)
@@ -667,6 +756,8 @@ class Simulation:
             v = node.view(self.now_us)
             v["status"] = self.status[nid]
             v["timers"] = self.timers_of(nid)
+            if self.disk is not None:
+                v["disk"] = self.disk_busy(nid)
             out[nid] = v
         return out
 
@@ -682,6 +773,10 @@ class Simulation:
         }
         if self.manual or self.waiting:  # (absent otherwise: digests of earlier runs hold)
             state["manual"] = [self.manual, list(self.waiting)]
+        if self.disk is not None:  # (likewise)
+            state["disk"] = {nid: [[w[0], w[1]] for w in ws] + [[s, d, m] for s, d, m in
+                                                               self._outbox.get(nid, ())]
+                             for nid, ws in sorted(self._writes.items()) if ws}
         return hashlib.sha256(orjson.dumps(state, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
     # --- snapshots ----------------------------------------------------------------------------

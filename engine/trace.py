@@ -8,7 +8,7 @@ is one record exactly as observers receive it.
 from __future__ import annotations
 
 import math
-from typing import IO, Iterable, Iterator
+from typing import IO, Callable, Iterable, Iterator
 
 import orjson
 
@@ -28,18 +28,55 @@ def header(scenario: Scenario) -> dict:
             "nodes": scenario.node_ids, "seed": scenario.seed, "config": config, "scenario": d}
 
 
-class TraceWriter:
-    """An observer that writes records as NDJSON lines."""
+class Tap:
+    """Hands every record to `fn`, preceded by the records the world's writing observers wrote
+    since (checkers with `writes`, such as the load balancer's metrics: see
+    engine/checkers/base.py). Before each record the tap asks them to write what is due by its
+    time (`catch_up`), so their records come before any later record, of whatever type: the
+    trace stays in time order. Records written before the tap was made are not repeated."""
 
-    def __init__(self, out: IO[bytes], scenario: Scenario):
-        self.out = out
-        out.write(orjson.dumps(header(scenario)) + b"\n")
+    __slots__ = ("fn", "sources", "seen")
+
+    def __init__(self, sim, fn: Callable[[dict], None]):
+        self.fn = fn
+        self.sources = [c for c in sim.checkers if c.writes] if sim is not None else []
+        self.seen = [len(c.out) for c in self.sources]
 
     def __call__(self, rec: dict) -> None:
+        if self.sources:
+            t = rec["t"]
+            for c in self.sources:
+                c.catch_up(t)  # what is due by now, even before a record it reads makes it so
+            self.flush()
+        self.fn(rec)
+
+    def flush(self) -> None:
+        for i, c in enumerate(self.sources):
+            out, n = c.out, self.seen[i]
+            if len(out) > n:
+                for r in out[n:]:
+                    self.fn(r)
+                self.seen[i] = len(out)
+
+
+class TraceWriter:
+    """An observer that writes records as NDJSON lines; given the world (`sim`), also the records
+    its writing observers write (`Tap`)."""
+
+    def __init__(self, out: IO[bytes], scenario: Scenario, sim=None):
+        self.out = out
+        out.write(orjson.dumps(header(scenario)) + b"\n")
+        self.tap = Tap(sim, self._write)
+
+    def _write(self, rec: dict) -> None:
         self.out.write(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
+
+    def __call__(self, rec: dict) -> None:
+        self.tap(rec)
 
     def end(self, t_ms: float) -> None:
         """Close the trace with `{"type": "end", "t": ...}`: where the run was cut."""
+        self.tap.flush()
         self.out.write(orjson.dumps({"type": "end", "t": t_ms}) + b"\n")
 
 

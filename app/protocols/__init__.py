@@ -12,10 +12,13 @@ from __future__ import annotations
 from engine.protocols import DEFAULT_PROTOCOL, REGISTRY as ENGINE_REGISTRY
 
 from .base import Adapter, live_workload
+from .lb import LbAdapter
 from .paxos import PaxosAdapter
 from .raft import RaftAdapter
+from .zk import ZkAdapter
 
-ADAPTERS: dict[str, type[Adapter]] = {"raft": RaftAdapter, "paxos": PaxosAdapter}
+ADAPTERS: dict[str, type[Adapter]] = {"raft": RaftAdapter, "paxos": PaxosAdapter, "lb": LbAdapter,
+                                       "zk": ZkAdapter}
 
 _instances: dict[str, Adapter] = {}
 

@@ -17,7 +17,21 @@ protocol subclasses `Adapter`, overrides what its page needs, and adds one regis
     options                             {name: sentence}: switches `configure` accepts
     configure(config, options)          -> the new config dict; BadInput naming
                                            `control.options.<name>` on a bad option
+    reshape(data, options)              -> the scenario dict (`config`, `nodes`, `topology`,
+                                           `workload`) after the page's switches; by default
+                                           `configure` on its config (a protocol whose switches
+                                           reach the workload or the fleet overrides it)
+    series(records, full)               -> what frames carry under `series` of the records the
+                                           world's writing observers wrote (checkers with
+                                           `writes`, e.g. metrics), or None; `full` in a
+                                           snapshot (the whole history: keep it bounded)
+    max_nodes                           nodes a browser session may hold (None: the settings'
+                                        `max_nodes`), for protocols whose nodes are cheap
+    default_speed                       a fresh session's speed (None: the settings')
     timers(config)                      -> {config field: ms} the browser's minimum timer applies to
+    compare_variants(config)            -> {name: {config field: value}}: the configurations compare
+                                           mode can put side by side (default: each switch in
+                                           `options` on and off)
     default_scenario(settings, seed)    -> the scenario dict of a fresh live session
     intro                               {"title", "paragraphs", "suggest"}: the lesson panel's text
                                         when no lesson is open
@@ -45,6 +59,14 @@ class Adapter:
     options: dict[str, str] = {}
     intro: dict[str, Any] = {"title": "", "paragraphs": (), "suggest": ""}
     shortcuts: tuple[tuple[str, str], ...] = ()
+    max_nodes: int | None = None
+    default_speed: float | None = None
+
+    def node_cap(self, settings: Settings) -> int:
+        return self.max_nodes if self.max_nodes is not None else settings.max_nodes
+
+    def series(self, records: list[dict], full: bool) -> Any:
+        return None
 
     # --- frames ----------------------------------------------------------------------------------
     def msg_label(self, msg: dict) -> tuple[str, str]:
@@ -126,6 +148,19 @@ class Adapter:
             if not isinstance(value, bool):
                 raise BadInput(f"control.options.{name}: must be true or false")
             out[name] = value
+        return out
+
+    def reshape(self, data: dict, options: dict[str, Any]) -> dict:
+        return {**data, "config": self.configure(data["config"], options)}
+
+    def compare_variants(self, config: Any) -> dict[str, dict[str, Any]]:
+        """Named config overrides compare mode offers for a scenario with `config` (a name is
+        what the URL's `?compare=a,b` and the `compare` control give). By default each switch of
+        `options` on and off; a protocol adds its own (algorithms, timeouts, modes)."""
+        out: dict[str, dict[str, Any]] = {}
+        for name in self.options:
+            out[f"{name}-on"] = {name: True}
+            out[f"{name}-off"] = {name: False}
         return out
 
     def timers(self, config: Any) -> dict[str, float]:

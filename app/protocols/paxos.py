@@ -89,6 +89,13 @@ class PaxosAdapter(Adapter):
                 "timeout_ms": ([cfg.election_timeout_ms_min, cfg.election_timeout_ms_max]
                                if cfg.mode == "multi" else [cfg.retry_timeout_ms, cfg.retry_timeout_ms])}
 
+    def compare_variants(self, config) -> dict[str, dict[str, Any]]:
+        """Single-decree Paxos beside Multi-Paxos (Lamport, "Paxos Made Simple" §2 and §3):
+        one election per value against one leader for every slot; and the back-off switch.
+        (Basic Paxos takes no key-value clients: switch them off to compare the two.)"""
+        return {"basic": {"mode": "basic"}, "multi": {"mode": "multi"},
+                **super().compare_variants(config)}
+
     def default_scenario(self, settings, seed: int) -> dict:
         """Multi-Paxos with the key-value clients: a live service with a leader, as Raft's free
         play is (single-decree Paxos decides one value and then has nothing to do; its lessons

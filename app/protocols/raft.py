@@ -40,6 +40,17 @@ class RaftAdapter(Adapter):
         cfg = scenario.config
         return {"timeout_ms": [cfg.election_timeout_ms_min, cfg.election_timeout_ms_max]}
 
+    # Election timeout ranges (ms): the default, faster and slower, and one so narrow that
+    # candidates often time out together and split the vote (Raft paper §5.2, thesis §9.3).
+    TIMEOUTS = ((150, 300), (50, 100), (300, 600), (150, 160))
+
+    def compare_variants(self, config) -> dict[str, dict[str, Any]]:
+        """Pre-vote and check-quorum on and off, and the election timeout ranges of `TIMEOUTS`."""
+        out = super().compare_variants(config)
+        for lo, hi in self.TIMEOUTS:
+            out[f"timeout-{lo}-{hi}"] = {"election_timeout_ms_min": lo, "election_timeout_ms_max": hi}
+        return out
+
     def timers(self, config) -> dict[str, float]:
         return {name: getattr(config, name)
                 for name in ("heartbeat_ms", "election_timeout_ms_min", "client_timeout_ms")}

@@ -17,9 +17,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
+from engine.export import CONTENT, EXPORTERS, exporter
 from engine.scenario import ScenarioError
 from engine.sim import Simulation
-from engine.trace import TraceError, header, parse_record, read_trace, scenario_from_header
+from engine.trace import Tap, TraceError, header, parse_record, read_trace, scenario_from_header
 
 from .. import share
 from ..limits import check_raw_scenario, check_replay, check_scenario, decode_share
@@ -112,7 +113,9 @@ def _busy(kind: str, n: int) -> JSONResponse:
                         headers={"Retry-After": "2"})
 
 
-def _trace_lines(payload: str, settings, gate, release) -> tuple[str, AsyncIterator[bytes]]:
+def _trace_lines(payload: str, settings, gate, release,
+                 fmt: str = "ndjson") -> tuple[str, AsyncIterator[bytes]]:
+    """The run's records as NDJSON, or through one of engine/export.py's exporters."""
     try:
         sc, t, _lesson = decode_share(payload, settings)
         check_scenario(sc, settings)
@@ -122,14 +125,25 @@ def _trace_lines(payload: str, settings, gate, release) -> tuple[str, AsyncItera
         raise HTTPException(400, str(e)) from None
     slice_s = settings.replay_slice_ms / 1000
     turn = f"export-{next(_export_ids)}"
+    head = header(sc)
+    if fmt == "ndjson":
+        def encode(recs: list[dict]) -> bytes:
+            return b"".join(orjson.dumps(r) + b"\n" for r in recs)
+        start, finish = orjson.dumps(head) + b"\n", lambda: b""
+    else:
+        x = exporter(fmt, head)
+        def encode(recs: list[dict]) -> bytes:
+            return "".join(x.feed(r) for r in recs).encode()
+        start, finish = x.start().encode(), lambda: x.end().encode()
 
     async def lines() -> AsyncIterator[bytes]:
         nonlocal t
         try:
             sim = Simulation(sc)
             buf: list[dict] = []
-            sim.subscribe(buf.append)
-            yield orjson.dumps(header(sc)) + b"\n"
+            tap = Tap(sim, buf.append)  # with the records observers write (metrics)
+            sim.subscribe(tap)
+            yield start
             while True:
                 while gate.enter(turn):  # a replay's turn, like a session's
                     await asyncio.sleep(settings.frame_interval_ms / 1000)
@@ -145,32 +159,43 @@ def _trace_lines(payload: str, settings, gate, release) -> tuple[str, AsyncItera
                     # Over the work a replay may take: the trace ends here, honestly cut.
                     t = sim.now_ms
                     done = True
+                if done:
+                    tap.flush()
                 if buf:
-                    chunk = b"".join(orjson.dumps(r) + b"\n" for r in buf)
+                    chunk = encode(buf)
                     buf.clear()
-                    yield chunk
+                    if chunk:
+                        yield chunk
                 if done:
                     break
                 await asyncio.sleep(0)
-            yield orjson.dumps(sim.end_record()) + b"\n"  # where the run was cut: an import resumes there
+            # where the run was cut: an import resumes there
+            yield encode([sim.end_record()]) + finish()
         finally:
             gate.leave(turn)
             release()
 
-    return f"playground-seed{sc.seed}-t{int(t)}.ndjson", lines()
+    ext = CONTENT[fmt][1] if fmt in CONTENT else "ndjson"
+    return f"playground-seed{sc.seed}-t{int(t)}.{ext}", lines()
 
 
 @router.get("/api/trace")
 async def export_trace(request: Request, share_payload: str = Query(..., alias="share"),
+                       fmt: str = Query("ndjson", alias="format"),
                        settings=Depends(get_settings), sessions=Depends(get_sessions)):
-    """The documented NDJSON trace of the run a share payload describes, up to its moment.
+    """The documented NDJSON trace of the run a share payload describes, up to its moment; with
+    `format=shiviz|jepsen|porcupine`, the same run in that tool's format (docs/exports.md).
     At most `max_concurrent_exports` at once (503 beyond)."""
+    if fmt != "ndjson" and fmt not in EXPORTERS:
+        raise HTTPException(400, f"format: {fmt[:40]!r} is not one of "
+                                 f"{', '.join(['ndjson', *sorted(EXPORTERS)])}")
     release = _slots(request, "export", settings.max_concurrent_exports).take()
     if release is None:
         return _busy("export", settings.max_concurrent_exports)
-    name, body = _trace_lines(share_payload, settings, sessions.replay_gate, release)
+    name, body = _trace_lines(share_payload, settings, sessions.replay_gate, release, fmt)
     # The body releases its slot when it ends; the background task covers a body never started.
-    return StreamingResponse(body, media_type="application/x-ndjson", background=BackgroundTask(release),
+    media = CONTENT[fmt][0] if fmt in CONTENT else "application/x-ndjson"
+    return StreamingResponse(body, media_type=media, background=BackgroundTask(release),
                              headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 

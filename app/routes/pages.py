@@ -18,6 +18,9 @@ SHORTCUTS = [
     ("Space", "play / pause"),
     (".", "step one event (presenter remotes send it)"),
     ("\u2190 / \u2192", "rewind / forward 100 ms of simulated time"),
+    ("PageDown / PageUp", "a stepped lesson: play to the next step's pause point / back to the "
+                          "step's start (presenter remotes send them)"),
+    ("B", "blank the screen (for the class) / show it again"),
     ("+ / \u2212", "faster / slower"),
     ("H", "heal every partition and cut"),
     ("G", "partition tool: click nodes to put them in a group"),
@@ -39,7 +42,7 @@ def _adapter(protocol: str):
 
 def shortcuts(protocol: str) -> list[tuple[str, str]]:
     a = _adapter(protocol)
-    return SHORTCUTS[:4] + list(a.shortcuts if a else ()) + SHORTCUTS[4:]
+    return SHORTCUTS[:5] + list(a.shortcuts if a else ()) + SHORTCUTS[4:]
 
 
 @router.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)

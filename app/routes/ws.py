@@ -11,9 +11,9 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from engine.scenario import ScenarioError
 
-from ..limits import decode_share, quote
-from ..protocols import DEFAULT_PROTOCOL, available
-from ..session import TokenBucket, default_scenario
+from ..limits import decode_share_link, quote
+from ..protocols import DEFAULT_PROTOCOL, available, get_adapter
+from ..session import TokenBucket, default_scenario, resolve_variants
 from ..sessions import Full
 from ..wire import BadInput, parse_attach
 
@@ -96,6 +96,8 @@ async def stream(websocket: WebSocket):
                 errors.append(f"speed: {quote(q['speed'])} is not a speed between {settings.min_speed:g} "
                               f"and {settings.max_speed:g} (1 = real time)")
                 speed = None
+        if speed is None:
+            speed = get_adapter(protocol).default_speed  # (None: the settings' default)
         scenario, lesson, until, playing = default_scenario(settings, protocol=protocol), None, 0.0, True
         name = q.get("scenario")
         if name:
@@ -104,15 +106,23 @@ async def stream(websocket: WebSocket):
                 errors.append(f"scenario: no lesson named {quote(name)}")
             else:
                 scenario, lesson = lf.scenario, lf.name
+        variants: list = []
         if q.get("share"):
             try:
-                scenario, until, lesson = decode_share(q["share"], settings)
+                scenario, until, lesson, variants = decode_share_link(q["share"], settings)
                 playing = False
             except ScenarioError as e:
                 errors.append(str(e))
+        if q.get("compare") is not None:  # names, comma-separated (replacing a link's own)
+            try:
+                variants = resolve_variants(get_adapter(scenario.protocol), scenario.config,
+                                            [n for n in q["compare"].split(",") if n], "compare")
+            except BadInput as e:
+                errors.append(f"{e}; showing one world")
         try:
             session = manager.create(scenario, lesson, speed, until_ms=until,
-                                     playing=None if playing else False, client=client)
+                                     playing=None if playing else False, client=client,
+                                     variants=variants)
         except Full as e:
             await _refuse(websocket, str(e), 1013)
             return

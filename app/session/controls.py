@@ -13,16 +13,17 @@ from typing import Any
 
 from engine.scenario import ScenarioError
 
-from ..limits import decode_share, quote
+from ..limits import decode_share_link, quote
 from ..protocols import live_workload
-from ..wire import (ActionIn, BadInput, Check, Configure, Lesson, Load, NewSeed, Pause, Play, Reset,
-                    Resync, Seek, Share, Speed, Step, parse_inbound)
+from ..wire import (ActionIn, BadInput, Check, Compare, Configure, Lesson, Load, NewSeed, Pause, Play,
+                    Reset, Resync, Seek, Share, Speed, Step, parse_inbound)
+from .compare import resolve_variants
 from .ratelimit import TokenBucket
 
 log = logging.getLogger("playground.session")
 
 # Controls that rebuild the world: they count `ws_heavy_cost` frames against the rate limit.
-HEAVY = (Load, Reset, Configure, NewSeed, Lesson)
+HEAVY = (Load, Reset, Configure, NewSeed, Lesson, Compare)
 
 
 class ControlsMixin:
@@ -76,10 +77,15 @@ class ControlsMixin:
             if self.sim.now_ms >= self.scenario.duration_ms:
                 raise BadInput(f"control.play: the scenario ends at {self.scenario.duration_ms:g} ms; "
                                "rewind or reset first")
+            if msg.until is not None and msg.until <= self.sim.now_ms:
+                raise BadInput(f"control.until: {msg.until:g} ms is not after now "
+                               f"({self.sim.now_ms:g} ms)")
+            self.pause_at = msg.until
             self.playing = True
             self._resync_refs()
             self.queue_snapshot()
         elif isinstance(msg, Pause):
+            self.pause_at = None
             self.playing = False
             self.queue_events()
             self.queue_snapshot()
@@ -96,25 +102,32 @@ class ControlsMixin:
             self._resync_refs()
             self.queue_snapshot()
         elif isinstance(msg, Seek):
+            self.pause_at = None
             self.seek(msg.t)  # a job: its snapshot follows when it is done
         elif isinstance(msg, Reset):
-            self.load(self.scenario, self.lesson, playing=self.playing)
+            self.load(self.origin, self.lesson, playing=self.playing, variants=self.variants)
         elif isinstance(msg, NewSeed):
             seed = msg.seed if msg.seed is not None else random.SystemRandom().randrange(1, 1_000_000)
-            self.load(self.scenario.with_(seed=seed, actions=[]), self.lesson, playing=self.playing)
+            self.load(self.origin.with_(seed=seed, actions=[]), self.lesson, playing=self.playing,
+                      variants=self.variants)
         elif isinstance(msg, Lesson):
             lf = self.lessons.get(msg.name)
             if lf is None:
                 raise BadInput(f"control.name: no lesson {msg.name!r} (known: "
                                f"{', '.join(sorted(self.lessons)) or 'none'})")
-            self.load(lf.scenario, lf.name, playing=True)
+            self.load(lf.scenario, lf.name, playing=True)  # one world: a lesson is its own story
         elif isinstance(msg, Configure):
             self._configure(msg)
+        elif isinstance(msg, Compare):
+            self._compare(msg)
         elif isinstance(msg, Load):
-            sc, t, lesson = decode_share(msg.share, s)
-            self.load(sc, lesson, until_ms=t, playing=False)
+            sc, t, lesson, variants = decode_share_link(msg.share, s)
+            self.load(sc, lesson, until_ms=t, playing=False, variants=variants)
         elif isinstance(msg, Share):
-            self._queue({"type": "share", "payload": self.share_payload()})
+            frame = {"type": "share", "payload": self.share_payload()}
+            if len(self.panes) > 1:
+                frame["worlds"] = self.world_payloads()  # each world alone, as a single-world link
+            self._queue(frame)
         elif isinstance(msg, Resync):
             if not self._snapshot_pending:  # repeated requests collapse into the pending one
                 self.queue_snapshot()
@@ -143,7 +156,7 @@ class ControlsMixin:
             return True
         if isinstance(msg, Resync):
             return True
-        if isinstance(msg, (Reset, NewSeed, Lesson, Configure, Load)):
+        if isinstance(msg, (Reset, NewSeed, Lesson, Configure, Load, Compare)):
             return False  # `load` drops the job (only once the new scenario passed its checks)
         what = "action" if isinstance(msg, ActionIn) else f"control.{msg.do}"
         raise self._busy(what)
@@ -151,11 +164,12 @@ class ControlsMixin:
     def _configure(self, msg: Configure) -> None:
         """Rebuild the world with another shape: node count, mutations, the protocol's own
         switches (`options`, validated by the adapter), background clients."""
-        sc = self.scenario
+        sc = self.origin  # in compare mode the variants go on top of the new shape
         changes: dict[str, Any] = {"actions": []}
         if msg.nodes is not None:
-            if msg.nodes > self.settings.max_nodes:
-                raise BadInput(f"control.nodes: at most {self.settings.max_nodes} nodes per session")
+            cap = self.adapter.node_cap(self.settings)
+            if msg.nodes > cap:
+                raise BadInput(f"control.nodes: at most {cap} nodes per session")
             changes["nodes"] = msg.nodes
         cfg = sc.config.model_dump(mode="json")
         if msg.mutations is not None:
@@ -165,9 +179,20 @@ class ControlsMixin:
                 raise BadInput(f"control.mutations: unknown mutation {quote(bad[0])} "
                                f"(known: {', '.join(sorted(known)) or 'none'})")
             cfg["mutations"] = sorted(set(msg.mutations))
-        if msg.options:
-            cfg = self.adapter.configure(cfg, msg.options)
         changes["config"] = cfg
         if msg.workload is not None:
             changes["workload"] = (live_workload(self.settings) if msg.workload else None)
-        self.load(sc.with_(**changes), self.lesson, playing=self.playing)
+        if msg.options:
+            data = sc.to_dict()
+            data = {k: changes.get(k, data.get(k)) for k in ("config", "nodes", "topology", "workload")}
+            changes.update(self.adapter.reshape(data, msg.options))
+        self.load(sc.with_(**changes), self.lesson, playing=self.playing, variants=self.variants)
+
+    def _compare(self, msg: Compare) -> None:
+        """Enter compare mode (2-4 variant names), change its variants, or leave it (none): the
+        run so far (its actions, up to now) is replayed in every world, which ends paused here."""
+        variants = resolve_variants(self.adapter, self.origin.config, list(msg.variants),
+                                    "control.variants")
+        now = self.sim.now_ms
+        sc = self.origin.with_(actions=list(self.sim.actions))
+        self.load(sc, self.lesson, until_ms=now, playing=self.playing, variants=variants)

@@ -1,7 +1,9 @@
 """A session: one browser's world, its frames and its runner, assembled from one mixin per concern.
 
     world.py     `World`: the simulation, its timeline, checkpoints, rewinds and forks
-    frames.py    `FramesMixin`: hello, snapshot and events frames, and what the page was told
+    frames.py    `FramesMixin`, `Pane`: hello, snapshot and events frames, and what the page was
+                 told about each world
+    compare.py   the compare variants: names resolved against the adapter's offer, worlds built
     controls.py  `ControlsMixin`: inbound frames, validated and applied
     replay.py    `ReplayMixin`, `Replay`, `ReplayGate`: replay jobs and their admission
     runner.py    `RunnerMixin`: pacing against the wall clock, the socket
@@ -19,22 +21,29 @@ import time
 from engine.protocols import get_protocol
 from engine.scenario import Scenario
 
+from .. import share
 from ..lessons import LessonFile
 from ..limits import check_replay, check_scenario
 from ..outbox import Outbox
 from ..protocols import get_adapter
 from ..settings import Settings
+from .compare import build_worlds
 from .controls import ControlsMixin
-from .frames import FramesMixin
+from .frames import FramesMixin, Pane
 from .replay import ReplayGate, ReplayMixin
 from .runner import RunnerMixin
 from .world import World
+
+# A follower world runs to the pacer's moment whatever it costs (a budget this large never
+# stops it; it also keeps `World.advance` from taking a checkpoint the tick did not plan for).
+_FOLLOW = 1 << 62
 
 
 class Session(RunnerMixin, ControlsMixin, ReplayMixin, FramesMixin):
     def __init__(self, sid: str, settings: Settings, lessons: dict[str, LessonFile],
                  scenario: Scenario, lesson: str | None = None, speed: float | None = None,
-                 until_ms: float = 0.0, playing: bool | None = None):
+                 until_ms: float = 0.0, playing: bool | None = None,
+                 variants: list[tuple[str, dict]] | None = None):
         self.id = sid
         self.settings = settings
         self.lessons = lessons
@@ -53,13 +62,19 @@ class Session(RunnerMixin, ControlsMixin, ReplayMixin, FramesMixin):
         # sends stay stuck, see `stalled`). None when it is not sending.
         self.sending_since: float | None = None
         self._snapshot_pending = False  # a snapshot is in the outbox (repeated requests collapse)
-        self._lin_told: bool | None = True  # the linearizability result the page was last told
+        # One pane per world (a world and what the page was told of it); `pane` is the focused
+        # one, through which `sim`, `told`, `job`... are read (see `_each`). Compare mode holds
+        # 2-4, each the same scenario under one of `variants` (name, config overrides).
+        self.panes: list[Pane] = []
+        self.pane: Pane | None = None
+        self.variants: list[tuple[str, dict]] = []
         self._wake: asyncio.Future | None = None
         self.closed = False
         self.last_input = time.monotonic()
         self.detached_at: float | None = None
         self.speed = self._clamp_speed(speed if speed is not None else settings.default_speed)
         self.playing = True
+        self.pause_at: float | None = None  # `play` with `until`: where live play stops
         self.behind = False
         self.sim_ref = 0.0
         self.wall_ref = 0.0
@@ -67,42 +82,60 @@ class Session(RunnerMixin, ControlsMixin, ReplayMixin, FramesMixin):
         self.stats: list[float] | None = None  # set by the manager when bench_stats is on
         self.phase_s = 0.0  # where in each frame interval this session ticks (set by the manager)
         self.gate: ReplayGate | None = None  # set by the manager; None: replay whenever due
-        self.job: Replay | None = None
         self.queued_at = 0  # place in the replay queue last told (0: replaying or no job)
-        # One bound method, kept: `unsubscribe` compares by identity, and every `self._on_record`
-        # is a new object.
-        self._observer = self._on_record
-        self.load(scenario, lesson, until_ms=until_ms, playing=playing)
+        self.load(scenario, lesson, until_ms=until_ms, playing=playing, variants=variants)
 
     # --- building and rebuilding the world -------------------------------------------------------
     def load(self, scenario: Scenario, lesson: str | None, until_ms: float = 0.0,
-             playing: bool | None = None) -> None:
-        """Start the session over on `scenario` (its actions become the timeline), at `until_ms`.
+             playing: bool | None = None, variants: list[tuple[str, dict]] | None = None) -> None:
+        """Start the session over on `scenario` (its actions become the timeline), at `until_ms`;
+        with `variants` (2-4 of (name, config overrides)), as that many worlds in lock step.
 
         The replay to `until_ms` is a job for the runner: `hello` goes out at once, progress
         frames while it runs, and the snapshot when it is done."""
-        check_scenario(scenario, self.settings)
-        check_replay(scenario, until_ms, self.settings)
+        worlds = build_worlds(scenario, variants or [])
+        for sc in worlds:
+            check_scenario(sc, self.settings)
+        check_replay(scenario, until_ms, self.settings, worlds=len(worlds))
         self._end_job()
+        self.pause_at = None
         self.adapter = get_adapter(scenario.protocol)
         self.protocol = get_protocol(scenario.protocol)
         self.lesson = lesson
-        self.world = World(scenario, self.settings)
-        self._attach()
+        self.origin = scenario  # what the variants apply to (its actions are every world's)
+        self.variants = list(variants or [])
+        names = [name for name, _ in self.variants] or [None]
+        self.panes = [Pane(World(sc, self.settings), name) for sc, name in zip(worlds, names)]
+        self.pane = self.panes[0]
+        for _ in self._each():
+            self._attach()
         if playing is not None:
             self.playing = playing
         self._resync_refs()
         self.outbox.clear()
         self._snapshot_pending = False
-        self.pending_recs.clear()
         self.new_acts: list[dict] = []  # clicks recorded since the last `events` frame
         self.queue_hello()
+        first = next((st.until_ms for st in scenario.steps if st.until_ms is not None), None)
+        if until_ms == 0 and first is not None:
+            self.pause_at = first  # a stepped lesson plays to its first pause point
         if until_ms > 0:
             # The replay to `until_ms` (a share link, an import) is told in words when it is done.
             self.playing = False
             self._start_job("load", until_ms, seen_ms=-1.0)
         else:
             self.queue_snapshot()
+
+    def _each(self, first: int = 0):
+        """Focus each world in turn from the `first` (yielding its pane), then the first again:
+        what is read through the session (`sim`, `told`, `job`...) is then that world's."""
+        try:
+            for p in self.panes[first:]:
+                self.pane = p
+                yield p
+        finally:
+            if self.panes:
+                self.pane = self.panes[0]
 
     # The world's state, read (and, for tests and the runner, set) through the session.
     @property
@@ -139,23 +172,67 @@ class Session(RunnerMixin, ControlsMixin, ReplayMixin, FramesMixin):
 
     def advance(self, target_ms: float, budget: int | None = None,
                 deadline: float | None = None) -> bool:
-        return self.world.advance(target_ms, budget, deadline)
+        """Run every world to `target_ms` in lock step (`World.advance` for one). With a budget or
+        a deadline, the world that cost most last time goes first with its share of them (the
+        pacer) and the others follow to wherever it stopped, so all stop at the same `now_ms`;
+        each follower costs about what the pacer did, so N worlds share one tick's budget."""
+        if len(self.panes) == 1:
+            return self.world.advance(target_ms, budget, deadline)
+        if budget is None and deadline is None:
+            return all(p.world.advance(target_ms) for p in self.panes)
+        n = len(self.panes)
+        pacer = max(self.panes, key=lambda p: p.cost)
+        share_deadline = None
+        if deadline is not None:
+            now = time.perf_counter()
+            share_deadline = now + (deadline - now) / n
+        e0 = pacer.world.sim.events
+        ok = pacer.world.advance(target_ms, None if budget is None else max(1, budget // n),
+                                share_deadline)
+        pacer.cost = pacer.world.sim.events - e0
+        reached = pacer.world.sim.now_ms
+        for p in self.panes:
+            if p is not pacer:
+                e0 = p.world.sim.events
+                p.world.advance(reached, budget=_FOLLOW)
+                p.cost = p.world.sim.events - e0
+        return ok
+
+    def events_total(self) -> int:
+        """The events every world has processed (the caps on a run's work apply to the sum)."""
+        return sum(p.world.sim.events for p in self.panes)
 
     def step(self, count: int) -> None:
-        """Pause and process exactly `count` events."""
+        """Pause and process exactly `count` events (in compare mode, in the first world; the
+        others follow to its moment)."""
         self.playing = False
         self.world.step(count)
+        for p in self.panes[1:]:
+            p.world.advance(self.sim.now_ms, budget=_FOLLOW)
+            p.world.horizon = max(p.world.horizon, p.world.sim.now_ms)
         self._resync_refs()
 
     def act(self, data: dict) -> dict:
-        """A click, recorded on the timeline (forking it) and applied now, even when paused."""
-        rec = self.world.act(data)
-        self.new_acts.append(rec)
+        """A click, recorded on the timeline (forking it) and applied now, even when paused; in
+        compare mode in every world at the same moment, once every world has accepted it."""
+        if len(self.panes) > 1:
+            for p in self.panes:
+                p.world.check_action(data, p.variant)
+        recs = [p.world.act(data) for p in self.panes]
+        self.new_acts.append(recs[0])
         self._resync_refs()
-        return rec
+        return recs[0]
 
     def share_payload(self) -> str:
-        return self.world.share_payload(self.lesson)
+        """The share link: the origin scenario, the actions, the moment and the variants."""
+        if len(self.panes) == 1:
+            return self.world.share_payload(self.lesson)
+        sc = self.origin.with_(actions=list(self.sim.actions))
+        return share.encode(sc, self.sim.now_ms, self.lesson, variants=self.variants)
+
+    def world_payloads(self) -> list[str]:
+        """Each world's own single-world share link (its variant applied), in order."""
+        return [p.world.share_payload(self.lesson) for p in self.panes]
 
     def _resync_refs(self) -> None:
         self.sim_ref = self.sim.now_ms

@@ -3,7 +3,13 @@
 Protocol-agnostic: what a node's summary holds, a pill's label, a record's sentence and a
 protocol's state deltas come from the adapter (`app/protocols/`). What the page has been told
 (pills shown, each node's last-told state, the waiting messages, the verdicts) lives here, beside
-the observer that feeds it; one world, one set of these.
+the observer that feeds it: one set per world, in that world's `Pane`. The session reads them
+through the focused pane (`self.pane`), so the same code builds any world's part of a frame.
+
+Compare mode (several worlds in lock step): a frame's own fields are the first world's, exactly as
+a single world's frame, and `worlds` lists the others' parts in order (their fields without the
+shared `type`, `t`, `w`, `playing`, `speed`, `horizon`, `end`, `behind`, `acts`). A single world's
+frames carry no `worlds`.
 """
 
 from __future__ import annotations
@@ -11,7 +17,82 @@ from __future__ import annotations
 from typing import Any
 
 
+class Pane:
+    """One world and what the frames told the page about it (one per world; compare mode holds
+    several). `observer` is bound once: `unsubscribe` compares by identity."""
+
+    __slots__ = ("world", "variant", "pending_recs", "shown", "msg_to", "told", "violation_count",
+                 "lin", "waiting_told", "lin_told", "job", "cost", "observer", "disk_told",
+                 "writers", "written_told")
+
+    def __init__(self, world, variant: str | None = None):
+        self.world = world
+        self.variant = variant  # the compare variant's name (None: a single world)
+        self.pending_recs: list[dict] = []
+        self.shown: set[int] = set()
+        self.msg_to: dict[int, str] = {}
+        self.told: dict[str, Any] = {}
+        self.violation_count = 0
+        self.lin = None
+        self.waiting_told: tuple[bool, list[int]] = (False, [])
+        self.lin_told: bool | None = True  # the linearizability result the page was last told
+        self.job = None  # this world's part of the session's replay job (app/session/replay.py)
+        self.cost = 0  # events its last tick took (the costliest paces the next tick)
+        self.observer = self.on_record
+        self.disk_told: dict[str, bool] = {}  # the disk indicator each node was last shown with
+        self.writers: list = []  # observers that write records (metrics)
+        self.written_told: list[int] = []  # how many of each one's records the page was sent
+
+    def on_record(self, rec: dict) -> None:
+        self.pending_recs.append(rec)
+
+
+class _PaneAttr:
+    """A session attribute that belongs to the focused world's `Pane` (`session.pane`)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        return getattr(obj.pane, self.name)
+
+    def __set__(self, obj, value) -> None:
+        setattr(obj.pane, self.name, value)
+
+
+# The fields every world of a compare session shares (the frame's own, told once).
+_SHARED = frozenset(("type", "t", "w", "seq", "playing", "speed", "horizon", "end", "behind", "acts",
+                     "session", "secret", "protocol", "title", "layout", "topology", "lesson",
+                     "mutations", "options", "invariants", "limits", "compare", "compare_variants"))
+
+
+def _part(frame: dict) -> dict:
+    """A world's part of a compare frame: its frame less the shared fields."""
+    return {k: v for k, v in frame.items() if k not in _SHARED}
+
+
 class FramesMixin:
+    # What the page was told about a world belongs to that world's pane: read through the focused
+    # one (`self.pane`, see `Session._each`).
+    world = _PaneAttr("world")
+    pending_recs = _PaneAttr("pending_recs")
+    shown = _PaneAttr("shown")
+    msg_to = _PaneAttr("msg_to")
+    told = _PaneAttr("told")
+    violation_count = _PaneAttr("violation_count")
+    lin = _PaneAttr("lin")
+    job = _PaneAttr("job")
+    _waiting_told = _PaneAttr("waiting_told")
+    _lin_told = _PaneAttr("lin_told")
+    _observer = _PaneAttr("observer")
+    disk_told = _PaneAttr("disk_told")
+    writers = _PaneAttr("writers")
+    written_told = _PaneAttr("written_told")
+
     # --- the outbox ------------------------------------------------------------------------------
     def _queue(self, frame: dict) -> None:
         """Queue a frame, stamped with the simulated time it describes (now, not at flush). A page
@@ -46,9 +127,10 @@ class FramesMixin:
         # The on-demand searches (linearizability): flagged by the checker, never by name.
         self.lin = next((c for c in sim.checkers if c.search), None)
         self._waiting_told: tuple[bool, list[int]] = (False, [])
-
-    def _on_record(self, rec: dict) -> None:
-        self.pending_recs.append(rec)
+        self.disk_told = {}
+        # Observers that write records (metrics): what of theirs the page has been sent.
+        self.writers = [c for c in sim.checkers if c.writes]
+        self.written_told = [len(c.out) for c in self.writers]
 
     def _violation_count(self) -> int:
         return sum(len(c.violations) for c in self.sim.checkers)
@@ -60,6 +142,8 @@ class FramesMixin:
         out = self.adapter.node(v, full, log_window)
         out["status"] = v["status"]
         out["timers"] = dict(v["timers"]) if v["status"] == "up" else {}
+        if "disk" in v:  # with a storage latency: a write in flight (engine/storage.py)
+            out["disk"] = v["disk"]
         return out
 
     def _invariants(self) -> list[dict]:
@@ -91,17 +175,45 @@ class FramesMixin:
         label, cls = self.adapter.msg_label(msg)
         return [mid, src, dst, t0 / 1000, t1 / 1000, label, cls]
 
+    def _written(self, full: bool) -> Any:
+        """The writing observers' records for the page, through the adapter (`series`): all of
+        them in a snapshot, those since the last frame otherwise."""
+        if not self.writers:
+            return None
+        recs: list[dict] = []
+        for i, c in enumerate(self.writers):
+            out = c.out
+            recs += out if full else out[self.written_told[i]:]
+            self.written_told[i] = len(out)
+        if not recs and not full:
+            return None
+        return self.adapter.series(recs, full)
+
     def _waiting(self) -> tuple[bool, list[int]]:
         sim = self.sim
         return (sim.manual, list(sim.waiting))
 
     # --- frames ----------------------------------------------------------------------------------
     def queue_hello(self) -> None:
+        frame = self._hello()
+        # What compare mode can put side by side (the adapter's named config overrides).
+        frame["compare_variants"] = self.adapter.compare_variants(self.origin.config)
+        if len(self.panes) > 1:
+            origin = {k: v for k, v in self.origin.to_dict().items() if k != "actions"}
+            frame["compare"] = {"origin": origin,
+                                "variants": [[name, over] for name, over in self.variants]}
+            # Each world's scenario (its variant applied) and what its adapter adds; the branch's
+            # actions are the same in every world.
+            frame["worlds"] = [{k: v for k, v in _part(self._hello()).items() if k != "actions"}
+                               for _ in self._each(first=1)]
+        self._queue(frame)
+
+    def _hello(self) -> dict:
         sc = self.scenario
         sim = self.sim
         lf = self.lessons.get(self.lesson) if self.lesson else None
         topo = sim.topology
-        self._queue({
+        return {
             "type": "hello",
             "session": self.id,
             "secret": self.secret,
@@ -116,6 +228,8 @@ class FramesMixin:
             "lesson": ({"name": lf.name, "title": lf.title, "notes": lf.notes, "suggest": lf.suggest}
                        if lf else ({"name": self.lesson, "title": sc.title or self.lesson,
                                     "notes": "", "suggest": ""} if self.lesson else None)),
+            # A stepped lesson's steps ({caption, until_ms?, question?}); the page walks them.
+            "steps": [st.model_dump(exclude_none=True) for st in self.base.steps],
             "mutations": dict(self.protocol.mutations),
             "active_mutations": list(getattr(sc.config, "mutations", ())),
             "options": dict(self.adapter.options),
@@ -126,19 +240,29 @@ class FramesMixin:
                        "max_nodes": self.settings.max_nodes,
                        "frame_interval_ms": self.settings.frame_interval_ms,
                        "log_window": self.settings.log_window},
-        })
+        }
 
     def queue_snapshot(self) -> None:
         sim = self.sim
         self.queue_events()  # whatever happened before belongs to the previous picture
         # This snapshot is the whole picture: the state frames still waiting are redundant.
         self.outbox.collapse(self.settings.words_per_frame, backed_up_only=True)
+        self._snapshot_pending = True
+        frame = self._snapshot()
+        if len(self.panes) > 1:
+            frame["worlds"] = [_part(self._snapshot()) for _ in self._each(first=1)]
+        self._queue(frame)
+
+    def _snapshot(self) -> dict:
+        """The focused world's snapshot (what the page is told of it is now all of it)."""
+        sim = self.sim
         lw = self.settings.log_window
         nodes = {nid: self._node(v, True, lw) for nid, v in sim.views().items()}
         self.shown = set(sim.flight)
-        self._snapshot_pending = True
         self._waiting_told = self._waiting()
-        self._queue({
+        series = self._written(True)
+        return {
+            **({"series": series} if series is not None else {}),
             "type": "snapshot", "t": sim.now_ms, "digest": sim.digest(), "playing": self.playing,
             "speed": self.speed, "horizon": self.horizon, "end": self.scenario.duration_ms,
             "nodes": nodes,
@@ -146,13 +270,29 @@ class FramesMixin:
             "manual": sim.manual, "waiting": list(sim.waiting),
             "net": self._net(), "inv": self._invariants(), "actions": len(sim.actions),
             "events": sim.events, "behind": self.behind,
-        })
+        }
 
     def queue_events(self, due_wall_ms: float | None = None) -> None:
-        """Turn the records since the last frame into an `events` frame."""
-        recs = self.pending_recs
-        if not recs and due_wall_ms is None and not self.new_acts:
+        """Turn the records since the last frame into an `events` frame (in compare mode, one
+        frame for every world's records)."""
+        if len(self.panes) == 1:
+            frame = self._events(due_wall_ms)
+            if frame is not None:
+                self._queue(frame)
             return
+        quiet = due_wall_ms is None and not self.new_acts and not any(
+            p.pending_recs for p in self.panes)
+        if quiet:
+            return
+        frame = self._events(due_wall_ms, force=True)
+        frame["worlds"] = [_part(self._events(None, force=True)) for _ in self._each(first=1)]
+        self._queue(frame)
+
+    def _events(self, due_wall_ms: float | None, force: bool = False) -> dict | None:
+        """The focused world's `events` frame, or None when there is nothing to say."""
+        recs = self.pending_recs
+        if not recs and due_wall_ms is None and not self.new_acts and not force:
+            return None
         sim = self.sim
         flight = sim.flight
         adapter = self.adapter
@@ -160,6 +300,7 @@ class FramesMixin:
         sent: dict[int, dict] = {}
         gone: list[list] = []
         drops: list[list] = []
+        ended: dict[int, tuple[float, str | None]] = {}  # sent this frame and already gone
         deltas: dict[str, list] = {}
         words: list[list] = []
         net_changed = False
@@ -177,14 +318,18 @@ class FramesMixin:
                     dirty.add(to)
                 if mid in self.shown:
                     self.shown.discard(mid)
-                    gone.append([mid, None])
+                    gone.append([mid, None, r["t"]])
+                elif mid in sent:
+                    ended[mid] = (r["t"], None)
             elif kind == "drop":
                 mid = r["id"]
                 msg_to.pop(mid, None)
                 if mid in self.shown:
                     self.shown.discard(mid)
-                    gone.append([mid, r["why"]])
-                elif mid in sent and mid not in flight:
+                    gone.append([mid, r["why"], r["t"]])
+                elif mid in sent:
+                    ended[mid] = (r["t"], r["why"])
+                if mid in sent and mid not in flight and mid not in self.shown:
                     s = sent[mid]
                     drops.append([s["from"], s["to"], adapter.msg_label(s["msg"])[0], r["why"]])
             else:
@@ -216,6 +361,21 @@ class FramesMixin:
             frame["del"] = gone
         if drops:
             frame["drops"] = drops[-50:]
+        if ended:
+            # Messages that lived and ended between two frames (never drawn as pills), for the
+            # space-time diagram: [id, from, to, sent, ended, label, class, why | null].
+            brief = []
+            for mid, (t_end, why) in list(ended.items())[-self.settings.brief_per_frame:]:
+                s = sent[mid]
+                label, cls = adapter.msg_label(s["msg"])
+                brief.append([mid, s["from"], s["to"], s["t"], t_end, label, cls, why])
+            frame["brief"] = brief
+        if sim.disk is not None:  # a write began or ended: no record says so, the indicator does
+            for nid in sim.servers:
+                busy = sim.disk_busy(nid)
+                if self.disk_told.get(nid, False) != busy:
+                    self.disk_told[nid] = busy
+                    dirty.add(nid)
         if dirty:
             views = sim.views()
             frame["nodes"] = {n: self._node(views[n], False, 0) for n in sorted(dirty) if n in views}
@@ -230,6 +390,10 @@ class FramesMixin:
             frame["ev"] = words
         if net_changed:
             frame["net"] = self._net()
+        if self.writers:
+            series = self._written(False)
+            if series is not None:
+                frame["series"] = series
         if self.new_acts:
             frame["acts"] = self.new_acts
             self.new_acts = []
@@ -247,4 +411,4 @@ class FramesMixin:
             frame["inv"] = self._invariants()
         if self.behind:
             frame["behind"] = True
-        self._queue(frame)
+        return frame

@@ -127,18 +127,24 @@ class ReplayMixin:
     # --- time controls -------------------------------------------------------------------------
     def seek(self, t_ms: float) -> None:
         """Go to simulated time t (back or forward) on the current branch, as a replay job (which
-        supersedes any job in progress). Pauses."""
+        supersedes any job in progress). Pauses. In compare mode every world goes there, each
+        from its own checkpoints, as one job."""
         try:
-            check_replay(self.scenario, t_ms, self.settings, where="control.t")
+            check_replay(self.scenario, t_ms, self.settings, where="control.t", worlds=len(self.panes))
         except ScenarioError as e:
             raise BadInput(str(e)) from None
         t_ms = round(t_ms, 3)
         self.playing = False
+        if self.job is None:
+            self.queue_events()  # what happened before the seek belongs to the last picture
+        for _ in self._each():
+            self._seek_world(t_ms)
+
+    def _seek_world(self, t_ms: float) -> None:
+        """The focused world's part of a seek."""
         job = self.job
         if t_ms < self.sim.now_ms:
             seen = self.sim.now_ms
-            if job is None:
-                self.queue_events()  # what happened before the seek belongs to the last picture
             cp_t = self.world.rewind(t_ms)
             self._attach(messages=False)
             if job is not None:
@@ -154,23 +160,28 @@ class ReplayMixin:
                 # state up to date.
                 self.job = Replay("seek", self.sim.now_ms, t_ms, seen, self.settings.words_per_frame,
                                   self.sim.events)
-            return
-        if job is not None:
+        elif job is not None:
             job.target_ms = t_ms  # forward from here: the same job goes further
-            return
-        self._start_job("seek", t_ms, seen_ms=self.sim.now_ms)
+        else:
+            self._start_world_job("seek", t_ms, seen_ms=self.sim.now_ms)
 
     # --- replay jobs ---------------------------------------------------------------------------
     def _start_job(self, kind: str, target_ms: float, seen_ms: float) -> None:
         if self.job is None:
             self.queue_events()  # what happened before belongs to the previous picture
+        for _ in self._each():
+            self._start_world_job(kind, target_ms, seen_ms)
+
+    def _start_world_job(self, kind: str, target_ms: float, seen_ms: float) -> None:
+        if self.job is None:
             self.sim.unsubscribe(self._observer)
             self.sim.subscribe(self._observer, messages=False)  # a replay draws no pills
         self.job = Replay(kind, self.sim.now_ms, target_ms, seen_ms, self.settings.words_per_frame,
                           self.sim.events)
 
     def _end_job(self) -> None:
-        self.job = None
+        for p in self.panes:
+            p.job = None
         self.queued_at = 0
         if self.gate is not None:
             # Its CPU so far is remembered: a session's next replay queues behind fresher ones.
@@ -198,17 +209,22 @@ class ReplayMixin:
 
     def run_job_slice(self, budget_s: float) -> bool:
         """Advance the job by at most `budget_s` of CPU; True when it is finished (its frames
-        queued), False when there is more to do (a progress frame queued now and then).
+        queued), False when there is more to do (a progress frame queued now and then). In
+        compare mode the worlds share the slice (what one leaves goes to the next).
 
         A replay is bounded by its work, not only by simulated time: after each slice its cost
-        (events) is extrapolated to the target, and a job estimated, or found, to need more than
-        `max_replay_events` stops where it is with a sentence naming the limit."""
-        job = self.job
+        (events, summed over the worlds) is extrapolated to the target, and a job estimated, or
+        found, to need more than `max_replay_events` stops where it is with a sentence naming the
+        limit."""
         start = time.perf_counter()
-        if self.world.checkpoint_due():
-            self.world.checkpoint()
-        done = self.advance(job.target_ms, deadline=start + budget_s)
-        self._fold_job_records()
+        n = len(self.panes)
+        done = True
+        for i, _ in enumerate(self._each()):
+            if self.world.checkpoint_due():
+                self.world.checkpoint()
+            done = self.world.advance(self.job.target_ms,
+                                      deadline=start + budget_s * (i + 1) / n) and done
+            self._fold_job_records()
         if self.gate is not None:
             self.gate.charge(self.id, time.perf_counter() - start)
         if done:
@@ -219,6 +235,7 @@ class ReplayMixin:
             self._stop_job_over_cost(cost)
             return True
         now = time.monotonic()
+        job = self.job
         if now - job.told_at >= self.settings.frame_interval_ms / 1000:
             job.told_at = now
             self.queue_progress()
@@ -226,17 +243,21 @@ class ReplayMixin:
 
     def _job_cost_estimate(self) -> int | None:
         """None while the job fits `max_replay_events`; else the events it is estimated (from its
-        rate so far) or found to need."""
-        job, sim = self.job, self.sim
+        rate so far) or found to need, over every world."""
         limit = self.settings.max_replay_events
-        done = sim.events - job.events0
-        if done > limit:
-            return done
-        span = sim.now_ms - job.from_ms
-        if span <= 0 or done < 1000:
-            return None  # too little seen to extrapolate
-        estimate = int(done / span * (job.target_ms - job.from_ms))
-        return estimate if estimate > limit else None
+        done_all = estimate_all = 0
+        for p in self.panes:
+            job, sim = p.job, p.world.sim
+            done = sim.events - job.events0
+            done_all += done
+            span = sim.now_ms - job.from_ms
+            if span <= 0 or done < 1000:
+                estimate_all += done  # too little seen to extrapolate
+            else:
+                estimate_all += int(done / span * (job.target_ms - job.from_ms))
+        if done_all > limit:
+            return done_all
+        return estimate_all if estimate_all > limit else None
 
     def _stop_job_over_cost(self, estimate: int) -> None:
         job = self.job
@@ -250,27 +271,42 @@ class ReplayMixin:
             "on from here, or share an earlier moment")
 
     def _finish_job(self) -> None:
-        """The job is over (done, or stopped by `pause`): tell the stretch, send the picture."""
-        job = self.job
+        """The job is over (done, or stopped by `pause` or its cost): tell the stretch, send the
+        picture. Compare worlds stopped part-way are first brought to the furthest one's moment,
+        so they are in lock step again."""
+        furthest = max(p.world.sim.now_ms for p in self.panes)
+        jobs = []
+        for _ in self._each():
+            if self.sim.now_ms < furthest:
+                self.world.advance(furthest, budget=1 << 62)
+                self._fold_job_records()
+            jobs.append(self.job)
         self._end_job()
-        sim = self.sim
-        sim.unsubscribe(self._observer)
-        sim.subscribe(self._observer)
-        self.msg_to = {mid: f[1] for mid, f in sim.flight.items()}
-        self.world.horizon = max(self.world.horizon, sim.now_ms)
-        self._resync_refs()
-        if job.words:
+        parts = []
+        for i, _ in enumerate(self._each()):
+            job, sim = jobs[i], self.sim
+            sim.unsubscribe(self._observer)
+            sim.subscribe(self._observer)
+            self.msg_to = {mid: f[1] for mid, f in sim.flight.items()}
+            self.world.horizon = max(self.world.horizon, sim.now_ms)
+            self.violation_count = self._violation_count()
             words = list(job.words)
-            if job.skipped:
+            if words and job.skipped:
                 words.insert(0, [words[0][0], f"\u2026 {job.skipped} more events (slow down to read them)"])
-            self._queue({"type": "events", "t": sim.now_ms, "ev": words})
-        self.violation_count = self._violation_count()
+            parts.append({"ev": words} if words else {})
+        self._resync_refs()
+        if any(parts):
+            frame = {"type": "events", "t": self.sim.now_ms, **parts[0]}
+            if len(parts) > 1:
+                frame["worlds"] = parts[1:]
+            self._queue(frame)
         self.queue_snapshot()
 
     def queue_progress(self) -> None:
         job = self.job
+        done = min(p.job.done_fraction(p.world.sim.now_ms) for p in self.panes)
         frame = {"type": "progress", "kind": job.kind, "from": job.from_ms, "to": job.target_ms,
-                 "done": round(job.done_fraction(self.sim.now_ms), 3)}
+                 "done": round(done, 3)}
         if self.queued_at:
             frame["queued"] = self.queued_at
         self._queue(frame)

@@ -130,32 +130,38 @@ class RunnerMixin:
             # A session stops where it could still be shared and replayed: at the scenario's end
             # or after max_replay_ms, whichever comes first (state, and so checkpoints, stay bounded).
             end, why = self._shareable_end()
+            if self.pause_at is not None and self.pause_at < end:
+                end, why = self.pause_at, None  # a pause point: stop there, nothing to say
             target = self.sim_ref + (time.monotonic() - self.wall_ref) * 1000 * self.speed
             target = min(round(target, 3), end)
             st = self.settings
             deadline = time.perf_counter() + st.tick_budget_ms / 1000
             if target > self.sim.now_ms:
-                if self.world.checkpoint_due():
-                    self.world.checkpoint()  # counts against this tick's budget
-                room = max(1, int(0.9 * st.max_replay_events) - self.sim.events)
-                ok = self.world.advance(target, budget=min(st.max_events_per_tick, room),
-                                        deadline=deadline)
+                for p in self.panes:
+                    if p.world.checkpoint_due():
+                        p.world.checkpoint()  # counts against this tick's budget
+                # Compare mode: the worlds share the budget, and the caps apply to their sum.
+                room = max(1, int(0.9 * st.max_replay_events) - self.events_total())
+                ok = self.advance(target, budget=min(st.max_events_per_tick, room),
+                                  deadline=deadline)
                 self.behind = not ok
                 if not ok:
                     self._resync_refs()  # do not accumulate a debt: fall behind gracefully
-                self.world.horizon = max(self.world.horizon, self.sim.now_ms)
+                for p in self.panes:
+                    p.world.horizon = max(p.world.horizon, p.world.sim.now_ms)
             # A share link replays the run from t = 0: past 90% of the events a replay may take,
             # live play stops too (with the margin the replay's estimate needs).
-            over_events = self.sim.events >= 0.9 * st.max_replay_events
+            over_events = self.events_total() >= 0.9 * st.max_replay_events
             if self.sim.now_ms >= end or over_events:
                 self.playing = False
+                self.pause_at = None
                 self.queue_events()
                 if over_events:
-                    self.queue_error(f"time: this session has processed {self.sim.events:,} events "
+                    self.queue_error(f"time: this session has processed {self.events_total():,} events "
                                      f"by {fmt_ms(self.sim.now_ms)}, about the most a share link "
                                      f"may replay (PLAYGROUND_MAX_REPLAY_EVENTS = "
                                      f"{st.max_replay_events:,}); rewind, reset or pick a lesson")
-                elif end < self.scenario.duration_ms:
+                elif why is not None and end < self.scenario.duration_ms:
                     self.queue_error(f"time: this session reached {fmt_ms(end)}, the longest run "
                                      f"that can be shared and replayed ({why}); rewind, reset or "
                                      "pick a lesson")
@@ -177,23 +183,26 @@ class RunnerMixin:
             end, why = st.max_replay_ms, f"at most {fmt_ms(st.max_replay_ms)} of simulated time"
         wl = self.scenario.workload
         clients, rate, _keys = workload_size(wl) if wl is not None else (0, 0, 0)
+        worlds = len(self.panes)  # compare mode: the worlds share the operations' bound
         if clients > 0 and rate > 0:
-            ops_end = math.floor(st.max_replay_ops / rate * 1000 * 1000) / 1000
+            ops_end = math.floor(st.max_replay_ops / (rate * worlds) * 1000 * 1000) / 1000
             if ops_end < end:
-                end, why = ops_end, (f"at most {st.max_replay_ops} client operations at "
+                each = f" in all, over {worlds} worlds" if worlds > 1 else ""
+                end, why = ops_end, (f"at most {st.max_replay_ops} client operations{each} at "
                                      f"{rate:g} per second")
         return end, why
 
     def _check_linearizability(self, force: bool = False) -> None:
-        lin = self.lin
-        if lin is None:
+        if all(p.lin is None for p in self.panes):
             return
         now = time.monotonic()
         last = self._lin_checked_at
         if not force and last is not None and now - last < self.settings.lin_check_every_s:
             return
         self._lin_checked_at = now
-        lin.check(self.settings.lin_check_budget)
+        searching = [p.lin for p in self.panes if p.lin is not None]
+        for lin in searching:  # compare mode: the worlds' searches share the budget
+            lin.check(max(1, self.settings.lin_check_budget // len(searching)))
 
     # --- the connection --------------------------------------------------------------------------
     async def flush(self, ws=None) -> bool:

@@ -13,7 +13,7 @@ Rewinds restore the latest checkpoint (a `Simulation.snapshot()`, taken every
 `checkpoint_every_ms` of simulated time, thinned when too many) and replay from there.
 
 A world knows nothing of sockets, frames or wall-clock pacing: a session drives it. That is what
-lets a compare mode hold two worlds in lock step (see `app/session/__init__.py`).
+lets compare mode hold several worlds in lock step (see `app/session/__init__.py`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 import time
 
-from engine.scenario import Scenario, ScenarioError
+from engine.scenario import Scenario, ScenarioError, parse_action
 from engine.sim import Simulation
 
 from .. import share
@@ -128,6 +128,19 @@ class World:
             if not self.sim.step():
                 break
         self.horizon = max(self.horizon, self.sim.now_ms)
+
+    def check_action(self, data: dict, variant: str | None = None) -> None:
+        """Would `act(data)` be accepted now? BadInput naming the field (and the variant, in
+        compare mode) when not; changes nothing. (A compare session checks every world before it
+        acts in any, so a click lands in all of them or in none.)"""
+        if len(self.sim.actions) >= self.settings.max_actions:
+            raise BadInput(f"action: this session has recorded {self.settings.max_actions} actions, "
+                           "the limit; reset to start a new run")
+        try:
+            parse_action(data, self.sim.servers, protocol=self.sim.protocol).check_now(self.sim, "action")
+        except ScenarioError as e:
+            where = f" (in the world {variant!r})" if variant else ""
+            raise BadInput(f"{e}{where}") from None
 
     def act(self, data: dict) -> dict:
         """A click: fork the timeline here if it has a future, record the action, apply it now."""

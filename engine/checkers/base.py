@@ -15,6 +15,17 @@ class Checker(ABC):
     # out); `shown` is False for helpers that report nothing (a mirror of the cluster's state).
     search = False
     shown = True
+    # An observer that writes records of its own (the load balancer's `metric` series) names their
+    # types in `writes` and appends them, in time order, to its list `out`; it never removes
+    # them (a rewind restores the list with the world). Trace writers given the world put them in
+    # the trace (`engine.trace.Tap`), and the browser's frames carry them (app/session/frames.py).
+    writes: tuple[str, ...] = ()
+    out: list[dict]
+
+    def catch_up(self, t_ms: float) -> None:
+        """A writing observer: write now whatever is due by `t_ms`, as its next record of a type
+        it reads would make it (so a trace writer can keep time order across the record types
+        it does not read). Must not change what it writes, only when."""
 
     def __init__(self, seed: int, servers: list[str]):
         self.seed = seed

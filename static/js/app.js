@@ -3,6 +3,7 @@
 
 import {Canvas} from "./canvas.js";
 import {getProtocol} from "./protocols/index.js";
+import {SpaceTime} from "./spacetime.js";
 
 const $ = (sel) => document.querySelector(sel);
 const params = new URLSearchParams(location.search);
@@ -26,6 +27,10 @@ let pendingExport = false;
 let partitionPick = null; // Set of node ids while the partition tool is on
 let scrubbing = false;
 let logDirty = true;
+// Compare mode (hello.compare): the other worlds, each {state, canvas, svg, fig}; the page's own
+// `state` and `canvas` are the first world. null with one world.
+let compare = null;
+let offered = {};  // hello.compare_variants: {name: config overrides}
 
 // --- connection ---------------------------------------------------------------------------
 // A page holds its session by id and secret (from the first hello). Neither goes in a URL: a
@@ -34,7 +39,7 @@ function wsUrl() {
   const q = new URLSearchParams();
   if (state.session) q.set("attach", "1");
   else {
-    for (const k of ["protocol", "scenario", "share", "speed"]) if (params.get(k)) q.set(k, params.get(k));
+    for (const k of ["protocol", "scenario", "share", "speed", "compare"]) if (params.get(k)) q.set(k, params.get(k));
   }
   return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws?${q}`;
 }
@@ -96,11 +101,12 @@ async function lost() {
 // server's (`1.` + base64url(zlib(JSON)), docs/ws-protocol.md).
 async function sharePayload() {
   if (!state.scenario || typeof CompressionStream === "undefined") return null;
-  const s = {...state.scenario};
+  const s = {...(compare ? compare.origin : state.scenario)};
   delete s.notes; delete s.suggest;
   s.actions = state.timeline.filter((a) => a.at <= state.t);
   const body = {s, t: state.t};
   if (state.lesson && state.lesson.name) body.l = state.lesson.name;
+  if (compare) body.c = compare.variants;
   const z = new Blob([JSON.stringify(body)]).stream().pipeThrough(new CompressionStream("deflate"));
   const bytes = new Uint8Array(await new Response(z).arrayBuffer());
   let bin = "";
@@ -113,6 +119,7 @@ async function lastShareLink() {
   if (!p) return null;
   const q = new URLSearchParams();
   if (body.classList.contains("projector")) q.set("projector", "1");
+  if (state.protocol) q.set("protocol", state.protocol);  // the page's chooser and lessons
   q.set("share", p);
   return `${location.origin}${location.pathname}?${q}`;
 }
@@ -144,7 +151,16 @@ function send(obj) {
   else toast("not connected yet");
 }
 const act = (action) => send({type: "action", action});
-const control = (c) => send({type: "control", ...c});
+// A seek forwards skips a stretch the space-time diagram cannot draw: it is told so.
+let jumpPending = false;
+let spaceFresh = true;
+const spacetime = new SpaceTime(document.querySelector("#spacetime"), {
+  onSeek: (t) => { control({do: "seek", t}); toast(`Went to ${fmtT(t)}: that message in flight`); },
+});
+const control = (c) => {
+  if (c.do === "seek" && c.t > state.t) jumpPending = true;
+  send({type: "control", ...c});
+};
 
 function setConn(s) { $("#conn").textContent = s; $("#conn").dataset.state = s; }
 
@@ -181,22 +197,26 @@ function endProgress() {
 // moment beside its sender, struck through with a ×, then let it fade (the canvas fades pills
 // that carry a reason). At most a dozen per frame, so a storm stays readable.
 let dropSeq = 0;
-function showDrops(drops, t) {
+function showDrops(st, drops, t) {
   for (const [from, to, label, why] of drops.slice(-12)) {
     const id = `drop${++dropSeq}`;
-    state.flight.set(id, [id, from, to, t, t + 1e9, `× ${label}`, "other", why, performance.now()]);
-    setTimeout(() => { state.flight.delete(id); state.flightRev++; }, 700);
+    st.flight.set(id, [id, from, to, t, t + 1e9, `× ${label}`, "other", why, performance.now()]);
+    setTimeout(() => { st.flight.delete(id); st.flightRev++; }, 700);
   }
-  state.flightRev++;
+  st.flightRev++;
 }
 
 function onHello(f) {
   state.session = f.session;
+  state.protocol = f.protocol;
   if (f.secret) state.secret = f.secret;
   state.timeline = f.actions || [];
   state.layout = f.layout;
   state.scenario = f.scenario;
   state.lesson = f.lesson;
+  state.steps = f.steps || [];
+  const sb = $("#steps");
+  if (sb) delete sb.dataset.key;
   state.mutations = f.mutations;
   state.activeMutations = f.active_mutations;
   state.end = f.end;
@@ -208,8 +228,16 @@ function onHello(f) {
   state.nodes = {}; state.logs = {}; state.flight = new Map();
   state.waiting = new Set(); state.manual = false; state.waitingRev++;
   try { proto = getProtocol(f.protocol); } catch (e) { protoError(e); if (ws) ws.close(); return; }
-  canvas = new Canvas($("#canvas"), proto, {nodeClick, linkClick, linkMenu, pillClick});
+  offered = f.compare_variants || {};
+  setupCompare(f);
+  canvas = new Canvas($("#canvas"), proto, handlersFor(state, () => canvas));
   canvas.layout(f.topology, f.layout.clients);
+  spacetime.reset([...f.layout.nodes, ...f.layout.clients], proto.pills);
+  // About a dozen message latencies on screen: arrows slope enough to read.
+  const lat = ((f.scenario || {}).network || {}).latency_ms_max;
+  if (lat > 0) spacetime.windowMs = Math.min(2000, Math.max(60, 12 * lat));
+  spaceFresh = true;
+  if (compare) for (const w of compare.worlds) w.canvas.layout(f.topology, f.layout.clients);
   $("#canvas").setAttribute("aria-label", `${f.title || f.protocol}: ${f.layout.nodes.length} nodes`);
   $("#btn-request").textContent = proto.requestLabel || "Client request";
   $("#log-panel").setAttribute("aria-label", proto.panelLabel || "State");
@@ -227,32 +255,46 @@ function onHello(f) {
 }
 
 function onSnapshot(f) {
+  const replayed = jumpPending || $("#canvas").dataset.replaying === "1" || (spaceFresh && !!params.get("share"));
+  spacetime.snapshot(f.t, f.flight, f.nodes, state.t, replayed && f.t > 0);
+  jumpPending = false; spaceFresh = false;
   endProgress();
   setTime(f);
-  state.digest = f.digest;
   state.playing = f.playing;
   state.speed = f.speed;
   state.horizon = f.horizon;
   state.end = f.end;
-  state.nodes = {};
-  for (const [id, n] of Object.entries(f.nodes)) state.nodes[id] = proto.ingest ? proto.ingest(state, id, n) : n;
-  state.flight = new Map(f.flight.map((m) => [m[0], m]));
-  state.flightRev++;
-  setWaiting(f.manual, f.waiting);
-  state.net = f.net;
-  state.inv = f.inv;
-  if (canvas) {
-    canvas.updateNodes(state, Object.keys(state.nodes));
-    canvas.updateNet(f.net);
-  }
+  ingestSnapshot(state, canvas, $("#canvas"), f);
+  renderWaiting();
+  if (compare) compare.worlds.forEach((w, i) => ingestSnapshot(w.state, w.canvas, w.svg, f.worlds[i]));
   renderInvariants();
   renderNetForm();
+  renderCompareSummary();
   logDirty = true;
   // After a rewind, what the list told about later moments has not happened (yet) on this branch.
   for (const li of [...$("#events").children]) if (parseFloat(li.dataset.t) > f.t) li.remove();
-  $("#canvas").setAttribute("data-digest", f.digest);
   updateTimeBar();
   if (f.behind) setConn("falling behind: slow down");
+}
+
+// One world's part of a snapshot: the page's own world, or (compare mode) one of the others.
+function ingestSnapshot(st, cv, svg, f) {
+  st.digest = f.digest;
+  st.nodes = {};
+  for (const [id, n] of Object.entries(f.nodes)) st.nodes[id] = proto.ingest ? proto.ingest(st, id, n) : n;
+  st.flight = new Map(f.flight.map((m) => [m[0], m]));
+  st.flightRev++;
+  st.manual = !!f.manual;
+  st.waiting = new Set(f.waiting || []);
+  st.waitingRev++;
+  st.net = f.net;
+  st.inv = f.inv;
+  if (f.series && proto.applySeries) proto.applySeries(st, f.series);  // the observers' records
+  if (cv) {
+    cv.updateNodes(st, Object.keys(st.nodes));
+    cv.updateNet(f.net);
+  }
+  svg.setAttribute("data-digest", f.digest);
 }
 
 function onEvents(f) {
@@ -260,42 +302,127 @@ function onEvents(f) {
     // A click: if the session had rewound, it forked there (the old future is gone).
     for (const a of f.acts) { state.timeline = state.timeline.filter((x) => x.at < a.at); state.timeline.push(a); }
   }
-  if (f.t !== state.t) $("#canvas").setAttribute("data-digest", "");
+  const moved = f.t !== state.t;
+  spacetime.events(f);
   setTime(f);
-  if (f.add) for (const m of f.add) state.flight.set(m[0], m);
-  if (f.del) {
-    for (const [id, why] of f.del) {
-      const m = state.flight.get(id);
-      if (!m) continue;
-      // A dropped message fades out where it died (m[7] = why, m[8] = when, wall clock).
-      if (why) { m[7] = why; m[8] = performance.now(); setTimeout(() => { state.flight.delete(id); state.flightRev++; }, 700); }
-      else state.flight.delete(id);
-    }
+  ingestEvents(state, canvas, $("#canvas"), f, moved);
+  if (f.nodes || f.deltas || f.series) logDirty = true;
+  if (f.waiting) renderWaiting();
+  if (f.ev) addEvents(f.ev, compare ? compare.names[0] : null);
+  if (f.net) renderNetForm();
+  let verdicts = !!f.inv;
+  if (compare && f.worlds) {
+    compare.worlds.forEach((w, i) => {
+      const part = f.worlds[i] || {};
+      ingestEvents(w.state, w.canvas, w.svg, part, moved);
+      if (part.ev) addEvents(part.ev, compare.names[i + 1]);
+      verdicts = verdicts || !!part.inv;
+    });
   }
-  if (f.add || f.del) state.flightRev++;
-  if (f.drops) showDrops(f.drops, f.t);
-  if (f.nodes) {
-    for (const [id, n] of Object.entries(f.nodes)) state.nodes[id] = n;
-    if (canvas) canvas.updateNodes(state, Object.keys(f.nodes));
-    logDirty = true;
-  }
-  if (f.deltas) {
-    if (proto.applyDeltas) proto.applyDeltas(state, f.deltas);
-    logDirty = true;
-  }
-  if (f.waiting) setWaiting(f.manual, f.waiting);
-  if (f.ev) addEvents(f.ev);
-  if (f.net) { state.net = f.net; if (canvas) canvas.updateNet(f.net); renderNetForm(); }
-  if (f.inv) { state.inv = f.inv; renderInvariants(); }
+  if (verdicts) renderInvariants();
+  if (compare && (f.nodes || f.deltas || f.inv || f.worlds)) renderCompareSummary();
   state.horizon = Math.max(state.horizon, f.t);
   if (f.behind) setConn("falling behind: slow down");
   else if ($("#conn").dataset.state !== "live" && ws && ws.readyState === 1) setConn("live");
+}
+
+// One world's part of an events frame (what changed since the previous frame).
+function ingestEvents(st, cv, svg, f, moved) {
+  if (moved) svg.setAttribute("data-digest", "");
+  if (f.add) for (const m of f.add) st.flight.set(m[0], m);
+  if (f.del) {
+    for (const [id, why] of f.del) {
+      const m = st.flight.get(id);
+      if (!m) continue;
+      // A dropped message fades out where it died (m[7] = why, m[8] = when, wall clock).
+      if (why) { m[7] = why; m[8] = performance.now(); setTimeout(() => { st.flight.delete(id); st.flightRev++; }, 700); }
+      else st.flight.delete(id);
+    }
+  }
+  if (f.add || f.del) st.flightRev++;
+  if (f.drops) showDrops(st, f.drops, f.t === undefined ? state.t : f.t);
+  if (f.nodes) {
+    for (const [id, n] of Object.entries(f.nodes)) st.nodes[id] = n;
+    if (cv) cv.updateNodes(st, Object.keys(f.nodes));
+  }
+  if (f.deltas && proto.applyDeltas) proto.applyDeltas(st, f.deltas);
+  if (f.series && proto.applySeries) proto.applySeries(st, f.series);
+  if (f.waiting) { st.manual = !!f.manual; st.waiting = new Set(f.waiting); st.waitingRev++; }
+  if (f.net) { st.net = f.net; if (cv) cv.updateNet(f.net); }
+  if (f.inv) st.inv = f.inv;
 }
 
 function setTime(f) {
   state.t = f.t;
   state.recvAt = performance.now();
   $("#canvas").setAttribute("data-time", String(f.t));
+  if (compare) {
+    for (const w of compare.worlds) {
+      w.state.t = f.t;
+      w.svg.setAttribute("data-time", String(f.t));
+    }
+  }
+  renderSteps();
+}
+
+// --- a stepped lesson (hello.steps): the presenter walks the class through it -------------------
+// Step i runs from the previous step's pause point to its own (`until_ms`; none: to the end).
+// The current step is the first whose pause point is still ahead, or is where the run stands.
+const EPS_MS = 1e-3;
+function stepIndex() {
+  const steps = state.steps || [];
+  for (let i = 0; i < steps.length; i++) {
+    const u = steps[i].until_ms;
+    if (u == null || state.t <= u + EPS_MS) return i;
+  }
+  return steps.length - 1;
+}
+
+function renderSteps() {
+  const steps = state.steps || [];
+  const box = $("#steps");
+  if (!box) return;
+  box.hidden = steps.length === 0;
+  if (!steps.length) return;
+  const i = stepIndex(), st = steps[i];
+  const key = `${i}|${state.playing}|${state.t >= (st.until_ms ?? Infinity) - EPS_MS}`;
+  if (box.dataset.key === key) return;
+  box.dataset.key = key;
+  box.dataset.step = String(i + 1);
+  $("#steps-count").textContent = `Step ${i + 1} of ${steps.length}`;
+  $("#steps-caption").textContent = st.caption;
+  const q = $("#steps-question");
+  const atPause = st.until_ms != null && state.t >= st.until_ms - EPS_MS;
+  q.hidden = !(st.question && atPause);
+  q.textContent = st.question ? `Question for the class: ${st.question}` : "";
+  $("#btn-step-prev").disabled = i === 0 && state.t <= EPS_MS;
+  $("#btn-step-next").disabled = atPause && i === steps.length - 1;
+}
+
+function nextStep() {
+  const steps = state.steps || [];
+  if (!steps.length) return;
+  let i = stepIndex();
+  const u = steps[i].until_ms;
+  if (u != null && state.t >= u - EPS_MS) i += 1;  // paused at this step's end: on to the next
+  if (i >= steps.length) return toast("That was the last step.");
+  const until = steps[i].until_ms;
+  control(until == null ? {do: "play"} : {do: "play", until});
+}
+
+function prevStep() {
+  const steps = state.steps || [];
+  if (!steps.length) return;
+  const i = stepIndex();
+  const start = (j) => (j > 0 ? steps[j - 1].until_ms : 0);
+  let j = i;
+  if (state.t <= start(i) + EPS_MS && i > 0) j = i - 1;  // at this step's start: the one before
+  control({do: "seek", t: start(j)});
+}
+
+function toggleBlank() {
+  const b = $("#blank");
+  b.hidden = !b.hidden;
 }
 
 function onError(f) {
@@ -312,14 +439,18 @@ function onShare(f) {
   if (pendingExport) {
     pendingExport = false;
     const a = document.createElement("a");
-    a.href = `/api/trace?share=${encodeURIComponent(f.payload)}`;
+    const sel = $("#export-format");
+    const fmt = sel ? sel.value : "ndjson";
+    // Compare mode: the trace of the first world (each world alone is `f.worlds[i]`).
+    a.href = `/api/trace?share=${encodeURIComponent(f.worlds ? f.worlds[0] : f.payload)}` + (fmt === "ndjson" ? "" : `&format=${fmt}`);
     a.download = "";
     document.body.appendChild(a); a.click(); a.remove();
-    toast("Exporting the trace (NDJSON)…");
+    toast(`Exporting the run (${sel ? sel.selectedOptions[0].textContent : "NDJSON"})…`);
     return;
   }
   const q = new URLSearchParams();
   if (body.classList.contains("projector")) q.set("projector", "1");
+  if (state.protocol) q.set("protocol", state.protocol);  // the page's chooser and lessons
   q.set("share", f.payload);
   const url = `${location.origin}${location.pathname}?${q}`;
   const box = $("#share-url");
@@ -327,19 +458,26 @@ function onShare(f) {
   box.hidden = false;
   box.dataset.url = url;
   box.select();
-  const done = () => toast(`Link copied: it reproduces this run at t = ${fmtT(f.t)}`);
+  const what = compare ? `these ${compare.names.length} worlds` : "this run";
+  const done = () => toast(`Link copied: it reproduces ${what} at t = ${fmtT(f.t)}`);
   if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(url).then(done, () => toast("Copy the link from the box"));
   else { try { document.execCommand("copy"); done(); } catch (e) { toast("Copy the link from the box"); } }
 }
 
 // --- panels ----------------------------------------------------------------------------------
-function addEvents(list) {
+function addEvents(list, world = null) {
   const ol = $("#events");
   const frag = document.createDocumentFragment();
   for (const [t, text] of list) {
     const li = document.createElement("li");
     li.dataset.t = String(t);
     li.innerHTML = `<span class="t mono">${fmtT(t)}</span> `;
+    if (world) {  // compare mode: which world said it
+      const w = document.createElement("span");
+      w.className = "ev-world";
+      w.textContent = world;
+      li.append(w, " ");
+    }
     li.append(text);
     frag.prepend(li);
   }
@@ -351,20 +489,33 @@ function renderInvariants() {
   const ul = $("#invariants");
   ul.textContent = "";
   let bad = 0, unknown = 0;
-  for (const v of state.inv) {
-    const li = document.createElement("li");
-    li.dataset.invariant = v.name;
-    li.dataset.ok = v.ok === null ? "unknown" : String(v.ok);
-    const mark = v.ok === null ? "?" : v.ok ? "✓" : "✗";
-    li.className = v.ok === null ? "unknown" : v.ok ? "ok" : "bad";
-    li.innerHTML = `<span class="mark" aria-hidden="true">${mark}</span> <strong></strong><p class="why"></p>`;
-    li.querySelector("strong").textContent = v.name + (v.ok === false ? " — BROKEN" : v.ok === null ? " — unknown" : " — holds");
-    li.querySelector(".why").textContent = v.ok === false && v.violation
-      ? `at ${fmtT(v.violation.t)}${v.violation.nodes.length ? " on " + v.violation.nodes.join(", ") : ""}: ${v.violation.detail}`
-      : v.explains;
-    if (v.ok === false) bad++;
-    if (v.ok === null) unknown++;
-    ul.appendChild(li);
+  // Compare mode: every world's verdicts, under its variant's name.
+  const groups = compare
+    ? [[compare.names[0], state.inv], ...compare.worlds.map((w, i) => [compare.names[i + 1], w.state.inv])]
+    : [[null, state.inv]];
+  for (const [world, inv] of groups) {
+    if (world) {
+      const h = document.createElement("li");
+      h.className = "inv-world";
+      h.textContent = world;
+      ul.appendChild(h);
+    }
+    for (const v of inv) {
+      const li = document.createElement("li");
+      if (world) li.dataset.world = world;
+      li.dataset.invariant = v.name;
+      li.dataset.ok = v.ok === null ? "unknown" : String(v.ok);
+      const mark = v.ok === null ? "?" : v.ok ? "✓" : "✗";
+      li.className = v.ok === null ? "unknown" : v.ok ? "ok" : "bad";
+      li.innerHTML = `<span class="mark" aria-hidden="true">${mark}</span> <strong></strong><p class="why"></p>`;
+      li.querySelector("strong").textContent = v.name + (v.ok === false ? " — BROKEN" : v.ok === null ? " — unknown" : " — holds");
+      li.querySelector(".why").textContent = v.ok === false && v.violation
+        ? `at ${fmtT(v.violation.t)}${v.violation.nodes.length ? " on " + v.violation.nodes.join(", ") : ""}: ${v.violation.detail}`
+        : v.explains;
+      if (v.ok === false) bad++;
+      if (v.ok === null) unknown++;
+      ul.appendChild(li);
+    }
   }
   // The checkers that search (linearizability) run on demand: a button names them.
   const searches = state.inv.filter((v) => v.search).map((v) => v.name.toLowerCase());
@@ -392,13 +543,6 @@ function renderLegend() {
 }
 
 // --- manual delivery: messages wait on their links until a click moves them -------------------
-function setWaiting(manual, ids) {
-  state.manual = !!manual;
-  state.waiting = new Set(ids || []);
-  state.waitingRev++;
-  renderWaiting();
-}
-
 function renderWaiting() {
   const btn = $("#btn-manual");
   if ((btn.getAttribute("aria-pressed") === "true") !== state.manual && proto) renderLegend();
@@ -431,10 +575,10 @@ function renderWaiting() {
   if (state.manual && !state.waiting.size) list.textContent = "nothing yet (messages stop here as they arrive)";
 }
 
-function pillClick(id, ev) {
-  const m = state.flight.get(id);
+function pillClick(id, ev, st = state) {
+  const m = st.flight.get(id);
   const what = m ? `${m[5]} · ${m[1]} → ${m[2]}` : `message ${id}`;
-  if (!state.waiting.has(id)) return toast(`${what} is not waiting (switch manual delivery on first)`);
+  if (!st.waiting.has(id)) return toast(`${what} is not waiting (switch manual delivery on first)`);
   openMenu(ev, `#${id} ${what}`, [
     [`Deliver now`, () => act({do: "deliver", id})],
     [`Drop`, () => act({do: "drop", id})],
@@ -501,6 +645,7 @@ function frame(ts) {
   if (canvas) {
     const now = displayTime();
     canvas.draw(state, now);
+    if (compare) for (const w of compare.worlds) w.canvas.draw(w.state, now);
     if (ts - lastClock > 100) {
       lastClock = ts;
       $("#clock").textContent = `t = ${fmtT(now)}`;
@@ -511,30 +656,176 @@ function frame(ts) {
       updateTimeBar();
       if (logDirty) { logDirty = false; proto.renderPanel($("#log-panel"), state, body.classList.contains("projector")); }
     }
+    if (!$("#spacetime-panel").hidden) spacetime.draw(now, body.classList.contains("projector"));
   }
   window.__fps = (window.__fps || 0) + 1;
   requestAnimationFrame(frame);
 }
 
+// --- compare mode ----------------------------------------------------------------------------
+// hello.compare: the same scenario under 2-4 variants, in lock step (docs/ws-protocol.md). The
+// page's own `state` and #canvas are the first world; every other world gets a state built from
+// its parts of the frames (`worlds`) and its own canvas. One set of time controls drives them
+// all, and a click in any canvas is sent once: the server applies it in every world.
+function handlersFor(st, cv) {
+  return {
+    nodeClick: (id, ev) => nodeClick(id, ev, st),
+    linkClick: (a, b, ev, nearer) => linkClick(a, b, ev, nearer, cv()),
+    linkMenu: (a, b, ev) => linkMenu(a, b, ev, cv()),
+    pillClick: (id, ev) => pillClick(id, ev, st),
+  };
+}
+
+function worldState(part) {
+  return {
+    layout: state.layout, topology: state.topology, nodes: {}, logs: {}, flight: new Map(), flightRev: 0,
+    net: null, inv: [], t: state.t, digest: "", extras: part.extras || {}, scenario: part.scenario,
+    manual: false, waiting: new Set(), waitingRev: 0, logWindow: state.logWindow, frameMs: state.frameMs,
+    activeMutations: part.active_mutations || [], options: state.options,
+  };
+}
+
+const variantWords = ([name, over]) => `${name}: ${Object.entries(over).map(([k, v]) => `${k} = ${v}`).join(", ")}`;
+
+function setupCompare(f) {
+  const grid = $("#worlds"), main = $("#canvas"), label0 = $("#world-label-0");
+  if (compare) for (const w of compare.worlds) w.fig.remove();
+  compare = null;
+  const variants = f.compare ? f.compare.variants : [];
+  body.classList.toggle("comparing", variants.length > 1);
+  body.dataset.worlds = String(Math.max(1, variants.length));
+  grid.dataset.count = String(Math.max(1, variants.length));
+  label0.hidden = !variants.length;
+  if (!variants.length) {
+    delete main.dataset.variant;
+    delete $("#log-panel").dataset.world;
+    syncCompareUrl([]);
+    renderCompareSummary();
+    return;
+  }
+  compare = {names: variants.map((v) => v[0]), variants, origin: f.compare.origin, worlds: []};
+  label0.textContent = variants[0][0];
+  label0.title = variantWords(variants[0]);
+  main.dataset.variant = variants[0][0];
+  $("#log-panel").dataset.world = variants[0][0];  // the side panel shows the first world
+  f.worlds.forEach((part, i) => {
+    const v = variants[i + 1];
+    const fig = document.createElement("figure");
+    fig.className = "world";
+    const cap = document.createElement("figcaption");
+    cap.className = "world-label";
+    cap.textContent = v[0];
+    cap.title = variantWords(v);
+    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    for (const k of ["viewBox", "preserveAspectRatio", "role"]) svg.setAttribute(k, main.getAttribute(k));
+    svg.setAttribute("class", "world-canvas");
+    svg.setAttribute("aria-label", `${f.title || f.protocol}, ${variantWords(v)}`);
+    svg.dataset.variant = v[0];
+    svg.dataset.time = "0";
+    svg.dataset.digest = "";
+    fig.append(cap, svg);
+    grid.append(fig);
+    const w = {state: worldState(part), svg, fig, canvas: null};
+    w.canvas = new Canvas(svg, proto, handlersFor(w.state, () => w.canvas));
+    compare.worlds.push(w);
+  });
+  syncCompareUrl(compare.names);
+}
+
+// The URL names the variants (`?compare=a,b`), so a reload opens the same worlds; a share link
+// carries its own.
+function syncCompareUrl(names) {
+  const q = new URLSearchParams(location.search);
+  if (names.length && !q.get("share")) q.set("compare", names.join(","));
+  else q.delete("compare");
+  history.replaceState(null, "", `${location.pathname}?${q}`);
+}
+
+// The protocol module's optional `compareSeries(state)` -> {name: number}: one row per series, one
+// column per world (a chart overlaying the worlds' series can read the same hook).
+function renderCompareSummary() {
+  const tbl = $("#compare-summary");
+  if (!compare || !proto || !proto.compareSeries) { tbl.hidden = true; return; }
+  const worlds = [state, ...compare.worlds.map((w) => w.state)];
+  const values = worlds.map((st) => proto.compareSeries(st));
+  const names = Object.keys(values[0]);
+  tbl.textContent = "";
+  const head = tbl.createTHead().insertRow();
+  head.append(document.createElement("th"));
+  for (const n of compare.names) { const th = document.createElement("th"); th.scope = "col"; th.textContent = n; head.append(th); }
+  const tb = tbl.createTBody();
+  for (const name of names) {
+    const tr = tb.insertRow();
+    const th = document.createElement("th");
+    th.scope = "row";
+    th.textContent = name;
+    tr.append(th);
+    values.forEach((v, i) => {
+      const td = tr.insertCell();
+      td.className = "mono";
+      td.dataset.world = compare.names[i];
+      td.dataset.series = name;
+      const x = v[name];
+      td.textContent = typeof x === "number" && Number.isFinite(x) ? String(+x.toFixed(3)) : "–";
+    });
+  }
+  tbl.hidden = false;
+}
+
+function openCompare() {
+  const d = $("#compare-dialog"), list = $("#compare-options");
+  list.textContent = "";
+  const chosen = new Set(compare ? compare.names : []);
+  const names = Object.keys(offered);
+  if (!names.length) return toast(`${proto ? proto.title : "This protocol"} offers no variants to compare`);
+  for (const name of names) {
+    const l = document.createElement("label");
+    const c = document.createElement("input");
+    c.type = "checkbox";
+    c.name = "variant";
+    c.value = name;
+    c.checked = chosen.has(name);
+    l.append(c, ` ${variantWords([name, offered[name]])}`);
+    list.append(l);
+  }
+  $("#btn-compare-off").hidden = !compare;
+  d.showModal();
+}
+
+function wireCompare() {
+  $("#btn-compare").addEventListener("click", openCompare);
+  $("#btn-compare-go").addEventListener("click", () => {
+    const names = [...document.querySelectorAll('#compare-options input[name="variant"]:checked')].map((c) => c.value);
+    $("#compare-dialog").close();
+    control({do: "compare", variants: names});
+  });
+  $("#btn-compare-off").addEventListener("click", () => { $("#compare-dialog").close(); control({do: "compare", variants: []}); });
+  $("#btn-compare-cancel").addEventListener("click", () => $("#compare-dialog").close());
+}
+
 // --- clicks ----------------------------------------------------------------------------------
 // A module's menu item or key gives {action} (sent as an ordinary action) or {say} (told only).
+// A panel's control may also give {control} (a control frame: configure, say) or several actions.
 function run(item) {
   if (!item) return;
   if (item.say) return toast(item.say);
+  if (item.control) return control(item.control);
   const a = typeof item.action === "function" ? item.action() : item.action;
-  if (a) act(a);
+  if (Array.isArray(a)) a.forEach(act);
+  else if (a) act(a);
 }
 
-function nodeClick(id, ev) {
+function nodeClick(id, ev, st = state) {
   ev.stopPropagation();
   if (partitionPick) {
     if (partitionPick.has(id)) partitionPick.delete(id); else partitionPick.add(id);
     markPicked();
     return;
   }
-  const n = state.nodes[id];
+  // The menu is built from the world clicked; what is chosen applies to every world.
+  const n = st.nodes[id];
   if (!n) return;
-  const items = proto.menu(id, n, state).map((it) => [it.label, () => run(it)]);
+  const items = proto.menu(id, n, st).map((it) => [it.label, () => run(it)]);
   // Every protocol: the timers the node has set can be fired now (recorded as a `fire` action).
   const words = proto.timerWords || ((t) => `${t} timer`);
   for (const timer of Object.keys(n.timers || {})) {
@@ -545,12 +836,12 @@ function nodeClick(id, ev) {
 
 const HINT = "Click a node for its menu · a link to cut it, a cut link to heal it · Shift-click: one way";
 
-function linkClick(a, b, ev, nearer) {
+function linkClick(a, b, ev, nearer, cv = canvas) {
   // A whole link is one click: cut it both ways, or heal it both ways when it is cut.
   // Shift/Alt/Ctrl/⌘-click acts on one direction only: the one leaving the nearer end.
   ev.stopPropagation();
   if (partitionPick) return;
-  const cut = canvas.linkEls[`${a}-${b}`].getAttribute("data-cut");
+  const cut = cv.linkEls[`${a}-${b}`].getAttribute("data-cut");
   const one = ev.shiftKey || ev.altKey || ev.ctrlKey || ev.metaKey;
   const other = nearer === a ? b : a;
   if (cut === "none") {
@@ -563,9 +854,9 @@ function linkClick(a, b, ev, nearer) {
   }
 }
 
-function linkMenu(a, b, ev) {
+function linkMenu(a, b, ev, cv = canvas) {
   if (partitionPick) return;
-  const cut = canvas.linkEls[`${a}-${b}`].getAttribute("data-cut");
+  const cut = cv.linkEls[`${a}-${b}`].getAttribute("data-cut");
   const items = [];
   if (cut !== "both") items.push([`Cut both ways`, () => act({do: "cut", from: a, to: b, both: true})]);
   if (cut === "none" || cut === `${b}>${a}`) items.push([`Cut ${a} → ${b} only`, () => act({do: "cut", from: a, to: b, both: false})]);
@@ -631,9 +922,12 @@ function togglePartition() {
 }
 
 function markPicked() {
+  const all = [canvas, ...(compare ? compare.worlds.map((w) => w.canvas) : [])];
   for (const id of state.layout.nodes) {
-    const e = canvas && canvas.nodeEls[id];
-    if (e) e.g.classList.toggle("picked", !!(partitionPick && partitionPick.has(id)));
+    for (const cv of all) {
+      const e = cv && cv.nodeEls[id];
+      if (e) e.g.classList.toggle("picked", !!(partitionPick && partitionPick.has(id)));
+    }
   }
 }
 
@@ -647,6 +941,7 @@ function setProjector(on) {
   history.replaceState(null, "", `${location.pathname}?${q}`);
   logDirty = true;
   if (canvas) canvas.restyle();
+  if (compare) for (const w of compare.worlds) w.canvas.restyle();
 }
 
 // --- wiring ----------------------------------------------------------------------------------
@@ -661,6 +956,8 @@ function throttle(fn, ms) {
 }
 
 function wire() {
+  $("#st-in").addEventListener("click", () => spacetime.zoom(0.5));
+  $("#st-out").addEventListener("click", () => spacetime.zoom(2));
   $("#net-form").addEventListener("submit", (e) => e.preventDefault());
   $("#btn-play").addEventListener("click", () => control({do: state.playing ? "pause" : "play"}));
   $("#btn-step").addEventListener("click", () => control({do: "step"}));
@@ -689,6 +986,9 @@ function wire() {
     location.search = q.toString();
   });
   $("#btn-share").addEventListener("click", () => control({do: "share"}));
+  $("#btn-step-next").addEventListener("click", nextStep);
+  $("#btn-step-prev").addEventListener("click", prevStep);
+  $("#blank").addEventListener("click", toggleBlank);
   $("#btn-export").addEventListener("click", () => { pendingExport = true; control({do: "share"}); });
   $("#btn-projector").addEventListener("click", () => setProjector(!body.classList.contains("projector")));
   $("#btn-help").addEventListener("click", () => $("#help").showModal());
@@ -736,7 +1036,8 @@ function wire() {
     }
   });
   document.body.addEventListener("htmx:afterSwap", syncForms);
-  $("#log-panel").addEventListener("click", (e) => { if (proto && proto.panelClick) proto.panelClick(e, state, $("#log-panel")); });
+  $("#log-panel").addEventListener("click", (e) => { if (proto && proto.panelClick) run(proto.panelClick(e, state, $("#log-panel"))); });
+  $("#log-panel").addEventListener("change", (e) => { if (proto && proto.panelChange) run(proto.panelChange(e, state)); });
   for (const tab of document.querySelectorAll('[role="tab"]')) {
     tab.addEventListener("click", () => showTab(tab.dataset.tab));
   }
@@ -757,7 +1058,10 @@ function onKey(e) {
   if (k === " " || k === "Spacebar") {
     if (tag === "button" && e.target.closest("#menu")) return;
     e.preventDefault(); control({do: state.playing ? "pause" : "play"});
-  } else if (k === ".") { e.preventDefault(); control({do: "step"}); }
+  } else if (k === "PageDown" && state.steps && state.steps.length) { e.preventDefault(); nextStep(); }
+  else if (k === "PageUp" && state.steps && state.steps.length) { e.preventDefault(); prevStep(); }
+  else if (k === "b" || k === "B") { e.preventDefault(); toggleBlank(); }
+  else if (k === ".") { e.preventDefault(); control({do: "step"}); }
   else if (k === "ArrowLeft" && tag !== "input") { e.preventDefault(); control({do: "seek", t: Math.max(0, state.t - 100)}); }
   else if (k === "ArrowRight" && tag !== "input") { e.preventDefault(); control({do: "seek", t: Math.min(state.horizon, state.t + 100)}); }
   else if (k === "+" || k === "=") control({do: "speed", value: Math.min(SPEED_MAX, +(state.speed * 2).toPrecision(3))});
@@ -773,8 +1077,10 @@ function onKey(e) {
 }
 
 wire();
+wireCompare();
 if (params.get("projector") === "1") setProjector(true);
 try { proto = getProtocol(body.dataset.protocol); } catch (e) { protoError(e); }
 connect();
 requestAnimationFrame(frame);
-window.__playground = {state, send, sharePayload, get canvas() { return canvas; }, get ws() { return ws; }};
+window.__playground = {state, send, sharePayload, spacetime, get canvas() { return canvas; }, get ws() { return ws; },
+  get compare() { return compare; }};

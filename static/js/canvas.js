@@ -1,7 +1,7 @@
 // The canvas: a pure function from the client-side state (built from frames only) to pictures.
 // Protocol-agnostic: nodes where the protocol module's layout puts them (a circle by default),
 // clients in the middle, the links the topology draws (hello.topology.links), messages as
-// labelled pills placed by their send/arrive times. What a node looks like, its label, badge and
+// labelled pills placed by their send/arrive times (or dots, when the module draws them so: `dot`). What a node looks like, its label, badge and
 // timer ring, and the pill palette come from the protocol module (static/js/protocols/).
 // Messages waiting on their links (manual delivery) are drawn at their destination's end with a
 // dashed outline, and can be clicked (`handlers.pillClick`).
@@ -85,7 +85,16 @@ export class Canvas {
       g.addEventListener("contextmenu", (ev) => { ev.preventDefault(); this.handlers.linkMenu(a, b, ev); });
       this.linkEls[`${a}-${b}`] = g;
     }
-    if (clients.length) {
+    if (clients.length && clients.every((id) => placed.pos[id])) {
+      // The layout placed each client: one small box each, where its messages start.
+      for (const id of clients) {
+        const [x, y] = placed.pos[id];
+        const g = el("g", {class: "client", "data-client": id, transform: `translate(${x.toFixed(1)},${y.toFixed(1)})`}, this.gClients);
+        el("rect", {x: -40, y: -22, width: 80, height: 44, rx: 10}, g);
+        const t = el("text", {y: 8}, g);
+        t.textContent = id;
+      }
+    } else if (clients.length) {
       const g = el("g", {class: "client", transform: "translate(0,0)"}, this.gClients);
       el("rect", {x: -58, y: -24, width: 116, height: 48, rx: 10}, g);
       const t = el("text", {y: 8}, g);
@@ -110,6 +119,12 @@ export class Canvas {
       el("line", {x1: -k, y1: -k, x2: k, y2: k}, cross);
       el("line", {x1: -k, y1: k, x2: k, y2: -k}, cross);
       const badge = el("text", {class: "nbadge", y: this.nodeR + 40}, g);
+      // The disk indicator: shown while the node has a write to stable storage in flight.
+      const r = this.nodeR, disk = el("g", {class: "disk", transform: `translate(${(r * 0.78).toFixed(1)},${(-r * 0.78).toFixed(1)})`}, g);
+      const w = r * 0.36, h = r * 0.40, ry = r * 0.09;
+      el("path", {d: `M${-w / 2},${-h / 2} v${h} a${w / 2},${ry} 0 0 0 ${w},0 v${-h}`}, disk);
+      el("ellipse", {cx: 0, cy: -h / 2, rx: w / 2, ry}, disk);
+      el("title", {}, disk).textContent = "writing to stable storage";
       g.addEventListener("click", (ev) => this.handlers.nodeClick(id, ev));
       g.addEventListener("keydown", (ev) => {
         if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); ev.stopPropagation(); this.handlers.nodeClick(id, ev); }
@@ -159,7 +174,7 @@ export class Canvas {
       e.g.setAttribute("data-role", n.role);
       for (const [k, v] of Object.entries(P.dataset ? P.dataset(n) : {})) e.g.setAttribute(`data-${k}`, v);
       e.g.setAttribute("data-status", n.status);
-      e.g.setAttribute("class", `node role-${look.cls}${n.status !== "up" ? " st-" + n.status : ""}`);
+      e.g.setAttribute("class", `node role-${look.cls}${n.status !== "up" ? " st-" + n.status : ""}${n.disk ? " disk-busy" : ""}`);
       if (look.fill) e.g.querySelector(".body").style.fill = look.fill;
       e.trole.textContent = look.label;
       e.trole.classList.toggle("long", look.label.length > 9); // a long label must fit the circle
@@ -168,6 +183,9 @@ export class Canvas {
       e.badge.textContent = badge;
       e.g.setAttribute("aria-label", `${id}: ${look.words}. ${badge}. Press Enter for actions.`);
     }
+    // A module may draw more on its nodes (a queue bar, an "ejected" mark): it gets every node's
+    // elements, since one node's change can change how another is drawn.
+    if (P.decorate) P.decorate(this.nodeEls, state, this.nodeR);
   }
 
   updateNet(net) {
@@ -303,10 +321,15 @@ export class Canvas {
     const R = this.nodeR + 14, wall = performance.now();
     let drawn = 0, fading = false;
     const waiting = state.waiting, hits = [];
+    const dots = this.proto.dot;
     for (const m of state.flight.values()) {
       const a = this.pos[m[1]], b = this.pos[m[2]];
       if (!a || !b) continue;
       const w = waiting && waiting.has(m[0]);
+      // A module may draw its messages as dots ({r, fill, stroke}); waiting ones stay pills, to be
+      // read and clicked.
+      const d = dots && !w ? dots(m, state, now) : null;
+      if (d) { this._dot(g, m, a, b, d, now, wall); drawn++; if (m[7]) fading = true; continue; }
       const sp = this._sprite(m[5], m[6], m[7] ? "dropped" : w ? "waiting" : "");
       const span = m[4] - m[3];
       let f = w ? 1 : span > 0 ? (now - m[3]) / span : 1;
@@ -336,10 +359,28 @@ export class Canvas {
     }
     g.globalAlpha = 1;
     this.pillHits = hits;
+    this.dotsDrawn = dots ? drawn : 0;
     this._fading = fading;
     this.pillsDrawn = drawn;
   }
 }
+
+Canvas.prototype._dot = function (g, m, a, b, d, now, wall) {
+  // One message as a dot along its link, clear of the node circles, fading as it arrives.
+  const k = this.k, span = m[4] - m[3];
+  let f = span > 0 ? (now - m[3]) / span : 1;
+  f = f < 0 ? 0 : f > 1 ? 1 : f;
+  const dx = b[0] - a[0], dy = b[1] - a[1], len = Math.hypot(dx, dy) || 1;
+  const ux = dx / len, uy = dy / len, R = this.nodeR + 14;
+  const ra = Math.min(len / 3, this.nodeEls[m[1]] ? R : 44), rb = Math.min(len / 3, this.nodeEls[m[2]] ? R : 44);
+  const off = d.offset || 0;
+  const x = a[0] + ux * ra + (len - ra - rb) * f * ux - uy * off, y = a[1] + uy * ra + (len - ra - rb) * f * uy + ux * off;
+  g.globalAlpha = m[7] ? Math.max(0, 1 - (m[8] ? wall - m[8] : 0) / 700) : f > 0.9 ? 0.4 + 0.6 * ((1 - f) / 0.1) : 1;
+  g.beginPath();
+  g.arc(this.ox + x * k, this.oy + y * k, d.r * k, 0, 2 * Math.PI);
+  g.fillStyle = d.fill; g.fill();
+  if (d.stroke) { g.lineWidth = (d.line || 2) * k; g.strokeStyle = d.stroke; g.stroke(); }
+};
 
 // Nodes on a circle, sized by how many there are (the default layout).
 export function circleLayout(nodes) {

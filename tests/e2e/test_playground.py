@@ -409,7 +409,9 @@ def test_a_page_taken_over_by_another_tab_says_so_and_does_not_reconnect(server,
 @pytest.mark.parametrize("query,drawn", [
     ("?speed=1", LEADER),  # the page's own scripts ran and drew a cluster
     ("?protocol=paxos&scenario=paxos_flexible_unsafe&speed=0.05", "#log-panel .px-unsafe"),
-], ids=["raft", "paxos"])
+    ("?protocol=lb&speed=1", "#log-panel .lb-chart canvas"),  # uPlot (static/vendor/) drew
+    ("?protocol=zk&scenario=zk_fencing&speed=0.5", '#log-panel .co-write[data-accepted="true"]'),
+], ids=["raft", "paxos", "lb", "zk"])
 def test_the_page_runs_under_its_content_security_policy(server, browser, query, drawn):
     ctx = browser.new_context(viewport={"width": 1280, "height": 720}, bypass_csp=False)
     pg = ctx.new_page()
@@ -525,3 +527,13 @@ def test_the_protocol_chooser_and_an_unknown_protocol(server, page):
     html = page.content()
     assert "Raft cluster" not in page.locator("#canvas").get_attribute("aria-label")
     assert "Distributed Systems Playground" in html
+
+
+def test_a_node_writing_to_stable_storage_shows_a_disk(server, page):
+    """The lesson's scenario has a storage latency: a node shows the disk while a write is in
+    flight, and not otherwise (engine/storage.py)."""
+    page.goto(f"{server}/?scenario=figure16_top&speed=0.01")
+    page.wait_for_selector(".node.disk-busy .disk", state="visible", timeout=30000)
+    shot(page, "e2e-disk-indicator")
+    page.wait_for_selector(".node:not(.disk-busy) .disk", state="hidden")
+    pause(page)

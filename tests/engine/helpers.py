@@ -54,6 +54,7 @@ class FakeContext:
         self.node_id = node_id
         self.sent: list[tuple[str, dict]] = []
         self.timers: dict[str, int] = {}
+        self.persisted = 0  # how many times the node said its persistent state changed
 
     def send(self, to, msg):
         self.sent.append((to, msg))
@@ -63,6 +64,9 @@ class FakeContext:
 
     def cancel_timer(self, name):
         self.timers.pop(name, None)
+
+    def persist(self):
+        self.persisted += 1
 
     def of_kind(self, kind):
         return [(to, m) for to, m in self.sent if m["kind"] == kind]

@@ -38,6 +38,7 @@ EXAMPLES = {  # extra fields some actions need to be valid (node fields are fill
     "fire": lambda ids: {"timer": "t"},
     "propose": lambda ids: {"value": 7},
     "slow": lambda ids: {"node": ids[-1], "factor": 0.5},
+    "algorithm": lambda ids: {"node": ids[0], "algorithm": "least_connections"},  # lb: ids[0] is lb1
     "acquire": lambda ids: {"node": "c1"},  # zk, chubby: the lock actions name a client process
     "release": lambda ids: {"node": "c1"},
     "write": lambda ids: {"node": "c1", "value": "v"},

@@ -283,3 +283,42 @@ def test_bad_lb_scenarios_name_the_field():
         with pytest.raises(ScenarioError) as e:
             parse_scenario({"protocol": "lb", **bad})
         assert needle in str(e.value)
+
+
+def test_metric_records_reach_the_trace_in_time_order_and_it_still_checks():
+    sc = parse_scenario({"protocol": "lb", "seed": 5, "duration_ms": 4000, "nodes": 3,
+                         "config": {"metrics": {"interval_ms": 500}},
+                         "workload": {"kind": "open_loop", "rate_per_s": 150}})
+    buf = io.BytesIO()
+    summary = run_scenario(sc, trace=buf)
+    head, records = read_trace(buf.getvalue().splitlines())
+    recs = list(records)
+    metrics = [r for r in recs if r["type"] == "metric"]
+    assert [r["t"] for r in metrics] == [500.0 * i for i in range(1, 8)]
+    ts = [r["t"] for r in recs]
+    assert ts == sorted(ts)  # each written just before the record that made it due
+    # The same series the observer keeps in a run without a trace.
+    sim = Simulation(sc)
+    sim.run()
+    assert metrics == metrics_of(sim).out
+    assert check_records(head, iter(recs))["violations"] == summary["violations"] == []
+
+
+def test_the_algorithm_action_switches_mid_run_and_replays_exactly():
+    acts = [{"at": 2000, "do": "algorithm", "node": "lb1", "algorithm": "least_connections"}]
+    sim, recs = run({"algorithm": "round_robin"}, actions=acts, duration_ms=4000)
+    lb = [r for r in recs if r["type"] == "state" and r["node"] == "lb1"]
+    assert [(r["t"], r["algorithm"]) for r in lb] == [(2000.0, "least_connections")]
+    assigns = events(recs, "assign")
+    assert all("seen" not in r for r in assigns if r["t"] < 2000)
+    assert all("seen" in r for r in assigns if r["t"] > 2000 and r["attempt"] == 1)
+    assert all(not c.violations for c in sim.checkers)
+    again, _ = run({"algorithm": "round_robin"}, actions=acts, duration_ms=4000)
+    assert again.digest() == sim.digest()
+    # A restarted balancer is a fresh one: it runs the configured algorithm again.
+    sim2, recs2 = run({"algorithm": "round_robin"}, duration_ms=4000, actions=acts + [
+        {"at": 3000, "do": "crash", "node": "lb1"}, {"at": 3100, "do": "restart", "node": "lb1"}])
+    assert sim2.nodes["lb1"].algo.name == "round_robin"
+    with pytest.raises(ScenarioError, match=r"actions\[0\]\.node: only a balancer"):
+        parse_scenario({"protocol": "lb", "nodes": 2,
+                        "actions": [{"do": "algorithm", "node": "b1", "algorithm": "random"}]})

@@ -63,7 +63,9 @@ def test_healthz_counts_sessions(client):
      "actions": [{"at": 700, "do": "crash", "node": "n1"}]},
     {"protocol": "paxos", "nodes": 3, "seed": 5, "config": {"proposals": {"n1": "x", "n2": "y"}},
      "actions": [{"at": 700, "do": "crash", "node": "n1"}]},
-], ids=["raft", "paxos-multi", "paxos-basic"])
+    {"protocol": "zk", "nodes": 3, "seed": 5, "config": {"clients": 2},
+     "actions": [{"at": 700, "do": "crash", "node": "n1"}, {"at": 900, "do": "pause", "node": "c1"}]},
+], ids=["raft", "paxos-multi", "paxos-basic", "zk"])
 def test_trace_export_then_import_round_trip(client, data):
     sc = parse_scenario(data)
     payload = share.encode(sc, 1500.25)
@@ -184,3 +186,24 @@ def test_idle_attached_session_is_told_and_closed(make_client):
         assert c.portal.call(reap) == [s.id]
         err = drain(ws, "error")
         assert "closed after" in err["message"] and "without input" in err["message"]
+
+
+def test_trace_export_in_other_tools_formats(client):
+    sc = parse_scenario({"nodes": 3, "seed": 5, "workload": {"clients": 2, "rate_per_s": 10, "keys": 2}})
+    payload = share.encode(sc, 1200)
+    nd = client.get("/api/trace", params={"share": payload})
+    _head, recs = read_trace(nd.content.splitlines())
+    recs = list(recs)
+    r = client.get("/api/trace", params={"share": payload, "format": "shiviz"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    assert r.headers["content-disposition"].endswith('.log"')
+    text = r.text.split("\n")
+    assert text[0].startswith("(?<event>") and text[1] == ""
+    assert sum(" receive " in line for line in text) == sum(x["type"] == "deliver" for x in recs)
+    r = client.get("/api/trace", params={"share": payload, "format": "jepsen"})
+    assert r.status_code == 200 and r.text.startswith("{:type :invoke")
+    assert len(r.text.splitlines()) == sum(x["type"] == "client" for x in recs)
+    r = client.get("/api/trace", params={"share": payload, "format": "porcupine"})
+    assert r.status_code == 200 and isinstance(orjson.loads(r.content), list)
+    r = client.get("/api/trace", params={"share": payload, "format": "xml"})
+    assert r.status_code == 400 and "format: 'xml' is not one of ndjson, jepsen" in r.text

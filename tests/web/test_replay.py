@@ -56,12 +56,12 @@ def test_a_heavy_share_link_streams_progress_and_ends_in_the_engines_state(make_
     with c.websocket_connect("/ws?speed=1") as other:  # a bystander, live
         drain(other, "snapshot")
         c.get("/api/stats", params={"reset": True})
-        t0 = time.monotonic()
         with c.websocket_connect(f"/ws?share={payload}") as ws:
             hello = ws.receive_json()
             assert hello["type"] == "hello" and len(hello["layout"]["nodes"]) == 9
             first = ws.receive_json()
-            assert time.monotonic() - t0 < 1.0  # answered at once, not after the replay
+            # Answered at once, not after the replay: progress comes before the picture.
+            assert first["type"] in ("progress", "events"), first["type"]
             frames = [first] + until(ws, "snapshot")
             progress = [f for f in frames if f["type"] == "progress"]
             assert progress and progress[0]["to"] == T and progress[0]["kind"] == "load"
@@ -71,9 +71,10 @@ def test_a_heavy_share_link_streams_progress_and_ends_in_the_engines_state(make_
             assert told and len(told[-1]["ev"]) <= 61  # the stretch, in words, capped
             snap = frames[-1]
             assert snap["t"] == T and snap["playing"] is False
-        # While it replayed, the bystander's frames left on time (a sanity bound, not a benchmark).
+        # While it replayed, the bystander's frames kept leaving (how late they were is a timing,
+        # measured by `playground bench --web`, not asserted here: it depends on the machine).
         stats = c.get("/api/stats").json()
-        assert stats["frames"] >= 5 and stats["lateness_ms"]["max"] < 1000, stats
+        assert stats["frames"] >= 5, stats
     assert snap["digest"] == engine_digest(sc, T)
 
 
@@ -228,9 +229,9 @@ def test_live_play_has_a_cpu_budget_per_tick_and_says_it_is_behind(tmp_path):
     s.playing = True
     s._resync_refs()
     s.wall_ref -= 5  # as if five seconds of wall time had gone by: 50 s of simulated time to do
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: what the budget bounds, whatever else the machine runs
     s.tick(0)
-    took = time.perf_counter() - t0
+    took = time.process_time() - t0
     assert s.behind and s.sim.now_ms < 50_000
     assert took < 0.1, took  # about the 2 ms budget (plus a checkpoint, a GC pass)
     assert any(f.get("behind") for f in s.outbox if f["type"] == "events")

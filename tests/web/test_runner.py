@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import orjson
+import pytest
 
 from app.session import Session, default_scenario
 from app.sessions import SessionManager
@@ -64,6 +65,17 @@ def test_the_manager_spreads_session_phases_over_the_interval(tmp_path):
     assert max(gaps) < 3 * 0.05 / 40  # evenly spread: no big hole, so no burst elsewhere
 
 
+def tick_until_paused(s, limit: int = 5000) -> None:
+    """Tick until live play stops (a tick's CPU budget is wall time: on a busy machine one tick
+    may not get as far as it is due)."""
+    for _ in range(limit):
+        s.sim_ref, s.wall_ref = s.sim.now_ms, time.monotonic() - 100.0  # always far behind
+        s.tick(0.0)
+        if not s.playing:
+            return
+    raise AssertionError(f"still playing after {limit} ticks, at {s.sim.now_ms} ms")
+
+
 def test_live_play_stops_at_the_longest_shareable_run(tmp_path):
     st = Settings.from_env({}, scenarios_dir=tmp_path, max_replay_ms=300)
     s = Session("t", st, {}, default_scenario(st, seed=1))
@@ -71,7 +83,26 @@ def test_live_play_stops_at_the_longest_shareable_run(tmp_path):
     s.playing = True
     s.speed = 10.0
     s.sim_ref, s.wall_ref = 0.0, time.monotonic() - 1.0  # a second of wall time at 10x is due
-    s.tick(0.0)
+    tick_until_paused(s)
     assert s.sim.now_ms == 300 and s.playing is False
     errors = [f["message"] for f in s.outbox if f["type"] == "error"]
     assert errors and "longest run that can be shared" in errors[0]
+
+
+def test_play_until_pauses_exactly_at_the_point_without_an_error(tmp_path):
+    from app.wire import BadInput, Play
+    st = Settings.from_env({}, scenarios_dir=tmp_path)
+    s = Session("t", st, {}, default_scenario(st, seed=1))
+    s.playing = False
+    s._apply(Play(do="play", until=420.5))
+    s.outbox.clear()
+    s.speed = 10.0
+    s.sim_ref, s.wall_ref = 0.0, time.monotonic() - 1.0  # 10 s of simulated time are due
+    tick_until_paused(s)
+    assert s.sim.now_ms == 420.5 and s.playing is False and s.pause_at is None
+    assert not [f for f in s.outbox if f["type"] == "error"]
+    assert [f for f in s.outbox if f["type"] == "snapshot"][-1]["t"] == 420.5
+    # A pause point already passed is refused, by name; the session is as it was.
+    with pytest.raises(BadInput, match=r"control.until: 100 ms is not after now \(420.5 ms\)"):
+        s._apply(Play(do="play", until=100))
+    assert s.playing is False and s.sim.now_ms == 420.5

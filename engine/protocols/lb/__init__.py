@@ -1,8 +1,9 @@
 """Load balancing: clients (the open-loop workload), one balancer or two (`lb1`, `lb2`, each
 with its own view), and backends `b1..bN`. The balancer (balancer.py) runs one of the algorithms
 (algorithms.py, hashing.py) with health checks, outlier ejection and retries; backends
-(backend.py) serve with a concurrency limit, a speed and a bounded queue; `slow` (actions.py);
-the invariants (checkers.py); the metrics observer (metrics.py); the config (config.py); words.
+(backend.py) serve with a concurrency limit, a speed and a bounded queue; `slow` and `algorithm`
+(actions.py); the invariants (checkers.py); the metrics observer (metrics.py); the sweep measures
+(measures.py); the config (config.py); words.
 
     "topology": {"backends": 10, "balancers": 2}     or "nodes": 10 (backends, one balancer)
 """
@@ -10,11 +11,12 @@ the invariants (checkers.py); the metrics observer (metrics.py); the config (con
 from __future__ import annotations
 
 from .. import ProtocolSpec, Topology
-from .actions import Slow
+from .actions import SetAlgorithm, Slow
 from .backend import Backend
 from .balancer import Balancer
 from .checkers import LB_INVARIANTS, make_lb_checkers
 from .config import MUTATIONS, LbConfig
+from .measures import LB_MEASURES
 from .metrics import LbMetrics
 from .words import LB_WORDS
 
@@ -56,10 +58,11 @@ PROTOCOL = ProtocolSpec(
     node_factories={"balancer": Balancer, "backend": Backend},
     make_checkers=make_checkers,
     invariants=LB_INVARIANTS,
-    actions=(Slow,),
+    actions=(Slow, SetAlgorithm),
     mutations=MUTATIONS,
     words=LB_WORDS,
     nemesis_targets={"backend": busiest_backend},
     record_types=("request",),
     workloads=("open_loop",),
+    measures=LB_MEASURES,
 )

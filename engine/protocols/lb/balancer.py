@@ -254,7 +254,16 @@ class Balancer(Node):
                 self._rebuild()
 
     def on_command(self, ctx, command) -> None:
-        pass
+        if command["do"] == "algorithm":
+            self.become_algorithm(command["algorithm"])
+
+    def become_algorithm(self, name: str) -> None:
+        """Switch algorithms mid-run: a fresh instance of the new one (its round-robin position,
+        ring, table or latency estimates start anew); the tries in flight finish as they were
+        assigned. The next `state` record names the new algorithm, which is how the checkers
+        (and the page) learn of it. A restart goes back to the configured one."""
+        self.algo = make_algorithm(self.config.model_copy(update={"algorithm": name}), self.backends)
+        self._version += 1
 
     # --- outputs --------------------------------------------------------------------------------
     def take_state(self):

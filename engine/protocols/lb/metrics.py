@@ -13,25 +13,13 @@ in `out`, and `take()` hands over the new ones.
 from __future__ import annotations
 
 import bisect
-import math
 from collections import deque
 
 from ...checkers.base import Checker
+from ...stats import percentile
 
 QUANTILES = (("p50", 50), ("p95", 95), ("p99", 99), ("p99.9", 99.9))
 HISTOGRAM_EDGES_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000)
-
-
-def percentile(sorted_xs, q: float) -> float | None:
-    """The q-th percentile (0..100) of ascending samples, interpolating linearly between the two
-    nearest ranks: numpy.percentile's default ("linear", Hyndman and Fan's type 7)."""
-    n = len(sorted_xs)
-    if n == 0:
-        return None
-    pos = (n - 1) * q / 100
-    lo = math.floor(pos)
-    hi = min(lo + 1, n - 1)
-    return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (pos - lo)
 
 
 def histogram(xs, edges=HISTOGRAM_EDGES_MS) -> list[int]:
@@ -46,6 +34,8 @@ class LbMetrics(Checker):
     name = "metrics"
     explains = ""
     record_types = ("request", "state")
+    writes = ("metric",)  # written to traces and frames (engine/checkers/base.py)
+    shown = False  # a measurement, not an invariant: the page charts it instead of listing it
 
     def __init__(self, seed, servers, backends, config):
         super().__init__(seed, servers)
@@ -69,11 +59,17 @@ class LbMetrics(Checker):
         self.n = {"arrived": 0, "done": 0, "rejected": 0, "timed_out": 0, "retries": 0}
         self.per = {b: {"served": 0, "rejected": 0, "timed_out": 0} for b in self.backends}
 
-    def observe(self, rec):
-        t = rec["t"]
-        while t >= self.next_ms:
+    def catch_up(self, t_ms: float) -> None:
+        """Write the records due by `t_ms`. Each describes the moment it is due, whenever it is
+        written: records before it were folded in, and none after it yet."""
+        while t_ms >= self.next_ms:
             self._emit(self.next_ms)
             self.next_ms += self.interval_ms
+
+    def observe(self, rec):
+        t = rec["t"]
+        if t >= self.next_ms:
+            self.catch_up(t)
         if rec["type"] == "state":
             b = rec["node"]
             if b in self.in_flight:
@@ -137,6 +133,11 @@ class LbMetrics(Checker):
         })
         self.last_ms = t
         self._zero()
+
+    def emit_now(self, t: float) -> dict:
+        """The metric record for the time since the last one, written now (a run's end)."""
+        self._emit(t)
+        return self.out[-1]
 
     def take(self) -> list[dict]:
         """The metric records written since the last call."""

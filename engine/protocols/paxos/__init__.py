@@ -1,6 +1,7 @@
 """Paxos: single-decree ("basic", basic.py) and Multi-Paxos (multi.py) on shared acceptor and
 learner roles (base.py); ballots (ballot.py), the config (config.py), actions (actions.py), the
-checkers (checkers.py), the liveness measure (liveness.py), words (words.py), and its
+checkers (checkers.py), the liveness measure (liveness.py), the sweep measure (measures.py),
+words (words.py), and its
 registration. Quorum arithmetic is engine/quorum.py, the key-value state machine engine/kvstore.py.
 
 The mode is the config's: basic Paxos takes `propose` and no workload; Multi-Paxos serves the
@@ -17,6 +18,7 @@ from .basic import BasicPaxosNode
 from .checkers import PAXOS_INVARIANTS, make_checkers
 from .config import MUTATIONS, PaxosConfig
 from .liveness import ProgressAfterHeal
+from .measures import PAXOS_MEASURES
 from .multi import MultiPaxosNode
 from .words import PAXOS_WORDS
 
@@ -78,4 +80,5 @@ PROTOCOL = ProtocolSpec(
     nemesis_targets={"proposer": proposers},
     workloads=("kv",),
     header_config=header_config,
+    measures=PAXOS_MEASURES,
 )

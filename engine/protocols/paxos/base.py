@@ -171,6 +171,7 @@ class PaxosNode(Node):
         if self.accepted.get(slot) != (b, m["value"]):
             self.accepted[slot] = (b, m["value"])
             self._accepted_changed.add(slot)
+            ctx.persist()  # §2.2 (and "Paxos Made Live" §3): accepted before Accepted leaves
         self.on_accept_from(ctx, src, b)
         reply = {"kind": "Accepted", "ballot": m["ballot"], "slot": slot, "value": m["value"]}
         self.bcast(ctx, self.learners, reply)
@@ -191,6 +192,7 @@ class PaxosNode(Node):
             return True
         if above(b, self.promised):
             self.promised = b
+            ctx.persist()  # the promise is on stable storage before the Promise leaves
             self.on_promised(ctx, b)
         return True
 

@@ -76,6 +76,7 @@ class BasicPaxosNode(PaxosNode):
         count)."""
         ctx.cancel_timer("backoff")
         self.ballot = self.next_ballot()
+        ctx.persist()  # max_round: a restarted proposer never reuses the ballot
         self.phase = PREPARING
         self.promises = {}
         self.accepts = set()

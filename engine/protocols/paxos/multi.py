@@ -101,6 +101,7 @@ class MultiPaxosNode(PaxosNode):
         """§3 / §2.2 Phase 1(a) for every slot from the first one this node has not learned: one
         Prepare covers them all. The election timer doubles as the phase-1 timeout."""
         self.ballot = self.next_ballot()
+        ctx.persist()  # max_round: a restarted proposer never reuses the ballot
         self.phase = PREPARING
         self.leader_id = None
         self.promises = {}

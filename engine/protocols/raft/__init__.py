@@ -6,10 +6,12 @@ from __future__ import annotations
 from ...checkers.linearizability import LinearizabilityChecker
 from ...workloads.kv import Request
 from .. import ProtocolSpec, mesh_topology
-from .actions import Timeout, Transfer
+from .actions import Heartbeat, Lag, Timeout, Transfer
 from .checkers import RAFT_INVARIANTS, make_raft_checkers
 from .config import MUTATIONS, RaftConfig, upgrade
 from .liveness import LeaderAfterHeal
+from .measures import ElectionDowntime
+from .measures_lab import RAFT_LAB_MEASURES
 from .node import LEADER, RaftNode
 from .words import RAFT_WORDS
 
@@ -35,11 +37,12 @@ PROTOCOL = ProtocolSpec(
     node_factories={"server": make_server},
     make_checkers=make_checkers,
     invariants=RAFT_INVARIANTS + ((LinearizabilityChecker.name, LinearizabilityChecker.explains),),
-    actions=(Request, Transfer, Timeout),
+    actions=(Request, Transfer, Timeout, Heartbeat, Lag),
     mutations=MUTATIONS,
     liveness=LeaderAfterHeal,
     words=RAFT_WORDS,
     nemesis_targets={"leader": leaders},
     workloads=("kv",),
     upgrade=upgrade,
+    measures={**RAFT_LAB_MEASURES, ElectionDowntime.name: ElectionDowntime},
 )

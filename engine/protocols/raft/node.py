@@ -28,7 +28,7 @@ class RaftNode(Node):
         "current_term", "voted_for", "log", "commit_index", "last_applied", "kv", "sessions",
         "role", "leader_id", "election_deadline_us", "last_leader_contact_us", "votes",
         "next_index", "match_index", "last_sent_us", "recent_active", "pending", "transfer_to",
-        "transfer_deadline_us", "_told", "_log_told_len", "_log_keep", "_step",
+        "transfer_deadline_us", "_told", "_log_told_len", "_log_keep", "_step", "lagging", "lag_from",
     )
 
     def __init__(self, node_id, peers, config, rng, persistent=None):
@@ -74,6 +74,8 @@ class RaftNode(Node):
         self.pending: dict[int, tuple[str, int]] = {}  # log index -> (client, req) to answer
         self.transfer_to: str | None = None
         self.transfer_deadline_us = 0
+        self.lagging: frozenset[str] = frozenset()  # followers sent no entries past lag_from (`lag`)
+        self.lag_from = 0
         # What the trace has been told (so state records carry only changes).
         self._told: tuple | None = None
         self._log_told_len = len(self.log)
@@ -115,6 +117,7 @@ class RaftNode(Node):
         if term > self.current_term:
             self.current_term = term
             self.voted_for = None
+            ctx.persist()  # Figure 2: currentTerm is persistent state
         was_leader = self.role == LEADER
         self.role = FOLLOWER
         self.leader_id = leader
@@ -143,6 +146,7 @@ class RaftNode(Node):
         """§5.2: increment currentTerm, vote for self, reset the election timer, send RequestVote."""
         self.current_term += 1
         self.voted_for = self.id
+        ctx.persist()  # the new term and the vote for itself are durable before RequestVote leaves
         self.role = CANDIDATE
         self._step = self._step_candidate
         self.leader_id = None
@@ -177,7 +181,9 @@ class RaftNode(Node):
         self.match_index = {p: 0 for p in self.peers}
         self.last_sent_us = {}
         self.recent_active = set()
+        self.lagging = frozenset()
         self.log.append((self.current_term, None))
+        ctx.persist()
         self.bcast_append(ctx)
         ctx.set_timer("heartbeat", self.heartbeat_us)
         if self.check_quorum:
@@ -223,6 +229,13 @@ class RaftNode(Node):
                 self.handle_election_timeout(ctx)
         elif command["do"] == "transfer":
             self.start_transfer(ctx, command["to"])
+        elif command["do"] == "heartbeat" and self.role == LEADER:
+            self.bcast_append(ctx)  # §9.3: a synchronised broadcast, then the usual period
+            ctx.set_timer("heartbeat", self.heartbeat_us)
+        elif command["do"] == "lag" and self.role == LEADER:
+            self.lagging = frozenset(self.peers[len(self.peers) - command["followers"]:])
+            self.lag_from = len(self.log)
+            self.append_entry(ctx, None)
 
     def start_transfer(self, ctx: Context, target: str) -> None:
         """Thesis §3.10: stop taking requests, bring the target up to date, send TimeoutNow."""
@@ -329,6 +342,7 @@ class RaftNode(Node):
                    and log_ok)
         if granted:
             self.voted_for = m["candidate"]
+            ctx.persist()  # Figure 2: votedFor is on stable storage before the vote is answered
             self._reset_election_timer(ctx)  # §5.2: granting a vote resets the timer
         ctx.send(src, {"kind": "RequestVoteResponse", "term": self.current_term, "granted": granted})
 
@@ -356,7 +370,11 @@ class RaftNode(Node):
         assumes delivery and advances nextIndex optimistically; a rejection moves it back."""
         prev = self.next_index[peer] - 1
         log = self.log
-        entries = log[prev:prev + self.max_entries]
+        if self.lagging and peer in self.lagging:  # the `lag` action: a bare heartbeat
+            prev = min(prev, self.lag_from)
+            entries = []
+        else:
+            entries = log[prev:prev + self.max_entries]
         ctx.send(peer, {"kind": "AppendEntries", "term": self.current_term, "leader": self.id,
                         "prev_log_index": prev, "prev_log_term": log[prev - 1][0] if prev else 0,
                         "entries": entries, "leader_commit": self.commit_index})
@@ -417,6 +435,7 @@ class RaftNode(Node):
         entries = m["entries"]
         if entries:
             index = prev
+            changed = False
             for entry in entries:
                 index += 1
                 if index <= len(log):
@@ -424,6 +443,9 @@ class RaftNode(Node):
                         continue
                     self._truncate(index - 1)
                 log.append(tuple(entry))  # (the same object when it is a tuple already)
+                changed = True
+            if changed:
+                ctx.persist()  # Figure 2: the log is on stable storage before the success reply
         last_new = prev + len(entries)
         # 5. If leaderCommit > commitIndex, set commitIndex = min(leaderCommit, index of last new entry)
         if m["leader_commit"] > self.commit_index:
@@ -454,7 +476,7 @@ class RaftNode(Node):
             last = len(self.log)
             if self.transfer_to == src and match == last:
                 ctx.send(src, {"kind": "TimeoutNow", "term": self.current_term})
-            elif self.next_index[src] <= last:
+            elif self.next_index[src] <= last and src not in self.lagging:
                 self.send_append(ctx, src)  # still behind: keep catching it up
             return
         # Rejected: back off nextIndex using the conflict hint (§5.3), never below matchIndex + 1.
@@ -542,9 +564,15 @@ class RaftNode(Node):
             return
         cmd = {"client": m["client"], "req": m["req"], "op": m["op"], "key": m["key"],
                "value": m["value"]}
+        self.pending[len(self.log) + 1] = (m["client"], m["req"])
+        self.append_entry(ctx, cmd)
+
+    def append_entry(self, ctx: Context, cmd: dict | None) -> None:
+        """Figure 2, leaders: "If command received from client: append entry to local log", and
+        ship it to every follower that is up to date (the others get it as they catch up)."""
         self.log.append((self.current_term, cmd))
+        ctx.persist()
         last = len(self.log)
-        self.pending[last] = (m["client"], m["req"])
         for p in self.peers:
             if self.next_index[p] == last:  # up to date: ship the new entry now
                 self.send_append(ctx, p)
@@ -597,4 +625,5 @@ class RaftNode(Node):
                 self.last_applied, self.log, sorted(self.kv.items()), sorted(self.votes),
                 sorted(self.next_index.items()), sorted(self.match_index.items()),
                 sorted(self.last_sent_us.items()), sorted(self.recent_active), sorted(self.pending.items()), self.transfer_to,
-                self.last_leader_contact_us]
+                self.last_leader_contact_us] + ([sorted(self.lagging), self.lag_from]
+                                                if self.lagging else [])

@@ -1,7 +1,8 @@
 """ZooKeeper: an ensemble of servers running Zab (server.py, on zab.py's zxids, votes and FIFO
 channels), the data tree (tree.py), application processes running the recipes (client.py), the
 storage service that checks fencing tokens (storage.py), its config (config.py), actions
-(actions.py), checkers (checkers.py), liveness (liveness.py), words (words.py) and its
+(actions.py), checkers (checkers.py), liveness (liveness.py), sweep measures (measures.py), words
+(words.py) and its
 registration.
 
 Topology: servers n1..nN (the scenario's `nodes`) in a full mesh, clients c1..cK (`config.clients`)
@@ -19,6 +20,7 @@ from .checkers import ZK_INVARIANTS, make_checkers
 from .client import ZkClient
 from .config import MUTATIONS, ZkConfig
 from .liveness import EstablishedAfterHeal
+from .measures import ZK_MEASURES
 from .server import BROADCAST, LEADING, ZabServer
 from .storage import Storage
 from .words import ZK_WORDS
@@ -71,6 +73,7 @@ PROTOCOL = ProtocolSpec(
     actions=ZK_ACTIONS,
     mutations=MUTATIONS,
     liveness=EstablishedAfterHeal,
+    measures=ZK_MEASURES,
     words=ZK_WORDS,
     nemesis_targets={"leader": established_leader},
     record_types=("txn", "session", "watch", "write", "read"),

@@ -51,6 +51,7 @@ class ZkClient(Node):
         self.writes = 0
         self.herd = config.has("herd_watch")
         self.reads: list[tuple[str, bool]] = []  # the user's reads waiting for the line
+        self.woken = 0  # watch notifications received (the page counts the herd by them)
         self._told = None
 
     # --- state ------------------------------------------------------------------------------------
@@ -81,7 +82,7 @@ class ZkClient(Node):
         return {"role": self.role(), "connected_to": self.server if self.connected else None,
                 "session": self.session, "timeout_ms": self.timeout_ms, "recipe": self.phase,
                 "lock_node": self.my_node, "token": self.token, "want": self.want,
-                "writes": self.writes}
+                "writes": self.writes, "woken": self.woken}
 
     def session_record(self, event: str) -> None:
         self.records.append({"type": "session", "session": self.session, "client": self.id,
@@ -162,6 +163,7 @@ class ZkClient(Node):
             self.pending = None
             self.on_reply(ctx, purpose, m)
         elif k == "Event":
+            self.woken += 1
             if self.phase == WAIT and self.pending is None:
                 self.phase = LIST
                 self.step(ctx)

@@ -279,6 +279,7 @@ class ZabServer(Node):
             self.become_looking(ctx)
             return
         self.accepted_epoch = m["epoch"]
+        ctx.persist()  # Zab: acceptedEpoch is on stable storage before ACKEPOCH
         self.to_leader(ctx, {"kind": "ACKEPOCH", "current_epoch": self.current_epoch,
                              "last_zxid": list(self.last_zxid())})
 
@@ -286,6 +287,7 @@ class ZabServer(Node):
         """Spec: FollowerProcessSyncMessage. DIFF: the missing entries after our last zxid."""
         self.phase = SYNCHRONIZATION
         self.history.extend((zx(z), t) for z, t in m["entries"])
+        ctx.persist()
 
     def handle_trunc(self, ctx, m) -> None:
         """TRUNC: drop the entries after `zxid` (never committed: the leader lacks them)."""
@@ -293,6 +295,7 @@ class ZabServer(Node):
         t = zx(m["zxid"])
         self.history = [e for e in self.history if e[0] <= t]
         self.history.extend((zx(z), x) for z, x in m["entries"])
+        ctx.persist()
         self._recheck_committed()
 
     def handle_snap(self, ctx, m) -> None:
@@ -300,6 +303,7 @@ class ZabServer(Node):
         self.phase = SYNCHRONIZATION
         new = [(zx(z), t) for z, t in m["entries"]]
         self.history = new
+        ctx.persist()
         self._recheck_committed()
 
     def _recheck_committed(self) -> None:
@@ -311,6 +315,7 @@ class ZabServer(Node):
     def handle_newleader(self, ctx, m) -> None:
         """Spec: FollowerProcessNEWLEADER: adopt the epoch, acknowledge with ACKLD."""
         self.current_epoch = m["epoch"]
+        ctx.persist()  # Zab: currentEpoch is on stable storage before ACKLD
         self.to_leader(ctx, {"kind": "ACKLD", "zxid": [m["epoch"], 0]})
 
     def handle_uptodate(self, ctx, m) -> None:
@@ -323,6 +328,7 @@ class ZabServer(Node):
         z = zx(m["zxid"])
         if z > self.last_zxid():
             self.history.append((z, m["txn"]))
+            ctx.persist()  # logged before the ACK leaves
         self.to_leader(ctx, {"kind": "ACK", "zxid": m["zxid"]})
 
     def handle_commit(self, ctx, m) -> None:
@@ -376,6 +382,7 @@ class ZabServer(Node):
             self.new_epoch = max([self.accepted_epoch] + [self.learners[x].accepted_epoch
                                                           for x in joined]) + 1
             self.accepted_epoch = self.new_epoch
+            ctx.persist()
             for x in joined:
                 self.to(ctx, x, {"kind": "NEWEPOCH", "epoch": self.new_epoch})
 
@@ -393,6 +400,7 @@ class ZabServer(Node):
         acked = [x for x in sorted(self.learners) if self.learners[x].stage == "acke"]
         if len(acked) + 1 >= self.quorum:
             self.current_epoch = self.new_epoch
+            ctx.persist()
             self.phase = SYNCHRONIZATION
             self.tip = self._replay(len(self.history))
             for x in acked:
@@ -455,6 +463,7 @@ class ZabServer(Node):
         if txn["op"] == "session_open":
             txn["session"] = f"s{z[0]}.{z[1]}"
         self.history.append((z, txn))
+        ctx.persist()
         self.tip.apply(z, txn)
         self.acks[z] = {self.id}
         msg = {"kind": "PROPOSE", "zxid": list(z), "txn": txn}

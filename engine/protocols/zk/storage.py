@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from ...node import Node
 
+RECENT = 4  # writes the view keeps for the page (newest last)
+
 
 class Storage(Node):
     kind = "storage"
@@ -17,6 +19,8 @@ class Storage(Node):
         p = persistent or {"token": None, "value": None, "accepted": 0, "rejected": 0}
         self.token, self.value = p["token"], p["value"]
         self.accepted, self.rejected = p["accepted"], p["rejected"]
+        self.recent: list[list] = []  # the last RECENT writes, [client, token, accepted, value, newest
+        # token after it] (volatile)
         self._told = None
 
     def persistent_state(self):
@@ -34,8 +38,10 @@ class Storage(Node):
             self.accepted += 1
             if fresh:
                 self.token = token
+            ctx.persist()  # the write is durable before it is acknowledged
         else:
             self.rejected += 1
+        self.recent = (self.recent + [[src, token, ok, m["value"], self.token]])[-RECENT:]
         rec = {"type": "write", "node": self.id, "client": src, "token": token, "accepted": ok,
                "value": m["value"], "newest": self.token}
         if "sequencer" in m:  # Chubby's: [lock, mode, generation]; the token is its generation
@@ -56,4 +62,5 @@ class Storage(Node):
 
     def view(self, now_us):
         return {"role": "storage", "token": self.token, "value": self.value,
-                "accepted": self.accepted, "rejected": self.rejected}
+                "accepted": self.accepted, "rejected": self.rejected,
+                "recent": [list(w) for w in self.recent]}

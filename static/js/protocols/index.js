@@ -24,12 +24,33 @@
 //   ingest(state, id, node)       a snapshot's node summary -> what state.nodes[id] keeps
 //   applyDeltas(state, deltas)    an events frame's `deltas` (app/protocols/<name>.py `deltas`)
 //   panelLabel, renderPanel(el, state, projector), panelClick(event, state, el)
+//                                 the side panel (Raft: the logs); panelClick may return an item
+//                                 as a menu's ({action} | {say} | {control}: a control frame)
+//   panelChange(event, state)     optional: a `change` in the panel -> an item, as panelClick
+//   applySeries(state, series)    optional: a frame's `series` (what the world's writing
+//                                 observers wrote, through the adapter's `series`; `full` in a
+//                                 snapshot replaces, otherwise it appends)
+//   dot(m, state, now)            optional: draw message m (a flight entry) as a dot {r, fill,
+//                                 stroke?, line?, offset?} instead of a labelled pill (messages
+//                                 waiting under manual delivery stay pills); null: a pill
+//   decorate(nodeEls, state, nodeR) optional: after nodes are updated, draw more on them (every
+//                                 node's {g, ...} is given: one node's change may show on another)
 //                                 the side panel (Raft: the logs)
+//   compareSeries(state)          optional, compare mode: {name: number}, the numbers worth setting
+//                                 side by side for one world's state (e.g. a latency percentile,
+//                                 a term). The generic page shows them as a table, one row per name
+//                                 and one column per world, refreshed with every frame; a chart
+//                                 overlaying each world's series over time reads the same hook.
+//
+// In compare mode each world has its own `state` (built from its part of the frames: nodes, logs,
+// flight, extras, t), and every function above is called with the state of the world concerned.
 
+import * as lb from "./lb.js";
 import * as paxos from "./paxos.js";
 import * as raft from "./raft.js";
+import * as zk from "./zk.js";
 
-const REGISTRY = {raft, paxos};
+const REGISTRY = {raft, paxos, lb, zk};
 
 export const known = () => Object.keys(REGISTRY).sort();
 

@@ -116,6 +116,18 @@ export function applyDeltas(state, deltas) {
   }
 }
 
+// Compare mode's per-world numbers (static/js/protocols/index.js, `compareSeries`).
+export function compareSeries(state) {
+  const ns = Object.values(state.nodes);
+  const up = ns.filter((n) => n.status === "up");
+  return {
+    "highest term": Math.max(0, ...ns.map((n) => n.term || 0)),
+    "leaders now": up.filter((n) => n.role === "leader").length,
+    "highest commit index": Math.max(0, ...ns.map((n) => n.commit || 0)),
+    "servers up": up.length,
+  };
+}
+
 // A log cell's entry, on click or tap (not only in a hover tooltip: projectors and touch screens).
 export const panelClick = cellClick;
 

@@ -85,3 +85,28 @@ def test_a_stale_read_and_sync():
     assert held["t"] < stale["t"] and stale["server"] == "n1" and stale["children"] == []
     assert fresh["children"] == ["c2-1-lock-0000000000"] and fresh["zxid"] == held["lock_zxid"]
     assert sim.violations == []
+
+
+def test_active_standby_failover():
+    sim, recs = run(lesson("zk_active_standby"))
+    active = [(r["node"], r["t"], r["token"]) for r in of(recs, "state") if r.get("holds_lock")]
+    assert active[0][:1] == ("c1",) and active[0][2] == 0
+    takeover = [a for a in active if a[0] != "c1"][0]
+    assert takeover[0] == "c3" and takeover[2] == 1 and 1400 < takeover[1] < 1700
+    fires = [r for r in of(recs, "watch", event="fire") if 1000 < r["t"] < 2000]
+    assert len(fires) == 1 and fires[0]["path"] == "/election/c1-1-lock-0000000000"
+    assert not any(r.get("holds_lock") for r in of(recs, "state", node="c2"))
+    assert {w["client"] for w in of(recs, "write") if w["t"] > 1500} == {"c3"}
+    back = [r for r in of(recs, "state", node="c1") if r["t"] > 2000 and r["lock_node"]]
+    assert back and back[-1]["role"] == "standby"
+    assert sim.violations == []
+
+
+def test_predecessor_watching_wakes_one_waiter():
+    sim, recs = run(lesson("zk_predecessor_watch"))
+    woken = [r["session"] for r in of(recs, "watch", event="fire")]
+    assert len(woken) == 1  # c1's release wakes c2 alone; nothing else fired all run
+    assert sum(sim.nodes[c].woken for c in ("c1", "c2", "c3", "c4", "c5")) == 1
+    herd, _ = run(lesson("zk_herd"))
+    assert sum(herd.nodes[c].woken for c in ("c1", "c2", "c3", "c4", "c5")) > 4
+    assert sim.violations == []

@@ -1,0 +1,346 @@
+"""How the browser sees ZooKeeper (engine/protocols/zk/): pills coloured by Zab's phase (election,
+discovery, synchronisation, broadcast), client traffic, watch events and fenced storage writes;
+compact summaries of servers (role, epoch, zxids, their data tree), clients (session, recipe
+state, token) and the storage (newest token, recent writes); Zab and the recipes told in words.
+
+A znode of the lock recipe is named `<client>-<attempt>-lock-<%010d>`; pills shorten it to
+`c2·1` (client c2's node with sequence number 1, which is also its fencing token). The page's
+tree panel shows the names whole.
+
+A server's tree travels in its summary (a few znodes: the recipes' parents and one ephemeral
+node per waiting client), so a frame carries the trees of the servers that changed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from engine.protocols.zk import topology as zk_topology
+
+from .base import Adapter
+
+LOCK_NAME = re.compile(r"^(?:.*/)?(c\d+)-\d+-lock-(\d{10})$")
+
+ELECT = ("Vote",)
+DISCOVERY = ("CEPOCH", "NEWEPOCH", "ACKEPOCH")
+SYNC = ("NEWLEADER", "ACKLD", "UPTODATE", "DIFF", "TRUNC", "SNAP")
+BCAST = ("PROPOSE", "ACK", "COMMIT")
+PINGS = ("PING", "PINGREPLY", "Ping", "Pong")
+
+
+def zl(z) -> str:
+    """A zxid `[epoch, counter]` as `e.c`."""
+    return f"{z[0]}.{z[1]}" if z else "-"
+
+
+def short(path: str | None) -> str:
+    """A znode in a few characters: a lock node as `c2·1`, another by its last name."""
+    if not path:
+        return "?"
+    m = LOCK_NAME.match(path)
+    if m:
+        return f"{m.group(1)}\u00b7{int(m.group(2))}"
+    return path if path.count("/") <= 1 else path.rsplit("/", 1)[1]
+
+
+def _req(r: dict) -> str:
+    op, path = r.get("op"), r.get("path", "")
+    if op == "create":
+        flags = "".join(f for f, on in (("E", r.get("ephemeral")), ("S", r.get("sequential"))) if on)
+        return f"create {path.rsplit('/', 1)[0] or '/'}" + (f" {flags}" if flags else "")
+    if op in ("get", "exists", "children"):
+        return f"{'ls' if op == 'children' else op} {short(path)}" + (" +w" if r.get("watch") else "")
+    if op == "sync":
+        return "sync"
+    if op == "session_open":
+        return "open session"
+    return f"{op} {short(path)}"
+
+
+class ZkAdapter(Adapter):
+    protocol = "zk"
+    title = "ZooKeeper"
+    options = {}  # the mutations are the page's switches (Mutations tab)
+    intro = {
+        "title": "A live ZooKeeper ensemble",
+        "paragraphs": (
+            "Three servers (the ring) run Zab: they elect a leader by votes on (epoch, last zxid, "
+            "id), the leader picks a new epoch (discovery) and brings every follower up to date "
+            "(synchronisation), then commits each write by PROPOSE, ACK, COMMIT. Pills are coloured "
+            "by that phase. Under each server: its last zxid (epoch.counter), and \u2713 the last "
+            "committed one when that lags behind.",
+            "Below, three client processes take turns with a lock (the recipe: an ephemeral "
+            "sequential node under /lock, a watch on the next lower node only) and write to the "
+            "storage service st with their node's sequence number as a fencing token. The ring "
+            "round a client is its session: it drains while its server hears nothing from it. "
+            "The panel shows the data tree, the lock queue and the storage. Click a server or a "
+            "client to crash, pause or restart it, or run a recipe step.",
+        ),
+        "suggest": "pause the lock holder (click it, Pause) past its session timeout: its lock "
+                   "node vanishes, the next waiter's watch fires and it takes the lock.",
+    }
+    shortcuts = (("C", "the next idle client asks for the lock"),
+                 ("R", "crash the leader (restart it with a click)"))
+
+    # --- hello and config ------------------------------------------------------------------------
+    def hello(self, scenario) -> dict:
+        cfg = scenario.config
+        topo = zk_topology(scenario)
+        return {"servers": list(topo.of_kind("server")), "clients": list(topo.of_kind("client")),
+                "storage": list(topo.of_kind("storage")),
+                "recipe": cfg.recipe, "parent": "/election" if cfg.recipe == "election" else "/lock",
+                "tick_ms": cfg.tick_ms, "auto": cfg.auto,
+                "session_ms": cfg.negotiate_timeout_ms(cfg.session_timeout_ms),
+                "home": dict(cfg.home)}
+
+    def timers(self, config) -> dict[str, float]:
+        return {name: getattr(config, name) for name in ("tick_ms", "session_timeout_ms", "notify_ms")}
+
+    def default_scenario(self, settings, seed: int) -> dict:
+        """Three servers, three clients contending for the lock and writing to the storage (no
+        key-value workload: the clients are the recipes' processes)."""
+        return {"protocol": "zk", "nodes": 3, "seed": seed, "duration_ms": settings.live_duration_ms,
+                "title": "A live ZooKeeper ensemble", "config": {"clients": 3}}
+
+    # --- the wire --------------------------------------------------------------------------------
+    @staticmethod
+    def msg_label(msg: dict) -> tuple[str, str]:
+        """(label, class). Classes: elect, disc, sync, bcast, ping, client, watch, store,
+        store-ok, store-bad."""
+        k = msg.get("kind")
+        if k == "Vote":
+            return f"vote {msg.get('leader')} {zl(msg.get('zxid'))} e{msg.get('epoch')}", "elect"
+        if k == "CEPOCH":
+            return f"CEPOCH e{msg.get('accepted_epoch')}", "disc"
+        if k == "NEWEPOCH":
+            return f"NEWEPOCH e{msg.get('epoch')}", "disc"
+        if k == "ACKEPOCH":
+            return f"ACKE {zl(msg.get('last_zxid'))}", "disc"
+        if k == "NEWLEADER":
+            return f"NEWLEADER e{msg.get('epoch')}", "sync"
+        if k in ("DIFF", "SNAP"):
+            return f"{k} +{len(msg.get('entries') or ())}", "sync"
+        if k == "TRUNC":
+            return f"TRUNC {zl(msg.get('zxid'))}", "sync"
+        if k in ("ACKLD", "UPTODATE"):
+            return f"{k} {zl(msg.get('zxid'))}", "sync"
+        if k == "PROPOSE":
+            t = msg.get("txn") or {}
+            op = t.get("op")
+            what = {"create": f"+{short(t.get('path'))}", "delete": f"\u2212{short(t.get('path'))}",
+                    "set": f"set {short(t.get('path'))}", "session_open": "open",
+                    "session_expire": f"expire {t.get('session')}",
+                    "session_close": f"close {t.get('session')}"}.get(op, str(op))
+            return f"PROPOSE {zl(msg.get('zxid'))} {what}", "bcast"
+        if k in ("ACK", "COMMIT"):
+            return f"{k} {zl(msg.get('zxid'))}", "bcast"
+        if k in PINGS:
+            return ("\u2665" if k in ("PING", "Ping") else "\u2665 ok"), "ping"
+        if k == "Connect":
+            return f"connect {msg.get('session') or 'new'}", "client"
+        if k == "Connected":
+            return f"session {msg.get('session')}", "client"
+        if k == "Expired":
+            return f"EXPIRED {msg.get('session')}", "store-bad"
+        if k == "Request":
+            return _req(msg.get("req") or {}), "client"
+        if k == "REQUEST":
+            return f"fwd {_req(msg.get('req') or {})}", "client"
+        if k == "Reply":
+            if not msg.get("ok"):
+                return f"err {msg.get('err')}", "client"
+            op = msg.get("op")
+            if op == "create":
+                return f"ok {short(msg.get('path'))}", "client"
+            if "children" in msg:
+                return f"ok [{len(msg['children'])}]", "client"
+            if "exists" in msg:
+                return f"ok {'exists' if msg['exists'] else 'no node'}", "client"
+            return f"ok {op}", "client"
+        if k in ("ERROR", "SYNC", "SYNCED", "OWNER"):
+            return k.lower() if k != "ERROR" else f"err {msg.get('err')}", "client"
+        if k == "Event":
+            return f"\u26a1 {short(msg.get('path'))}", "watch"
+        if k == "Write":
+            return f"write t={msg.get('token')}", "store"
+        if k == "WriteReply":
+            return ("\u2713 accepted", "store-ok") if msg.get("accepted") else ("\u2717 REJECTED", "store-bad")
+        return str(k), "other"
+
+    # --- node summaries ------------------------------------------------------------------------
+    def node(self, v: dict, full: bool, log_window: int) -> dict:
+        down = v["status"] == "down"
+        if "phase" in v:  # a server
+            out: dict[str, Any] = {
+                "kind": "server", "role": "down" if down else v["role"], "phase": v["phase"],
+                "epoch": v["epoch"], "last": v["last_zxid"], "committed": v["committed_zxid"],
+                "leader": None if down else v["leader"], "sessions": v["sessions"],
+                "watches": v["watches"], "history": v["history"],
+                # [path, data, version, owner or null, cversion]
+                "tree": [[p, z["data"], z["version"], z.get("owner"), z["cversion"]]
+                         for p, z in v["tree"].items() if p != "/"],
+            }
+            if "learners" in v:
+                out["learners"] = v["learners"]
+            return out
+        if "connected_to" in v:  # a client process
+            out = {"kind": "client", "role": "down" if down else v["role"],
+                   "connected_to": v["connected_to"], "session": v["session"],
+                   "timeout_ms": v["timeout_ms"], "recipe": v["recipe"], "lock_node": v["lock_node"],
+                   "token": v["token"], "want": v["want"], "writes": v["writes"],
+                   "woken": v.get("woken", 0)}
+            recv = v["timers"].get("recv")
+            # Last heard from its server: the receive timer is set to 2/3 of the timeout then.
+            out["heard"] = None if recv is None else round(recv - v["timeout_ms"] * 2 / 3, 3)
+            return out
+        return {"kind": "storage", "role": "down" if down else "storage", "token": v["token"],
+                "value": v["value"], "accepted": v["accepted"], "rejected": v["rejected"],
+                "recent": v.get("recent", [])}
+
+    # --- words ---------------------------------------------------------------------------------
+    def told(self, v: dict) -> tuple:
+        down = v["status"] == "down"
+        if "phase" in v:
+            return ("down" if down else v["role"], v["phase"], v["epoch"])
+        if "connected_to" in v:
+            return ("down" if down else v["role"], v["lock_node"], v["recipe"], v["session"])
+        return ("down" if down else "storage",)
+
+    def describe(self, rec: dict, prev: dict) -> str | None:
+        t = rec["type"]
+        if t == "state":
+            if "phase" in rec:
+                return self._server_sentence(rec, prev)
+            if "connected_to" in rec:
+                return self._client_sentence(rec, prev)
+            prev[rec["node"]] = (rec["role"],)
+            return None
+        if t == "session":
+            return self._session_sentence(rec, prev)
+        if t == "txn":
+            return self._txn_sentence(rec, prev)
+        if t == "watch":
+            who = prev.get("_sessions", {}).get(rec["session"], rec["session"])
+            if rec["event"] == "set":
+                if rec["kind"] == "children":
+                    return f"{who} waits: it watches {rec['path']}'s children (every change wakes it)"
+                return f"{who} waits: it watches {rec['path']} (the node just below its own)"
+            return (f"{who}'s watch on {rec['path']} fired"
+                    + (" (its children changed)" if rec["kind"] == "children" else ""))
+        if t == "write":
+            if rec["accepted"]:
+                stale = rec["newest"] is not None and rec["token"] is not None and rec["token"] < rec["newest"]
+                return (f"{rec['node']} accepted {rec['client']}'s write {rec['value']!r} with token "
+                        f"{rec['token']}" + (f" although it has seen token {rec['newest']}: no fencing, "
+                                             "the storage is corrupted" if stale else ""))
+            return (f"{rec['node']} REJECTED {rec['client']}'s write {rec['value']!r}: token "
+                    f"{rec['token']} is older than {rec['newest']} (fencing)")
+        if t == "read":
+            kids = ", ".join(short(c) for c in rec["children"]) or "no children"
+            return f"{rec['client']} read {rec['path']} from {rec['server']} (its state {zl(rec['zxid'])}): {kids}"
+        return super().describe(rec, prev)
+
+    def _server_sentence(self, rec: dict, prev: dict) -> str | None:
+        n, role, phase, epoch = rec["node"], rec["role"], rec["phase"], rec["epoch"]
+        p = prev.get(n, ("looking", "election", 0))
+        prev[n] = (role, phase, epoch)
+        if role == "down":
+            return None
+        if p[0] == "down":
+            return (f"{n} restarted with its history on disk (last zxid {zl(rec['last_zxid'])}) and "
+                    "looks for a leader")
+        if (role, phase) == (p[0], p[1]):
+            return None
+        if role == "looking":
+            return f"{n} has no leader: it is looking (Fast Leader Election)"
+        if role == "leading":
+            if phase == "discovery":
+                return f"{n} won the election and leads: discovery (CEPOCH from a quorum, NEWEPOCH)"
+            if phase == "synchronization":
+                return (f"{n} starts epoch {epoch}: it synchronises its followers (DIFF, TRUNC or "
+                        "SNAP, then NEWLEADER)")
+            if phase == "broadcast":
+                return (f"{n} is established as leader of epoch {epoch} (a quorum sent ACKLD): it "
+                        "commits writes by PROPOSE, ACK, COMMIT")
+        if role == "following":
+            if phase == "discovery":
+                return f"{n} follows the elected leader (CEPOCH)"
+            if phase == "synchronization":
+                return f"{n} is being brought up to date by its leader"
+            if phase == "broadcast":
+                return f"{n} is up to date in epoch {epoch} (UPTODATE) and serves its clients"
+        return None
+
+    def _client_sentence(self, rec: dict, prev: dict) -> str | None:
+        n, role, node, recipe = rec["node"], rec["role"], rec["lock_node"], rec["recipe"]
+        p = prev.get(n, ("idle", None, "idle", None))
+        prev[n] = (role, node, recipe, rec["session"])
+        if role == "down" or p[0] == "down":
+            return None  # the fault record said it; a restarted process starts idle
+        election = role in ("active", "standby")
+        if rec["holds_lock"] and p[0] not in ("holder", "active"):
+            if election:
+                return f"{n} is now the active process (its node {node} is the lowest under /election)"
+            return f"{n} now holds the lock (its node {node} is the lowest): fencing token {rec['token']}"
+        if p[0] in ("holder", "active") and not rec["holds_lock"]:
+            if rec["session"] != p[3]:
+                return f"{n} no longer holds the lock: its session {p[3]} is gone"
+            if recipe == "release":
+                return f"{n} releases the lock: it deletes its node {node}"
+            return f"{n} is no longer active" if election else f"{n} no longer holds the lock"
+        if node and node != p[1]:
+            return f"{n} created its ephemeral sequential node {node}"
+        if node is None and p[1] is not None and rec["session"] == p[3]:
+            if p[2] == "release":
+                return f"{n}'s node {p[1]} is deleted: the lock passes to the next in the queue"
+            return f"{n}'s node {p[1]} is gone"
+        return None
+
+    def _session_sentence(self, rec: dict, prev: dict) -> str:
+        c, s, ev, server = rec["client"], rec["session"], rec["event"], rec["server"]
+        if s:
+            prev.setdefault("_sessions", {})[s] = c
+        if ev == "open":
+            return f"{c} opened session {s} on {server}"
+        if ev == "disconnect":
+            return (f"{c} heard nothing from {server}: disconnected (its session {s} lives on until "
+                    "the leader expires it)")
+        if ev == "reconnect":
+            return f"{c} reconnected to {server} with its session {s}"
+        if ev == "expire":
+            return f"{c} learned from {server} that its session {s} had expired: it starts over"
+        return f"{c}: session {s} {ev}"
+
+    def _txn_sentence(self, rec: dict, prev: dict) -> str | None:
+        """Only session expiry is told (once: every server commits it); the clients' and servers'
+        own records tell the rest."""
+        if rec["op"] not in ("session_expire", "session_close"):
+            return None
+        key = ("_ended", rec["session"])
+        if prev.get(key):
+            return None
+        prev[key] = True
+        who = prev.get("_sessions", {}).get(rec["session"])
+        whose = f"{who}'s session {rec['session']}" if who else f"session {rec['session']}"
+        gone = rec.get("deleted") or []
+        verb = "expired" if rec["op"] == "session_expire" else "closed"
+        return (f"{whose} {verb} (zxid {zl(rec['zxid'])}, committed on {rec['node']}): "
+                + (f"its ephemeral node{'s' if len(gone) > 1 else ''} {', '.join(gone)} deleted in "
+                   "the same transaction" if gone else "it had no ephemeral nodes"))
+
+    def fault_words(self, rec: dict) -> str:
+        do = rec.get("do")
+        n = rec.get("node")
+        if do == "acquire":
+            return f"asked {n} to take the lock"
+        if do == "release":
+            return f"asked {n} to release the lock"
+        if do == "write":
+            v = rec.get("value")
+            return f"asked {n} to write {v!r} to the storage" if v else f"asked {n} to write to the storage"
+        if do == "read":
+            return f"asked {n} to read {rec.get('path', '/lock')}" + (" after sync" if rec.get("sync") else
+                                                                    " (from its own server)")
+        return super().fault_words(rec)
+

@@ -1,0 +1,219 @@
+"""ZooKeeper in headless Chromium: the page module (static/js/protocols/zk.js, on coord.js) through
+the seam.
+
+Hooks: nodes carry data-kind (server | client | storage), clients data-holds, data-token,
+data-session and data-lock-node, the storage data-token and data-value; the side panel's tree rows
+data-znode (and data-client, data-head on the lock's holder), the storage box data-token and
+data-value, its writes data-accepted and data-stale, the notification count data-woken.
+Screenshots go to artifacts/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .conftest import ARTIFACTS, shot
+from .test_playground import canvas_state, open_share_link, pause, seek
+
+pytestmark = pytest.mark.browser
+
+LESSONS = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "scenarios").glob("zk_*.json"))
+LEADER = '[data-node][data-kind="server"][data-role="leading"][data-phase="broadcast"]'
+C1_NODE = "/lock/c1-1-lock-0000000000"
+
+
+def panel_caught_up(page) -> None:
+    """The side panel shows the moment the canvas shows (it redraws a few times a second)."""
+    page.wait_for_function("document.querySelector('#log-panel').dataset.t === document.querySelector('#canvas').dataset.time")
+
+
+def open_lesson(page, server, name: str, speed: float = 0.5) -> None:
+    page.goto(f"{server}/?protocol=zk&scenario={name}&speed={speed}")
+    page.wait_for_selector('[data-node="st"]', timeout=20_000)
+    pause(page)
+
+
+def menu_click(page, node: str, item: str) -> None:
+    page.locator(f'[data-node="{node}"]').click()
+    page.get_by_role("menuitem", name=item).click()
+
+
+def test_zk_opens_as_a_live_ensemble_with_clients_and_storage(server, page):
+    page.goto(f"{server}/?protocol=zk&speed=1")
+    page.wait_for_selector(LEADER, timeout=15_000)
+    kinds = page.locator("[data-node]").evaluate_all("els => els.map(e => [e.dataset.node, e.dataset.kind])")
+    assert dict(kinds) == {"n1": "server", "n2": "server", "n3": "server", "c1": "client", "c2": "client",
+                           "c3": "client", "st": "storage"}
+    assert page.locator("#protocol-picker").input_value() == "zk"
+    # The clients take turns with the lock: someone holds it, the tree shows its node, the storage
+    # accepts tokens.
+    page.wait_for_selector('[data-kind="client"][data-holds="true"]', timeout=15_000)
+    page.wait_for_selector("#log-panel tr[data-head]", timeout=15_000)
+    page.wait_for_selector('#log-panel .co-write[data-accepted="true"]', timeout=15_000)
+    page.wait_for_function("[...window.__playground.state.flight.values()].some(m => /^(PROPOSE|COMMIT|ACK) 1\\.\\d/.test(m[5]))")
+    shot(page, "e2e-zk-live")
+
+
+def test_lock_handover_when_the_holder_dies_from_its_menu(server, page):
+    # The lesson's clients queue up (c1 holds, c2 watches c1's node, c3 watches c2's); before its
+    # own crash at 1000 ms we crash the holder from its menu (a fork: the lesson's crash is gone).
+    open_lesson(page, server, "zk_lock_handover")
+    seek(page, 900)
+    panel_caught_up(page)
+    assert page.locator('[data-node="c1"]').get_attribute("data-holds") == "true"
+    assert page.locator(f'#log-panel tr[data-znode="{C1_NODE}"]').get_attribute("data-head") == "1"
+    assert page.locator('#log-panel tr[data-znode="/lock/c2-1-lock-0000000001"] .zk-watch').text_content().startswith("◎ 1")
+    shot(page, "e2e-zk-handover-before")
+    menu_click(page, "c1", "Crash c1")
+    page.wait_for_selector('[data-node="c1"][data-role="down"]')
+    # Its ephemeral node outlives it until the leader expires the session (about 400 ms).
+    assert page.locator(f'#log-panel tr[data-znode="{C1_NODE}"]').count() == 1
+    page.keyboard.press("Space")
+    page.wait_for_selector(f'#log-panel tr[data-znode="{C1_NODE}"]', state="detached", timeout=20_000)
+    page.wait_for_selector('[data-node="c2"][data-holds="true"][data-token="1"]', timeout=20_000)
+    pause(page)
+    panel_caught_up(page)
+    head = page.locator("#log-panel tr[data-head]")
+    assert head.get_attribute("data-client") == "c2"
+    assert page.locator('[data-node="c3"]').get_attribute("data-holds") == "false"
+    events = page.locator("#events").text_content()
+    assert "You: crashed c1" in events and "c2's watch on /lock/c1-1-lock-0000000000 fired" in events
+    assert "deleted in the same transaction" in events
+    assert page.locator("#log-panel .zk-woken").get_attribute("data-woken") == "1"  # c2 alone woken
+    shot(page, "e2e-zk-handover-after")
+
+
+def test_fencing_rejects_the_paused_holders_stale_write_in_red(server, page):
+    open_lesson(page, server, "zk_fencing")
+    seek(page, 2400)
+    panel_caught_up(page)
+    box = page.locator("#log-panel .co-storage")
+    assert box.get_attribute("data-token") == "1" and box.get_attribute("data-value") == "c2"
+    bad = page.locator('#log-panel .co-write[data-accepted="false"]')
+    assert bad.count() == 1 and "REJECTED" in bad.text_content() and "c1-stale" in bad.text_content()
+    assert bad.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(196, 22, 28)"
+    assert page.locator('[data-node="st"]').get_attribute("data-value") == "c2"
+    page.get_by_role("tab", name="Invariants").click()
+    assert page.locator('#invariants li[data-invariant="Fencing tokens never go back"]').get_attribute("data-ok") == "true"
+    page.get_by_role("tab", name="Events").click()
+    assert "st REJECTED c1's write 'c1-stale'" in page.locator("#events").text_content()
+    shot(page, "e2e-zk-fencing")
+    # The same run with the storage not checking tokens: the lesson the suggestion names (the
+    # Mutations tab's switch would restart the cluster without the lesson's clicks).
+    page.locator("#lesson-picker").select_option("zk_fencing_off")
+    page.wait_for_function("window.__playground.state.activeMutations.includes('no_fencing')")
+    page.get_by_role("tab", name="Mutations").click()
+    assert page.get_by_label("Mutation no_fencing").is_checked()
+    seek(page, 2400)
+    panel_caught_up(page)
+    assert page.locator('#log-panel .co-write[data-accepted="false"]').count() == 0
+    stale = page.locator('#log-panel .co-write[data-accepted="true"][data-stale="true"]')
+    assert stale.count() == 1 and "c1-stale" in stale.text_content()
+    assert page.locator('[data-node="st"]').get_attribute("data-value") == "c1-stale"
+    page.get_by_role("tab", name="Invariants").click()
+    page.wait_for_selector('#invariants li[data-invariant="Fencing tokens never go back"][data-ok="false"]')
+    shot(page, "e2e-zk-no-fencing")
+
+
+def test_client_menus_run_recipe_steps_and_a_share_link_reproduces_the_digest(server, page, browser):
+    open_lesson(page, server, "zk_fencing")
+    seek(page, 250)  # sessions open, no recipe step yet
+    page.locator('[data-node="c2"]').click()
+    items = page.locator('#menu [role="menuitem"]').all_text_contents()
+    for want in ("Crash c2", "Pause c2 (stop the world)", "Partition c2 away from everyone", "Acquire the lock",
+                 "Release the lock", "Read /lock from its server (may be stale)", "Read /lock after sync (fresh)"):
+        assert want in items, items
+    page.get_by_role("menuitem", name="Acquire the lock").click()  # c2 first, this time
+    page.wait_for_function("document.querySelector('#events').textContent.includes('You: asked c2 to take the lock')")
+    page.keyboard.press("Space")
+    page.wait_for_selector('[data-node="c2"][data-holds="true"][data-token="0"]', timeout=20_000)
+    pause(page)
+    menu_click(page, "c2", "Write to the storage (token 0)")
+    page.keyboard.press("Space")
+    page.wait_for_selector('#log-panel .co-write[data-accepted="true"]', timeout=20_000)
+    pause(page)
+    # A server's menu: crash, pause, partition (no recipe steps).
+    page.locator('[data-node="n1"]').click()
+    items = page.locator('#menu [role="menuitem"]').all_text_contents()
+    assert "Crash n1" in items and "Acquire the lock" not in items, items
+    page.keyboard.press("Escape")
+    page.evaluate("window.__playground.send({type: 'control', do: 'snapshot'})")
+    other, here = open_share_link(page, browser)
+    assert canvas_state(other) == here
+    assert other.locator('[data-node="c2"]').get_attribute("data-token") == "0"
+    shot(other, "e2e-zk-shared")
+    other.context.close()
+
+
+def test_every_zk_lesson_loads_from_the_picker_with_its_explanation(server, page):
+    page.goto(f"{server}/?protocol=zk")
+    page.wait_for_selector("[data-node]")
+    options = page.locator("#lesson-picker option").evaluate_all("els => els.map(e => e.value)")
+    assert sorted(o for o in options if o) == LESSONS
+    woken = {}
+    for name in LESSONS:
+        page.locator("#lesson-picker").select_option(name)
+        page.wait_for_function(f"new URLSearchParams(location.search).get('scenario') === '{name}'")
+        page.wait_for_function("document.querySelector('#lesson .notes p') && document.querySelector('#lesson .suggest')")
+        assert len(page.locator("#lesson .notes").text_content()) > 80
+        page.wait_for_function(f"(window.__playground.state.lesson || {{}}).name === '{name}'")
+        seek(page, 1500)
+        panel_caught_up(page)
+        assert page.locator("#events li").count() > 0, name
+        woken[name] = int(page.locator("#log-panel .zk-woken").get_attribute("data-woken"))
+        shot(page, f"e2e-lesson-{name}")
+    # Herd effect against predecessor watching: the count of watch notifications says it.
+    assert woken["zk_predecessor_watch"] == 1 and woken["zk_herd"] >= 4 + woken["zk_predecessor_watch"]
+
+
+def test_a_stale_read_shows_the_follower_behind(server, page):
+    open_lesson(page, server, "zk_stale_read", speed=0.1)
+    seek(page, 760)
+    panel_caught_up(page)
+    page.locator('#log-panel [data-tree-of="n1"]').click()  # c1's server
+    page.wait_for_selector("#log-panel .zk-behind")
+    assert page.locator('#log-panel tr[data-znode="/lock/c2-1-lock-0000000000"]').count() == 0
+    page.locator('#log-panel [data-tree-of="n3"]').click()  # the leader has it
+    page.wait_for_selector('#log-panel tr[data-znode="/lock/c2-1-lock-0000000000"]')
+    page.get_by_role("tab", name="Events").click()
+    assert "c1 read /lock from n1 (its state 1.2): no children" in page.locator("#events").text_content()
+    shot(page, "e2e-zk-stale-read")
+
+
+def test_zk_projector_mode_renders(server, page):
+    page.goto(f"{server}/?protocol=zk&scenario=zk_leader_crash&projector=1&speed=0.5")
+    page.wait_for_selector("body.projector [data-node]")
+    pause(page)
+    seek(page, 2600)
+    panel_caught_up(page)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    assert page.locator(LEADER).count() == 1
+    shot(page, "e2e-zk-projector")
+
+
+def test_manual_delivery_and_stepping_on_zk(server, page):
+    open_lesson(page, server, "zk_fencing")
+    seek(page, 290)
+    t0 = canvas_state(page)[0]
+    page.keyboard.press(".")  # one event
+    page.wait_for_function(f"Number(document.querySelector('#canvas').dataset.time) > {t0}")
+    page.keyboard.press("m")
+    page.wait_for_selector('#btn-manual[aria-pressed="true"]')
+    page.keyboard.press("Space")  # play: messages stop where they arrive
+    page.wait_for_function("window.__playground.state.waiting.size >= 2", timeout=20_000)
+    pause(page)
+    btn = page.locator("#waiting-list .waiting-msg").first
+    assert "→" in btn.text_content()
+    btn.click()
+    page.get_by_role("menuitem", name="Deliver now").click()
+    page.wait_for_function("document.querySelector('#events').textContent.includes('You: delivered message')")
+    # A client's timers can be fired from its menu (the generic items after the recipe's).
+    page.locator('[data-node="c1"]').click()
+    items = page.locator('#menu [role="menuitem"]').all_text_contents()
+    assert any(i.startswith("Fire ") for i in items), items
+    page.get_by_role("menuitem", name="Partition c1 away from everyone").click()
+    page.wait_for_function("document.querySelector('#events').textContent.includes('You: partitioned the cluster into {c1}')")
+    page.wait_for_selector('[data-link="c1-st"][data-cut="both"]')
+    shot(page, "e2e-zk-manual")
