@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from .. import Words
+from ..paxos.ballot import label
 from ..paxos.words import PAXOS_WORDS
 from ..zk.words import session_words, write_words
 
@@ -12,8 +13,19 @@ def short(lock: str | None) -> str:
     return (lock or "").rsplit("/", 1)[-1]
 
 
+def command(cmd: dict | None) -> str:
+    """A database command in words: `epoch n3`, `acquire c1.1`, `expire c2.1`."""
+    if cmd is None:
+        return "no-op"
+    return f"{cmd['op']} {cmd.get('session') or cmd.get('node')}"
+
+
 def message(m: dict) -> str:
     k = m["kind"]
+    if k in ("Accept", "Accepted"):
+        return f"{k} {label(m['ballot'])} s{m['slot']}={command(m['value'])}"
+    if k == "Nack" and "lease_ms" in m:
+        return f"Nack: lease for {m['lease_ms']:g} ms more (refused {label(m['ballot'])})"
     if k == "LeaseAck":
         return f"LeaseAck @{m['sent_us'] / 1000:g}"
     if k == "OpenSession":

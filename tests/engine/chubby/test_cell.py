@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from engine.protocols.chubby.client import JEOPARDY, SAFE, ChubbyClient
-from engine.protocols.chubby.config import LOCK, ChubbyConfig
+from engine.protocols.chubby.config import LOCK
 from engine.protocols.chubby.db import ChubbyDB
 from engine.protocols.chubby.server import ChubbyServer
 from engine.rng import stream
