@@ -81,16 +81,45 @@ class _LockHistory(TxnOrder):
 
 
 class OneLockHolder(_LockHistory):
+    """The clients' side of the lock (§2.4, §2.2): a client that believes it holds the lock with
+    generation g was granted g by a committed acquire, and no two clients believe they hold the
+    lock with the same generation. (The database grants a held lock to nobody by construction;
+    what can go wrong is a client believing what the log never said.)"""
+
     name = "One lock holder"
-    explains = ("In the committed database, a lock is granted only when no session holds it: no "
-                "two clients hold the lock at once as the master sees it.")
+    explains = ("A client holds the lock only with a generation the committed database granted "
+                "to it, and no two clients hold the lock under one generation.")
+    record_types = ("txn", "state")
+
+    def __init__(self, seed, servers):
+        super().__init__(seed, servers)
+        self.granted: dict[int, str] = {}  # generation -> the client it was granted to
+        self.believed: dict[str, int] = {}  # client -> the generation it believes it holds
 
     def on_acquire(self, rec):
-        lock, s = rec["lock"], rec["session"]
-        other = self.holder.get(lock)
-        if other is not None and other != s:
-            self.report(rec["t"], [rec["node"]], f"slot {rec['slot']}: {lock} granted to {s} "
-                        f"({rec.get('client')}) while {other} holds it")
+        if rec.get("generation") is not None:
+            self.granted.setdefault(rec["generation"], rec.get("client"))
+
+    def other(self, rec):
+        if "session_state" not in rec:  # a replica's or the storage's state, not a client's
+            return
+        c = rec["node"]
+        if not rec.get("holds_lock"):
+            self.believed.pop(c, None)
+            return
+        g = rec.get("token")
+        if g is None:
+            return
+        if self.granted.get(g) != c:
+            who = self.granted.get(g)
+            self.report(rec["t"], [c], f"{c} believes it holds the lock with generation {g}, "
+                        + (f"which the database granted to {who}" if who else
+                           "which no committed acquire granted"))
+        for other, og in self.believed.items():
+            if other != c and og == g:
+                self.report(rec["t"], [c, other], f"{c} and {other} both hold the lock with "
+                            f"generation {g}")
+        self.believed[c] = g
 
 
 class LockDelayRespected(_LockHistory):

@@ -331,12 +331,14 @@ class ChubbyServer(MultiPaxosNode):
 
     def expire(self, ctx: Context, s: str) -> None:
         """§2.8: the session's lease ran out at the master: the session ends (through the log);
-        a lock it held is free only after lock-delay (§2.4)."""
+        a lock it holds is free only after lock-delay (§2.4). What it holds is decided when the
+        expiry is applied, not when it is proposed: an acquire of this session's still in the
+        log ahead of it (granted while its lease ran out) is held by then, and gets the delay
+        too (the database applies `delay_until_ms` to the locks the session holds then)."""
         self.expiring.add(s)
         at_ms = ctx.now_us / 1000
-        held = bool(self.db.held_by(s))
         self.propose_cmd(ctx, {"op": "expire", "session": s, "at_ms": at_ms,
-                               "delay_until_ms": at_ms + (self.lock_delay_ms if held else 0.0)})
+                               "delay_until_ms": at_ms + self.lock_delay_ms})
 
     def reply_opened(self, ctx: Context, client: str, s: str, req: int) -> None:
         ctx.send(client, {"kind": "SessionOpened", "session": s, "req": req,

@@ -185,3 +185,28 @@ def test_views_name_roles_epochs_sessions_lock_holder_queue_and_the_storage_toke
     assert set(lock) == {"holder", "session", "generation", "delay_until_ms", "queue"}
     assert views["c1"]["session_state"] == "safe" and "local_lease_end_ms" in views["c1"]
     assert views["st"]["token"] is not None
+
+
+def test_a_session_expiring_while_its_acquire_is_in_the_log_still_gets_lock_delay():
+    """§2.4: the master grants c2.1's waiting acquire at 499 ms and c2.1's lease ends at 500 ms,
+    before that slot is applied. The expiry, applied after the acquire, frees the lock c2.1 now
+    holds, with lock-delay: nobody may take it until 500 + lock_delay_ms."""
+    srv = serving(server("n1"), sessions=("c1.1", "c2.1"))
+    srv.session_end["c2.1"] = 500_000
+    srv.waiters[LOCK] = [("c2.1", "c2", 7)]
+    ctx = Ctx(499)
+    srv.maybe_grant(ctx, LOCK)
+    ctx2 = Ctx(500)
+    srv.tend_sessions(ctx2)
+    proposed = []  # each command once (an Accept goes to every replica), in the order proposed
+    for _, m in ctx.sent + ctx2.sent:
+        if m["kind"] == "Accept" and m["value"] not in proposed:
+            proposed.append(m["value"])
+    assert [c["op"] for c in proposed] == ["acquire", "expire"]
+    db = ChubbyDB()
+    for s in ("c1.1", "c2.1"):
+        db.apply({"op": "open", "session": s, "client": s[:2], "req": 1})
+    outs = [db.apply(c) for c in proposed]
+    assert outs[0]["ok"] and outs[1]["freed"] == [LOCK]
+    assert db.locks[LOCK].delay_until_ms == 500 + srv.lock_delay_ms
+    assert not db.free_at(LOCK, 500.001) and db.free_at(LOCK, 500 + srv.lock_delay_ms + 0.001)

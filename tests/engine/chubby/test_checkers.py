@@ -38,11 +38,26 @@ def test_database_prefix():
     assert v and "slot 1" in v[0]["detail"]
 
 
+def holds(c, gen, holds_lock=True):
+    return {"type": "state", "node": c, "role": "holder" if holds_lock else "idle",
+            "holds_lock": holds_lock, "token": gen, "session_state": "safe"}
+
+
 def test_one_lock_holder():
     freed = txn("n1", 2, "expire", session="c1.1", at_ms=100.0, delay_until_ms=100.0, freed=[LOCK])
-    assert not feed(ck.OneLockHolder(1, SERVERS), [acquire(1, "c1.1", 1), freed, acquire(3, "c2.1", 2)])
-    assert not feed(ck.OneLockHolder(1, SERVERS), [acquire(1, "c1.1", 1), acquire(1, "c1.1", 1, node="n2")])
-    assert feed(ck.OneLockHolder(1, SERVERS), [acquire(1, "c1.1", 1), acquire(2, "c2.1", 2)])
+    # A handover: each client holds the generation it was granted, one after the other.
+    assert not feed(ck.OneLockHolder(1, SERVERS), [
+        acquire(1, "c1.1", 1), holds("c1", 1), freed, holds("c1", 1, False),
+        acquire(3, "c2.1", 2), holds("c2", 2)])
+    # A client believing a generation no committed acquire gave it, or two clients one generation.
+    v = feed(ck.OneLockHolder(1, SERVERS), [holds("c1", 1)])
+    assert v and v[0]["detail"] == "c1 believes it holds the lock with generation 1, which no committed acquire granted"
+    v = feed(ck.OneLockHolder(1, SERVERS), [acquire(1, "c1.1", 1), holds("c1", 1), holds("c2", 1)])
+    assert [x["detail"] for x in v] == [
+        "c2 believes it holds the lock with generation 1, which the database granted to c1",
+        "c2 and c1 both hold the lock with generation 1"]
+    # Replicas' and the storage's state records are not clients' beliefs.
+    assert not feed(ck.OneLockHolder(1, SERVERS), [{"type": "state", "node": "st", "token": 5}])
 
 
 def test_lock_delay_respected():
