@@ -121,6 +121,7 @@ async def stream(websocket: WebSocket):
                 variants = resolve_variants(get_adapter(scenario.protocol), scenario.config,
                                             [n for n in q["compare"].split(",") if n], "compare")
             except BadInput as e:
+                variants = []  # what the error says: one world
                 errors.append(f"{e}; showing one world")
         try:
             session = manager.create(scenario, lesson, speed, until_ms=until,

@@ -182,3 +182,10 @@ def test_figure_8_is_found_from_a_five_server_start():
     assert r.found.invariant in replays(r.found)
     clean = dict(r.found.scenario, config=dict(r.found.scenario["config"], mutations=[]))
     assert not run_scenario(parse_scenario(clean))["violations"]  # the mutation is the cause
+
+
+def test_explore_refuses_a_storage_latency_it_does_not_model():
+    from engine.search import SearchError, explore
+    sc = parse_scenario({"nodes": 3, "storage": {"latency_ms_min": 1, "latency_ms_max": 2}})
+    with pytest.raises(SearchError, match="storage: the explore strategy does not model storage latency"):
+        explore(sc, max_states=10)

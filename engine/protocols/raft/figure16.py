@@ -65,14 +65,29 @@ def trial(args: tuple[dict, float, float, int]) -> float | None:
 
 
 def summarise(values: list[float | None]) -> dict[str, Any]:
+    """Percentiles over every trial, a censored one (no leader within the trial) counting as
+    longer than any (+inf: a percentile that lands on one is None, unknown); the mean only when
+    no trial is censored."""
     done = sorted(v for v in values if v is not None)
-    out: dict[str, Any] = {"trials": len(values), "elected": len(done),
-                           "censored": len(values) - len(done)}
-    if done:
-        out.update(mean=round(statistics.fmean(done), 1), median=round(statistics.median(done), 1),
-                   p90=round(done[min(len(done) - 1, int(0.9 * len(done)))], 1),
-                   p99=round(done[min(len(done) - 1, int(0.99 * len(done)))], 1),
-                   max=round(done[-1], 1))
+    censored = len(values) - len(done)
+    out: dict[str, Any] = {"trials": len(values), "elected": len(done), "censored": censored}
+    if not values:
+        return out
+    every = done + [None] * censored  # sorted, the censored last
+
+    def at(q: float):
+        v = every[min(len(every) - 1, int(q * len(every)))]
+        return None if v is None else round(v, 1)
+
+    n = len(every)
+    if n % 2:
+        median = every[n // 2]
+    else:
+        lo, hi = every[n // 2 - 1], every[n // 2]
+        median = None if lo is None or hi is None else (lo + hi) / 2
+    out.update(mean=round(statistics.fmean(done), 1) if done and not censored else None,
+               median=None if median is None else round(median, 1),
+               p90=at(0.9), p99=at(0.99), max=None if censored or not done else round(done[-1], 1))
     return out
 
 

@@ -233,7 +233,8 @@ class RaftNode(Node):
             self.bcast_append(ctx)  # §9.3: a synchronised broadcast, then the usual period
             ctx.set_timer("heartbeat", self.heartbeat_us)
         elif command["do"] == "lag" and self.role == LEADER:
-            self.lagging = frozenset(self.peers[len(self.peers) - command["followers"]:])
+            k = min(command["followers"], len(self.peers))  # at most every other server
+            self.lagging = frozenset(self.peers[len(self.peers) - k:])
             self.lag_from = len(self.log)
             self.append_entry(ctx, None)
 
