@@ -39,6 +39,44 @@ def batch_size(n_jobs: int, workers: int) -> int:
 
 # --- resuming ------------------------------------------------------------------------------------
 
+def fingerprint(base: dict, grid: Grid) -> str:
+    """What a results file was written for: the base scenario and the whole grid (a resumed
+    sweep must be the same sweep, not one whose rows merely share seeds and values)."""
+    import hashlib
+
+    what = {"scenario": base, "seeds": list(grid.seeds), "nodes": grid.nodes,
+            "sets": [[k, list(v)] for k, v in grid.sets], "measures": list(grid.measures)}
+    return hashlib.sha256(orjson.dumps(what, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def check_fingerprint(path: str, base: dict, grid: Grid) -> None:
+    """`path + ".sweep"` holds the fingerprint of the sweep that writes `path`: written when the
+    sweep starts afresh; a resume of another sweep (another scenario or grid) is refused."""
+    side = path + ".sweep"
+    mine = fingerprint(base, grid)
+    try:
+        with open(path, "rb") as f:
+            has_rows = bool(f.read(1))
+    except FileNotFoundError:
+        has_rows = False
+    if has_rows:
+        try:
+            with open(side, encoding="utf-8") as f:
+                theirs = f.read().strip()
+        except FileNotFoundError:
+            raise SweepError(f"--out {path}: has results but no {side} saying which sweep wrote "
+                             "them; use another --out") from None
+        if theirs != mine:
+            raise SweepError(f"--out {path}: written by another sweep (another scenario, seeds, "
+                             "--nodes, --set or --measure); use another --out") from None
+        return
+    try:
+        with open(side, "w", encoding="utf-8") as f:
+            f.write(mine + "\n")
+    except OSError as e:
+        raise SweepError(f"--out {side}: cannot write ({e.strerror})") from None
+
+
 def resume(path: str, expected: list[tuple], grid: Grid) -> int:
     """How many rows of `path` are done (0 when it does not exist). Truncates a last line cut
     short by a kill; raises SweepError when a row is not the job it should be."""
@@ -143,6 +181,7 @@ def sweep(base: dict, grid: Grid, out: str, *, workers: int = 1, scheduler: str 
     """Run what `out` does not have yet, append it there in job order, return every row."""
     jobs = list(grid.jobs())
     expected = [job_key(s, p, grid) for s, p in jobs]
+    check_fingerprint(out, base, grid)
     done = resume(out, expected, grid)
     todo = [(i, s, p) for i, (s, p) in enumerate(jobs) if i >= done]
     work = batches(todo, batch_size(len(todo), workers if scheduler is None else 4))

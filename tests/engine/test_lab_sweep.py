@@ -91,6 +91,7 @@ def test_restart_continues_where_it_stopped(tmp_path, capsys):
     # What a kill leaves: the rows written so far and the next one cut short.
     part = tmp_path / "part.jsonl"
     part.write_bytes(b"".join(lines[:7]) + lines[7][:25])
+    (tmp_path / "part.jsonl.sweep").write_bytes((tmp_path / "full.jsonl.sweep").read_bytes())
     rc, text, err = sweep(capsys, NEMESIS, *GRID, "--workers", "2", "--out", str(part))
     assert rc == 0, err
     assert "(7 already in" in text and "17 run now" in text
@@ -100,7 +101,17 @@ def test_restart_continues_where_it_stopped(tmp_path, capsys):
     assert rc == 0 and "0 run now" in text and part.read_bytes() == whole
     # Another sweep's file is refused, not mixed with.
     rc, _, err = sweep(capsys, NEMESIS, "--seeds", "3..9", "--set", "duration_ms=1500", "--out", str(part))
-    assert rc == 2 and "line 1 is not this sweep's run 1" in err and part.read_bytes() == whole
+    assert rc == 2 and "written by another sweep" in err and part.read_bytes() == whole
+    # ... and so is another scenario's with the very same grid (rows alone could not tell).
+    other = tmp_path / "other.json"
+    data = orjson.loads(open(NEMESIS, "rb").read())
+    data["config"] = {**data.get("config", {}), "heartbeat_ms": 20}
+    other.write_bytes(orjson.dumps(data))
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(b"".join(lines[:2]))
+    (tmp_path / "cut.jsonl.sweep").write_bytes((tmp_path / "full.jsonl.sweep").read_bytes())
+    rc, _, err = sweep(capsys, str(other), *GRID, "--out", str(cut))
+    assert rc == 2 and "written by another sweep" in err and cut.read_bytes() == b"".join(lines[:2])
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
