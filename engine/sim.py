@@ -775,10 +775,14 @@ class Simulation:
         if self.manual or self.waiting:  # (absent otherwise: digests of earlier runs hold)
             state["manual"] = [self.manual, list(self.waiting)]
         if self.disk is not None:  # (likewise)
-            state["disk"] = {nid: [[w[0], w[1]] for w in ws] + [[s, d, m] for s, d, m in
-                                                               self._outbox.get(nid, ())]
-                             for nid, ws in sorted(self._writes.items()) if ws}
-        return hashlib.sha256(orjson.dumps(state, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+            # Pending writes, every held message (a paused node's too, after its writes ended)
+            # and what is durable: worlds that differ only there differ in digest too.
+            nids = sorted(set(self._writes) | set(self._outbox))
+            state["disk"] = {nid: [[[w[0], w[1]] for w in self._writes.get(nid, ())],
+                                   [[s, d, m] for s, d, m in self._outbox.get(nid, ())]]
+                             for nid in nids if self._writes.get(nid) or self._outbox.get(nid)}
+            state["durable"] = {nid: self._durable[nid] for nid in sorted(self._durable)}
+        return hashlib.sha256(orjson.dumps(state, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)).hexdigest()[:16]
 
     # --- snapshots ----------------------------------------------------------------------------
     def __getstate__(self):
