@@ -7,7 +7,9 @@ while reading how many messages are drawn. Reported, not a pass/fail test.
 
 `--lb` measures the load-balancing lab instead: 3 clients at 200 requests/s through one
 balancer to 10 backends (least connections, lognormal costs), at real time, with its four live
-charts (uPlot) redrawn as the metrics arrive (every 250 ms of simulated time).
+charts (uPlot) redrawn as the metrics arrive (every 250 ms of simulated time). `--lb --compare`:
+the same lab in compare mode, four algorithms side by side (four canvases of 10 backends at 200
+requests/s each, the overlay chart).
 """
 
 from __future__ import annotations
@@ -32,17 +34,21 @@ def busy_payload() -> str:
     return share.encode(sc, 4000)
 
 
-def lb_payload() -> str:
+COMPARE = ("round_robin", "least_connections", "power_of_d", "peak_ewma")
+
+
+def lb_payload(compare: bool = False) -> str:
     sc = parse_scenario({"protocol": "lb", "nodes": 10, "seed": 3, "duration_ms": 600_000,
                          "config": {"algorithm": "least_connections",
                                     "backend": {"concurrency": 2, "queue": 16},
                                     "metrics": {"interval_ms": 250, "window_ms": 2000}},
                          "workload": {"kind": "open_loop", "clients": 3, "rate_per_s": 200,
                                       "cost": {"dist": "lognormal", "mean_ms": 40, "spread": 0.8}}})
-    return share.encode(sc, 2000)
+    variants = [(a, {"algorithm": a}) for a in COMPARE] if compare else None
+    return share.encode(sc, 2000, variants=variants)
 
 
-def measure_fps(seconds: float = 5.0, lb: bool = False) -> dict:
+def measure_fps(seconds: float = 5.0, lb: bool = False, compare: bool = False) -> dict:
     from playwright.sync_api import sync_playwright
 
     seconds = min(max(1.0, seconds), 30.0)
@@ -51,11 +57,15 @@ def measure_fps(seconds: float = 5.0, lb: bool = False) -> dict:
         with sync_playwright() as p:
             b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
             page = b.new_page(viewport={"width": 1280, "height": 720})
-            page.goto(f"{srv.url}/?speed=1&{'protocol=lb&' if lb else ''}share={lb_payload() if lb else busy_payload()}")
+            page.goto(f"{srv.url}/?speed=1&{'protocol=lb&' if lb else ''}share={lb_payload(compare) if lb else busy_payload()}")
             page.wait_for_function("window.__playground && window.__playground.state.flight.size > 0",
                                    timeout=20_000)
             page.keyboard.press("Space")  # play
-            if lb:
+            if lb and compare:
+                page.wait_for_function("document.querySelectorAll('svg.world-canvas').length >= 3"
+                                       " && document.querySelector('#compare-plot canvas')",
+                                       timeout=30_000)
+            elif lb:
                 page.wait_for_function("document.querySelectorAll('.lb-chart canvas').length >= 4",
                                        timeout=20_000)
             else:
@@ -85,6 +95,9 @@ def measure_fps(seconds: float = 5.0, lb: bool = False) -> dict:
         out.update(nodes="1 balancer, 10 backends, 3 clients", rate_per_s=200, dots_drawn_at_end=res["dots"],
                    chart_points_at_end=res["points"])
         del out["pills_drawn_at_end"]
+        if compare:
+            out.update(nodes=f"compare mode: {len(COMPARE)} worlds of 1 balancer, 10 backends, 3 clients",
+                       worlds=list(COMPARE))
     return out
 
 
@@ -100,4 +113,5 @@ if __name__ == "__main__":
     import sys
 
     t = time.time()
-    print(json.dumps(measure_fps(lb="--lb" in sys.argv[1:]), indent=2))
+    argv = sys.argv[1:]
+    print(json.dumps(measure_fps(lb="--lb" in argv, compare="--compare" in argv), indent=2))

@@ -380,7 +380,7 @@ function ensureUplot(onload) {
   return false;
 }
 
-const EDGE_LABEL = (edges, i) => (i === 0 ? `<${edges[0]}` : i >= edges.length ? `≥${edges[edges.length - 1]}` : `${edges[i - 1]}`);
+const EDGE_LABEL = (edges, i) => (!edges || !edges.length ? "" : i === 0 ? `<${edges[0]}` : i >= edges.length ? `≥${edges[edges.length - 1]}` : `${edges[i - 1]}`);
 
 function chartData(state, which) {
   const s = L(state).series;
