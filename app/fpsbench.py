@@ -52,15 +52,19 @@ def measure_fps(seconds: float = 5.0, lb: bool = False, compare: bool = False) -
     from playwright.sync_api import sync_playwright
 
     seconds = min(max(1.0, seconds), 30.0)
-    srv = Server()
+    # Compare mode's four worlds share the replay cap on client operations (5000 by default:
+    # six seconds at 4 x 200 requests/s); lifted here so the page is measured while it plays.
+    srv = Server(env={"PLAYGROUND_MAX_REPLAY_OPS": "200000"} if compare else None)
     try:
         with sync_playwright() as p:
             b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-            page = b.new_page(viewport={"width": 1280, "height": 720})
+            # Playwright evaluates string predicates with eval, which the page's CSP forbids.
+            page = b.new_page(viewport={"width": 1280, "height": 720}, bypass_csp=True)
             page.goto(f"{srv.url}/?speed=1&{'protocol=lb&' if lb else ''}share={lb_payload(compare) if lb else busy_payload()}")
             page.wait_for_function("window.__playground && window.__playground.state.flight.size > 0",
                                    timeout=20_000)
             page.keyboard.press("Space")  # play
+            page.wait_for_selector('#btn-play[aria-label="Pause"]')
             if lb and compare:
                 page.wait_for_function("document.querySelectorAll('svg.world-canvas').length >= 3"
                                        " && document.querySelector('#compare-plot canvas')",
@@ -79,7 +83,8 @@ def measure_fps(seconds: float = 5.0, lb: bool = False, compare: bool = False) -
                                mean: sizes.reduce((a, b) => a + b, 0) / sizes.length,
                                pills: window.__playground.canvas.pillsDrawn,
                                dots: window.__playground.canvas.dotsDrawn || 0,
-                               points: ((window.__playground.state.logs.lb || {}).series || {t: []}).t.length});
+                               points: ((window.__playground.state.logs.lb || {}).series || {t: []}).t.length,
+                               playing: window.__playground.state.playing});
                 }
                 requestAnimationFrame(tick);
             })""", seconds * 1000)
@@ -92,7 +97,7 @@ def measure_fps(seconds: float = 5.0, lb: bool = False, compare: bool = False) -
            "messages_in_flight": {"min": res["min"], "mean": round(res["mean"], 1)},
            "pills_drawn_at_end": res["pills"], "browser": "headless Chromium (Debian), --disable-gpu"}
     if lb:
-        out.update(nodes="1 balancer, 10 backends, 3 clients", rate_per_s=200, dots_drawn_at_end=res["dots"],
+        out.update(nodes="1 balancer, 10 backends, 3 clients", rate_per_s=200, dots_drawn_at_end=res["dots"], playing_at_end=res["playing"],
                    chart_points_at_end=res["points"])
         del out["pills_drawn_at_end"]
         if compare:

@@ -852,7 +852,7 @@ function renderCompareChart(force = false) {
     plotEl.textContent = "";
     const big = body.classList.contains("projector");
     comparePlot = new window.uPlot({
-      width: Math.max(260, plotEl.clientWidth || 480), height: big ? 200 : 150,
+      width: Math.max(260, plotEl.clientWidth || 480), height: big ? 160 : 110,
       scales: {x: {time: false}},
       axes: [{label: "simulated s"}, {label: name}],
       series: [{label: "t (s)"}, ...compare.names.map((n, i) => ({label: n, stroke: WORLD_COLOURS[i % 4], width: big ? 3 : 2, spanGaps: true}))],
