@@ -42,7 +42,7 @@ def _adapter(protocol: str):
 
 def shortcuts(protocol: str) -> list[tuple[str, str]]:
     a = _adapter(protocol)
-    return SHORTCUTS[:5] + list(a.shortcuts if a else ()) + SHORTCUTS[4:]
+    return SHORTCUTS[:5] + list(a.shortcuts if a else ()) + SHORTCUTS[5:]
 
 
 @router.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)

@@ -209,3 +209,11 @@ def test_trace_export_in_other_tools_formats(client):
     assert r.status_code == 200 and isinstance(orjson.loads(r.content), list)
     r = client.get("/api/trace", params={"share": payload, "format": "xml"})
     assert r.status_code == 400 and "format: 'xml' is not one of ndjson, jepsen" in r.text
+
+
+@pytest.mark.parametrize("protocol", ["raft", "paxos", "lb", "zk"])
+def test_the_help_lists_each_shortcut_once(protocol):
+    from app.routes.pages import shortcuts
+    keys = [k for k, _ in shortcuts(protocol)]
+    assert len(keys) == len(set(keys)), keys
+    assert "B" in keys and "PageDown / PageUp" in keys
