@@ -19,6 +19,7 @@ from typing import Any
 from engine.protocols.zk import topology as zk_topology
 
 from .base import Adapter
+from .coord import recipe_words, storage_label, storage_summary, write_sentence
 
 CLIENT_ID = re.compile(r"^c\d+$")
 LOCK_NAME = re.compile(r"^(?:.*/)?(c\d+)-\d+-lock-(\d{10})$")
@@ -173,11 +174,7 @@ class ZkAdapter(Adapter):
             return k.lower() if k != "ERROR" else f"err {msg.get('err')}", "client"
         if k == "Event":
             return f"\u26a1 {short(msg.get('path'))}", "watch"
-        if k == "Write":
-            return f"write t={msg.get('token')}", "store"
-        if k == "WriteReply":
-            return ("\u2713 accepted", "store-ok") if msg.get("accepted") else ("\u2717 REJECTED", "store-bad")
-        return str(k), "other"
+        return storage_label(msg) or (str(k), "other")
 
     # --- node summaries ------------------------------------------------------------------------
     def node(self, v: dict, full: bool, log_window: int) -> dict:
@@ -205,9 +202,7 @@ class ZkAdapter(Adapter):
             # Last heard from its server: the receive timer is set to 2/3 of the timeout then.
             out["heard"] = None if recv is None else round(recv - v["timeout_ms"] * 2 / 3, 3)
             return out
-        return {"kind": "storage", "role": "down" if down else "storage", "token": v["token"],
-                "value": v["value"], "accepted": v["accepted"], "rejected": v["rejected"],
-                "recent": v.get("recent", [])}
+        return storage_summary(v)
 
     # --- words ---------------------------------------------------------------------------------
     def told(self, v: dict) -> tuple:
@@ -240,13 +235,7 @@ class ZkAdapter(Adapter):
             return (f"{who}'s watch on {rec['path']} fired"
                     + (" (its children changed)" if rec["kind"] == "children" else ""))
         if t == "write":
-            if rec["accepted"]:
-                stale = rec["newest"] is not None and rec["token"] is not None and rec["token"] < rec["newest"]
-                return (f"{rec['node']} accepted {rec['client']}'s write {rec['value']!r} with token "
-                        f"{rec['token']}" + (f" although it has seen token {rec['newest']}: no fencing, "
-                                             "the storage is corrupted" if stale else ""))
-            return (f"{rec['node']} REJECTED {rec['client']}'s write {rec['value']!r}: token "
-                    f"{rec['token']} is older than {rec['newest']} (fencing)")
+            return write_sentence(rec)
         if t == "read":
             kids = ", ".join(short(c) for c in rec["children"]) or "no children"
             return f"{rec['client']} read {rec['path']} from {rec['server']} (its state {zl(rec['zxid'])}): {kids}"
@@ -344,17 +333,11 @@ class ZkAdapter(Adapter):
                    "the same transaction" if gone else "it had no ephemeral nodes"))
 
     def fault_words(self, rec: dict) -> str:
-        do = rec.get("do")
-        n = rec.get("node")
-        if do == "acquire":
-            return f"asked {n} to take the lock"
-        if do == "release":
-            return f"asked {n} to release the lock"
-        if do == "write":
-            v = rec.get("value")
-            return f"asked {n} to write {v!r} to the storage" if v else f"asked {n} to write to the storage"
-        if do == "read":
-            return f"asked {n} to read {rec.get('path', '/lock')}" + (" after sync" if rec.get("sync") else
+        words = recipe_words(rec)
+        if words:
+            return words
+        if rec.get("do") == "read":
+            return f"asked {rec.get('node')} to read {rec.get('path', '/lock')}" + (" after sync" if rec.get("sync") else
                                                                     " (from its own server)")
         return super().fault_words(rec)
 

@@ -53,9 +53,10 @@ export function faultItems(id, n) {
 }
 
 // A client's recipe steps as the engine's actions (acquire, release, write), each refused with a
-// reason when it would do nothing. `holds`/`queued` say where the client is in the recipe.
+// reason when it would do nothing. `holds`/`queued` say where the client is in the recipe;
+// `tokenWord` names what its write carries.
 let writeNo = 0;
-export function recipeItems(id, n, {holds, queued, lockWord = "the lock"}) {
+export function recipeItems(id, n, {holds, queued, lockWord = "the lock", tokenWord = "token"}) {
   const items = [];
   if (n.status === "down") return items;
   const paused = n.status === "paused" ? {say: `${id} is paused: resume it first`} : null;
@@ -63,18 +64,19 @@ export function recipeItems(id, n, {holds, queued, lockWord = "the lock"}) {
     : queued ? {say: `${id} is already queued for ${lockWord}`} : {action: {do: "acquire", node: id}}))});
   items.push({label: `Release ${lockWord}`, ...(paused || (holds || queued ? {action: {do: "release", node: id}}
     : {say: `${id} neither holds nor waits for ${lockWord}`}))});
-  items.push({label: `Write to the storage (token ${n.token ?? "none"})`,
+  items.push({label: `Write to the storage (${tokenWord} ${n.token ?? "none"})`,
     ...(paused || {action: () => ({do: "write", node: id, value: `${id}-w${++writeNo}`})})});
   return items;
 }
 
 // --- the storage section of the panel ----------------------------------------------------------
-export function storageHtml(id, st, projector) {
+// `token` names what the storage compares (ZooKeeper: a token; Chubby: a sequencer's generation).
+export function storageHtml(id, st, projector, {token: tw = "token"} = {}) {
   if (!st) return "";
   const down = st.status === "down";
   let h = `<div class="co-storage" data-storage="${esc(id)}" data-token="${esc(st.token ?? "")}" data-value="${esc(st.value ?? "")}"`
     + ` style="border:2px solid #6b4f2a;border-radius:8px;padding:4px 8px;margin-top:6px">`;
-  h += `<p style="margin:0;font-weight:700">${projector ? "" : "Storage "}${esc(id)}${down ? " ✕ crashed" : ""}: newest token `
+  h += `<p style="margin:0;font-weight:700">${projector ? "" : "Storage "}${esc(id)}${down ? " ✕ crashed" : ""}: newest ${tw} `
     + `<span class="co-token" style="font-size:1.25em">${esc(st.token ?? "none")}</span> · value `
     + `<span class="co-value mono" style="font-size:1.1em">${esc(st.value ?? "none")}</span>`
     + (projector ? ` · ✗${st.rejected}` : ` <span class="muted" style="font-weight:400">· ${st.accepted} accepted, ${st.rejected} rejected</span>`) + `</p>`;
@@ -85,9 +87,9 @@ export function storageHtml(id, st, projector) {
       const stale = ok && newest != null && token != null && token < newest;
       const style = ok ? (stale ? "color:#fff;background:#c4161c;font-weight:800" : "color:#17803d")
         : "color:#fff;background:#c4161c;font-weight:800";
-      const mark = ok ? (stale ? "⚠ accepted a stale token" : "✓ accepted") : "✗ REJECTED (stale token)";
+      const mark = ok ? (stale ? `⚠ accepted a stale ${tw}` : "✓ accepted") : `✗ REJECTED (stale ${tw})`;
       h += `<li class="co-write" data-accepted="${ok}" data-stale="${!ok || stale}" style="${style};padding:1px 6px;border-radius:4px;margin:1px 0">`
-        + `${mark}: ${esc(c)} wrote <span class="mono">${esc(value)}</span> with token ${esc(token ?? "none")}</li>`;
+        + `${mark}: ${esc(c)} wrote <span class="mono">${esc(value)}</span> with ${tw} ${esc(token ?? "none")}</li>`;
     }
     h += "</ul>";
   }
