@@ -54,7 +54,7 @@ export const dataset = (n) => {
   const k = kindOf(n);
   if (k === "server") return {kind: k, phase: n.phase || "", epoch: String(n.epoch ?? "")};
   if (k === "client") return {kind: k, holds: String(n.role === "holder"), token: String(n.token ?? ""),
-    session: n.session || "", sessionState: n.session_state || "none"};
+    session: n.session || "", "session-state": n.session_state || "none"};
   return {kind: k, token: String(n.token ?? ""), value: n.value ?? ""};
 };
 
@@ -63,7 +63,7 @@ export function badge(n, state) {
   if (n.status === "down") return k === "server" ? "crashed: log kept on disk" : "crashed";
   if (k === "server") {
     if (n.role === "master") return `lease ${secs((n.lease_end ?? t) - t)} · ${n.held.length} held`;
-    if (n.promise_to && n.promise_until > t) return `promised ${n.promise_to} ${secs(n.promise_until - t)}`;
+    if (n.promise_until > t) return n.promise_to ? `promised ${n.promise_to} ${secs(n.promise_until - t)}` : `restarted: no votes ${secs(n.promise_until - t)}`;
     return `slot ${n.commit}`;
   }
   if (k === "storage") return `value ${n.value ?? "none"}${n.rejected ? ` · ✗${n.rejected}` : ""}`;

@@ -1,0 +1,163 @@
+"""Chubby in headless Chromium: the page module (static/js/protocols/chubby.js, on coord.js) through
+the seam.
+
+Hooks: nodes carry data-kind (server | client | storage), replicas data-role (master | replica |
+down) and data-epoch, clients data-holds, data-token, data-session, data-session-state (none |
+opening | safe | jeopardy) and data-ring (lease | grace | none), the storage data-token and
+data-value; the side panel's cell line data-master, lock rows data-lock, data-holder,
+data-generation and data-delay (a lock-delay running), session rows data-client and data-state,
+the storage box and its writes as for ZooKeeper. Every wait is for a state, never a time.
+Screenshots go to artifacts/.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import shot
+from .test_playground import canvas_state, open_share_link, pause, seek
+from .test_zk import menu_click, panel_caught_up, play
+
+pytestmark = pytest.mark.browser
+
+MASTER = '[data-node][data-kind="server"][data-role="master"]'
+
+
+def open_lesson(page, server, name: str, speed: float = 0.5) -> None:
+    page.goto(f"{server}/?protocol=chubby&scenario={name}&speed={speed}")
+    page.wait_for_selector('[data-node="st"]', timeout=20_000)
+    pause(page)
+
+
+def now(page) -> float:
+    return canvas_state(page)[0]
+
+
+def test_chubby_opens_as_a_live_cell_of_five_replicas_three_clients_and_storage(server, page):
+    page.goto(f"{server}/?protocol=chubby&speed=1")
+    page.wait_for_selector(MASTER, timeout=15_000)
+    kinds = dict(page.locator("[data-node]").evaluate_all("els => els.map(e => [e.dataset.node, e.dataset.kind])"))
+    assert kinds == {**{f"n{i}": "server" for i in range(1, 6)}, "c1": "client", "c2": "client", "c3": "client",
+                     "st": "storage"}
+    assert page.locator("#protocol-picker").input_value() == "chubby"
+    assert page.locator(MASTER).count() == 1
+    # The clients take turns with the lock and write with their sequencers.
+    page.wait_for_selector('[data-kind="client"][data-holds="true"]', timeout=15_000)
+    page.wait_for_selector('#log-panel .co-write[data-accepted="true"]', timeout=15_000)
+    page.wait_for_selector('#log-panel .ch-cell[data-master^="n"]')
+    page.wait_for_selector('[data-kind="client"][data-session-state="safe"][data-ring="lease"]')
+    page.wait_for_function("[...window.__playground.state.flight.values()].some(m => /^(KeepAlive|Accept s)/.test(m[5]))")
+    shot(page, "e2e-chubby-live")
+
+
+def test_the_lock_delay_lesson_shows_jeopardy_lock_delay_and_the_stale_write_when_it_says(server, page):
+    # The lesson's claims: c1 is cut off at 1000 ms; jeopardy at 1249 ms; the master expires its
+    # session at 1759 ms and the lock stays free for the lock-delay (to 2759 ms); c2 takes it
+    # (generation 2); c1's write at 3000 ms is rejected; its grace period ends at 3249 ms.
+    open_lesson(page, server, "chubby_lock_delay", speed=0.5)
+    seek(page, 950)
+    panel_caught_up(page)
+    assert page.locator('[data-node="c1"]').get_attribute("data-holds") == "true"
+    assert page.locator('#log-panel tr[data-lock="/ls/cell/lock"]').get_attribute("data-holder") == "c1"
+    play(page)
+    page.wait_for_selector('[data-node="c1"][data-session-state="jeopardy"][data-ring="grace"]', timeout=20_000)
+    assert 1249 <= now(page) < 1759
+    assert page.locator('[data-node="c1"]').get_attribute("data-holds") == "true"  # it still believes so
+    page.wait_for_selector('#log-panel tr[data-client="c1"][data-state="jeopardy"]')
+    # Lock-delay: the holder's session expired, the lock is free, and nobody may take it yet.
+    page.wait_for_selector('#log-panel tr[data-lock][data-delay="true"]', timeout=20_000)
+    assert 1759 <= now(page) < 2759
+    pause(page)
+    panel_caught_up(page)
+    row = page.locator("#log-panel tr[data-lock]")
+    assert row.get_attribute("data-holder") == "" and row.get_attribute("data-generation") == "1"
+    delay = row.locator(".ch-delay")
+    assert delay.text_content().startswith("free in ")
+    assert delay.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(199, 119, 0)"  # amber
+    assert page.locator('[data-node="c1"]').get_attribute("data-session-state") == "jeopardy"
+    ring = page.locator('[data-node="c1"] .ring').evaluate("e => getComputedStyle(e).stroke")
+    assert ring == "rgb(196, 22, 28)"  # the grace period's red ring
+    body = page.locator('[data-node="c1"] .body').evaluate("e => getComputedStyle(e).fill")
+    assert body == "rgb(199, 119, 0)"  # jeopardy's amber
+    shot(page, "e2e-chubby-lock-delay")
+    play(page)
+    page.wait_for_selector('[data-node="c2"][data-holds="true"][data-token="2"]', timeout=20_000)
+    assert now(page) >= 2759
+    page.wait_for_selector('#log-panel .co-write[data-accepted="false"]', timeout=20_000)
+    pause(page)
+    panel_caught_up(page)
+    bad = page.locator('#log-panel .co-write[data-accepted="false"]')
+    assert "c1-stale" in bad.text_content() and "generation 1" in bad.text_content()
+    assert bad.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(196, 22, 28)"
+    assert page.locator("#log-panel .co-storage").get_attribute("data-token") == "2"
+    assert page.locator('[data-node="c1"]').get_attribute("data-session-state") == "jeopardy"  # not yet over
+    shot(page, "e2e-chubby-stale-write")
+    play(page)
+    page.wait_for_selector('[data-node="c1"][data-holds="false"]:not([data-session-state="jeopardy"])', timeout=20_000)
+    assert now(page) >= 3249
+    pause(page)
+    events = page.locator("#events").text_content()
+    assert "c1's session c1.1 is in jeopardy" in events
+    assert "nobody may take it for the lock-delay (1 s, until 2759 ms)" in events
+    assert "st REJECTED c1's write 'c1-stale': generation 1 is older than 2" in events
+    assert "c1's grace period ended after 2 s in jeopardy" in events
+    page.get_by_role("tab", name="Invariants").click()
+    assert page.locator('#invariants li[data-ok="false"]').count() == 0
+
+
+def test_client_menus_run_recipe_steps_and_a_share_link_reproduces_the_digest(server, page, browser):
+    open_lesson(page, server, "chubby_failover")
+    seek(page, 400)  # sessions open, no lock asked for yet
+    page.locator('[data-node="c2"]').click()
+    items = page.locator('#menu [role="menuitem"]').all_text_contents()
+    for want in ("Crash c2", "Pause c2 (stop the world)", "Partition c2 away from everyone", "Acquire the lock",
+                 "Release the lock", "Write to the storage (sequencer, generation none)", "Close its session"):
+        assert want in items, items
+    page.get_by_role("menuitem", name="Acquire the lock").click()  # c2 first, this time
+    page.wait_for_function("document.querySelector('#events').textContent.includes('You: asked c2 to take the lock')")
+    play(page)
+    page.wait_for_selector('[data-node="c2"][data-holds="true"][data-token="1"]', timeout=20_000)
+    pause(page)
+    menu_click(page, "c2", "Write to the storage (sequencer, generation 1)")
+    play(page)
+    page.wait_for_selector('#log-panel .co-write[data-accepted="true"]', timeout=20_000)
+    pause(page)
+    # A replica's menu: crash, pause, partition (no recipe steps); crash the master from it.
+    master = page.locator(MASTER).get_attribute("data-node")
+    page.locator(f'[data-node="{master}"]').click()
+    items = page.locator('#menu [role="menuitem"]').all_text_contents()
+    assert f"Crash {master}" in items and "Acquire the lock" not in items, items
+    page.get_by_role("menuitem", name=f"Crash {master}").click()
+    page.wait_for_selector(f'[data-node="{master}"][data-role="down"]')
+    play(page)
+    page.wait_for_selector('[data-node="c2"][data-session-state="jeopardy"]', timeout=20_000)
+    page.wait_for_selector(f'{MASTER}[data-epoch="2"]', timeout=20_000)
+    page.wait_for_selector('[data-node="c2"][data-session-state="safe"][data-holds="true"]', timeout=20_000)
+    pause(page)
+    panel_caught_up(page)
+    assert page.locator("#log-panel tr[data-lock]").get_attribute("data-holder") == "c2"  # the lock survived
+    page.evaluate("window.__playground.send({type: 'control', do: 'snapshot'})")
+    other, here = open_share_link(page, browser)
+    assert canvas_state(other) == here
+    other.wait_for_selector('[data-node="c2"][data-holds="true"]')
+    other.context.close()
+
+
+def test_the_failover_lesson_links_to_zookeepers_and_projector_mode_keeps_the_panel(server, page):
+    open_lesson(page, server, "chubby_failover")
+    link = page.locator('#lesson .see-also a[data-lesson="zk_failover"]')
+    link.wait_for()
+    page.keyboard.press("p")
+    page.wait_for_selector("body.projector")
+    seek(page, 2000)
+    panel_caught_up(page)
+    assert page.locator("#log-panel tr[data-lock]").get_attribute("data-holder") == "c1"
+    assert page.locator('#log-panel tr[data-client="c1"]').count() == 1
+    shot(page, "e2e-chubby-projector")
+    page.keyboard.press("p")
+    page.wait_for_selector("body:not(.projector)")
+    link.click()
+    page.wait_for_selector('[data-node="st"]', timeout=20_000)
+    assert page.locator("#protocol-picker").input_value() == "zk"
+    assert page.locator("#lesson-picker").input_value() == "zk_failover"
+    page.wait_for_selector('#lesson .see-also a[data-lesson="chubby_failover"]')
