@@ -161,3 +161,37 @@ def test_the_failover_lesson_links_to_zookeepers_and_projector_mode_keeps_the_pa
     assert page.locator("#protocol-picker").input_value() == "zk"
     assert page.locator("#lesson-picker").input_value() == "zk_failover"
     page.wait_for_selector('#lesson .see-also a[data-lesson="chubby_failover"]')
+
+
+def test_manual_delivery_stepping_and_export_then_import_on_chubby(server, page, tmp_path):
+    open_lesson(page, server, "chubby_lock_delay")
+    seek(page, 600)
+    t0 = now(page)
+    page.keyboard.press(".")  # one event
+    page.wait_for_function(f"Number(document.querySelector('#canvas').dataset.time) > {t0}")
+    page.keyboard.press("m")
+    page.wait_for_selector('#btn-manual[aria-pressed="true"]')
+    play(page)  # messages stop where they arrive
+    page.wait_for_function("window.__playground.state.waiting.size >= 2", timeout=20_000)
+    pause(page)
+    btn = page.locator("#waiting-list .waiting-msg").first
+    assert "→" in btn.text_content()
+    btn.click()
+    page.get_by_role("menuitem", name="Deliver now").click()
+    page.wait_for_function("document.querySelector('#events').textContent.includes('You: delivered message')")
+    page.keyboard.press("m")
+    page.wait_for_selector('#btn-manual[aria-pressed="false"]')
+    pause_at = canvas_state(page)
+    # Export the run as a trace, then import it: the same moment, the same digest.
+    with page.expect_download() as dl:
+        page.locator("#btn-export").click()
+    path = tmp_path / "chubby.ndjson"
+    dl.value.save_as(path)
+    head = path.read_text().splitlines()[0]
+    assert '"protocol":"chubby"' in head.replace(" ", "")
+    page.set_input_files("#file-import", str(path))
+    page.wait_for_function("document.querySelector('.toast') && document.querySelector('.toast').textContent.includes('Imported')",
+                           timeout=20_000)
+    page.wait_for_function(f"Number(document.querySelector('#canvas').dataset.time) === {pause_at[0]}"
+                           f" && document.querySelector('#canvas').dataset.digest === '{pause_at[1]}'", timeout=20_000)
+    shot(page, "e2e-chubby-imported")

@@ -196,7 +196,7 @@ export function renderPanel(el, state, projector) {
     + `<th scope="col">lock</th><th scope="col">holder</th><th scope="col">gen</th><th scope="col">waiting</th><th scope="col">lock-delay</th></tr></thead><tbody>`;
   for (const [name, holder, session, gen, delayUntil, queue] of rows) {
     const delay = delayUntil > t && !holder;
-    const dtxt = delay ? (projector ? `free in ${secs(delayUntil - t)}` : `free in ${secs(delayUntil - t)} (its holder's session was lost)`) : delayUntil > t ? `until ${delayUntil.toFixed(0)} ms` : "";
+    const dtxt = delay ? (projector ? `free in ${secs(delayUntil - t)}` : `free in ${secs(delayUntil - t)}`) : delayUntil > t ? `until ${delayUntil.toFixed(0)} ms` : "";
     h += `<tr data-lock="${esc(name)}" data-holder="${esc(holder || "")}" data-generation="${esc(gen)}" data-delay="${delay}">`
       + `<td class="mono" data-what="${esc(`${name}: a coarse-grained advisory lock in the replicated database; its generation number counts every grant`)}" style="cursor:pointer">${esc(projector ? lockShort(name) : name)}</td>`
       + `<td style="white-space:nowrap;${holder ? "background:#dcf2e2;font-weight:800" : ""}">${holder ? `${esc(holder)}${projector ? "" : ` <span class="muted" style="font-weight:400">(${esc(session)})</span>`}` : `<span class="muted">free</span>`}</td>`
@@ -209,7 +209,7 @@ export function renderPanel(el, state, projector) {
   // Sessions: what each client believes, and what the master has for it.
   const mn = m ? state.nodes[m] : null;
   h += `<table class="logt ch-sessions" aria-label="Sessions" style="font-size:1em;margin-top:4px"><thead><tr>`
-    + `<th scope="col">client</th><th scope="col">session</th><th scope="col">state</th><th scope="col">lease left</th>${projector ? "" : `<th scope="col">at the master</th>`}<th scope="col">sequencer</th></tr></thead><tbody>`;
+    + `<th scope="col">client</th><th scope="col">session</th><th scope="col">state</th><th scope="col">lease left</th>${projector ? "" : `<th scope="col" title="the session's lease at the master; KA held: its KeepAlive waits there">master's lease</th>`}<th scope="col">sequencer</th></tr></thead><tbody>`;
   for (const c of clients) {
     const n = state.nodes[c];
     const st = n.status === "down" ? "down" : n.session_state;
@@ -219,9 +219,9 @@ export function renderPanel(el, state, projector) {
     let at = "";
     if (mn && n.session) {
       const end = mn.session_leases[n.session];
-      at = mn.sessions.includes(n.session) ? `${end != null ? `lease ${secs(end - t)}` : "open"}${mn.held.includes(n.session) ? " · KeepAlive held" : ""}` : "expired";
+      at = mn.sessions.includes(n.session) ? `${end != null ? secs(end - t) : "open"}${mn.held.includes(n.session) ? " · KA held" : ""}` : "expired";
     } else if (n.session) at = "no master";
-    const seq = n.sequencer ? `${projector ? "" : esc(lockShort(n.sequencer[0])) + ":"}gen ${esc(n.sequencer[2])}` : "";
+    const seq = n.sequencer ? `gen ${esc(n.sequencer[2])}` : "";
     h += `<tr data-client="${esc(c)}" data-state="${esc(st)}"><td><strong>${esc(c)}</strong>${n.status === "paused" ? " ⏸" : ""}</td><td class="mono">${esc(n.session || "none")}</td>`
       + `<td style="${style};border-radius:4px;padding:0 4px;white-space:nowrap">${esc(st === "jeopardy" ? "⚠ jeopardy" : st)}</td><td style="${lstyle};white-space:nowrap">${esc(left)}</td>`
       + (projector ? "" : `<td class="muted" style="white-space:nowrap">${esc(at)}</td>`) + `<td style="white-space:nowrap">${seq}</td></tr>`;
