@@ -11,21 +11,13 @@ the storage compares its generation number.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from engine.protocols.chubby import topology as chubby_topology
 from engine.protocols.chubby.config import LOCK
 from engine.protocols.paxos.ballot import label as blabel
-from engine.protocols.chubby import topology as chubby_topology
 
-from .base import Adapter
-from .coord import recipe_words, storage_label, storage_summary, write_sentence
-
-CLIENT_ID = re.compile(r"^c\d+$")
-PHASE1 = ("Prepare", "Promise", "Nack")
-PHASE2 = ("Accept", "Accepted")
-LEASE = ("Heartbeat", "LeaseAck", "CatchUp")
-SESSION = ("OpenSession", "SessionOpened", "Redirect", "CloseSession", "SessionClosed")
+from .coord import CoordAdapter, storage_label
 
 
 def dur(ms: float) -> str:
@@ -44,8 +36,10 @@ def seq_label(seq) -> str:
     return f"{lock_short(seq[0])}:{str(seq[1])[:2]}:{seq[2]}"
 
 
-class ChubbyAdapter(Adapter):
+class ChubbyAdapter(CoordAdapter):
     protocol = "chubby"
+    server_key, client_key = "commit", "session_state"
+    token_word, fence_word = "generation", "its sequencer is stale"
     title = "Chubby"
     options = {}  # the mutations are the page's switches (Mutations tab)
     intro = {
@@ -170,59 +164,38 @@ class ChubbyAdapter(Adapter):
         return storage_label(msg) or (str(k), "other")
 
     # --- node summaries ------------------------------------------------------------------------
-    def node(self, v: dict, full: bool, log_window: int) -> dict:
-        down = v["status"] == "down"
-        if v.get("kind") == "chubby":  # a replica
-            promise = v["lease_promise"]
-            return {
-                "kind": "server", "role": "down" if down else v["role"], "epoch": v["epoch"],
-                "phase": v["phase"], "leader": None if down else v["leader"],
-                "ballot": v["ballot"], "commit": v["commit"],
-                "promise_to": None if down else promise["to"],
-                "promise_until": None if down else promise["until_ms"],
-                "lease_end": None if down else v["master_lease_end_ms"],
-                "sessions": v["sessions"], "session_leases": v["session_leases"],
-                "held": v["held_keepalives"],
-                # [lock, holder client, session, generation, lock-delay end, [waiting clients]]
-                "locks": [[name, lk["holder"], lk["session"], lk["generation"],
-                           lk["delay_until_ms"], lk["queue"]] for name, lk in v["locks"].items()],
-            }
-        if "session_state" in v:  # a client process
-            return {"kind": "client", "role": "down" if down else v["role"],
-                    "session": v["session"], "session_state": "none" if down else v["session_state"],
-                    "connected_to": v["connected_to"], "master": v["master"], "epoch": v["epoch"],
-                    "local_end": v["local_lease_end_ms"], "grace_end": v["grace_end_ms"],
-                    "lock_phase": v["lock_phase"], "token": v["token"],
-                    "sequencer": v["sequencer"], "want": v["want"], "writes": v["writes"]}
-        return storage_summary(v)
+    def server_node(self, v: dict, down: bool) -> dict:
+        promise = v["lease_promise"]
+        return {
+            "kind": "server", "role": "down" if down else v["role"], "epoch": v["epoch"],
+            "phase": v["phase"], "leader": None if down else v["leader"],
+            "ballot": v["ballot"], "commit": v["commit"],
+            "promise_to": None if down else promise["to"],
+            "promise_until": None if down else promise["until_ms"],
+            "lease_end": None if down else v["master_lease_end_ms"],
+            "sessions": v["sessions"], "session_leases": v["session_leases"],
+            "held": v["held_keepalives"],
+            # [lock, holder client, session, generation, lock-delay end, [waiting clients]]
+            "locks": [[name, lk["holder"], lk["session"], lk["generation"],
+                       lk["delay_until_ms"], lk["queue"]] for name, lk in v["locks"].items()],
+        }
+
+    def client_node(self, v: dict, down: bool) -> dict:
+        return {"kind": "client", "role": "down" if down else v["role"],
+                "session": v["session"], "session_state": "none" if down else v["session_state"],
+                "connected_to": v["connected_to"], "master": v["master"], "epoch": v["epoch"],
+                "local_end": v["local_lease_end_ms"], "grace_end": v["grace_end_ms"],
+                "lock_phase": v["lock_phase"], "token": v["token"],
+                "sequencer": v["sequencer"], "want": v["want"], "writes": v["writes"]}
 
     # --- words ---------------------------------------------------------------------------------
-    def told(self, v: dict) -> tuple:
-        down = v["status"] == "down"
-        if v.get("kind") == "chubby":
-            return ("down" if down else v["role"], v["epoch"])
-        if "session_state" in v:
-            return ("down" if down else v["role"], v["session"], v["session_state"], v["token"])
-        return ("down" if down else "storage",)
+    def server_told(self, v: dict, down: bool) -> tuple:
+        return ("down" if down else v["role"], v["epoch"])
 
-    def describe(self, rec: dict, prev: dict) -> str | None:
-        t = rec["type"]
-        if t == "state":
-            if "commit" in rec:
-                return self._replica_sentence(rec, prev)
-            if "session_state" in rec:
-                return self._client_sentence(rec, prev)
-            prev[rec["node"]] = (rec["role"],)
-            return None
-        if t == "session":
-            return self._session_sentence(rec, prev)
-        if t == "txn":
-            return self._txn_sentence(rec, prev)
-        if t == "write":
-            return write_sentence(rec, token="generation", why="its sequencer is stale")
-        return super().describe(rec, prev)
+    def client_told(self, v: dict, down: bool) -> tuple:
+        return ("down" if down else v["role"], v["session"], v["session_state"], v["token"])
 
-    def _replica_sentence(self, rec: dict, prev: dict) -> str | None:
+    def server_sentence(self, rec: dict, prev: dict) -> str | None:
         n, role, epoch = rec["node"], rec["role"], rec["epoch"]
         p = prev.get(n, ("replica", 0))
         prev[n] = (role, epoch)
@@ -238,7 +211,7 @@ class ChubbyAdapter(Adapter):
                     "granted it the master lease; it answers the clients")
         return f"{n} is no longer master: its master lease ran out or a higher ballot deposed it"
 
-    def _client_sentence(self, rec: dict, prev: dict) -> str | None:
+    def client_sentence(self, rec: dict, prev: dict) -> str | None:
         n, role, s, state, token = (rec["node"], rec["role"], rec["session"],
                                     rec["session_state"], rec["token"])
         p = prev.get(n, ("idle", None, "none", None))
@@ -256,7 +229,7 @@ class ChubbyAdapter(Adapter):
             return f"{n} asks the master for the lock (a blocking Acquire: it waits in the queue)"
         return None
 
-    def _session_sentence(self, rec: dict, prev: dict) -> str:
+    def session_sentence(self, rec: dict, prev: dict) -> str:
         c, s, ev, server = rec["client"], rec["session"], rec["event"], rec["server"]
         key = ("_jeopardy", c)
         if ev == "open":
@@ -283,7 +256,7 @@ class ChubbyAdapter(Adapter):
             return f"{c} closed its session {s}: its lock is freed at once, with no lock-delay"
         return f"{c}: session {s} {ev}"
 
-    def _txn_sentence(self, rec: dict, prev: dict) -> str | None:
+    def txn_sentence(self, rec: dict, prev: dict) -> str | None:
         """A session's end is told once (every replica applies it); the clients' and replicas'
         own records tell the rest."""
         if rec["op"] != "expire" or not rec["ok"]:
@@ -303,10 +276,5 @@ class ChubbyAdapter(Adapter):
         return (f"the master expired {who}'s session {s}: it did not release the lock, so nobody "
                 f"may take it for the lock-delay ({dur(delay)}, until {rec['delay_until_ms']:.0f} ms)")
 
-    def fault_words(self, rec: dict) -> str:
-        words = recipe_words(rec)
-        if words:
-            return words
-        if rec.get("do") == "close":
-            return f"asked {rec.get('node')} to close its session"
-        return super().fault_words(rec)
+    def action_words(self, rec: dict) -> str | None:
+        return f"asked {rec.get('node')} to close its session" if rec.get("do") == "close" else None

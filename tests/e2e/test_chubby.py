@@ -50,51 +50,71 @@ def test_chubby_opens_as_a_live_cell_of_five_replicas_three_clients_and_storage(
     shot(page, "e2e-chubby-live")
 
 
+def first_seen(page, selector: str, panel: bool = False, timeout: float = 20_000) -> float:
+    """Play until `selector` matches; the simulated time of the frame that first showed it (read
+    in the same evaluation as the match: the canvas's time, or the panel's for a panel state)."""
+    clock = "#log-panel').dataset.t" if panel else "#canvas').dataset.time"
+    h = page.wait_for_function(f"() => document.querySelector({selector!r}) && Number(document.querySelector('{clock})",
+                               timeout=timeout)
+    return h.json_value()
+
+
+def style(page, selector: str, prop: str) -> str | None:
+    """A computed style, looked up and read in one evaluation (the panel redraws itself)."""
+    return page.evaluate("([s, p]) => { const e = document.querySelector(s); return e && getComputedStyle(e)[p]; }",
+                         [selector, prop])
+
+
+def inspect_at(page, t: float) -> None:
+    """Pause, and go back to `t` exactly (playing on may have passed it): a state seen while
+    playing is inspected at the moment it was seen, whatever the machine's speed."""
+    pause(page)
+    seek(page, t)
+    panel_caught_up(page)
+
+
 def test_the_lock_delay_lesson_shows_jeopardy_lock_delay_and_the_stale_write_when_it_says(server, page):
     # The lesson's claims: c1 is cut off at 1000 ms; jeopardy at 1249 ms; the master expires its
     # session at 1759 ms and the lock stays free for the lock-delay (to 2759 ms); c2 takes it
-    # (generation 2); c1's write at 3000 ms is rejected; its grace period ends at 3249 ms.
+    # (generation 2); c1's write at 3000 ms is rejected while c1 is still in jeopardy; its grace
+    # period ends at 3249 ms. Each state is waited for while playing, and its moment checked.
     open_lesson(page, server, "chubby_lock_delay", speed=0.5)
     seek(page, 950)
     panel_caught_up(page)
     assert page.locator('[data-node="c1"]').get_attribute("data-holds") == "true"
     assert page.locator('#log-panel tr[data-lock="/ls/cell/lock"]').get_attribute("data-holder") == "c1"
     play(page)
-    page.wait_for_selector('[data-node="c1"][data-session-state="jeopardy"][data-ring="grace"]', timeout=20_000)
-    assert 1249 <= now(page) < 1759
-    assert page.locator('[data-node="c1"]').get_attribute("data-holds") == "true"  # it still believes so
-    page.wait_for_selector('#log-panel tr[data-client="c1"][data-state="jeopardy"]')
+    t = first_seen(page, '[data-node="c1"][data-session-state="jeopardy"][data-ring="grace"][data-holds="true"]')
+    assert 1249 <= t < 1759
     # Lock-delay: the holder's session expired, the lock is free, and nobody may take it yet.
-    page.wait_for_selector('#log-panel tr[data-lock][data-delay="true"]', timeout=20_000)
-    assert 1759 <= now(page) < 2759
-    pause(page)
-    panel_caught_up(page)
+    t = first_seen(page, '#log-panel tr[data-lock][data-holder=""][data-delay="true"]', panel=True)
+    assert 1759 <= t < 2759
+    inspect_at(page, t)
     row = page.locator("#log-panel tr[data-lock]")
-    assert row.get_attribute("data-holder") == "" and row.get_attribute("data-generation") == "1"
+    assert row.get_attribute("data-generation") == "1" and row.get_attribute("data-delay") == "true"
     delay = row.locator(".ch-delay")
     assert delay.text_content().startswith("free in ")
-    assert delay.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(199, 119, 0)"  # amber
+    assert style(page, "#log-panel tr[data-lock] .ch-delay", "backgroundColor") == "rgb(199, 119, 0)"  # amber
+    assert page.locator('#log-panel tr[data-client="c1"]').get_attribute("data-state") == "jeopardy"
     assert page.locator('[data-node="c1"]').get_attribute("data-session-state") == "jeopardy"
-    ring = page.locator('[data-node="c1"] .ring').evaluate("e => getComputedStyle(e).stroke")
-    assert ring == "rgb(196, 22, 28)"  # the grace period's red ring
-    body = page.locator('[data-node="c1"] .body').evaluate("e => getComputedStyle(e).fill")
-    assert body == "rgb(199, 119, 0)"  # jeopardy's amber
+    assert style(page, '[data-node="c1"] .ring', "stroke") == "rgb(196, 22, 28)"  # the grace period's red ring
+    assert style(page, '[data-node="c1"] .body', "fill") == "rgb(199, 119, 0)"  # jeopardy's amber
     shot(page, "e2e-chubby-lock-delay")
     play(page)
-    page.wait_for_selector('[data-node="c2"][data-holds="true"][data-token="2"]', timeout=20_000)
-    assert now(page) >= 2759
-    page.wait_for_selector('#log-panel .co-write[data-accepted="false"]', timeout=20_000)
-    pause(page)
-    panel_caught_up(page)
+    t = first_seen(page, '[data-node="c2"][data-holds="true"][data-token="2"]')
+    assert t >= 2759
+    t = first_seen(page, '#log-panel .co-write[data-accepted="false"]', panel=True)
+    assert 3000 <= t < 3249
+    inspect_at(page, t)
     bad = page.locator('#log-panel .co-write[data-accepted="false"]')
     assert "c1-stale" in bad.text_content() and "generation 1" in bad.text_content()
-    assert bad.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(196, 22, 28)"
+    assert style(page, '#log-panel .co-write[data-accepted="false"]', "backgroundColor") == "rgb(196, 22, 28)"
     assert page.locator("#log-panel .co-storage").get_attribute("data-token") == "2"
     assert page.locator('[data-node="c1"]').get_attribute("data-session-state") == "jeopardy"  # not yet over
     shot(page, "e2e-chubby-stale-write")
     play(page)
-    page.wait_for_selector('[data-node="c1"][data-holds="false"]:not([data-session-state="jeopardy"])', timeout=20_000)
-    assert now(page) >= 3249
+    t = first_seen(page, '[data-node="c1"][data-holds="false"]:not([data-session-state="jeopardy"])')
+    assert t >= 3249
     pause(page)
     events = page.locator("#events").text_content()
     assert "c1's session c1.1 is in jeopardy" in events

@@ -11,7 +11,7 @@
 // and storage box are shared with ZooKeeper's page (coord.js). The contract is in index.js.
 
 import {cellClick, esc} from "./cells.js";
-import {faultItems, kindOf, layout as coordLayout, recipeItems, storageHtml} from "./coord.js";
+import {PILL, faultItems, idsOf, kindOf, layout as coordLayout, recipeItems, request, storageHtml, storagePills} from "./coord.js";
 
 export const title = "Chubby";
 export const layout = (topology) => coordLayout(topology);
@@ -112,24 +112,13 @@ export function decorate(els, state) {
 }
 
 // Pills: Multi-Paxos phase 1 and 2, the master lease, sessions, KeepAlives, locks, storage.
-export const pills = {
-  p1: {fill: "#ffe7b8", stroke: "#c77700", ink: "#15181d"},
-  p2: {fill: "#d9f0df", stroke: "#17803d", ink: "#15181d"},
-  lease: {fill: "#f1f2f4", stroke: "#9aa1ab", ink: "#3a3f47"},
-  session: {fill: "#efe2f6", stroke: "#8e44ad", ink: "#15181d"},
-  keepalive: {fill: "#d9f1f3", stroke: "#16808c", ink: "#15181d"},
-  lock: {fill: "#e1e9fb", stroke: "#2f5fa7", ink: "#15181d"},
-  expired: {fill: "#c4161c", stroke: "#7a0c10", ink: "#ffffff"},
-  store: {fill: "#efe6da", stroke: "#6b4f2a", ink: "#15181d"},
-  "store-ok": {fill: "#d9f0df", stroke: "#17803d", ink: "#15181d"},
-  "store-bad": {fill: "#c4161c", stroke: "#7a0c10", ink: "#ffffff"},
-};
+export const pills = {p1: PILL.amber, p2: PILL.green, lease: PILL.grey, session: PILL.purple, keepalive: PILL.teal,
+  lock: PILL.blue, expired: PILL.red, ...storagePills};
 
 export const timerWords = (name) => ({election: "election timer", heartbeat: "heartbeat timer", master_lease: "master lease end",
   leases: "session lease check", retry: "retry timer (next replica)", lease: "local lease end (jeopardy)",
   grace: "grace period end", think: "think timer", hold: "hold timer"}[name] || `${name} timer`);
 
-const idsOf = (state, kind) => state.layout.nodes.filter((id) => state.nodes[id] && kindOf(state.nodes[id]) === kind);
 const masterOf = (state) => idsOf(state, "server").find((id) => state.nodes[id].role === "master" && state.nodes[id].status === "up");
 
 export const menuTitle = (id, n) => `${id} · ${look(n).words}`;
@@ -144,12 +133,8 @@ export function menu(id, n, state) {
   return items;
 }
 
-// The toolbar's button and the C key: the first idle client asks for the lock.
-export const requestLabel = "A client takes the lock";
-export function request(state) {
-  const c = idsOf(state, "client").find((id) => { const n = state.nodes[id]; return n.status === "up" && n.role === "idle" && !n.want; });
-  return c ? {action: {do: "acquire", node: c}} : {say: "every client already holds or waits for the lock"};
-}
+// The toolbar's button and the C key (coord.js): the first idle client asks for the lock.
+export {request, requestLabel} from "./coord.js";
 
 export const keys = {
   c: (state) => request(state),

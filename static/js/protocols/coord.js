@@ -40,6 +40,16 @@ export function sessionRing(n, now) {
   return Math.max(0, Math.min(1, (n.heard + t - now) / t));
 }
 
+// The ids of the nodes of one kind, in the layout's order.
+export const idsOf = (state, kind) => state.layout.nodes.filter((id) => state.nodes[id] && kindOf(state.nodes[id]) === kind);
+
+// The toolbar's button and the C key: the first idle client asks for the lock.
+export const requestLabel = "A client takes the lock";
+export function request(state) {
+  const c = idsOf(state, "client").find((id) => { const n = state.nodes[id]; return n.status === "up" && n.role === "idle" && !n.want; });
+  return c ? {action: {do: "acquire", node: c}} : {say: "every client already holds or waits for the lock"};
+}
+
 // --- menus -----------------------------------------------------------------------------------
 // Crash or restart, pause (stop the world) or resume, and cut the node off from every other node.
 export function faultItems(id, n) {
@@ -68,6 +78,18 @@ export function recipeItems(id, n, {holds, queued, lockWord = "the lock", tokenW
     ...(paused || {action: () => ({do: "write", node: id, value: `${id}-w${++writeNo}`})})});
   return items;
 }
+
+// --- pills ---------------------------------------------------------------------------------------
+// The pill colours both pages draw from (each names its own classes), and the storage's pills.
+const ink = "#15181d";
+export const PILL = {
+  amber: {fill: "#ffe7b8", stroke: "#c77700", ink}, purple: {fill: "#efe2f6", stroke: "#8e44ad", ink},
+  teal: {fill: "#d9f1f3", stroke: "#16808c", ink}, green: {fill: "#d9f0df", stroke: "#17803d", ink},
+  grey: {fill: "#f1f2f4", stroke: "#9aa1ab", ink: "#3a3f47"}, blue: {fill: "#e1e9fb", stroke: "#2f5fa7", ink},
+  yellow: {fill: "#fff3b0", stroke: "#a07800", ink}, brown: {fill: "#efe6da", stroke: "#6b4f2a", ink},
+  red: {fill: "#c4161c", stroke: "#7a0c10", ink: "#ffffff"},
+};
+export const storagePills = {store: PILL.brown, "store-ok": PILL.green, "store-bad": PILL.red};
 
 // --- the storage section of the panel ----------------------------------------------------------
 // `token` names what the storage compares (ZooKeeper: a token; Chubby: a sequencer's generation).
