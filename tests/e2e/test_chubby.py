@@ -215,3 +215,21 @@ def test_manual_delivery_stepping_and_export_then_import_on_chubby(server, page,
     page.wait_for_function(f"Number(document.querySelector('#canvas').dataset.time) === {pause_at[0]}"
                            f" && document.querySelector('#canvas').dataset.digest === '{pause_at[1]}'", timeout=20_000)
     shot(page, "e2e-chubby-imported")
+
+
+def test_compare_mode_sets_lock_delay_beside_none_on_the_same_clicks(server, page):
+    page.goto(f"{server}/?protocol=chubby&scenario=chubby_lock_delay&compare=lock-delay,no-lock-delay&speed=0.5")
+    second = 'svg.world-canvas[data-variant="no-lock-delay"]'
+    page.wait_for_selector(f"{second} [data-node]", timeout=20_000)
+    pause(page)
+    # Between the expiry (1759 ms) and the end of lock-delay (2759 ms): without it, c2 already has
+    # the lock; with it, nobody has.
+    page.evaluate("window.__playground.send({type: 'control', do: 'seek', t: 2000})")
+    page.wait_for_function(f"""() => [document.querySelector('#canvas'), document.querySelector('{second}')]
+        .every(c => c && c.dataset.time === '2000' && c.dataset.digest.length === 16)""", timeout=20_000)
+    assert page.locator('#canvas [data-node="c2"]').get_attribute("data-holds") == "false"
+    assert page.locator(f'{second} [data-node="c2"]').get_attribute("data-holds") == "true"
+    page.wait_for_selector('#compare-summary td[data-world="no-lock-delay"][data-series="lock generation"]')
+    gen = page.locator("#compare-summary td[data-series='lock generation']").all_text_contents()
+    assert gen == ["1", "2"]
+    shot(page, "e2e-chubby-compare")

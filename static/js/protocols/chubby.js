@@ -218,3 +218,16 @@ export function renderPanel(el, state, projector) {
   h += `<p class="log-detail" aria-live="polite">${esc(state.logDetail || "")}</p>`;
   el.innerHTML = h;
 }
+
+// Compare mode's per-world numbers (static/js/protocols/index.js, `compareSeries`).
+export function compareSeries(state) {
+  const of = (kind) => idsOf(state, kind).map((id) => state.nodes[id]);
+  const servers = of("server"), clients = of("client"), st = of("storage")[0] || {};
+  const lock = (servers.find((n) => n.role === "master") || servers[0] || {}).locks?.[0];
+  return {
+    "master epoch": Math.max(0, ...servers.map((n) => n.epoch || 0)),
+    "clients in jeopardy": clients.filter((n) => n.session_state === "jeopardy").length,
+    "lock generation": lock ? lock[3] : 0,
+    "stale writes rejected": st.rejected || 0,
+  };
+}
