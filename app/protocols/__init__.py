@@ -12,13 +12,14 @@ from __future__ import annotations
 from engine.protocols import DEFAULT_PROTOCOL, REGISTRY as ENGINE_REGISTRY
 
 from .base import Adapter, live_workload
+from .chubby import ChubbyAdapter
 from .lb import LbAdapter
 from .paxos import PaxosAdapter
 from .raft import RaftAdapter
 from .zk import ZkAdapter
 
 ADAPTERS: dict[str, type[Adapter]] = {"raft": RaftAdapter, "paxos": PaxosAdapter, "lb": LbAdapter,
-                                       "zk": ZkAdapter}
+                                       "zk": ZkAdapter, "chubby": ChubbyAdapter}
 
 _instances: dict[str, Adapter] = {}
 

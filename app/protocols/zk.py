@@ -18,7 +18,7 @@ from typing import Any
 
 from engine.protocols.zk import topology as zk_topology
 
-from .base import Adapter
+from .coord import CoordAdapter, storage_label
 
 CLIENT_ID = re.compile(r"^c\d+$")
 LOCK_NAME = re.compile(r"^(?:.*/)?(c\d+)-\d+-lock-(\d{10})$")
@@ -69,8 +69,9 @@ def _req(r: dict) -> str:
     return f"{op} {short(path)}"
 
 
-class ZkAdapter(Adapter):
+class ZkAdapter(CoordAdapter):
     protocol = "zk"
+    server_key, client_key = "phase", "connected_to"
     title = "ZooKeeper"
     options = {}  # the mutations are the page's switches (Mutations tab)
     intro = {
@@ -173,64 +174,43 @@ class ZkAdapter(Adapter):
             return k.lower() if k != "ERROR" else f"err {msg.get('err')}", "client"
         if k == "Event":
             return f"\u26a1 {short(msg.get('path'))}", "watch"
-        if k == "Write":
-            return f"write t={msg.get('token')}", "store"
-        if k == "WriteReply":
-            return ("\u2713 accepted", "store-ok") if msg.get("accepted") else ("\u2717 REJECTED", "store-bad")
-        return str(k), "other"
+        return storage_label(msg) or (str(k), "other")
 
     # --- node summaries ------------------------------------------------------------------------
-    def node(self, v: dict, full: bool, log_window: int) -> dict:
-        down = v["status"] == "down"
-        if "phase" in v:  # a server
-            out: dict[str, Any] = {
-                "kind": "server", "role": "down" if down else v["role"], "phase": v["phase"],
-                "epoch": v["epoch"], "last": v["last_zxid"], "committed": v["committed_zxid"],
-                "leader": None if down else v["leader"], "sessions": v["sessions"],
-                "watches": v["watches"], "history": v["history"],
-                # [path, data, version, owner or null, cversion]
-                "tree": [[p, z["data"], z["version"], z.get("owner"), z["cversion"]]
-                         for p, z in v["tree"].items() if p != "/"],
-            }
-            if "learners" in v:
-                out["learners"] = v["learners"]
-            return out
-        if "connected_to" in v:  # a client process
-            out = {"kind": "client", "role": "down" if down else v["role"],
-                   "connected_to": v["connected_to"], "session": v["session"],
-                   "timeout_ms": v["timeout_ms"], "recipe": v["recipe"], "lock_node": v["lock_node"],
-                   "token": v["token"], "want": v["want"], "writes": v["writes"],
-                   "woken": v.get("woken", 0)}
-            recv = v["timers"].get("recv")
-            # Last heard from its server: the receive timer is set to 2/3 of the timeout then.
-            out["heard"] = None if recv is None else round(recv - v["timeout_ms"] * 2 / 3, 3)
-            return out
-        return {"kind": "storage", "role": "down" if down else "storage", "token": v["token"],
-                "value": v["value"], "accepted": v["accepted"], "rejected": v["rejected"],
-                "recent": v.get("recent", [])}
+    def server_node(self, v: dict, down: bool) -> dict:
+        out: dict[str, Any] = {
+            "kind": "server", "role": "down" if down else v["role"], "phase": v["phase"],
+            "epoch": v["epoch"], "last": v["last_zxid"], "committed": v["committed_zxid"],
+            "leader": None if down else v["leader"], "sessions": v["sessions"],
+            "watches": v["watches"], "history": v["history"],
+            # [path, data, version, owner or null, cversion]
+            "tree": [[p, z["data"], z["version"], z.get("owner"), z["cversion"]]
+                     for p, z in v["tree"].items() if p != "/"],
+        }
+        if "learners" in v:
+            out["learners"] = v["learners"]
+        return out
+
+    def client_node(self, v: dict, down: bool) -> dict:
+        out = {"kind": "client", "role": "down" if down else v["role"],
+               "connected_to": v["connected_to"], "session": v["session"],
+               "timeout_ms": v["timeout_ms"], "recipe": v["recipe"], "lock_node": v["lock_node"],
+               "token": v["token"], "want": v["want"], "writes": v["writes"],
+               "woken": v.get("woken", 0)}
+        recv = v["timers"].get("recv")
+        # Last heard from its server: the receive timer is set to 2/3 of the timeout then.
+        out["heard"] = None if recv is None else round(recv - v["timeout_ms"] * 2 / 3, 3)
+        return out
 
     # --- words ---------------------------------------------------------------------------------
-    def told(self, v: dict) -> tuple:
-        down = v["status"] == "down"
-        if "phase" in v:
-            return ("down" if down else v["role"], v["phase"], v["epoch"])
-        if "connected_to" in v:
-            return ("down" if down else v["role"], v["lock_node"], v["recipe"], v["session"])
-        return ("down" if down else "storage",)
+    def server_told(self, v: dict, down: bool) -> tuple:
+        return ("down" if down else v["role"], v["phase"], v["epoch"])
 
-    def describe(self, rec: dict, prev: dict) -> str | None:
+    def client_told(self, v: dict, down: bool) -> tuple:
+        return ("down" if down else v["role"], v["lock_node"], v["recipe"], v["session"])
+
+    def other_sentence(self, rec: dict, prev: dict) -> str | None:
         t = rec["type"]
-        if t == "state":
-            if "phase" in rec:
-                return self._server_sentence(rec, prev)
-            if "connected_to" in rec:
-                return self._client_sentence(rec, prev)
-            prev[rec["node"]] = (rec["role"],)
-            return None
-        if t == "session":
-            return self._session_sentence(rec, prev)
-        if t == "txn":
-            return self._txn_sentence(rec, prev)
         if t == "watch":
             who = sessions(prev).get(rec["session"], rec["session"])
             if rec["event"] == "set":
@@ -239,20 +219,12 @@ class ZkAdapter(Adapter):
                 return f"{who} waits: it watches {rec['path']} (the node just below its own)"
             return (f"{who}'s watch on {rec['path']} fired"
                     + (" (its children changed)" if rec["kind"] == "children" else ""))
-        if t == "write":
-            if rec["accepted"]:
-                stale = rec["newest"] is not None and rec["token"] is not None and rec["token"] < rec["newest"]
-                return (f"{rec['node']} accepted {rec['client']}'s write {rec['value']!r} with token "
-                        f"{rec['token']}" + (f" although it has seen token {rec['newest']}: no fencing, "
-                                             "the storage is corrupted" if stale else ""))
-            return (f"{rec['node']} REJECTED {rec['client']}'s write {rec['value']!r}: token "
-                    f"{rec['token']} is older than {rec['newest']} (fencing)")
         if t == "read":
             kids = ", ".join(short(c) for c in rec["children"]) or "no children"
             return f"{rec['client']} read {rec['path']} from {rec['server']} (its state {zl(rec['zxid'])}): {kids}"
-        return super().describe(rec, prev)
+        return super().other_sentence(rec, prev)
 
-    def _server_sentence(self, rec: dict, prev: dict) -> str | None:
+    def server_sentence(self, rec: dict, prev: dict) -> str | None:
         n, role, phase, epoch = rec["node"], rec["role"], rec["phase"], rec["epoch"]
         p = prev.get(n, ("looking", "election", 0))
         prev[n] = (role, phase, epoch)
@@ -283,7 +255,7 @@ class ZkAdapter(Adapter):
                 return f"{n} is up to date in epoch {epoch} (UPTODATE) and serves its clients"
         return None
 
-    def _client_sentence(self, rec: dict, prev: dict) -> str | None:
+    def client_sentence(self, rec: dict, prev: dict) -> str | None:
         n, role, node, recipe = rec["node"], rec["role"], rec["lock_node"], rec["recipe"]
         p = prev.get(n, ("idle", None, "idle", None))
         sessions(prev)  # (built before this client's session is forgotten)
@@ -311,7 +283,7 @@ class ZkAdapter(Adapter):
             return f"{n}'s node {p[1]} is gone"
         return None
 
-    def _session_sentence(self, rec: dict, prev: dict) -> str:
+    def session_sentence(self, rec: dict, prev: dict) -> str:
         c, s, ev, server = rec["client"], rec["session"], rec["event"], rec["server"]
         if s:
             sessions(prev)[s] = c
@@ -326,7 +298,7 @@ class ZkAdapter(Adapter):
             return f"{c} learned from {server} that its session {s} had expired: it starts over"
         return f"{c}: session {s} {ev}"
 
-    def _txn_sentence(self, rec: dict, prev: dict) -> str | None:
+    def txn_sentence(self, rec: dict, prev: dict) -> str | None:
         """Only session expiry is told (once: every server commits it); the clients' and servers'
         own records tell the rest."""
         if rec["op"] not in ("session_expire", "session_close"):
@@ -343,18 +315,8 @@ class ZkAdapter(Adapter):
                 + (f"its ephemeral node{'s' if len(gone) > 1 else ''} {', '.join(gone)} deleted in "
                    "the same transaction" if gone else "it had no ephemeral nodes"))
 
-    def fault_words(self, rec: dict) -> str:
-        do = rec.get("do")
-        n = rec.get("node")
-        if do == "acquire":
-            return f"asked {n} to take the lock"
-        if do == "release":
-            return f"asked {n} to release the lock"
-        if do == "write":
-            v = rec.get("value")
-            return f"asked {n} to write {v!r} to the storage" if v else f"asked {n} to write to the storage"
-        if do == "read":
-            return f"asked {n} to read {rec.get('path', '/lock')}" + (" after sync" if rec.get("sync") else
-                                                                    " (from its own server)")
-        return super().fault_words(rec)
-
+    def action_words(self, rec: dict) -> str | None:
+        if rec.get("do") == "read":
+            return f"asked {rec.get('node')} to read {rec.get('path', '/lock')}" + (" after sync" if rec.get("sync") else
+                                                                                  " (from its own server)")
+        return None

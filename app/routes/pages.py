@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
@@ -86,7 +88,17 @@ def lesson_fragment(request: Request, scenario: str = Query("", max_length=100),
     lf = lessons.get(scenario)
     a = _adapter(lf.scenario.protocol if lf else protocol)
     return _tpl(request).TemplateResponse(request, "partials/lesson.html", {
-        "lesson": lf, "intro": a.intro if a else None})
+        "lesson": lf, "intro": a.intro if a else None, "see": see_also(lf, lessons)})
+
+
+def see_also(lf, lessons) -> list[tuple[str, str, str]]:
+    """The other lessons a lesson's suggestion names ("Load zk_failover: ..."), as (name, title,
+    protocol): the panel links to them, across protocols too (compare mode cannot mix them)."""
+    if lf is None or not lf.suggest:
+        return []
+    words = set(re.findall(r"[A-Za-z0-9_]+", lf.suggest))
+    return [(n, o.title, o.scenario.protocol) for n, o in lessons.items()
+            if n in words and n != lf.name and o.scenario.protocol in available()]
 
 
 @router.get("/fragments/mutations", response_class=HTMLResponse)

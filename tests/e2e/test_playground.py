@@ -411,7 +411,8 @@ def test_a_page_taken_over_by_another_tab_says_so_and_does_not_reconnect(server,
     ("?protocol=paxos&scenario=paxos_flexible_unsafe&speed=0.05", "#log-panel .px-unsafe"),
     ("?protocol=lb&speed=1", "#log-panel .lb-chart canvas"),  # uPlot (static/vendor/) drew
     ("?protocol=zk&scenario=zk_fencing&speed=0.5", '#log-panel .co-write[data-accepted="true"]'),
-], ids=["raft", "paxos", "lb", "zk"])
+    ("?protocol=chubby&scenario=chubby_lock_delay&speed=0.5", '#log-panel tr[data-lock][data-holder="c1"]'),
+], ids=["raft", "paxos", "lb", "zk", "chubby"])
 def test_the_page_runs_under_its_content_security_policy(server, browser, query, drawn):
     ctx = browser.new_context(viewport={"width": 1280, "height": 720}, bypass_csp=False)
     pg = ctx.new_page()

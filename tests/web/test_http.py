@@ -211,7 +211,7 @@ def test_trace_export_in_other_tools_formats(client):
     assert r.status_code == 400 and "format: 'xml' is not one of ndjson, jepsen" in r.text
 
 
-@pytest.mark.parametrize("protocol", ["raft", "paxos", "lb", "zk"])
+@pytest.mark.parametrize("protocol", ["raft", "paxos", "lb", "zk", "chubby"])
 def test_the_help_lists_each_shortcut_once(protocol):
     from app.routes.pages import shortcuts
     keys = [k for k, _ in shortcuts(protocol)]

@@ -4,35 +4,16 @@ lessons told in words, from real runs of the lesson scenarios."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from functools import partial
 
 from app.protocols import get_adapter
 from engine.scenario import parse_scenario
 from engine.sim import Simulation
 
-SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+from .lesson_runs import SCENARIOS, told_run
+
 A = get_adapter("zk")
-
-
-def told_run(name: str, until_ms: float | None = None):
-    """Run a lesson; returns (sim, [(t, sentence)], {class: {labels}})."""
-    d = json.loads((SCENARIOS / f"{name}.json").read_text())
-    sim = Simulation(parse_scenario(d))
-    told = {nid: A.told(v) for nid, v in sim.views().items()}
-    words, pills = [], {}
-
-    def obs(r):
-        if r["type"] == "send":
-            label, cls = A.msg_label(r["msg"])
-            pills.setdefault(cls, set()).add(label)
-        elif r["type"] not in ("deliver", "drop"):
-            s = A.describe(r, told)
-            if s:
-                words.append((r["t"], s))
-
-    sim.subscribe(obs, messages=True)
-    sim.run_until(until_ms if until_ms is not None else d["duration_ms"])
-    return sim, words, pills
+told_run = partial(told_run, A)  # (name, until_ms) -> (sim, [(t, sentence)], {class: {labels}})
 
 
 def test_every_message_of_a_leader_crash_gets_a_pill_of_its_phase():

@@ -45,12 +45,13 @@
 // In compare mode each world has its own `state` (built from its part of the frames: nodes, logs,
 // flight, extras, t), and every function above is called with the state of the world concerned.
 
+import * as chubby from "./chubby.js";
 import * as lb from "./lb.js";
 import * as paxos from "./paxos.js";
 import * as raft from "./raft.js";
 import * as zk from "./zk.js";
 
-const REGISTRY = {raft, paxos, lb, zk};
+const REGISTRY = {raft, paxos, lb, zk, chubby};
 
 export const known = () => Object.keys(REGISTRY).sort();
 

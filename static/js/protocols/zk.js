@@ -8,7 +8,7 @@
 // The pieces a Chubby page would share are in coord.js. The contract is in index.js.
 
 import {cellClick, esc} from "./cells.js";
-import {faultItems, kindOf, layout as coordLayout, recipeItems, sessionRing, storageHtml} from "./coord.js";
+import {PILL, faultItems, idsOf, kindOf, layout as coordLayout, recipeItems, request, sessionRing, storageHtml, storagePills} from "./coord.js";
 
 export const title = "ZooKeeper";
 export const layout = (topology) => coordLayout(topology);
@@ -75,24 +75,13 @@ export const ringLabel = "client's session (drains while its server hears nothin
 export const ring = (n, state, now) => sessionRing(n, now);
 
 // Pills by Zab phase, the clients' traffic, watch events and the storage (app/protocols/zk.py).
-export const pills = {
-  elect: {fill: "#ffe7b8", stroke: "#c77700", ink: "#15181d"},
-  disc: {fill: "#efe2f6", stroke: "#8e44ad", ink: "#15181d"},
-  sync: {fill: "#d9f1f3", stroke: "#16808c", ink: "#15181d"},
-  bcast: {fill: "#d9f0df", stroke: "#17803d", ink: "#15181d"},
-  ping: {fill: "#f1f2f4", stroke: "#9aa1ab", ink: "#3a3f47"},
-  client: {fill: "#e1e9fb", stroke: "#2f5fa7", ink: "#15181d"},
-  watch: {fill: "#fff3b0", stroke: "#a07800", ink: "#15181d"},
-  store: {fill: "#efe6da", stroke: "#6b4f2a", ink: "#15181d"},
-  "store-ok": {fill: "#d9f0df", stroke: "#17803d", ink: "#15181d"},
-  "store-bad": {fill: "#c4161c", stroke: "#7a0c10", ink: "#ffffff"},
-};
+export const pills = {elect: PILL.amber, disc: PILL.purple, sync: PILL.teal, bcast: PILL.green, ping: PILL.grey,
+  client: PILL.blue, watch: PILL.yellow, ...storagePills};
 
 export const timerWords = (name) => ({notify: "vote re-send timer", finalize: "finalize-wait timer", tick: "tick",
   leader_timeout: "leader timeout", recv: "receive timeout (disconnect)", ping: "session ping timer",
   think: "think timer", hold: "hold timer"}[name] || `${name} timer`);
 
-const idsOf = (state, kind) => state.layout.nodes.filter((id) => state.nodes[id] && kindOf(state.nodes[id]) === kind);
 const leaderOf = (state) => idsOf(state, "server").find((id) => state.nodes[id].role === "leading" && state.nodes[id].phase === "broadcast" && state.nodes[id].status === "up");
 const election = (state) => state.extras.recipe === "election";
 
@@ -110,12 +99,8 @@ export function menu(id, n, state) {
   return items;
 }
 
-// The toolbar's button and the C key: the first idle client asks for the lock.
-export const requestLabel = "A client takes the lock";
-export function request(state) {
-  const c = idsOf(state, "client").find((id) => { const n = state.nodes[id]; return n.status === "up" && n.role === "idle" && !n.want; });
-  return c ? {action: {do: "acquire", node: c}} : {say: "every client already holds or waits for the lock"};
-}
+// The toolbar's button and the C key (coord.js): the first idle client asks for the lock.
+export {request, requestLabel} from "./coord.js";
 
 export const keys = {
   c: (state) => request(state),
