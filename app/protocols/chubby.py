@@ -193,7 +193,11 @@ class ChubbyAdapter(CoordAdapter):
         return ("down" if down else v["role"], v["epoch"])
 
     def client_told(self, v: dict, down: bool) -> tuple:
-        return ("down" if down else v["role"], v["session"], v["session_state"], v["token"])
+        """(role, session, session state, token, jeopardy start): the last so that a sentence
+        told after the page's picture was rebuilt mid-jeopardy (a rewind, a reattach) still knows
+        how long the client was in jeopardy (it began when the local lease ran out)."""
+        since = v.get("local_lease_end_ms") if v["session_state"] == "jeopardy" else None
+        return ("down" if down else v["role"], v["session"], v["session_state"], v["token"], since)
 
     def server_sentence(self, rec: dict, prev: dict) -> str | None:
         n, role, epoch = rec["node"], rec["role"], rec["epoch"]
@@ -214,8 +218,11 @@ class ChubbyAdapter(CoordAdapter):
     def client_sentence(self, rec: dict, prev: dict) -> str | None:
         n, role, s, state, token = (rec["node"], rec["role"], rec["session"],
                                     rec["session_state"], rec["token"])
-        p = prev.get(n, ("idle", None, "none", None))
-        prev[n] = (role, s, state, token)
+        p = prev.get(n, ("idle", None, "none", None, None))
+        since = p[4] if len(p) > 4 else None
+        if since is not None and state != "jeopardy":
+            prev.setdefault(("_jeopardy", n), since)  # for the session record that follows
+        prev[n] = (role, s, state, token, since if state == "jeopardy" else None)
         if role == "down" or p[0] == "down":
             return None
         if rec["holds_lock"] and p[0] != "holder":
@@ -240,6 +247,11 @@ class ChubbyAdapter(CoordAdapter):
                     "reply; it makes no calls and looks for a master, replica by replica, for its "
                     "grace period")
         since = prev.pop(key, None)
+        if since is None:  # the picture was rebuilt during the jeopardy: the client's view says
+            p = prev.get(c)
+            since = p[4] if isinstance(p, tuple) and len(p) > 4 else None
+        if ev in ("open", "close"):
+            since = None
         spent = f" after {dur(rec['t'] - since)} in jeopardy" if since is not None else ""
         if ev == "reconnect":
             if since is None:

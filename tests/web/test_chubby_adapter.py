@@ -103,3 +103,26 @@ def test_the_failover_lessons_link_to_each_other_across_protocols(make_client):
     assert 'href="/?protocol=chubby&amp;scenario=chubby_failover"' in back
     # A lesson naming none links to none.
     assert "see-also" not in c.get("/fragments/lesson", params={"scenario": "chubby_jeopardy"}).text
+
+
+def test_a_picture_rebuilt_mid_jeopardy_still_tells_how_long_it_lasted():
+    """A rewind or a reattach rebuilds what the page was told from the views (`told`): the grace
+    period's end is still told with the time spent in jeopardy (from the client's local lease)."""
+    import json
+    from pathlib import Path
+
+    from app.protocols import get_adapter
+    from engine.scenario import parse_scenario
+    from engine.sim import Simulation
+
+    root = Path(__file__).resolve().parents[2]
+    sc = parse_scenario(json.loads((root / "scenarios" / "chubby_lock_delay.json").read_text()))
+    adapter = get_adapter("chubby")
+    sim = Simulation(sc)
+    sim.run_until(2000)  # c1 is in jeopardy (from 1.249 s)
+    told = {nid: adapter.told(v) for nid, v in sim.views().items()}
+    recs: list[dict] = []
+    sim.subscribe(recs.append)
+    sim.run_until(3400)
+    words = [w for w in (adapter.describe(r, told) for r in recs) if w]
+    assert any(w.startswith("c1's grace period ended after 2 s in jeopardy") for w in words), words
