@@ -11,7 +11,8 @@ from fastapi.templating import Jinja2Templates
 
 from .headers import SecurityHeaders, quiet_uvicorn
 from .lessons import load_lessons
-from .routes import api, pages, ws
+from .lab import LabPool
+from .routes import api, lab, pages, ws
 from .sessions import SessionManager
 from .settings import ROOT, Settings
 from .transport import KeepServerSend
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessions.start()
         yield
         await app.state.sessions.stop()
+        app.state.lab.close()
 
     # /docs and /openapi.json are off unless PLAYGROUND_API_DOCS=1: the page needs neither, and the
     # documented interfaces are docs/ws-protocol.md and docs/trace-format.md.
@@ -45,11 +47,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.lessons = lessons
     app.state.lesson_errors = lesson_errors
     app.state.sessions = SessionManager(settings, lessons)
+    app.state.lab = LabPool(settings.lab_workers)  # processes start with the first experiment
     app.state.templates = Jinja2Templates(directory=str(ROOT / "templates"))
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
     app.include_router(pages.router)
     app.include_router(api.router)
     app.include_router(ws.router)
+    app.include_router(lab.router)
     return app
 
 
