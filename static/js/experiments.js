@@ -171,6 +171,8 @@ function onStarted(f) {
   $("#lab-bar").max = f.total; $("#lab-bar").value = 0; $("#lab-bar").hidden = false;
   $("#lab-results").hidden = false;
   $("#lab-runs tbody").textContent = "";
+  $("#lab-runs thead").innerHTML = `<tr><th>seed</th>${f.points.length > 1 ? `<th>${esc(shortName(f.param))}</th>` : ""}` +
+    `<th>${esc(f.measure)}</th><th></th><th></th></tr>`;
   $("#lab-summary tbody").textContent = "";
   say(`Running ${f.total} trials of ${f.measure}${f.param ? ` over ${f.param} = ${f.points.join(", ")}` : ""}…`);
   if (cdfPlot) { cdfPlot.destroy(); cdfPlot = null; }
@@ -190,6 +192,7 @@ function onRow(f) {
     `<td>${f.violations ? `<span class="badge bad">${f.violations} broken</span>` : ""}</td><td><button type="button" class="lab-open">Open</button></td>`;
   $("#lab-runs tbody").appendChild(tr);
   queueDraw();
+  queueSummary();
 }
 
 function onProgress(f) {
@@ -221,19 +224,44 @@ function onDone(f) {
   redraw();
 }
 
+// While rows arrive: the same figures over the runs so far (the server's, at the end, replace them).
+let summaryQueued = false;
+function queueSummary() {
+  if (summaryQueued) return;
+  summaryQueued = true;
+  setTimeout(() => {
+    summaryQueued = false;
+    if (!exp || exp.done) return;
+    renderSummary({summary: exp.points.map((p) => {
+      const rs = exp.runs.filter((r) => r.point === p);
+      const xs = rs.map((r) => r.value).filter((v) => typeof v === "number").sort((a, b) => a - b);
+      return {count: xs.length, missing: rs.length - xs.length, median: pct(xs, 50), p90: pct(xs, 90),
+              p99: pct(xs, 99), max: xs.length ? xs[xs.length - 1] : null, violations: 0};
+    })});
+  }, 200);
+}
+
+// Linear interpolation between closest ranks (numpy's default, as engine/stats.py).
+function pct(xs, q) {
+  if (!xs.length) return null;
+  const k = (xs.length - 1) * q / 100, lo = Math.floor(k), hi = Math.ceil(k);
+  return xs[lo] + (xs[hi] - xs[lo]) * (k - lo);
+}
+
 function renderSummary(f) {
   const tb = $("#lab-summary tbody");
   tb.textContent = "";
   f.summary.forEach((s, i) => {
     const tr = document.createElement("tr");
     const name = exp.points[i] || "all runs";
-    tr.innerHTML = `<th class="sw" style="--c:${COLOURS[i % 4]}">${esc(exp.param ? `${exp.param} = ${name}` : name)}</th>` +
+    tr.innerHTML = `<th class="sw" style="--c:${COLOURS[i % 4]}" title="${esc(exp.param || "")}">${esc(exp.param ? `${shortName(exp.param)} = ${name}` : name)}</th>` +
       [s.count, s.median, s.p90, s.p99, s.max].map((v) => `<td class="mono num">${fmt(v)}</td>`).join("") +
       `<td class="mono num">${s.missing || ""}</td>`;
     tb.appendChild(tr);
   });
 }
 
+function shortName(param) { return param.split(".").pop(); }
 function colour(point) { return COLOURS[Math.max(0, exp.points.indexOf(point)) % 4]; }
 function fmt(v) { return v === null || v === undefined ? "–" : typeof v === "number" ? (+v.toFixed(3)).toLocaleString() : String(v); }
 function fmtMs(ms) { return ms >= 1000 ? `${+(ms / 1000).toFixed(2)} s` : `${ms} ms`; }
@@ -275,7 +303,7 @@ function redraw() {
   const width = Math.max(240, box.clientWidth - 8);
   const height = Math.max(120, Math.min(200, Math.round(width * 0.36)));
   const key = `${exp.points.length}|${width}`;
-  const names = exp.points.map((p) => exp.param ? `${exp.param.split(".").pop()} = ${p}` : exp.measure);
+  const names = exp.points.map((p) => exp.param ? `${shortName(exp.param)} = ${p}` : exp.measure);
   if (!cdfPlot || cdfPlot._key !== key) {
     if (cdfPlot) cdfPlot.destroy();
     if (histPlot) histPlot.destroy();
@@ -285,12 +313,14 @@ function redraw() {
       fill: fill ? COLOURS[i % 4] + "33" : undefined}))];
     cdfPlot = new window.uPlot({width, height, title: `CDF of ${exp.measure} (click a point to open its run)`,
       scales: {x: {time: false}, y: {range: [0, 1]}}, series: series(false),
-      axes: [{label: exp.measure}, {label: "fraction"}], cursor: {drag: {x: false, y: false}}}, cdf, $("#lab-cdf"));
+      axes: [{label: exp.measure}, {label: "fraction"}], legend: {live: false, show: exp.points.length > 1},
+      cursor: {drag: {x: false, y: false}}}, cdf, $("#lab-cdf"));
     cdfPlot._key = key;
     cdfPlot.over.addEventListener("click", () => clickCdf(cdfPlot));
     histPlot = new window.uPlot({width, height, title: `histogram of ${exp.measure}`,
       scales: {x: {time: false}}, series: series(true),
-      axes: [{label: exp.measure}, {label: "runs"}], cursor: {drag: {x: false, y: false}}}, hist, $("#lab-hist"));
+      axes: [{label: exp.measure}, {label: "runs"}], legend: {show: false},
+      cursor: {drag: {x: false, y: false}}}, hist, $("#lab-hist"));
     histPlot._key = key;
   } else {
     cdfPlot.setData(cdf);
@@ -325,7 +355,7 @@ function openRun(run) {
   const tr = $(`#lab-runs tr[data-index="${run.index}"]`);
   if (tr) tr.classList.add("opened");
   $("#lab-opened").textContent = `Opened seed ${run.seed}${run.point ? ` (${exp.param} = ${run.point})` : ""}: ` +
-    `${exp.measure} = ${fmt(run.value)}, paused at its end.`;
+    `${exp.measure} = ${fmt(run.value)}, paused ${run.violations ? "at its first violation" : "at its end"}.`;
 }
 
 // --- find a counterexample -----------------------------------------------------------------------

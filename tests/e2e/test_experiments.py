@@ -29,7 +29,7 @@ def test_twenty_trials_draw_a_cdf_fill_the_table_and_open_a_run(server, page):
     page.select_option("#lab-param", "")
     page.fill("#lab-trials", "20")
     page.get_by_role("button", name="Run trials").click()
-    page.wait_for_function(IDLE + " && document.querySelectorAll('#lab-runs tr').length === 20")
+    page.wait_for_function(IDLE + " && document.querySelectorAll('#lab-runs tbody tr').length === 20")
     page.wait_for_function("() => document.querySelector('#lab-charts').dataset.runs === '20'")
     assert page.locator("#lab-cdf canvas").count() == 1 and page.locator("#lab-hist canvas").count() == 1
     cells = page.locator("#lab-summary tbody tr").first.locator("td").all_text_contents()
@@ -42,23 +42,25 @@ def test_twenty_trials_draw_a_cdf_fill_the_table_and_open_a_run(server, page):
     page.click("#btn-projector")
 
     # a run from the list opens in the page: that seed, paused at its end
-    row = page.locator("#lab-runs tr").nth(3)
+    row = page.locator("#lab-runs tbody tr").nth(3)
     seed = row.locator("td").first.text_content()
     row.click()
     page.wait_for_function(f"() => document.querySelector('#seed-label').textContent === 'seed {seed}'")
     page.wait_for_function("() => document.querySelector('#canvas').dataset.digest.length === 16")
     assert "paused at its end" in page.locator("#lab-opened").text_content()
-    assert page.locator("#lab-runs tr.opened").count() == 1
+    assert page.locator("#lab-runs tbody tr.opened").count() == 1
 
     # a point of the CDF opens its run too
+    page.evaluate("() => { document.querySelector('#lab-opened').textContent = ''; }")
+    page.locator("#lab-cdf .u-over").scroll_into_view_if_needed()
     box = page.locator("#lab-cdf .u-over").bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
     page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
-    page.wait_for_function(f"() => !document.querySelector('#lab-opened').textContent.includes('seed {seed}:')"
-                           " || document.querySelectorAll('#lab-runs tr.opened').length === 1")
+    page.wait_for_function("() => document.querySelector('#lab-opened').textContent.startsWith('Opened seed ')")
     opened = page.locator("#lab-opened").text_content()
     assert opened.startswith("Opened seed ")
     shown = opened.split()[2].rstrip(":")
+    assert page.locator("#lab-runs tbody tr.opened td").first.text_content() == shown
     page.wait_for_function(f"() => document.querySelector('#seed-label').textContent === 'seed {shown}'")
 
 
