@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import concurrent.futures.process
 import multiprocessing
 import time
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ class LabPool:
         self.workers = workers
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
+        self.batches_started = 0  # trials batches handed to a process (tests read it)
+        self.running = 0  # experiments under way, trials and searches (app/routes/lab.py)
 
     @property
     def slots(self) -> asyncio.Semaphore:
@@ -74,9 +77,35 @@ class LabPool:
     def busy(self) -> int:
         return self.workers - self.slots._value
 
+    async def take(self, cancelled: asyncio.Event) -> bool:
+        """Wait for a slot; False (holding none) when `cancelled` is set first."""
+        acquire = asyncio.ensure_future(self.slots.acquire())
+        stop = asyncio.ensure_future(cancelled.wait())
+        await asyncio.wait({acquire, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if not acquire.done():
+            acquire.cancel()
+            return False
+        if cancelled.is_set():
+            self.slots.release()
+            return False
+        return True
+
+    def submit(self, fn, *args) -> concurrent.futures.Future:
+        """Run `fn(*args)` in a pool process (the caller holds a slot). A pool broken by a process
+        that died (killed from outside, out of memory) is replaced for the next experiment."""
+        ex = self.executor()
+        try:
+            return ex.submit(fn, *args)
+        except concurrent.futures.process.BrokenProcessPool:
+            ex.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+            return self.executor().submit(fn, *args)
+
     def close(self) -> None:
+        """At the server's shutdown: nothing new starts; the batches running end (they are short)."""
         if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
 
 
@@ -205,17 +234,10 @@ async def run_trials(pool: LabPool, base: dict, grid: Grid, send: Send,
             queued_told = True
             await send({"type": "progress", "done": len(rows), "total": len(jobs),
                         "queued": True})
-        acquire = asyncio.ensure_future(pool.slots.acquire())
-        stop = asyncio.ensure_future(cancelled.wait())
-        await asyncio.wait({acquire, stop}, return_when=asyncio.FIRST_COMPLETED)
-        stop.cancel()
-        if not acquire.done():
-            acquire.cancel()
+        if not await pool.take(cancelled):
             return False
-        if cancelled.is_set():
-            pool.slots.release()
-            return False
-        cf = pool.executor().submit(run_batch, base, batch, grid)
+        cf = pool.submit(run_batch, base, batch, grid)
+        pool.batches_started += 1
         cf.add_done_callback(lambda _f: loop.call_soon_threadsafe(pool.slots.release))
         inflight.add(asyncio.wrap_future(cf))
         return True
@@ -368,12 +390,7 @@ async def run_search(pool: LabPool, job: SearchJob, send: Send, cancelled: async
     `send`; cancelled, the process is killed. Returns the `done` frame."""
     if pool.slots.locked():
         await send({"type": "progress", "kind": "search", "queued": True})
-    acquire = asyncio.ensure_future(pool.slots.acquire())
-    stop = asyncio.ensure_future(cancelled.wait())
-    await asyncio.wait({acquire, stop}, return_when=asyncio.FIRST_COMPLETED)
-    stop.cancel()
-    if not acquire.done():
-        acquire.cancel()
+    if not await pool.take(cancelled):
         return {"type": "done", "kind": "search", "cancelled": True}
     t0 = time.perf_counter()
     parent, child = _ctx().Pipe(duplex=False)

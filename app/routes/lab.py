@@ -9,11 +9,13 @@ import logging
 
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
 
 from engine.protocols import get_protocol
 
 from ..lab import LabError, parse_search, point_name, parse_trials, run_search, run_trials, trial_duration
 from ..limits import quote
+from ..session import TokenBucket
 from ..wire import BadInput, frame_bytes, parse_attach
 from .ws import _GONE_MESSAGE, GONE, REFUSED, _refuse, origin_allowed
 
@@ -88,8 +90,10 @@ async def lab(websocket: WebSocket):
 
     job: asyncio.Task | None = None
     cancelled = asyncio.Event()
+    bucket = TokenBucket(settings.ws_rate_per_s, settings.ws_burst)  # as /ws, per connection
 
     async def run(kind: str, req: dict, cancelled: asyncio.Event) -> None:
+        pool.running += 1
         try:
             scn = session.origin
             if kind == "trials":
@@ -109,14 +113,16 @@ async def lab(websocket: WebSocket):
             await send(done)
         except LabError as e:
             await send({"type": "error", "message": f"{kind}.{e}"})
-        except (WebSocketDisconnect, RuntimeError):
-            pass  # the page went away: nothing to tell
-        except Exception as e:  # a bug: told, logged, the socket stays
-            log.exception("lab %s", kind)
+        except Exception as e:
+            if _gone(websocket):
+                return  # the page went away (sending failed): nothing to tell
+            log.exception("lab %s", kind)  # a bug: told, logged, the socket stays
             try:
                 await send({"type": "error", "message": f"internal error in {kind}: {e!r}"})
             except Exception:
                 pass
+        finally:
+            pool.running -= 1
 
     try:
         await send(describe(session, settings))
@@ -125,6 +131,13 @@ async def lab(websocket: WebSocket):
             if msg["type"] == "websocket.disconnect":
                 break
             text = msg.get("text") or msg.get("bytes") or b""
+            if not bucket.take():
+                if not bucket.told:
+                    bucket.told = True
+                    await send({"type": "error", "message": f"rate: more than "
+                                f"{settings.ws_rate_per_s:g} frames per second; frames dropped"})
+                continue
+            bucket.told = False
             try:
                 req = _parse(text, settings.max_frame_bytes)
             except BadInput as e:
@@ -158,6 +171,11 @@ async def lab(websocket: WebSocket):
                 await asyncio.wait_for(job, 30)
             except Exception:
                 pass
+
+
+def _gone(websocket: WebSocket) -> bool:
+    return (websocket.client_state != WebSocketState.CONNECTED
+            or websocket.application_state != WebSocketState.CONNECTED)
 
 
 def _parse(text, max_bytes: int) -> dict:

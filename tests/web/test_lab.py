@@ -156,9 +156,18 @@ def test_attach_needs_the_sessions_secret(lab_client):
             assert ws.receive_json()["gone"]
 
 
-def test_cancel_stops_an_experiment_before_its_end(lab_client):
-    with lab(lab_client) as (ws, _):
-        ws.send_json({"type": "trials", "measure": "commit_latency_ms", "trials": 12,
+@pytest.fixture
+def big_client(make_client, tmp_path):
+    """Room for 400 runs: an experiment that cannot be over before its cancel is read."""
+    d = tmp_path / "big"
+    d.mkdir()
+    (d / "labraft.json").write_text(json.dumps(RAFT))
+    return make_client(scenarios_dir=d, max_trials=100, lab_workers=2)
+
+
+def test_cancel_stops_an_experiment_before_its_end(big_client):
+    with lab(big_client) as (ws, _):
+        ws.send_json({"type": "trials", "measure": "commit_latency_ms", "trials": 100,
                       "param": "config.heartbeat_ms", "values": [40, 50, 60, 70]})
         assert ws.receive_json()["type"] == "started"
         ws.send_json({"type": "trials", "measure": "commit_latency_ms", "trials": 2})
@@ -169,7 +178,7 @@ def test_cancel_stops_an_experiment_before_its_end(lab_client):
         while frames[-1]["type"] != "done":
             frames += until_done(ws)
         done = frames[-1]
-        assert done["cancelled"] and done["runs"] < 48
+        assert done["cancelled"] and done["runs"] < 400
         assert len([f for f in frames if f["type"] == "row"]) == done["runs"]
         # and the socket takes the next one
         ws.send_json({"type": "trials", "measure": "leader_changes", "trials": 1})
@@ -202,3 +211,17 @@ def test_search_not_found_says_what_was_explored(lab_client):
         done = until_done(ws)[-1]
     assert done["type"] == "done" and done["found"] is False
     assert done["tried"] == [{"strategy": "random", "explored": 2, "unit": "runs", "stopped": False}]
+
+
+def test_the_page_leaving_stops_its_experiment(big_client):
+    pool = big_client.app.state.lab
+    with lab(big_client) as (ws, _):
+        ws.send_json({"type": "trials", "measure": "commit_latency_ms", "trials": 100,
+                      "param": "config.heartbeat_ms", "values": [40, 50, 60, 70]})
+        started = ws.receive_json()
+        assert started["type"] == "started" and started["total"] == 400
+    with lab(big_client) as (ws, _):  # the slots are free for the next page
+        ws.send_json({"type": "trials", "measure": "leader_changes", "trials": 1})
+        assert until_done(ws)[-1]["runs"] == 1
+    # the first page's experiment ended when its socket closed, long before its 50 batches
+    assert pool.running == 0 and pool.batches_started < 50
