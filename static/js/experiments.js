@@ -42,6 +42,7 @@ export function initExperiments(p) {
     document.body.classList.toggle("lab-open", !panel.hidden);
     if (!panel.hidden) queueDraw();
   }).observe(panel, {attributes: true, attributeFilter: ["hidden"]});
+  new ResizeObserver(() => queueDraw()).observe(panel);  // a resize, projector mode
 }
 
 // Every frame of the page's own socket: a new hello re-reads what the form offers; the snapshot
@@ -103,7 +104,7 @@ function onReady(f) {
     `${f.limits.search_max_states.toLocaleString()} explored states, ${f.limits.search_budget_s} s.`;
   $("#lab-none").hidden = f.measures.length > 0;
   $("#lab-search-box").hidden = !Object.keys(f.mutations).length;
-  suggestValues();
+  if (!$("#lab-values").value) suggestValues();  // keep what the user typed
 }
 
 function fill(sel, items) {

@@ -14,7 +14,7 @@ import pytest
 from app.cli import main
 from app.share import decode
 
-from .conftest import drain
+from .conftest import drain, settle
 
 RAFT = {"title": "Lab: Raft, 3 servers", "protocol": "raft", "nodes": 3, "seed": 2,
         "duration_ms": 1500, "workload": {"kind": "kv", "clients": 1, "rate_per_s": 20, "keys": 1}}
@@ -34,7 +34,8 @@ def lab_client(make_client, tmp_path):
 
 @contextlib.contextmanager
 def lab(client, lesson="labraft"):
-    """A page's session on `lesson` and its lab socket, attached; yields (lab ws, ready frame)."""
+    """A page's session on `lesson` (paused) and its lab socket, attached; yields (lab ws, ready
+    frame, the page's ws)."""
     with client.websocket_connect(f"/ws?scenario={lesson}") as page:
         hello = drain(page, "hello")
         page.send_json({"type": "control", "do": "pause"})
@@ -42,7 +43,7 @@ def lab(client, lesson="labraft"):
             ws.send_json({"type": "attach", "session": hello["session"], "secret": hello["secret"]})
             ready = ws.receive_json()
             assert ready["type"] == "ready", ready
-            yield ws, ready
+            yield ws, ready, page
 
 
 def until_done(ws, limit=5000) -> list[dict]:
@@ -56,7 +57,7 @@ def until_done(ws, limit=5000) -> list[dict]:
 
 
 def test_ready_lists_the_protocols_measures_mutations_and_caps(lab_client):
-    with lab(lab_client) as (ws, ready):
+    with lab(lab_client) as (ws, ready, _page):
         assert ready["protocol"] == "raft"
         assert {"commit_latency_ms", "leader_changes"} <= {m["name"] for m in ready["measures"]}
         assert "vote_without_log_check" in ready["mutations"]
@@ -65,7 +66,7 @@ def test_ready_lists_the_protocols_measures_mutations_and_caps(lab_client):
 
 
 def test_trials_stream_rows_equal_to_playground_sweeps(lab_client, tmp_path, capsys):
-    with lab(lab_client) as (ws, _):
+    with lab(lab_client) as (ws, _, _page):
         ws.send_json({"type": "trials", "measure": "commit_latency_ms",
                       "param": "config.heartbeat_ms", "values": [40, 60], "trials": 4})
         frames = until_done(ws)
@@ -101,6 +102,11 @@ def test_trials_stream_rows_equal_to_playground_sweeps(lab_client, tmp_path, cap
         assert s["count"] == 4 and s["max"] == vals[-1]
 
 
+def picture(page) -> tuple:
+    snap = settle(page)
+    return snap["t"], snap["digest"], snap["playing"]
+
+
 def test_caps_and_bad_input_are_refused_naming_the_field_and_the_session_goes_on(lab_client):
     bad = [
         ({"measure": "commit_latency_ms", "trials": 13}, "trials.trials: at most 12 (PLAYGROUND_MAX_TRIALS)"),
@@ -119,7 +125,8 @@ def test_caps_and_bad_input_are_refused_naming_the_field_and_the_session_goes_on
          "PLAYGROUND_MAX_TRIAL_MS"),
         ({"measure": "commit_latency_ms", "trials": 2, "colour": "red"}, "trials.colour: unknown field"),
     ]
-    with lab(lab_client) as (ws, _):
+    with lab(lab_client) as (ws, _, page):
+        before = picture(page)
         for req, words in bad:
             ws.send_json({"type": "trials", **req})
             f = ws.receive_json()
@@ -138,10 +145,11 @@ def test_caps_and_bad_input_are_refused_naming_the_field_and_the_session_goes_on
         assert "type: 'launch' is not one of" in ws.receive_json()["message"]
         ws.send_json({"type": "cancel"})
         assert "cancel: nothing is running" in ws.receive_json()["message"]
-        # still usable after all that
+        # still usable after all that, and the page's session untouched by any of it
         ws.send_json({"type": "trials", "measure": "leader_changes", "trials": 2})
         frames = until_done(ws)
         assert frames[-1]["type"] == "done" and frames[-1]["runs"] == 2
+        assert picture(page) == before
 
 
 def test_attach_needs_the_sessions_secret(lab_client):
@@ -166,7 +174,7 @@ def big_client(make_client, tmp_path):
 
 
 def test_cancel_stops_an_experiment_before_its_end(big_client):
-    with lab(big_client) as (ws, _):
+    with lab(big_client) as (ws, _, _page):
         ws.send_json({"type": "trials", "measure": "commit_latency_ms", "trials": 100,
                       "param": "config.heartbeat_ms", "values": [40, 50, 60, 70]})
         assert ws.receive_json()["type"] == "started"
@@ -186,7 +194,7 @@ def test_cancel_stops_an_experiment_before_its_end(big_client):
 
 
 def test_search_finds_the_mutations_break_and_its_link_opens_at_the_violation(lab_client):
-    with lab(lab_client, "labsearch") as (ws, _):
+    with lab(lab_client, "labsearch") as (ws, _, _page):
         ws.send_json({"type": "search", "mutation": "vote_without_log_check",
                       "strategy": "random", "runs": 20})
         frames = until_done(ws)
@@ -205,7 +213,7 @@ def test_search_finds_the_mutations_break_and_its_link_opens_at_the_violation(la
 
 def test_search_not_found_says_what_was_explored(lab_client):
     # without the nemesis' luck: two runs of a mutation random faults rarely line up
-    with lab(lab_client) as (ws, _):
+    with lab(lab_client) as (ws, _, _page):
         ws.send_json({"type": "search", "mutation": "commit_previous_term", "strategy": "random",
                       "runs": 2})
         done = until_done(ws)[-1]
@@ -215,12 +223,12 @@ def test_search_not_found_says_what_was_explored(lab_client):
 
 def test_the_page_leaving_stops_its_experiment(big_client):
     pool = big_client.app.state.lab
-    with lab(big_client) as (ws, _):
+    with lab(big_client) as (ws, _, _page):
         ws.send_json({"type": "trials", "measure": "commit_latency_ms", "trials": 100,
                       "param": "config.heartbeat_ms", "values": [40, 50, 60, 70]})
         started = ws.receive_json()
         assert started["type"] == "started" and started["total"] == 400
-    with lab(big_client) as (ws, _):  # the slots are free for the next page
+    with lab(big_client) as (ws, _, _page):  # the slots are free for the next page
         ws.send_json({"type": "trials", "measure": "leader_changes", "trials": 1})
         assert until_done(ws)[-1]["runs"] == 1
     # the first page's experiment ended when its socket closed, long before its 50 batches
