@@ -14,6 +14,9 @@ import pytest
 from app.cli import main
 from app.share import decode
 
+from engine.sim import Simulation
+
+from ..engine.helpers import SCENARIOS
 from .conftest import drain, settle
 
 RAFT = {"title": "Lab: Raft, 3 servers", "protocol": "raft", "nodes": 3, "seed": 2,
@@ -27,6 +30,8 @@ SEARCH = {"title": "Lab: a search", "protocol": "raft", "nodes": 5, "seed": 1, "
 def lab_client(make_client, tmp_path):
     d = tmp_path / "scenarios"
     d.mkdir()
+    (d / "labpaxos.json").write_text((SCENARIOS / "search" / "paxos.learn_without_majority.json")
+                                     .read_text())
     (d / "labraft.json").write_text(json.dumps(RAFT))
     (d / "labsearch.json").write_text(json.dumps(SEARCH))
     return make_client(scenarios_dir=d, max_trials=12, lab_workers=2, search_max_runs=20)
@@ -204,11 +209,26 @@ def test_search_finds_the_mutations_break_and_its_link_opens_at_the_violation(la
     assert done["invariant"] == "Leader Completeness" and done["explored"] <= 20
     scn, t, _ = decode(done["share"])
     assert t == done["t"] and scn.nemesis is None and "vote_without_log_check" in scn.config.mutations
-    from engine.sim import Simulation
-
     sim = Simulation(scn)
     sim.run_until(t)
     assert any(v["invariant"] == "Leader Completeness" for v in sim.violations)
+
+
+def test_explore_finds_a_break_by_delivery_orders_bounded_in_states(lab_client):
+    with lab(lab_client, "labpaxos") as (ws, _, _page):
+        ws.send_json({"type": "search", "mutation": "learn_without_majority", "runs": 1,
+                      "states": 2000, "strategy": "explore"})
+        frames = until_done(ws)
+    done = frames[-1]
+    assert done["found"] and done["strategy"] == "explore" and done["unit"] == "states"
+    assert done["explored"] <= 2000 and done["invariant"] == "Learned Is Chosen"
+    assert done["tried"] == [{"strategy": "explore", "explored": done["explored"], "unit": "states",
+                              "stopped": False}]
+    scn, t, _ = decode(done["share"])
+    assert [a.do for a in scn.actions[:2]] == ["manual", "set_link"]
+    sim = Simulation(scn)
+    sim.run_until(t)
+    assert any(v["invariant"] == "Learned Is Chosen" for v in sim.violations)
 
 
 def test_search_not_found_says_what_was_explored(lab_client):
