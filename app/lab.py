@@ -20,6 +20,7 @@ import asyncio
 import concurrent.futures
 import concurrent.futures.process
 import multiprocessing
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -50,6 +51,23 @@ def _ctx():
     return multiprocessing.get_context("spawn")
 
 
+def _worker_start(server_pid: int) -> None:
+    """A lab process: Ctrl-C is the server's (app/sweep.py's worker set-up), and it ends itself
+    when the server `server_pid` is gone (killed, crashed: a shutdown that never ran), so that no
+    worker outlives it, even one that was still starting when the server died; a thread looks
+    every second."""
+    import threading
+
+    _worker_init()
+
+    def watch() -> None:
+        while os.getppid() == server_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="lab-watchdog", daemon=True).start()
+
+
 class LabPool:
     """`workers` slots server-wide. A trials batch holds a slot while a pool process runs it; a
     search holds one for its whole life in a process of its own. Slots are granted first come,
@@ -71,7 +89,8 @@ class LabPool:
     def executor(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._executor is None:
             self._executor = concurrent.futures.ProcessPoolExecutor(
-                self.workers, mp_context=_ctx(), initializer=_worker_init)
+                self.workers, mp_context=_ctx(), initializer=_worker_start,
+                initargs=(os.getpid(),))
         return self._executor
 
     def busy(self) -> int:
@@ -236,7 +255,11 @@ async def run_trials(pool: LabPool, base: dict, grid: Grid, send: Send,
                         "queued": True})
         if not await pool.take(cancelled):
             return False
-        cf = pool.submit(run_batch, base, batch, grid)
+        try:
+            cf = pool.submit(run_batch, base, batch, grid)
+        except Exception:
+            pool.slots.release()  # no process took it
+            raise
         pool.batches_started += 1
         cf.add_done_callback(lambda _f: loop.call_soon_threadsafe(pool.slots.release))
         inflight.add(asyncio.wrap_future(cf))
@@ -340,7 +363,7 @@ def parse_search(req: dict, scn: Scenario, settings: Settings) -> SearchJob:
     return SearchJob(data, mutation, parts, runs, states, settings.search_budget_s)
 
 
-def search_child(conn, job: SearchJob) -> None:
+def search_child(conn, job: SearchJob, server_pid: int) -> None:
     """In the search's own process: each strategy in turn until one finds; progress (`explored`,
     counted by the engine's `stop()` calls: one per run or state) at most every
     PROGRESS_EVERY_S; then the verdict, with the counterexample's share payload."""
@@ -350,7 +373,7 @@ def search_child(conn, job: SearchJob) -> None:
     from . import share
     from .searchcli import BFS_STATES
 
-    _worker_init()
+    _worker_start(server_pid)
     scn = parse_scenario(job.scenario)
     deadline = time.perf_counter() + job.budget_s
     tried = []
@@ -394,7 +417,8 @@ async def run_search(pool: LabPool, job: SearchJob, send: Send, cancelled: async
         return {"type": "done", "kind": "search", "cancelled": True}
     t0 = time.perf_counter()
     parent, child = _ctx().Pipe(duplex=False)
-    proc = _ctx().Process(target=search_child, args=(child, job), daemon=True)
+    proc = _ctx().Process(target=search_child, args=(child, job, os.getpid()),
+                          daemon=True)
     result: dict[str, Any] | None = None
     try:
         proc.start()
