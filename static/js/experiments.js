@@ -4,7 +4,7 @@
 // processes. The page itself is only touched to open a run (a `load` control with the run's share
 // payload), to show the Invariants tab, and to mark the events that led to a violation.
 //
-// app.js calls initExperiments(page) once, and page.frameHook(f) for every frame it handles.
+// app.js calls initExperiments(page) once, and frameHook(f) for every frame it handles.
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const COLOURS = ["#2f5fa7", "#c4161c", "#17803d", "#a05a00"];
@@ -64,10 +64,10 @@ function ensureLab() {
   const st = page.state;
   if (lab || !st.session || !st.secret) return;
   labFor = st.session;
-  lab = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/lab`);
-  lab.onopen = () => lab.send(JSON.stringify({type: "attach", session: st.session, secret: st.secret}));
-  lab.onmessage = (e) => onLab(JSON.parse(e.data));
-  lab.onclose = () => { lab = null; setBusy(false); };
+  const sock = lab = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/lab`);
+  sock.onopen = () => sock.send(JSON.stringify({type: "attach", session: st.session, secret: st.secret}));
+  sock.onmessage = (e) => { if (lab === sock) onLab(JSON.parse(e.data)); };
+  sock.onclose = () => { if (lab === sock) { lab = null; setBusy(false); } };
 }
 
 function sendLab(obj) {
