@@ -12,8 +12,9 @@ from fastapi.templating import Jinja2Templates
 from .headers import SecurityHeaders, quiet_uvicorn
 from .broker import make_broker
 from .lessons import load_lessons
+from .lab import LabPool
 from .rooms import RoomService
-from .routes import api, pages, rooms, ws
+from .routes import api, lab, pages, rooms, ws
 from .sessions import SessionManager
 from .settings import ROOT, Settings
 from .transport import KeepServerSend
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         await app.state.rooms.stop()
         await app.state.sessions.stop()
+        app.state.lab.close()
 
     # /docs and /openapi.json are off unless PLAYGROUND_API_DOCS=1: the page needs neither, and the
     # documented interfaces are docs/ws-protocol.md and docs/trace-format.md.
@@ -50,12 +52,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.lesson_errors = lesson_errors
     app.state.sessions = SessionManager(settings, lessons)
     app.state.rooms = RoomService(settings, make_broker(settings.broker), app.state.sessions)
+    app.state.lab = LabPool(settings.lab_workers)  # processes start with the first experiment
     app.state.templates = Jinja2Templates(directory=str(ROOT / "templates"))
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
     app.include_router(pages.router)
     app.include_router(api.router)
     app.include_router(rooms.router)
     app.include_router(ws.router)
+    app.include_router(lab.router)
     return app
 
 

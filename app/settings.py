@@ -110,6 +110,16 @@ class Settings(BaseModel):
     room_viewer_outbox_bytes: int = Field(1 << 20, ge=65536)
     room_count_every_s: float = Field(2.0, gt=0)  # how often each worker tells its viewer count
     scenarios_dir: Path = ROOT / "scenarios"
+    # The Experiments tab (app/lab.py, /ws/lab): worker processes server-wide (a trials batch or
+    # a search holds one while it runs; others wait their turn), trials per parameter value, each
+    # run's simulated length, and a counterexample search's budgets (runs, states, wall clock).
+    lab_workers: int = Field(2, ge=1, le=64)
+    max_trials: int = Field(200, ge=1)
+    max_trial_ms: float = Field(60_000, gt=0)
+    search_max_runs: int = Field(300, ge=1)
+    search_max_states: int = Field(100_000, ge=1)
+    search_budget_s: float = Field(30, gt=0)
+    search_grace_s: float = Field(15, ge=0)  # past the budget: the process start, the last run
     # Benchmarks only: record server-side frame lateness, readable at GET /api/stats.
     bench_stats: bool = False
 

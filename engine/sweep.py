@@ -242,19 +242,19 @@ def stats(values: list) -> dict:
 def summarise(rows: list[dict], grid: Grid) -> list[dict]:
     """Per grid point, in grid order: `point` (its description), `runs`, `violations` (runs that
     failed), and per measure its `stats`."""
-    points = grid.points()
-    by_point: dict[int, list[dict]] = {i: [] for i in range(len(points))}
-    for i, row in enumerate(rows):
-        by_point[i % len(points)].append(row)  # jobs are seed-major: job i is point i % |points|
-    out = []
-    for i, point in enumerate(points):
-        rs = by_point[i]
-        out.append({"point": describe(point, grid), "runs": len(rs),
-                    "violations": sum(1 for r in rs if failed(r)),
-                    "measures": {m: stats([r.get(m) for r in rs]) for m in grid.measures}})
-    return out
+    n = len(grid.points())
+    # jobs are seed-major: job i is point i % |points|
+    return summarise_points([rows[k::n] for k in range(n)], grid)
+
+
+def summarise_points(by_point: list[list[dict]], grid: Grid) -> list[dict]:
+    """`summarise` of rows already grouped by grid point (in grid order; a group may be short)."""
+    return [{"point": describe(point, grid), "runs": len(rs),
+             "violations": sum(1 for r in rs if failed(r)),
+             "measures": {m: stats([r.get(m) for r in rs]) for m in grid.measures}}
+            for point, rs in zip(grid.points(), by_point)]
 
 
 __all__ = ["Grid", "SweepError", "parse_int_list", "parse_set", "validate", "run_job", "run_batch",
-           "summarise", "failed", "first_failure_ms", "job_scenario", "describe", "row_key",
+           "summarise", "summarise_points", "failed", "first_failure_ms", "job_scenario", "describe", "row_key",
            "job_key", "stats"]

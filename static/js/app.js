@@ -5,6 +5,7 @@ import {Canvas} from "./canvas.js";
 import {getProtocol} from "./protocols/index.js";
 import {SpaceTime} from "./spacetime.js";
 import {makeRoom} from "./room.js";
+import {frameHook, initExperiments} from "./experiments.js";
 
 const $ = (sel) => document.querySelector(sel);
 const params = new URLSearchParams(location.search);
@@ -181,6 +182,11 @@ function setConn(s) { $("#conn").textContent = s; $("#conn").dataset.state = s; 
 
 // --- frames ----------------------------------------------------------------------------------
 function onFrame(f) {
+  handleFrame(f);
+  frameHook(f);  // the Experiments tab (static/js/experiments.js)
+}
+
+function handleFrame(f) {
   switch (f.type) {
     case "hello": return onHello(f);
     case "snapshot": return onSnapshot(f);
@@ -1170,6 +1176,7 @@ function onKey(e) {
 const room = makeRoom({send, toast, sharePayload, onShare, state});
 wire();
 wireCompare();
+initExperiments({state, control, showTab, loadUPlot, fmtT});
 if (params.get("projector") === "1") setProjector(true);
 try { proto = getProtocol(body.dataset.protocol); } catch (e) { protoError(e); }
 connect();
