@@ -8,6 +8,8 @@ static/js/protocols/coord.js.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from .base import Adapter
 
 
@@ -54,7 +56,7 @@ def recipe_words(rec: dict) -> str | None:
     return None
 
 
-class CoordAdapter(Adapter):
+class CoordAdapter(Adapter, ABC):
     """What a coordination service's adapter does alike: a node is a server when its view and its
     `state` records carry `server_key`, a client process when they carry `client_key`, else the
     storage service; `describe` sends each record to the sentence of its kind, the storage's
@@ -100,17 +102,21 @@ class CoordAdapter(Adapter):
         return recipe_words(rec) or self.action_words(rec) or super().fault_words(rec)
 
     # --- the hooks -------------------------------------------------------------------------------
+    @abstractmethod
     def server_node(self, v: dict, down: bool) -> dict:
-        raise NotImplementedError
+        """The summary of a server view."""
 
+    @abstractmethod
     def client_node(self, v: dict, down: bool) -> dict:
-        raise NotImplementedError
+        """The summary of a client view."""
 
+    @abstractmethod
     def server_told(self, v: dict, down: bool) -> tuple:
-        raise NotImplementedError
+        """The told-state of a server view."""
 
+    @abstractmethod
     def client_told(self, v: dict, down: bool) -> tuple:
-        raise NotImplementedError
+        """The told-state of a client view."""
 
     def server_sentence(self, rec: dict, prev: dict) -> str | None:
         return None
