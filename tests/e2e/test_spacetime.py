@@ -15,8 +15,9 @@ def test_arrows_follow_the_run_and_a_click_goes_to_that_message(server, page, pr
     page.goto(f"{server}/?protocol={protocol}&speed=0.05")
     page.wait_for_selector("[data-node]")
     page.get_by_role("tab", name="Space-time").click()
-    page.wait_for_function("Number(document.querySelector('#spacetime').dataset.arrows || 0) >= 6",
-                           timeout=60_000)
+    page.wait_for_function("Number(document.querySelector('#spacetime').dataset.arrows || 0) >= 6"
+                           " && window.__playground.spacetime.arrows().filter("
+                           "a => a.end != null && !a.why).length >= 3", timeout=60_000)
     pause(page)
     arrows = page.evaluate("window.__playground.spacetime.arrows()")
     nodes = set(page.evaluate("[...window.__playground.state.layout.nodes, ...window.__playground.state.layout.clients]"))
