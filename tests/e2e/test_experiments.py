@@ -52,7 +52,16 @@ def test_twenty_trials_draw_a_cdf_fill_the_table_and_open_a_run(server, page):
 
     # a point of the CDF opens its run too
     page.evaluate("() => { document.querySelector('#lab-opened').textContent = ''; }")
-    page.locator("#lab-cdf .u-over").scroll_into_view_if_needed()
+    # The tab may redraw its charts once more after the run opened (a new hello, a resize): take
+    # the chart as it stands once it is in place.
+    for attempt in range(5):
+        try:
+            page.locator("#lab-cdf .u-over").scroll_into_view_if_needed(timeout=10_000)
+            break
+        except Exception:  # detached while being redrawn: look again
+            if attempt == 4:
+                raise
+            page.wait_for_selector("#lab-cdf .u-over", state="attached")
     box = page.locator("#lab-cdf .u-over").bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
     page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
