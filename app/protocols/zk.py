@@ -101,7 +101,7 @@ class ZkAdapter(CoordAdapter):
         topo = zk_topology(scenario)
         return {"servers": list(topo.of_kind("server")), "clients": list(topo.of_kind("client")),
                 "storage": list(topo.of_kind("storage")),
-                "recipe": cfg.recipe, "parent": "/election" if cfg.recipe == "election" else "/lock",
+                "recipe": cfg.recipe, "parent": {"election": "/election", "group": "/group"}.get(cfg.recipe, "/lock"),
                 "tick_ms": cfg.tick_ms, "auto": cfg.auto,
                 "session_ms": cfg.negotiate_timeout_ms(cfg.session_timeout_ms),
                 "home": dict(cfg.home)}

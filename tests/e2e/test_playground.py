@@ -538,3 +538,11 @@ def test_a_node_writing_to_stable_storage_shows_a_disk(server, page):
     shot(page, "e2e-disk-indicator")
     page.wait_for_selector(".node:not(.disk-busy) .disk", state="hidden")
     pause(page)
+
+
+@pytest.mark.parametrize("protocol", ["raft", "paxos", "lb", "zk", "chubby"])
+def test_every_page_fits_1280_pixels_without_a_sideways_scroll(server, page, protocol):
+    page.goto(f"{server}/?protocol={protocol}")
+    page.wait_for_selector("[data-node]")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    assert page.get_by_role("button", name="Keyboard shortcuts").is_visible()

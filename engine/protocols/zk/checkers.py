@@ -17,7 +17,7 @@ from bisect import bisect_right
 
 from ...checkers.base import Checker
 from ...quorum import majority
-from .tree import parent_of, seq_of
+from .tree import GROUP, parent_of, seq_of
 
 
 def _z(z) -> tuple:
@@ -333,8 +333,8 @@ class NoHerd(Checker):
         if rec["type"] == "txn":
             self.deleted.setdefault(z, len(rec.get("deleted", ())) + (rec["op"] == "delete"))
             return
-        if rec["event"] != "fire":
-            return
+        if rec["event"] != "fire" or rec["path"].startswith(GROUP):
+            return  # (a group's members all watch its children: that is the membership recipe)
         woken = self.woken.setdefault(z, set())
         woken.add(rec["session"])
         if len(woken) == max(1, self.deleted.get(z, 0)) + 1:

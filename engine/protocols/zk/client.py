@@ -13,6 +13,10 @@ Recipes (ZooKeeper Recipes and Solutions):
   for the GUID among the children. The token for the storage is the node's sequence number.
 - Leader election (active/standby): the same, under /election; the active is the lowest node and
   stays until its session ends.
+- Group membership: each member creates the persistent /group if it is missing, then an ephemeral
+  sequential `/group/<guid>-member-`, and lists the children with a watch; each time the watch
+  fires (a member joined, left or lost its session: its ephemeral node is gone with it) it lists
+  them again, with a new watch. Its view holds the membership as it last read it.
 
 One request at a time (the client's operations take effect in the order it issued them).
 """
@@ -20,10 +24,10 @@ One request at a time (the client's operations take effect in the order it issue
 from __future__ import annotations
 
 from ...node import Node
-from .tree import ELECTION, LOCK, seq_of
+from .tree import ELECTION, GROUP, LOCK, seq_of
 
-IDLE, CREATE, RECOVER, LIST, EXISTS, WAIT, HELD, RELEASE = (
-    "idle", "create", "recover", "list", "exists", "wait", "held", "release")
+IDLE, CREATE, RECOVER, LIST, EXISTS, WAIT, HELD, RELEASE, PARENT = (
+    "idle", "create", "recover", "list", "exists", "wait", "held", "release", "parent")
 
 
 class ZkClient(Node):
@@ -34,7 +38,10 @@ class ZkClient(Node):
         self.servers = topology.of_kind("server")
         storage = topology.of_kind("storage")
         self.storage = storage[0] if storage else None
-        self.parent = ELECTION if config.recipe == "election" else LOCK
+        self.parent = {"election": ELECTION, "group": GROUP}.get(config.recipe, LOCK)
+        self.group = config.recipe == "group"
+        self.suffix = "member" if self.group else "lock"
+        self.members: list[str] = []  # group membership: the children as last listed
         self.server: str | None = None
         self.session: str | None = None
         self.timeout_ms = config.session_timeout_ms
@@ -52,6 +59,7 @@ class ZkClient(Node):
         self.herd = config.has("herd_watch")
         self.reads: list[tuple[str, bool]] = []  # the user's reads waiting for the line
         self.woken = 0  # watch notifications received (the page counts the herd by them)
+        self.parent_made = False  # group membership: /group exists (created or found)
         self._told = None
 
     # --- state ------------------------------------------------------------------------------------
@@ -73,6 +81,9 @@ class ZkClient(Node):
                 "token": None, "lock_node": None, "recipe": IDLE}
 
     def role(self) -> str:
+        if self.group:
+            return "member" if self.my_node and self.phase in (LIST, WAIT) else (
+                "joining" if self.phase in (PARENT, CREATE, RECOVER) else "idle")
         held = self.phase == HELD
         if self.parent == ELECTION:
             return "active" if held else "standby"
@@ -82,7 +93,8 @@ class ZkClient(Node):
         return {"role": self.role(), "connected_to": self.server if self.connected else None,
                 "session": self.session, "timeout_ms": self.timeout_ms, "recipe": self.phase,
                 "lock_node": self.my_node, "token": self.token, "want": self.want,
-                "writes": self.writes, "woken": self.woken}
+                "writes": self.writes, "woken": self.woken,
+                **({"members": list(self.members)} if self.group else {})}
 
     def session_record(self, event: str) -> None:
         self.records.append({"type": "session", "session": self.session, "client": self.id,
@@ -180,6 +192,7 @@ class ZkClient(Node):
         self.phase = IDLE
         self.my_node = self.token = self.lock_zxid = None
         self.pending = None
+        self.members = []
 
     def resume(self, ctx) -> None:
         """Reconnected with the same session: redo what may have been lost with the connection."""
@@ -208,18 +221,23 @@ class ZkClient(Node):
                 self.request(ctx, "read", {"op": "children", "path": path})
             return
         ph = self.phase
-        if ph == IDLE and self.want:
+        if ph == IDLE and self.want and self.group and not self.parent_made:
+            self.phase = PARENT
+            self.request(ctx, PARENT, {"op": "create", "path": self.parent})
+        elif ph == PARENT:
+            self.request(ctx, PARENT, {"op": "create", "path": self.parent})
+        elif ph == IDLE and self.want:
             self.attempt += 1
             self.guid = f"{self.id}-{self.attempt}"
             self.phase = CREATE
-            self.request(ctx, CREATE, {"op": "create", "path": f"{self.parent}/{self.guid}-lock-",
+            self.request(ctx, CREATE, {"op": "create", "path": f"{self.parent}/{self.guid}-{self.suffix}-",
                                        "ephemeral": True, "sequential": True})
         elif ph == CREATE:
-            self.request(ctx, CREATE, {"op": "create", "path": f"{self.parent}/{self.guid}-lock-",
+            self.request(ctx, CREATE, {"op": "create", "path": f"{self.parent}/{self.guid}-{self.suffix}-",
                                        "ephemeral": True, "sequential": True})
         elif ph in (RECOVER, LIST):
             self.request(ctx, ph, {"op": "children", "path": self.parent,
-                                   "watch": self.herd and ph == LIST})
+                                   "watch": (self.herd or self.group) and ph == LIST})
         elif ph == RELEASE:
             if self.my_node is None:
                 self.released(ctx)
@@ -231,6 +249,9 @@ class ZkClient(Node):
             path, _ = self.reads.pop(0)
             self.records.append({"type": "read", "client": self.id, "server": self.server,
                                  "path": path, "children": m.get("children", []), "zxid": m["zxid"]})
+        elif purpose == PARENT:  # created, or there already: either way the group has its parent
+            self.parent_made = True
+            self.phase = IDLE
         elif purpose == CREATE:
             if not m["ok"]:
                 self.phase = IDLE
@@ -238,7 +259,7 @@ class ZkClient(Node):
                 self.my_node = m["path"]
                 self.phase = LIST
         elif purpose == RECOVER:
-            mine = [c for c in m.get("children", ()) if c.startswith(f"{self.guid}-lock-")]
+            mine = [c for c in m.get("children", ()) if c.startswith(f"{self.guid}-{self.suffix}-")]
             if mine:
                 self.my_node = f"{self.parent}/{mine[0]}"
                 self.phase = LIST
@@ -261,6 +282,10 @@ class ZkClient(Node):
         if not m["ok"] or mine not in names:
             self.phase, self.my_node = IDLE, None  # our node is gone (the session ended)
             self.step(ctx)
+            return
+        if self.group:  # a member: the list as read, and a watch set for the next change
+            self.members = names
+            self.phase = WAIT
             return
         i = names.index(mine)
         if i == 0:
@@ -285,6 +310,7 @@ class ZkClient(Node):
     def released(self, ctx) -> None:
         self.phase = IDLE
         self.my_node = self.token = self.lock_zxid = None
+        self.members = []
         self.want = False
         if self.config.auto:
             ctx.set_timer("think", int(self.rng.random() * self.config.think_ms_max * 1000) + 1)

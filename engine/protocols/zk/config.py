@@ -46,7 +46,7 @@ class ZkConfig(Strict):
     finalize_wait_ms: float = Field(40.0, ge=0, le=60_000, strict=True)  # FLE's finalizeWait
     notify_ms: float = Field(100.0, gt=0, le=60_000, strict=True)  # re-send votes while looking
     diff_limit: int = Field(100, ge=0, le=100_000, strict=True)  # further behind: SNAP
-    recipe: Literal["lock", "election"] = "lock"
+    recipe: Literal["lock", "election", "group"] = "lock"
     auto: bool = Field(True, strict=True)
     hold_ms: float = Field(60.0, ge=0, le=600_000, strict=True)
     think_ms_max: float = Field(150.0, ge=0, le=600_000, strict=True)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 ROOT = "/"
 LOCK = "/lock"  # the lock recipe's parent (a persistent znode present from the start)
 ELECTION = "/election"  # the leader-election recipe's parent
+GROUP = "/group"  # the group-membership recipe's parent (its members create it when missing)
 INITIAL = (LOCK, ELECTION)
 
 

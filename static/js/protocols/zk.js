@@ -37,7 +37,7 @@ export function look(n) {
     fill = FILL[r] || FILL.idle;
     cls = r === "down" ? "down" : "client";
     const releasing = n.recipe === "release" && r !== "down";
-    label = releasing ? "RELEASING" : {holder: "HOLDS LOCK", waiter: "WAITING", idle: "IDLE", active: "★ ACTIVE", standby: "STANDBY", down: "CRASHED"}[r] || r.toUpperCase();
+    label = releasing ? "RELEASING" : {holder: "HOLDS LOCK", waiter: "WAITING", idle: "IDLE", active: "★ ACTIVE", standby: "STANDBY", member: "MEMBER", joining: "JOINING", down: "CRASHED"}[r] || r.toUpperCase();
     words = r === "holder" ? `holds the lock, token ${n.token}` : releasing ? "releasing the lock" : r === "down" ? "crashed" : `${r}${n.lock_node ? ", queued" : ""}`;
     sub = r === "down" ? "" : n.token != null && (r === "holder" || r === "active") ? `token ${n.token}` : n.session || "no session";
   } else {
@@ -84,6 +84,7 @@ export const timerWords = (name) => ({notify: "vote re-send timer", finalize: "f
 
 const leaderOf = (state) => idsOf(state, "server").find((id) => state.nodes[id].role === "leading" && state.nodes[id].phase === "broadcast" && state.nodes[id].status === "up");
 const election = (state) => state.extras.recipe === "election";
+const group = (state) => state.extras.recipe === "group";
 
 export const menuTitle = (id, n) => `${id} · ${look(n).words}`;
 
@@ -183,7 +184,7 @@ function render(el, state, projector) {
     : `◎ ${pw.children} watch${pw.children > 1 ? "es" : ""} on its children: any change wakes ${pw.children > 1 ? "them all" : "it"}`) : "";
   h += `<tr class="zk-parent" data-znode="${esc(parent)}">${projector ? "" : "<td></td>"}<td class="mono" data-what="${esc(`${parent}: persistent, the recipe's parent${others.length ? "; the tree also holds " + others.join(", ") : ""}`)}" style="cursor:pointer"><strong>${esc(parent)}</strong></td><td class="muted">${projector ? "" : "persistent"}</td>`
     + `<td class="zk-watch" data-watch="${esc(parent)}" colspan="2" style="${herd ? "white-space:nowrap;background:#fff3b0;font-weight:800;border:2px solid #a07800;border-radius:6px;padding:0 4px" : ""}">${esc(herd)}</td></tr>`;
-  if (!kids.length) h += `<tr><td colspan="${projector ? 4 : 5}" class="muted">no children: nobody ${election(state) ? "stands for active" : "holds or waits for the lock"}</td></tr>`;
+  if (!kids.length) h += `<tr><td colspan="${projector ? 4 : 5}" class="muted">no children: nobody ${group(state) ? "is a member" : election(state) ? "stands for active" : "holds or waits for the lock"}</td></tr>`;
   kids.forEach((k, i) => {
     const who = ownerOf(state, k.owner);
     const m = LOCK_NAME.exec(k.name);
@@ -191,7 +192,7 @@ function render(el, state, projector) {
     const w = watches[k.p];
     const watcher = kids[i + 1] ? ownerOf(state, kids[i + 1].owner) : null;
     const wtxt = w && w.data ? `◎ ${w.data}${watcher ? ` (${watcher})` : ""}` : "";
-    const queue = i === 0 ? (election(state) ? "★ active" : "holds") : `after ${shortName(kids[i - 1].name)}`;
+    const queue = group(state) ? "member" : i === 0 ? (election(state) ? "★ active" : "holds") : `after ${shortName(kids[i - 1].name)}`;
     const what = `${k.p}: ephemeral of session ${k.owner}${who ? ` (${who})` : ""}, sequence ${seqOf(k.name)}, version ${k.version}${i === 0 ? "; lowest: it holds the lock" : `; watches ${kids[i - 1].p}`}`;
     h += `<tr data-znode="${esc(k.p)}" data-owner="${esc(k.owner || "")}" data-client="${esc(who || "")}"${i === 0 ? ' data-head="1"' : ""}>`
       + (projector ? "" : `<td class="ni">${seqOf(k.name) ?? ""}</td>`)

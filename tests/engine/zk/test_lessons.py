@@ -110,3 +110,28 @@ def test_predecessor_watching_wakes_one_waiter():
     herd, _ = run(lesson("zk_herd"))
     assert sum(herd.nodes[c].woken for c in ("c1", "c2", "c3", "c4", "c5")) > 4
     assert sim.violations == []
+
+
+def test_group_membership_follows_a_member_s_crash_and_return():
+    sim, recs = run(lesson("zk_group"), until_ms=1000)
+    members = lambda c: sim.views()[c]["members"]
+    everyone = ["c3-1-member-0000000000", "c1-1-member-0000000001", "c2-1-member-0000000002"]
+    assert members("c1") == members("c3") == everyone  # each sees the whole group
+    assert all(sim.views()[c]["role"] == "member" for c in ("c1", "c2", "c3"))
+    sim2, recs2 = run(lesson("zk_group"))
+    expiry = of(recs2, "txn", op="session_expire", node="n1")[0]
+    assert 1300 <= expiry["t"] < 1600 and expiry["deleted"] == ["/group/c2-1-member-0000000002"]
+    # the others' children watches fired with the expiry, and they listed the group again
+    fired = {r["session"] for r in of(recs2, "watch", event="fire") if 1300 <= r["t"] < 1700}
+    assert len(fired) >= 2
+    final = sim2.views()
+    back = ["c3-1-member-0000000000", "c1-1-member-0000000001", "c2-1-member-0000000003"]
+    assert final["c1"]["members"] == final["c3"]["members"] == final["c2"]["members"] == back
+    assert sim2.violations == []  # (every member watching the group is the recipe, not a herd)
+
+
+def test_group_membership_under_the_nemesis_breaks_nothing():
+    from .harness import nemesis_scenario
+    for seed in range(12):
+        sim, _ = run(nemesis_scenario(seed, 3, 4000, 3000, {"recipe": "group"}))
+        assert sim.violations == [], (seed, sim.violations[:1])
