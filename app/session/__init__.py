@@ -4,7 +4,7 @@ The session is split by concern (see `core.py` for the map): the world and its t
 (`World`), frames, controls, replay jobs and their admission, the runner, the rate limit. None of
 them knows a protocol; the scenario's adapter (app/protocols/) does.
 
-Compare mode holds 2-4 worlds in lock step: the same scenario under named config overrides (the
+Compare mode holds 2-4 worlds in unison: the same scenario under named config overrides (the
 adapter's `compare_variants`, resolved in `compare.py`). Everything that belongs to one world is in
 one `Pane` (frames.py): its `World` (simulation, timeline, checkpoints, horizon) plus what the
 frames told the page about it (`told`, `shown`, `msg_to`, `pending_recs` fed by that world's own

@@ -80,7 +80,7 @@ class Session(RunnerMixin, ControlsMixin, ReplayMixin, FramesMixin):
         self._lin_checked_at: float | None = None  # never: the first search is due at once
         self.stats: list[float] | None = None  # set by the manager when bench_stats is on
         self.phase_s = 0.0  # where in each frame interval this session ticks (set by the manager)
-        self._quantum_ms = 1.0  # compare mode's lock-step round, in simulated ms (adapts)
+        self._quantum_ms = 1.0  # compare mode's round of worlds in unison, in simulated ms (adapts)
         self.gate: ReplayGate | None = None  # set by the manager; None: replay whenever due
         self.queued_at = 0  # place in the replay queue last told (0: replaying or no job)
         self.load(scenario, lesson, until_ms=until_ms, playing=playing, variants=variants)
@@ -89,7 +89,7 @@ class Session(RunnerMixin, ControlsMixin, ReplayMixin, FramesMixin):
     def load(self, scenario: Scenario, lesson: str | None, until_ms: float = 0.0,
              playing: bool | None = None, variants: list[tuple[str, dict]] | None = None) -> None:
         """Start the session over on `scenario` (its actions become the timeline), at `until_ms`;
-        with `variants` (2-4 of (name, config overrides)), as that many worlds in lock step.
+        with `variants` (2-4 of (name, config overrides)), as that many worlds in unison.
 
         The replay to `until_ms` is a job for the runner: `hello` goes out at once, progress
         frames while it runs, and the snapshot when it is done."""
@@ -172,7 +172,7 @@ class Session(RunnerMixin, ControlsMixin, ReplayMixin, FramesMixin):
 
     def advance(self, target_ms: float, budget: int | None = None,
                 deadline: float | None = None) -> bool:
-        """Run every world to `target_ms` in lock step (`World.advance` for one). With a budget or
+        """Run every world to `target_ms` in unison (`World.advance` for one). With a budget or
         a deadline, the world that cost most last time goes first with its share of them (the
         pacer) and the others follow to wherever it stopped, so all stop at the same `now_ms`;
         each follower costs about what the pacer did, so N worlds share one tick's budget."""
@@ -222,7 +222,7 @@ class Session(RunnerMixin, ControlsMixin, ReplayMixin, FramesMixin):
 
     def step(self, count: int) -> None:
         """Pause and process exactly `count` events. In compare mode: `count` times, every world
-        in lock step to the first world's next event (so each step is one event of the first
+        in unison to the first world's next event (so each step is one event of the first
         world, and whatever the others do by that moment), within one tick's budget of events
         in all (a costly world beside a cheap one cannot make a step unbounded)."""
         self.playing = False

@@ -6,7 +6,7 @@ protocol's state deltas come from the adapter (`app/protocols/`). What the page 
 the observer that feeds it: one set per world, in that world's `Pane`. The session reads them
 through the focused pane (`self.pane`), so the same code builds any world's part of a frame.
 
-Compare mode (several worlds in lock step): a frame's own fields are the first world's, exactly as
+Compare mode (several worlds in unison): a frame's own fields are the first world's, exactly as
 a single world's frame, and `worlds` lists the others' parts in order (their fields without the
 shared `type`, `t`, `w`, `playing`, `speed`, `horizon`, `end`, `behind`, `acts`). A single world's
 frames carry no `worlds`.

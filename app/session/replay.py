@@ -223,7 +223,7 @@ class ReplayMixin:
             done = self.world.advance(self.job.target_ms, deadline=start + budget_s)
             self._fold_job_records()
         else:
-            # Compare mode: the worlds in lock step (they stop at one moment, whatever happens).
+            # Compare mode: the worlds in unison (they stop at one moment, whatever happens).
             done = self._lockstep(self.job.target_ms, None, start + budget_s)
             for _ in self._each():
                 self._fold_job_records()
@@ -274,9 +274,9 @@ class ReplayMixin:
 
     def _finish_job(self) -> None:
         """The job is over (done, or stopped by `pause` or its cost): tell the stretch, send the
-        picture. (Compare worlds replay in lock step, so they stand at one moment.)"""
+        picture. (Compare worlds replay in unison, so they stand at one moment.)"""
         jobs = []
-        for _ in self._each():  # (the worlds ran in lock step: they stand at one moment)
+        for _ in self._each():  # (the worlds ran in unison: they stand at one moment)
             jobs.append(self.job)
         self._end_job()
         parts = []

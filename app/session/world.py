@@ -13,7 +13,7 @@ Rewinds restore the latest checkpoint (a `Simulation.snapshot()`, taken every
 `checkpoint_every_ms` of simulated time, thinned when too many) and replay from there.
 
 A world knows nothing of sockets, frames or wall-clock pacing: a session drives it. That is what
-lets compare mode hold several worlds in lock step (see `app/session/__init__.py`).
+lets compare mode hold several worlds in unison (see `app/session/__init__.py`).
 """
 
 from __future__ import annotations

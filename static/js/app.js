@@ -4,6 +4,7 @@
 import {Canvas} from "./canvas.js";
 import {getProtocol} from "./protocols/index.js";
 import {SpaceTime} from "./spacetime.js";
+import {loadUPlot} from "./uplot.js";
 import {makeRoom} from "./room.js";
 import {frameHook, initExperiments} from "./experiments.js";
 
@@ -804,20 +805,6 @@ function renderCompareSummary() {
 // of every world on one chart (uPlot, static/vendor/), one line per world, over simulated time.
 const WORLD_COLOURS = ["#2f5fa7", "#c4161c", "#17803d", "#a05a00"];
 let comparePlot = null, comparePlotKey = "", comparePlotAt = 0;
-function loadUPlot(then) {
-  if (window.uPlot) return true;
-  let sc = document.getElementById("uplot-js");
-  if (!sc) {
-    const css = document.createElement("link");
-    css.rel = "stylesheet"; css.href = "/static/vendor/uPlot.min.css";
-    document.head.appendChild(css);
-    sc = document.createElement("script");
-    sc.id = "uplot-js"; sc.src = "/static/vendor/uPlot.iife.min.js";
-    document.head.appendChild(sc);
-  }
-  sc.addEventListener("load", then, {once: true});
-  return false;
-}
 
 function renderCompareChart(force = false) {
   const box = $("#compare-chart");

@@ -9,6 +9,7 @@
 // No module state: everything a page (or each of several panels on one page) needs lives in
 // the `state` it is given (`state.logs.lb`, reset by every hello) or on its own DOM elements.
 
+import {loadUPlot} from "../uplot.js";
 import {esc} from "./cells.js";
 
 export const title = "Load balancing";
@@ -363,22 +364,6 @@ function summary(state) {
     `${s.retries[i] ? ` · ${s.retries[i]} retries` : ""}</p>`;
 }
 
-// uPlot (static/vendor/uPlot.iife.min.js, MIT) is loaded on first use; the page's CSP allows it
-// (a script from this server, no eval).
-function ensureUplot(onload) {
-  if (window.uPlot) return true;
-  let sc = document.getElementById("uplot-js");
-  if (!sc) {
-    const css = document.createElement("link");
-    css.rel = "stylesheet"; css.href = "/static/vendor/uPlot.min.css";
-    document.head.appendChild(css);
-    sc = document.createElement("script");
-    sc.id = "uplot-js"; sc.src = "/static/vendor/uPlot.iife.min.js";
-    document.head.appendChild(sc);
-  }
-  sc.addEventListener("load", onload, {once: true});
-  return false;
-}
 
 const EDGE_LABEL = (edges, i) => (!edges || !edges.length ? "" : i === 0 ? `<${edges[0]}` : i >= edges.length ? `≥${edges[edges.length - 1]}` : `${edges[i - 1]}`);
 
@@ -458,7 +443,7 @@ export function renderPanel(el, state, projector) {
   const box = root.querySelector(".lb-charts");
   if (!window.uPlot) {
     if (!box.textContent) box.textContent = "loading the charts…";
-    ensureUplot(() => renderPanel(el, state, document.body.classList.contains("projector")));
+    loadUPlot(() => renderPanel(el, state, document.body.classList.contains("projector")));
     return;
   }
   if (!g.charts) {
