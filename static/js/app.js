@@ -230,9 +230,14 @@ function showDrops(st, drops, t) {
 }
 
 function onHello(f) {
-  // A new world: no picture of it yet (the previous world's time and digest are not this one's).
-  $("#canvas").setAttribute("data-digest", "");
-  $("#canvas").setAttribute("data-time", "0");
+  // Another world (a new session, lesson or scenario): no picture of it yet, so the previous
+  // world's time and digest must not stand for this one's. A reattach to the same run keeps them.
+  const same = f.session === state.session && JSON.stringify(f.scenario) === JSON.stringify(state.scenario)
+    && ((f.lesson || {}).name || null) === ((state.lesson || {}).name || null);
+  if (!same) {
+    $("#canvas").setAttribute("data-digest", "");
+    $("#canvas").setAttribute("data-time", "0");
+  }
   state.session = f.session;
   state.protocol = f.protocol;
   if (f.secret) state.secret = f.secret;
