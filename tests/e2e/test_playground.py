@@ -258,6 +258,15 @@ def test_message_pills_are_drawn_on_a_layer_over_the_svg_in_both_modes(server, p
     leader_of(page)
     page.wait_for_function("window.__playground.state.flight.size > 0")
     pause(page)
+    # The pause may land in a moment with nothing in flight: step, one event at a time, to one
+    # with messages on the wire (a heartbeat round sends several within a few events).
+    for _ in range(200):
+        if page.evaluate("window.__playground.state.flight.size") > 0:
+            break
+        rev = page.evaluate("window.__playground.state.flightRev")  # each snapshot bumps it
+        page.locator("#btn-step").click()
+        page.wait_for_function(f"window.__playground.state.flightRev > {rev}")
+    assert page.evaluate("window.__playground.state.flight.size") > 0
     for projector in (False, True):
         if projector:
             page.keyboard.press("p")
