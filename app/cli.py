@@ -11,7 +11,7 @@
                                                                   a grid of runs, a table and a summary
     playground search SCENARIO.json --mutation NAME [--strategy random|explore] [--budget-s N]
                                                                   find a counterexample (JSON)
-    playground bench [--quick] [--lb] [--sweep] [--search] [--web ...] [--rooms ...]   speed figures
+    playground bench [--quick] [--lb] [--long] [--sweep] [--search] [--web ...] [--rooms ...]   speed figures
     playground bench --figure16 [--trials N] [--workers N] [--out DIR]   docs/figure16.md
 
 `simulate`, `check` and `sweep` exit 3 when a safety check fails, 2 on bad input; `search` exits 0
@@ -191,6 +191,11 @@ def cmd_bench(args, rest: list[str]) -> int:
         return 0
     if args.figure16:
         return cmd_figure16(args)
+    if args.long:
+        from app.longbench import run_long_lb_bench
+
+        _print(run_long_lb_bench(quick=args.quick))
+        return 0
     if args.lb:
         from engine.bench import run_lb_bench
 
@@ -263,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one room, many viewers, two workers and Redis (--viewers N)")
     b.add_argument("--lb", action="store_true",
                    help="load balancing: a million requests, least connections, and SimPy")
+    b.add_argument("--long", action="store_true",
+                   help="a long load-balancing session: checkpoint size and digest over 10 minutes")
     b.add_argument("--sweep", action="store_true",
                    help="sweep throughput: 1 and 2 worker processes, a local Dask cluster of 2")
     b.add_argument("--figure16", action="store_true",

@@ -52,9 +52,9 @@ def measure_fps(seconds: float = 5.0, lb: bool = False, compare: bool = False) -
     from playwright.sync_api import sync_playwright
 
     seconds = min(max(1.0, seconds), 30.0)
-    # Compare mode's four worlds share the replay cap on client operations (5000 by default:
-    # six seconds at 4 x 200 requests/s); lifted here so the page is measured while it plays.
-    srv = Server(env={"PLAYGROUND_MAX_REPLAY_OPS": "200000"} if compare else None)
+    # (The load-balancing lab's state does not grow with its requests, so no operations cap
+    # stops compare mode's four worlds: they play on as long as a replay's events allow.)
+    srv = Server()
     try:
         with sync_playwright() as p:
             b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)

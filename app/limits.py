@@ -62,10 +62,16 @@ def check_scenario(sc: Scenario, settings: Settings) -> None:
         raise ScenarioError(f"scenario.nemesis.interval_ms: at least {s.min_nemesis_interval_ms:g} "
                             f"ms between faults in the browser (asked for {sc.nemesis.interval_ms:g})")
     # The protocol's timers, as its adapter names them: a hair-trigger timer is work per ms.
-    for name, v in get_adapter(sc.protocol).timers(sc.config).items():
+    adapter = get_adapter(sc.protocol)
+    for name, v in adapter.timers(sc.config).items():
         if v < s.min_timer_ms:
             raise ScenarioError(f"scenario.config.{name}: at least {s.min_timer_ms:g} ms in the "
                                 f"browser (asked for {v:g})")
+    # Its sliding windows: what one holds is state (and work at each use) that grows with it.
+    for name, v in adapter.windows(sc.config).items():
+        if v > s.max_window_ms:
+            raise ScenarioError(f"scenario.config.{name}: at most {s.max_window_ms:.10g} ms in the "
+                                f"browser (asked for {v:.10g})")
 
 
 def workload_size(wl) -> tuple[int, float, int]:
@@ -76,21 +82,34 @@ def workload_size(wl) -> tuple[int, float, int]:
     return clients, rate, getattr(wl, "keys", 0) or 0
 
 
+def replay_ops_bound(sc: Scenario, settings: Settings, worlds: int = 1) -> tuple[float, float] | None:
+    """(rate per s, the simulated ms at which `worlds` of the scenario's world would have gone
+    through `max_replay_ops` client operations), or None when there is no such bound: no
+    workload, or a protocol whose state does not grow with its operations (its spec's
+    `ops_grow_state`; such a replay is bounded by its events alone, `max_replay_events`)."""
+    from engine.protocols import get_protocol
+
+    wl = sc.workload
+    clients, rate, _keys = workload_size(wl) if wl is not None else (0, 0, 0)
+    if clients <= 0 or rate <= 0 or not get_protocol(sc.protocol).ops_grow_state:
+        return None
+    return rate, settings.max_replay_ops / (rate * worlds) * 1000
+
+
 def check_replay(sc: Scenario, t_ms: float, settings: Settings, where: str = "t",
                  worlds: int = 1) -> None:
-    """A replay to `t_ms` is bounded in simulated time and in client operations (which is what
-    makes the state, and so every snapshot and digest, grow); `worlds` of them (compare mode)
-    share the operations' bound."""
+    """A replay to `t_ms` is bounded in simulated time and, for a protocol whose state grows with
+    its client operations (and so every snapshot and digest), in those operations; `worlds` of
+    them (compare mode) share the operations' bound. (Its events are bounded as it runs: see
+    app/session/replay.py.)"""
     s = settings
     if t_ms > s.max_replay_ms:
         raise ScenarioError(f"{where}: at most {s.max_replay_ms:g} ms can be replayed "
                             f"(asked for {t_ms:g})")
-    wl = sc.workload
-    clients, rate, _keys = workload_size(wl) if wl is not None else (0, 0, 0)
-    if clients > 0 and rate > 0:
-        ops = rate * t_ms / 1000 * worlds
-        if ops > s.max_replay_ops:
-            limit_ms = s.max_replay_ops / (rate * worlds) * 1000
+    bound = replay_ops_bound(sc, s, worlds)
+    if bound is not None:
+        rate, limit_ms = bound
+        if rate * t_ms / 1000 * worlds > s.max_replay_ops:
             each = f" in all, over {worlds} worlds" if worlds > 1 else ""
             raise ScenarioError(f"{where}: with workload.rate_per_s = {rate:g} at most "
                                 f"{limit_ms:g} ms can be replayed ({s.max_replay_ops} client "
@@ -131,5 +150,5 @@ def decode_share_link(payload: str, settings: Settings):
     return sc, t, lesson, variants
 
 
-__all__ = ["quote", "check_scenario", "check_replay", "check_raw_scenario", "check_actions_count", "decode_share",
+__all__ = ["quote", "check_scenario", "check_replay", "replay_ops_bound", "check_raw_scenario", "check_actions_count", "decode_share",
            "decode_share_link"]

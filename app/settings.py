@@ -55,8 +55,10 @@ class Settings(BaseModel):
     max_import_header_bytes: int = Field(1 << 20, ge=1024)  # an imported trace's first line
     max_share_chars: int = Field(16384, ge=256)
     max_replay_ms: float = Field(3_600_000, gt=0)  # how far a share link or a seek may replay
-    # Client operations a replay may go through: they are what makes the state (and so every
-    # checkpoint and digest, which hold the loop) grow. 5000 keep a checkpoint near 10 ms.
+    # Client operations a replay may go through, for protocols whose state (and so every
+    # checkpoint and digest, which hold the loop) grows with them (`ProtocolSpec.ops_grow_state`:
+    # client histories); 5000 keep a checkpoint near 10 ms. A protocol whose state stays bounded
+    # is bounded by `max_replay_events` alone.
     max_replay_ops: int = Field(5_000, ge=1)
     max_import_bytes: int = Field(20_000_000, ge=1024)
     max_share_decoded_bytes: int = Field(1 << 20, ge=1024)  # a share payload, unzipped
@@ -66,6 +68,7 @@ class Settings(BaseModel):
     max_workload_keys: int = Field(10, ge=1)
     min_nemesis_interval_ms: float = Field(100, ge=0)
     min_timer_ms: float = Field(5, ge=0)  # every protocol timer its adapter names (`timers`)
+    max_window_ms: float = Field(60_000, gt=0)  # every sliding window its adapter names (`windows`)
     # Sessions.
     idle_timeout_s: float = Field(1800, gt=0)  # no input from an attached browser for this long
     detached_grace_s: float = Field(60, ge=0)  # a closed tab's session survives this long (reload)

@@ -40,7 +40,7 @@ class Tap:
     def __init__(self, sim, fn: Callable[[dict], None]):
         self.fn = fn
         self.sources = [c for c in sim.checkers if c.writes] if sim is not None else []
-        self.seen = [len(c.out) for c in self.sources]
+        self.seen = [c.written for c in self.sources]
 
     def __call__(self, rec: dict) -> None:
         if self.sources:
@@ -52,11 +52,10 @@ class Tap:
 
     def flush(self) -> None:
         for i, c in enumerate(self.sources):
-            out, n = c.out, self.seen[i]
-            if len(out) > n:
-                for r in out[n:]:
+            if c.written > self.seen[i]:
+                for r in c.written_since(self.seen[i]):
                     self.fn(r)
-                self.seen[i] = len(out)
+                self.seen[i] = c.written
 
 
 class TraceWriter:

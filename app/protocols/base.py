@@ -34,6 +34,8 @@ protocol subclasses `Adapter`, overrides what its page needs, and adds one regis
                                         background clients (`configure` with `workload`)
     default_speed                       a fresh session's speed (None: the settings')
     timers(config)                      -> {config field: ms} the browser's minimum timer applies to
+    windows(config)                     -> {config field: ms} the browser's maximum window applies
+                                           to (sliding windows of samples kept in the state)
     compare_variants(config)            -> {name: {config field: value}}: the configurations compare
                                            mode can put side by side (default: each switch in
                                            `options` on and off)
@@ -176,6 +178,10 @@ class Adapter:
         return {k: v for k, v in data.items()
                 if ("_ms" in k and not k.endswith("_max") and isinstance(v, (int, float))
                     and not isinstance(v, bool))}
+
+    def windows(self, config: Any) -> dict[str, float]:
+        """None by default (a protocol whose observers keep sliding windows names them)."""
+        return {}
 
     def default_scenario(self, settings: Settings, seed: int) -> dict:
         data: dict[str, Any] = {"protocol": self.protocol, "nodes": settings.default_nodes,

@@ -10,9 +10,10 @@ are `req`, `work`, `done`, `reply`, `fail` (a failed Done or reply) and `probe`.
 Series (`series` in frames, docs/ws-protocol.md): each `metric` record becomes one column entry:
 `t`, `p50`, `p95`, `p99`, `p999` (ms, null with no samples), `tput` and `arr` (per s), `drops`,
 `rej`, `tout`, `retries`, `samples`, per backend `util`, `inflight`, `queue` ({backend: [...]}),
-and the last record's histogram (`hist`: {edges_ms, counts}). A snapshot carries the whole
-history thinned to at most `SERIES_FULL` points (`full: true`: replace); an events frame the
-new records, at most `SERIES_STEP` of them (append).
+and the last record's histogram (`hist`: {edges_ms, counts}). A snapshot carries the latest
+`SERIES_FULL` records, the history the world keeps (metrics.HISTORY: the charts are a sliding
+window of that many intervals; `full: true`: replace); an events frame the new records, at most
+`SERIES_STEP` of them (append; the page drops what falls out of the window, `hello.extras.history`).
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from typing import Any
 
 from engine.protocols.lb.algorithms import ALGORITHM_CLASSES
 from engine.protocols.lb.config import ALGORITHMS
+from engine.protocols.lb.metrics import HISTORY
 
 from ..wire import BadInput
 from .base import Adapter
 
-SERIES_FULL = 240  # points a snapshot carries (the whole history, thinned)
+SERIES_FULL = HISTORY  # points a snapshot carries: every record the world keeps
 SERIES_STEP = 20  # metric records an events frame carries, at most
 
 ALGORITHM_TITLES = {
@@ -110,6 +112,7 @@ class LbAdapter(Adapter):
             "health": cfg.health.enabled, "outlier": cfg.outlier.enabled,
             "retries": cfg.retries.max_retries, "retry_budget": cfg.retries.budget,
             "metrics_interval_ms": cfg.metrics.interval_ms, "window_ms": cfg.metrics.window_ms,
+            "history": SERIES_FULL,
             "timeout_ms": getattr(wl, "timeout_ms", 1000),
             "rate_per_s": getattr(wl, "rate_per_s", 0),
             "cost": ({"dist": cost.dist, "mean_ms": cost.mean_ms, "spread": cost.spread}
@@ -140,6 +143,11 @@ class LbAdapter(Adapter):
         if config.load_refresh_ms:
             out["load_refresh_ms"] = config.load_refresh_ms
         return out
+
+    def windows(self, config) -> dict[str, float]:
+        """The metrics observer's latency window: every request served in it is a sample held in
+        the state and sorted at each interval."""
+        return {"metrics.window_ms": config.metrics.window_ms}
 
     def configure(self, config: dict, options: dict[str, Any]) -> dict:
         """The switches that are the config's (the others are `reshape`'s)."""
@@ -232,7 +240,7 @@ class LbAdapter(Adapter):
         recs = [r for r in recs if r.get("type") == "metric"]
         if not recs and not full:
             return None
-        recs = thin(recs, SERIES_FULL if full else SERIES_STEP)
+        recs = recs[-SERIES_FULL:] if full else thin(recs, SERIES_STEP)
         cols: dict[str, Any] = {"full": full, "t": [r["t"] for r in recs]}
         for name, q in (("p50", "p50"), ("p95", "p95"), ("p99", "p99"), ("p999", "p99.9")):
             cols[name] = [r["latency_ms"][q] for r in recs]

@@ -130,7 +130,7 @@ class FramesMixin:
         self.disk_told = {}
         # Observers that write records (metrics): what of theirs the page has been sent.
         self.writers = [c for c in sim.checkers if c.writes]
-        self.written_told = [len(c.out) for c in self.writers]
+        self.written_told = [c.written for c in self.writers]
 
     def _violation_count(self) -> int:
         return sum(len(c.violations) for c in self.sim.checkers)
@@ -176,15 +176,15 @@ class FramesMixin:
         return [mid, src, dst, t0 / 1000, t1 / 1000, label, cls]
 
     def _written(self, full: bool) -> Any:
-        """The writing observers' records for the page, through the adapter (`series`): all of
-        them in a snapshot, those since the last frame otherwise."""
+        """The writing observers' records for the page, through the adapter (`series`): all
+        they hold in a snapshot (their latest: the state keeps a bounded history), those since
+        the last frame otherwise."""
         if not self.writers:
             return None
         recs: list[dict] = []
         for i, c in enumerate(self.writers):
-            out = c.out
-            recs += out if full else out[self.written_told[i]:]
-            self.written_told[i] = len(out)
+            recs += c.out if full else c.written_since(self.written_told[i])
+            self.written_told[i] = c.written
         if not recs and not full:
             return None
         return self.adapter.series(recs, full)

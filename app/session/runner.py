@@ -15,7 +15,7 @@ import math
 import time
 from typing import Any
 
-from ..limits import workload_size
+from ..limits import replay_ops_bound
 from ..outbox import wire
 from ..transport import close_or_abort
 from .timefmt import fmt_ms
@@ -180,17 +180,19 @@ class RunnerMixin:
 
     def _shareable_end(self) -> tuple[float, str]:
         """Where live play stops: the scenario's end, or the longest run a share link may replay
-        (`max_replay_ms`, and `max_replay_ops` client operations at the workload's rate, exactly
-        as `check_replay` counts them), whichever comes first; with the limit's name."""
+        (`max_replay_ms`, and for a protocol whose state grows with its operations
+        `max_replay_ops` client operations at the workload's rate, exactly as `check_replay`
+        counts them), whichever comes first; with the limit's name. (The events a replay may
+        take stop it too: `tick`.)"""
         st = self.settings
         end, why = float(self.scenario.duration_ms), "the scenario's end"
         if st.max_replay_ms < end:
             end, why = st.max_replay_ms, f"at most {fmt_ms(st.max_replay_ms)} of simulated time"
-        wl = self.scenario.workload
-        clients, rate, _keys = workload_size(wl) if wl is not None else (0, 0, 0)
         worlds = len(self.panes)  # compare mode: the worlds share the operations' bound
-        if clients > 0 and rate > 0:
-            ops_end = math.floor(st.max_replay_ops / (rate * worlds) * 1000 * 1000) / 1000
+        bound = replay_ops_bound(self.scenario, st, worlds)
+        if bound is not None:
+            rate, limit_ms = bound
+            ops_end = math.floor(limit_ms * 1000) / 1000
             if ops_end < end:
                 each = f" in all, over {worlds} worlds" if worlds > 1 else ""
                 end, why = ops_end, (f"at most {st.max_replay_ops} client operations{each} at "

@@ -16,11 +16,25 @@ class Checker(ABC):
     search = False
     shown = True
     # An observer that writes records of its own (the load balancer's `metric` series) names their
-    # types in `writes` and appends them, in time order, to its list `out`; it never removes
-    # them (a rewind restores the list with the world). Trace writers given the world put them in
-    # the trace (`engine.trace.Tap`), and the browser's frames carry them (app/session/frames.py).
+    # types in `writes`, appends them, in time order, to its list `out` and counts them in
+    # `written`. `out` holds the latest records, not necessarily all: an observer may forget its
+    # oldest (so the world's state stays bounded however long it runs), but only as it begins to
+    # write new ones (in `catch_up`), so a reader that takes the new records after each record of
+    # the run (a trace writer) misses none. Readers keep the count they have read and ask
+    # `written_since(count)` (a rewind restores `out` and `written` with the world). Trace
+    # writers given the world put them in the trace (`engine.trace.Tap`), and the browser's
+    # frames carry them (app/session/frames.py).
     writes: tuple[str, ...] = ()
     out: list[dict]
+    written = 0
+
+    def written_since(self, n: int) -> list[dict]:
+        """The records written after the first `n` (those `out` still holds)."""
+        new = self.written - n
+        if new <= 0:
+            return []
+        out = self.out
+        return out[-new:] if new < len(out) else list(out)
 
     def catch_up(self, t_ms: float) -> None:
         """A writing observer: write now whatever is due by `t_ms`, as its next record of a type

@@ -24,6 +24,11 @@ simulator works for any packet type through a small vtable: this is ours):
     upgrade         upgrade(scenario dict) -> dict: older scenario shapes of this protocol, or None
     header_config   header_config(scenario) -> dict: what the trace header's `config` says beyond
                     the scenario's config (Paxos: the quorum sizes in force), or None
+    ops_grow_state  whether the workload's operations make the world's state grow (True: client
+                    histories that feed a linearizability check, logs); False for a protocol whose
+                    state stays bounded however many operations it serves (its observers keep
+                    bounded windows, finished requests are forgotten). The browser caps a replay's
+                    operations only for the first kind; both are bounded by their events.
 
 Adding a protocol is a folder here (`engine/protocols/<name>/__init__.py` defining `PROTOCOL`)
 and one line in `REGISTRY`.
@@ -135,6 +140,7 @@ class ProtocolSpec:
     upgrade: Callable[[dict], dict] | None = None
     header_config: Callable[[Any], dict] | None = None
     measures: Mapping[str, type] = field(default_factory=dict)  # engine/measures.py
+    ops_grow_state: bool = True
 
     def __reduce_ex__(self, protocol):
         # A registered spec pickles as its name: snapshots stay small and a restored world shares

@@ -151,3 +151,31 @@ def test_a_paused_backend_is_ejected_by_outlier_detection_and_drawn_out(server, 
     assert page.locator('[data-node="b4"] .lb-outt').text_content() == "EJECTED"
     page.wait_for_function("[...document.querySelectorAll('#events li')].some((li) => li.textContent.includes('ejected b4'))")
     shot(page, "e2e-lb-ejected")
+
+
+def test_a_long_run_charts_the_window_the_world_keeps_live_and_after_a_reload(server, page):
+    """Past the old operations cap (25 s at 200 requests/s) and past the history the world keeps
+    (240 records, a minute): the link opens at 70 s, plays on, and what the charts hold, snapshot
+    then live appends, is exactly the world's latest records (the page drops the oldest)."""
+    from app.settings import Settings
+    from app.protocols import get_adapter
+    from engine.scenario import parse_scenario
+
+    data = get_adapter("lb").default_scenario(Settings(), 3)
+    data["workload"]["rate_per_s"] = 200
+    sc = parse_scenario(data)
+    page.goto(f"{server}/?protocol=lb&speed=1&share={share.encode(sc, 70_000)}")
+    wait_ready(page)
+    page.wait_for_function("Number(document.querySelector('#canvas').dataset.time) === 70", timeout=60_000)
+    page.keyboard.press("Space")  # play on: live frames append to the window
+    page.wait_for_function("Number(document.querySelector('#canvas').dataset.time) > 71.5", timeout=20_000)
+    pause(page)
+    page.wait_for_function("window.__playground.state.logs.lb.drawn === window.__playground.state.logs.lb.rev")
+    shown = page.evaluate("window.__playground.state.logs.lb.charts.lat.data[0]")
+    t = sim_time(page) * 1000
+    sim = Simulation(sc)
+    sim.run_until(t)
+    kept = [r["t"] / 1000 for r in metrics_of(sim).out]
+    assert len(kept) >= 240 and shown == kept[-len(shown):] and len(shown) == 240
+    assert shown[0] > 10  # a sliding window, not the run since 0
+    shot(page, "lb-long-run")

@@ -151,7 +151,7 @@ def test_generic_files_name_no_load_balancing_words():
     page's generic code know no balancer, backend or algorithm (the benchmark tools, which name
     the runs they measure, aside)."""
     words = re.compile(r"\b(balancers?|backends?|round.robin|ejected|least.connections|lb)\b", re.I)
-    tools = {"cli.py", "webbench.py", "fpsbench.py"}
+    tools = {"cli.py", "webbench.py", "fpsbench.py", "longbench.py"}
     files = [*ROOT.glob("app/*.py"), *ROOT.glob("app/routes/*.py"), *ROOT.glob("app/session/*.py"),
              ROOT / "static/js/app.js", ROOT / "static/js/canvas.js", ROOT / "templates/index.html"]
     bad = []

@@ -65,4 +65,5 @@ PROTOCOL = ProtocolSpec(
     record_types=("request",),
     workloads=("open_loop",),
     measures=LB_MEASURES,
+    ops_grow_state=False,  # metrics.py keeps a bounded history; requests are forgotten when done
 )

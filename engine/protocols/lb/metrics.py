@@ -8,6 +8,11 @@ in-flight / concurrency over the interval), served, rejected and timed out (a fa
 against the backend it was last assigned to). It lives with the checkers (so it is snapshotted and
 rewound with the world, and `playground check` re-derives it from a trace); its records collect
 in `out`, and `take()` hands over the new ones.
+
+Its state is bounded however long the run: `out` keeps the latest `HISTORY` records (what the
+page charts: a sliding window of 240 intervals, a minute at the lab's 250 ms), forgetting older
+ones only once every reader has had them (engine/checkers/base.py: a trace gets every record);
+the latencies are those of the last window; a request is remembered only while unfinished.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from ...stats import percentile
 
 QUANTILES = (("p50", 50), ("p95", 95), ("p99", 99), ("p99.9", 99.9))
 HISTOGRAM_EDGES_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000)
+HISTORY = 240  # metric records kept in the world's state (the page's sliding window)
 
 
 def histogram(xs, edges=HISTOGRAM_EDGES_MS) -> list[int]:
@@ -53,6 +59,7 @@ class LbMetrics(Checker):
         self.latencies: deque[tuple[float, float]] = deque()
         self._zero()
         self.out: list[dict] = []
+        self.written = 0
         self.taken = 0
 
     def _zero(self) -> None:
@@ -61,7 +68,13 @@ class LbMetrics(Checker):
 
     def catch_up(self, t_ms: float) -> None:
         """Write the records due by `t_ms`. Each describes the moment it is due, whenever it is
-        written: records before it were folded in, and none after it yet."""
+        written: records before it were folded in, and none after it yet. The oldest records
+        beyond `HISTORY` are forgotten first (every reader has had them by now)."""
+        if t_ms < self.next_ms:
+            return
+        out = self.out
+        if len(out) > HISTORY:
+            del out[: len(out) - HISTORY]
         while t_ms >= self.next_ms:
             self._emit(self.next_ms)
             self.next_ms += self.interval_ms
@@ -131,6 +144,7 @@ class LbMetrics(Checker):
             "histogram": {"edges_ms": list(HISTOGRAM_EDGES_MS), "counts": histogram(xs)},
             "backends": backends,
         })
+        self.written += 1
         self.last_ms = t
         self._zero()
 
@@ -140,9 +154,9 @@ class LbMetrics(Checker):
         return self.out[-1]
 
     def take(self) -> list[dict]:
-        """The metric records written since the last call."""
-        new = self.out[self.taken:]
-        self.taken = len(self.out)
+        """The metric records written since the last call (at most the `HISTORY` latest)."""
+        new = self.written_since(self.taken)
+        self.taken = self.written
         return new
 
 

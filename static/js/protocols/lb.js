@@ -252,13 +252,13 @@ export const keys = {
 };
 
 // --- the series (metrics) -------------------------------------------------------------------------
-const KEEP = 480;
-
-function thinHalf(s) {
-  const pick = (xs) => xs.filter((_, i) => i % 2 === 1 || i === xs.length - 1);
+// The charts are a sliding window of the latest `hello.extras.history` intervals: what the world
+// keeps (engine/protocols/lb/metrics.py HISTORY), so a snapshot after a reload or a seek shows
+// exactly what live play showed.
+function dropOldest(s, n) {
   for (const k of Object.keys(s)) {
-    if (Array.isArray(s[k])) s[k] = pick(s[k]);
-    else if (s[k] && typeof s[k] === "object" && k !== "hist") for (const b of Object.keys(s[k])) s[k][b] = pick(s[k][b]);
+    if (Array.isArray(s[k])) s[k] = s[k].slice(n);
+    else if (s[k] && typeof s[k] === "object" && k !== "hist") for (const b of Object.keys(s[k])) s[k][b] = s[k][b].slice(n);
   }
 }
 
@@ -279,7 +279,8 @@ export function applySeries(state, s) {
       }
     }
   }
-  if (cur.t.length > KEEP) thinHalf(cur);
+  const keep = state.extras.history || 240;
+  if (cur.t.length > keep) dropOldest(cur, cur.t.length - keep);
 }
 
 // --- the panel: controls, numbers, charts ------------------------------------------------------------
