@@ -166,13 +166,13 @@ def test_a_long_run_charts_the_window_the_world_keeps_live_and_after_a_reload(se
     sc = parse_scenario(data)
     page.goto(f"{server}/?protocol=lb&speed=1&share={share.encode(sc, 70_000)}")
     wait_ready(page)
-    page.wait_for_function("Number(document.querySelector('#canvas').dataset.time) === 70", timeout=60_000)
+    page.wait_for_function("Number(document.querySelector('#canvas').dataset.time) === 70000", timeout=60_000)
     page.keyboard.press("Space")  # play on: live frames append to the window
-    page.wait_for_function("Number(document.querySelector('#canvas').dataset.time) > 71.5", timeout=20_000)
+    page.wait_for_function("Number(document.querySelector('#canvas').dataset.time) > 71500", timeout=20_000)
     pause(page)
     page.wait_for_function("window.__playground.state.logs.lb.drawn === window.__playground.state.logs.lb.rev")
     shown = page.evaluate("window.__playground.state.logs.lb.charts.lat.data[0]")
-    t = sim_time(page) * 1000
+    t = sim_time(page)
     sim = Simulation(sc)
     sim.run_until(t)
     kept = [r["t"] / 1000 for r in metrics_of(sim).out]
