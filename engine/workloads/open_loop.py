@@ -171,9 +171,14 @@ class OpenLoopClient(Node):
         self._schedule(ctx)
 
     def _schedule(self, ctx: Context) -> None:
-        t = next_arrival_us(self.workload, self.changes_us, ctx.now_us, self.rng, self.share)
-        if t is not None:
-            ctx.set_timer("arrive", t - ctx.now_us)
+        if self.changes_us:
+            t = next_arrival_us(self.workload, self.changes_us, ctx.now_us, self.rng, self.share)
+            if t is not None:
+                ctx.set_timer("arrive", t - ctx.now_us)
+            return
+        rate = self.workload.rate_per_s * self.share  # (next_arrival_us's draw at a constant rate)
+        if rate > 0:
+            ctx.set_timer("arrive", max(1, int(self.rng.expovariate(rate) * 1_000_000)))
 
     def _key(self) -> str | None:
         if self.cdf is None:
@@ -219,9 +224,10 @@ class OpenLoopClient(Node):
             self.timeout_armed = True
         ctx.send(target, {"kind": "ClientRequest", "client": self.id, "req": req, "key": key,
                           "cost_ms": cost})
-        self.records.append({"type": "request", "client": self.id, "id": req, "event": "arrive",
-                             "to": target, "key": key, "cost_ms": cost,
-                             "timeout_ms": self.timeout_ms})
+        if ctx.recording:
+            self.records.append({"type": "request", "client": self.id, "id": req,
+                                 "event": "arrive", "to": target, "key": key, "cost_ms": cost,
+                                 "timeout_ms": self.timeout_ms})
 
     def on_message(self, ctx: Context, src: str, msg: dict) -> None:
         if msg.get("kind") != "ClientReply":
@@ -229,6 +235,8 @@ class OpenLoopClient(Node):
         sent = self.pending.pop(msg["req"], None)
         if sent is None:
             return  # late (timed out) or duplicated
+        if not ctx.recording:
+            return  # (the request's end is its record, and nobody reads it now)
         if msg.get("ok"):
             event = "done"
         else:

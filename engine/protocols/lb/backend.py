@@ -56,11 +56,16 @@ class Backend(Node):
         now = ctx.now_us
         done = now + max(1, int(cost_ms * 1000 / self.speed))
         serving = self.serving
-        heapq.heappush(serving, (done, tid, src, client, req))
-        if serving[0][1] == tid:
+        if serving:
+            heapq.heappush(serving, (done, tid, src, client, req))
+            if serving[0][1] == tid:
+                ctx.set_timer("serve", done - now)
+        else:  # (the common case: an idle backend)
+            serving.append((done, tid, src, client, req))
             ctx.set_timer("serve", done - now)
-        self.records.append({"type": "request", "client": client, "id": req, "event": "start",
-                             "backend": self.id, "tid": tid})
+        if ctx.recording:
+            self.records.append({"type": "request", "client": client, "id": req, "event": "start",
+                                 "backend": self.id, "tid": tid})
 
     def on_timer(self, ctx, name) -> None:
         if name != "serve":
