@@ -90,7 +90,9 @@ class Balancer(Node):
         self.now_us = ctx.now_us
         k = msg["kind"]
         if k == "ClientRequest":
-            self._first_try(ctx, src, msg)
+            if self.max_retries and self.config.retries.budget:
+                self.budget_reqs.append(ctx.now_us)
+            self._try(ctx, src, msg["req"], msg["key"], msg["cost_ms"], 1, ())
         elif k == "Done":
             self._handle_done(ctx, msg)
         elif k == "ProbeReply":
@@ -118,11 +120,6 @@ class Balancer(Node):
                 self._try(ctx, t[0], t[1], t[2], t[3], t[4], t[7])
 
     # --- requests -------------------------------------------------------------------------------
-    def _first_try(self, ctx, client, msg) -> None:
-        if self.max_retries and self.config.retries.budget:
-            self.budget_reqs.append(ctx.now_us)
-        self._try(ctx, client, msg["req"], msg["key"], msg["cost_ms"], 1, ())
-
     def _try(self, ctx, client, req, key, cost, attempt, tried) -> None:
         algo = self.algo
         hkey = key
