@@ -21,6 +21,7 @@ when it found a counterexample, 1 when it did not within its budget, 2 on bad in
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -199,7 +200,10 @@ def cmd_bench(args, rest: list[str]) -> int:
     if args.lb:
         from engine.bench import run_lb_bench
 
-        _print(run_lb_bench(100_000 if args.quick else 1_000_000))
+        load = round(os.getloadavg()[0], 2)  # (the machine's load beside every timing)
+        res = run_lb_bench(100_000 if args.quick else 1_000_000)
+        _print({"load_average_1m_before": load, **res,
+                "load_average_1m_after": round(os.getloadavg()[0], 2)})
         return 0
     from engine.bench import run_bench
 

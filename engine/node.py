@@ -22,12 +22,16 @@ class Context:
     cases without a detour; the methods here are the general paths and the interface.
     """
 
-    __slots__ = ("_sim", "node_id", "now_us")
+    __slots__ = ("_sim", "node_id", "now_us", "recording")
 
     def __init__(self, sim, node_id: str, now_us: int):
         self._sim = sim
         self.node_id = node_id
         self.now_us = now_us
+        # Whether anyone reads the node's `records` now (a trace, a checker, a page). When nobody
+        # does, the kernel throws them away unread, so a node may skip building them; it must not
+        # decide anything else by it (a run is the same whoever watches).
+        self.recording = True
 
     def send(self, to: str, msg: dict) -> None:
         self._sim._send(self.node_id, to, msg)

@@ -55,39 +55,50 @@ class KernelContext(Context):
     its deadline (see `Simulation._set_timer`). Anything else goes through the general paths, with
     the same random draws."""
 
-    __slots__ = ("timers", "writes")
+    # The kernel's structures it writes to (each made once per world, so these stay its own,
+    # in a restored world too: one pickle keeps shared references shared).
+    __slots__ = ("timers", "writes", "_net", "_rand", "_flight", "_queue")
 
     def __init__(self, sim: "Simulation", node_id: str, now_us: int):
         super().__init__(sim, node_id, now_us)
         self.timers = sim._timers.setdefault(node_id, {})  # the same dict for the node's lifetime
         self.writes = sim._writes.setdefault(node_id, [])  # its pending writes (engine/storage.py)
+        self.recording = sim._records_wanted
+        self._net = sim.network
+        self._rand = sim.net_rng.random
+        self._flight = sim.flight
+        self._queue = sim._queue
 
     def send(self, to: str, msg: dict) -> None:
         sim = self._sim
         if self.writes:  # a write is pending: the message waits for it (engine/storage.py)
             sim._outbox[self.node_id].append((self.writes[-1][1], to, msg))
             return
-        net = sim.network
+        net = self._net
         if not net.plain or sim._want_msgs:
             sim._send(self.node_id, to, msg)
             return
         now = sim.now_us
         span = net.lat_span
-        arrive = now + net.lat_lo + (int(sim.net_rng.random() * span) if span else 0)
+        arrive = now + net.lat_lo + (int(self._rand() * span) if span else 0)
         mid = sim._next_msg_id
         sim._next_msg_id = mid + 1
-        sim.flight[mid] = (self.node_id, to, msg, now, arrive)
+        self._flight[mid] = (self.node_id, to, msg, now, arrive)
         sim._counter = cnt = sim._counter + 1
-        _heappush(sim._queue, (arrive, PRIO_EVENT, cnt, DELIVER, mid, None, None))
+        _heappush(self._queue, (arrive, PRIO_EVENT, cnt, DELIVER, mid, None, None))
 
     def set_timer(self, name: str, delay_us: int) -> None:
-        tm = self.timers.get(name)
-        if tm is not None and delay_us >= 0:
-            t = self.now_us + delay_us
-            if tm[2] <= t:
-                tm[0] = t
-                return
-        self._sim._set_timer(self.node_id, name, delay_us)
+        now = self.now_us  # (the kernel's: it is set whenever the context is handed out)
+        t = now + delay_us if delay_us > 0 else now
+        timers = self.timers
+        tm = timers.get(name)
+        if tm is not None and tm[2] <= t:
+            tm[0] = t
+            return
+        sim = self._sim  # (`Simulation._set_timer`, inline)
+        sim._counter = gen = sim._counter + 1
+        timers[name] = [t, gen, t]
+        _heappush(self._queue, (t, PRIO_EVENT, gen, TIMER, self.node_id, name, gen))
 
     def cancel_timer(self, name: str) -> None:
         self.timers.pop(name, None)
@@ -204,6 +215,8 @@ class Simulation:
         self._state_sinks = self._sinks["state"]
         self._records_wanted = bool(self._observers or self.checkers)
         self._want_msgs = any(self._sinks[t] for t in MESSAGE_RECORDS)
+        for ctx in self._contexts.values():
+            ctx.recording = self._records_wanted
         if self._records_wanted and not was_wanted:
             for nid, node in self.nodes.items():
                 if self.status[nid] != "down":
@@ -408,9 +421,10 @@ class Simulation:
     def run_until(self, t_ms: float) -> None:
         """Process every event due at or before t_ms, then set the clock to t_ms.
 
-        The common case, a message delivered to a running node with no partition or cut in the way,
-        is handled inline here (it is most of the events); everything else goes through
-        `_dispatch`, which does the same."""
+        The common cases, a message delivered to a running node with no partition or cut in the way
+        and a timer of a running node coming due, are handled inline here (they are most of the
+        events); everything else goes through `_dispatch`, which does the same. While nobody wants
+        records, neither path asks the node for its state (see `_refresh_wants`)."""
         limit = ms_to_us(t_ms)
         q = self._queue
         pop = _heappop
@@ -420,9 +434,11 @@ class Simulation:
         status = self.status
         nodes = self.nodes
         contexts = self._contexts
+        all_timers = self._timers
         net = self.network
-        # Only events other than deliveries (actions, the nemesis, timers) change the network,
-        # manual delivery or who wants records, so these are re-read after each of those.
+        # Only events other than deliveries and timers (actions, the nemesis, releases, writes)
+        # change the network, manual delivery or who wants records, so these are re-read after
+        # each of those. (A node's handler acts only through its context, which changes none.)
         fast = net.open and not self.manual
         want_msgs = self._want_msgs
         wanted = self._records_wanted
@@ -448,8 +464,27 @@ class Simulation:
                         elif node.records:
                             node.records.clear()
                         continue
-                elif kind == TIMER and not due(a, b, c, t):
-                    continue
+                elif kind == 1:  # TIMER
+                    timers = all_timers[a]
+                    tm = timers.get(b)
+                    if tm is None or tm[1] != c:
+                        continue  # cancelled, replaced, or the node crashed
+                    if tm[0] > t:
+                        due(a, b, c, t)  # moved later: queued again at its deadline
+                        continue
+                    if status[a] == "up":
+                        del timers[b]
+                        self.now_us = t
+                        events += 1
+                        node = nodes[a]
+                        ctx = contexts[a]
+                        ctx.now_us = t
+                        node.on_timer(ctx, b)
+                        if wanted:
+                            self._after(a, node)
+                        elif node.records:
+                            node.records.clear()
+                        continue
                 self.now_us = t
                 events += 1
                 dispatch(kind, a, b, c)

@@ -148,7 +148,7 @@ class OpenLoopClient(Node):
 
     kind = "client"
     __slots__ = ("workload", "entry", "changes_us", "cdf", "timeout_us", "timeout_ms", "share", "next_req",
-                 "pending", "deadlines", "timeout_armed", "_cost")
+                 "pending", "deadlines", "timeout_armed", "_cost", "_rate", "_exp_lambd")
 
     def __init__(self, node_id, entry, config, rng, workload: OpenLoopWorkload, share: float = 1.0):
         super().__init__(node_id, list(entry), config, rng)
@@ -166,14 +166,21 @@ class OpenLoopClient(Node):
         self.deadlines: deque[int] = deque()
         self.timeout_armed = False
         self._cost = workload.cost
+        self._rate = workload.rate_per_s * share  # (without a schedule or bursts: the rate, always)
+        # An exponential cost's draw, inline (draw_cost_ms's, the same float): the common case.
+        self._exp_lambd = 1 / workload.cost.mean_ms if workload.cost.dist == "exponential" else None
 
     def on_start(self, ctx: Context) -> None:
         self._schedule(ctx)
 
     def _schedule(self, ctx: Context) -> None:
-        t = next_arrival_us(self.workload, self.changes_us, ctx.now_us, self.rng, self.share)
-        if t is not None:
-            ctx.set_timer("arrive", t - ctx.now_us)
+        if self.changes_us:
+            t = next_arrival_us(self.workload, self.changes_us, ctx.now_us, self.rng, self.share)
+            if t is not None:
+                ctx.set_timer("arrive", t - ctx.now_us)
+            return
+        if self._rate > 0:  # (next_arrival_us's draw, at a constant rate)
+            ctx.set_timer("arrive", max(1, int(self.rng.expovariate(self._rate) * 1_000_000)))
 
     def _key(self) -> str | None:
         if self.cdf is None:
@@ -211,7 +218,9 @@ class OpenLoopClient(Node):
         self.next_req = req + 1
         target = self.entry[0] if len(self.entry) == 1 else self.rng.choice(self.entry)
         key = self._key() if self.cdf is not None else None
-        cost = draw_cost_ms(self._cost, self.rng)
+        lambd = self._exp_lambd
+        cost = (round(self.rng.expovariate(lambd), 3) if lambd is not None
+                else draw_cost_ms(self._cost, self.rng))
         self.pending[req] = ctx.now_us
         self.deadlines.append(req)
         if not self.timeout_armed:
@@ -219,9 +228,10 @@ class OpenLoopClient(Node):
             self.timeout_armed = True
         ctx.send(target, {"kind": "ClientRequest", "client": self.id, "req": req, "key": key,
                           "cost_ms": cost})
-        self.records.append({"type": "request", "client": self.id, "id": req, "event": "arrive",
-                             "to": target, "key": key, "cost_ms": cost,
-                             "timeout_ms": self.timeout_ms})
+        if ctx.recording:
+            self.records.append({"type": "request", "client": self.id, "id": req,
+                                 "event": "arrive", "to": target, "key": key, "cost_ms": cost,
+                                 "timeout_ms": self.timeout_ms})
 
     def on_message(self, ctx: Context, src: str, msg: dict) -> None:
         if msg.get("kind") != "ClientReply":
@@ -229,6 +239,8 @@ class OpenLoopClient(Node):
         sent = self.pending.pop(msg["req"], None)
         if sent is None:
             return  # late (timed out) or duplicated
+        if not ctx.recording:
+            return  # (the request's end is its record, and nobody reads it now)
         if msg.get("ok"):
             event = "done"
         else:

@@ -9,6 +9,7 @@ import io
 import random
 
 import numpy
+import orjson
 import pytest
 
 from engine.protocols.lb.checkers import Conservation, LeastConnectionsPick
@@ -322,3 +323,51 @@ def test_the_algorithm_action_switches_mid_run_and_replays_exactly():
     with pytest.raises(ScenarioError, match=r"actions\[0\]\.node: only a balancer"):
         parse_scenario({"protocol": "lb", "nodes": 2,
                         "actions": [{"do": "algorithm", "node": "b1", "algorithm": "random"}]})
+
+
+def _lc_crash_spec() -> dict:
+    """Least connections with health checks and retries; a backend crashes and restarts."""
+    return {"protocol": "lb", "seed": 5, "duration_ms": 6000, "topology": {"backends": 4},
+            "config": {"algorithm": "least_connections", "try_timeout_ms": 300,
+                       "health": {"enabled": True, "interval_ms": 400, "timeout_ms": 200},
+                       "retries": {"max_retries": 2}},
+            "workload": {"kind": "open_loop", "rate_per_s": 250, "timeout_ms": 800,
+                         "cost": {"dist": "exponential", "mean_ms": 12}},
+            "actions": [{"at": 1500, "do": "crash", "node": "b2"},
+                        {"at": 3500, "do": "restart", "node": "b2"}]}
+
+
+@pytest.mark.parametrize("source", ["least_connections_crash", "lb_crash_health.json",
+                                    "lb_retry_storm.json"])
+def test_records_nobody_reads_are_skipped_without_changing_the_run(source):
+    """Unwatched (no checker, no trace), the client, balancer and backend skip building their
+    records (`ctx.recording`), and least connections its evidence; the run must be the same one:
+    the same digest and events as with every checker on, and an observer that arrives half-way
+    gets exactly the records of one that watched all along."""
+    if source.endswith(".json"):
+        from pathlib import Path
+
+        spec = orjson.loads((Path(__file__).parents[2] / "scenarios" / source).read_bytes())
+    else:
+        spec = _lc_crash_spec()
+    sc = parse_scenario(spec)
+    checked = Simulation(sc)
+    checked.run()
+    unwatched = Simulation(sc, checkers=False)
+    unwatched.run()
+    assert (unwatched.digest(), unwatched.events) == (checked.digest(), checked.events)
+    assert checked.violations == []
+
+    half = sc.duration_ms / 2
+    always = Simulation(sc, checkers=False)
+    seen: list[dict] = []
+    always.subscribe(seen.append)
+    always.run()
+    late = Simulation(sc, checkers=False)
+    late.run_until(half)
+    got: list[dict] = []
+    late.subscribe(got.append)
+    late.run()
+    want = [r for r in seen if r["t"] > half]
+    assert sum(r["type"] == "request" for r in want) > 300
+    assert [orjson.dumps(r) for r in got] == [orjson.dumps(r) for r in want]

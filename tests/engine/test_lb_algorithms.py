@@ -15,7 +15,8 @@ from engine.protocols.lb.hashing import Ring, maglev_table
 
 
 class FakeBalancer:
-    """What an algorithm reads of its balancer: usable backends, loads, weights, an RNG, now."""
+    """What an algorithm reads of its balancer: usable backends, loads, weights, an RNG, now,
+    whether its records are read."""
 
     def __init__(self, backends, weights=None, seed=1):
         self.usable = tuple(backends)
@@ -24,6 +25,7 @@ class FakeBalancer:
         self.in_flight = {b: 0 for b in backends}
         self.rng = rngmod.stream(seed, "node:lb1")
         self.now_us = 0
+        self.recording = True
 
     def loads(self):
         return self.in_flight
@@ -69,6 +71,26 @@ def test_least_connections_picks_a_least_loaded_one_ties_at_random():
     assert set(got) == {"b2", "b3"} and min(got.values()) > 60
     b, told = a.pick(lb, "k")
     assert told == {"seen": {"b1": 3, "b2": 1, "b3": 1}}
+
+
+def test_least_connections_picks_the_same_whether_or_not_its_records_are_read():
+    """Unread, the pick skips its evidence (`seen`), and nothing else: the same backends from
+    the same draws, tie after tie, and an RNG left in the same state."""
+    backends = [f"b{i}" for i in range(1, 9)]
+    runs = []
+    for recording in (True, False):
+        a = algo("least_connections", backends)
+        lb = FakeBalancer(backends, seed=7)
+        lb.recording = recording
+        got = []
+        for i in range(300):
+            lb.in_flight[backends[i * 5 % 8]] = i % 3  # ties of 1 to 8 backends, and none
+            b, told = a.pick(lb, "k")
+            assert (told is not None) == recording
+            got.append(b)
+        runs.append((got, lb.rng.random()))
+    assert runs[0] == runs[1]
+    assert len(set(runs[0][0])) > 4
 
 
 def test_weighted_least_connections_counts_per_weight():

@@ -6,7 +6,9 @@ of load (`lb.loads()`: in-flight tries per backend, fresh or a stale snapshot), 
 (`lb.weight`), and draws only from the balancer's RNG stream (`lb.rng`).
 
 `pick(lb, key)` returns `(backend, told)`: `told` is None or extra fields for the `assign`
-record (what the checkers need to judge the pick: `seen` loads, sampled `choices`).
+record (what the checkers need to judge the pick: `seen` loads, sampled `choices`); an algorithm
+may skip building them while `lb.recording` is false (nobody reads the record then), never
+changing its pick or its draws by it.
 `pick_retry(lb, key, tried)` picks for a retry, among the usable backends not yet tried; the
 sequence algorithms (round robin, smooth WRR) leave their sequence alone for it, so first tries
 keep the exact sequence the checkers verify. `observe(b, latency_ms, now_us)` is told each
@@ -52,19 +54,17 @@ class Algorithm(abc.ABC):
 
 
 def _least(lb, cands, loads, weight):
-    """The candidate with the fewest in-flight tries (per unit of weight), ties at random."""
-    best = None
-    ties = []
-    for b in cands:
-        v = loads[b] if weight is None else loads[b] / weight[b]
-        if best is None or v < best:
-            best = v
-            ties = [b]
-        elif v == best:
-            ties.append(b)
-    if len(ties) == 1:
-        return ties[0], best
-    return ties[int(lb.rng.random() * len(ties))], best
+    """The candidate with the fewest in-flight tries (per unit of weight), ties at random (one
+    draw, among the tied in candidate order; none when one is least)."""
+    vals = (list(map(loads.__getitem__, cands)) if weight is None
+            else [loads[b] / weight[b] for b in cands])
+    best = min(vals)
+    n = vals.count(best)
+    i = vals.index(best)
+    if n > 1:  # the j-th of the tied, in candidate order
+        for _ in range(int(lb.rng.random() * n)):
+            i = vals.index(best, i + 1)
+    return cands[i], best
 
 
 def sample_d(rng, u, d: int) -> list:
@@ -200,6 +200,8 @@ class LeastConnections(Algorithm):
             return None, None
         loads = lb.loads()
         b, _ = _least(lb, u, loads, lb.weight if self.weighted else None)
+        if not lb.recording:
+            return b, None  # (nobody reads the assign record now)
         return b, {"seen": dict(loads)}  # every backend's count (the checker keeps the healthy)
 
 

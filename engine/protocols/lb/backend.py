@@ -16,6 +16,8 @@ from __future__ import annotations
 import heapq
 from collections import deque
 
+_heappush, _heappop = heapq.heappush, heapq.heappop
+
 from ...node import Node
 
 
@@ -56,11 +58,16 @@ class Backend(Node):
         now = ctx.now_us
         done = now + max(1, int(cost_ms * 1000 / self.speed))
         serving = self.serving
-        heapq.heappush(serving, (done, tid, src, client, req))
-        if serving[0][1] == tid:
+        if serving:
+            _heappush(serving, (done, tid, src, client, req))
+            if serving[0][1] == tid:
+                ctx.set_timer("serve", done - now)
+        else:  # (the common case: an idle backend)
+            serving.append((done, tid, src, client, req))
             ctx.set_timer("serve", done - now)
-        self.records.append({"type": "request", "client": client, "id": req, "event": "start",
-                             "backend": self.id, "tid": tid})
+        if ctx.recording:
+            self.records.append({"type": "request", "client": client, "id": req, "event": "start",
+                                 "backend": self.id, "tid": tid})
 
     def on_timer(self, ctx, name) -> None:
         if name != "serve":
@@ -68,7 +75,7 @@ class Backend(Node):
         now = ctx.now_us
         serving, queue = self.serving, self.queue
         while serving and serving[0][0] <= now:
-            _, tid, src, _c, _r = heapq.heappop(serving)
+            _, tid, src, _c, _r = _heappop(serving)
             self.served += 1
             ctx.send(src, {"kind": "Done", "tid": tid, "ok": True})
             if queue:

@@ -28,7 +28,7 @@ class Balancer(Node):
                  "usable_set", "believed", "tries", "next_tid", "try_us", "try_deadlines",
                  "try_armed", "errors", "probe_seq", "awaiting", "ok_run", "fail_run",
                  "budget_reqs", "budget_retries", "backoff", "now_us", "stale", "view_at",
-                 "_told", "_version", "stale_health", "refresh_us", "max_retries")
+                 "_told", "_version", "stale_health", "refresh_us", "max_retries", "recording")
 
     def __init__(self, nid, topology, config, rng, persistent=None):
         super().__init__(nid, topology.neighbours(nid), config, rng)
@@ -57,6 +57,7 @@ class Balancer(Node):
         self.stale = dict(self.in_flight)
         self.view_at = 0
         self.max_retries = config.retries.max_retries
+        self.recording = True  # whether this try's records are read (the context's, per try)
         self._told = None
         self._version = 0
         self._rebuild()
@@ -89,7 +90,9 @@ class Balancer(Node):
         self.now_us = ctx.now_us
         k = msg["kind"]
         if k == "ClientRequest":
-            self._first_try(ctx, src, msg)
+            if self.max_retries and self.config.retries.budget:
+                self.budget_reqs.append(ctx.now_us)
+            self._try(ctx, src, msg["req"], msg["key"], msg["cost_ms"], 1, ())
         elif k == "Done":
             self._handle_done(ctx, msg)
         elif k == "ProbeReply":
@@ -117,19 +120,16 @@ class Balancer(Node):
                 self._try(ctx, t[0], t[1], t[2], t[3], t[4], t[7])
 
     # --- requests -------------------------------------------------------------------------------
-    def _first_try(self, ctx, client, msg) -> None:
-        if self.max_retries and self.config.retries.budget:
-            self.budget_reqs.append(ctx.now_us)
-        self._try(ctx, client, msg["req"], msg["key"], msg["cost_ms"], 1, ())
-
     def _try(self, ctx, client, req, key, cost, attempt, tried) -> None:
+        algo = self.algo
         hkey = key
-        if key is None and self.algo.hashes:
+        if key is None and algo.hashes:
             hkey = f"{client}:{req}"  # (formatted only for the hashing algorithms)
+        self.recording = recording = ctx.recording
         if attempt == 1:
-            b, told = self.algo.pick(self, hkey)
+            b, told = algo.pick(self, hkey)
         else:
-            b, told = self.algo.pick_retry(self, hkey, tried)
+            b, told = algo.pick_retry(self, hkey, tried)
         if b is None:
             ctx.send(client, {"kind": "ClientReply", "req": req, "ok": False, "why": "no_backend"})
             return
@@ -139,11 +139,12 @@ class Balancer(Node):
         self.tries[tid] = [client, req, key, cost, attempt, b, now, tried + (b,)]
         self.in_flight[b] += 1
         ctx.send(b, {"kind": "Work", "tid": tid, "client": client, "req": req, "cost_ms": cost})
-        rec = {"type": "request", "client": client, "id": req, "event": "assign", "lb": self.id,
-               "backend": b, "attempt": attempt, "tid": tid}
-        if told is not None:
-            rec.update(told)
-        self.records.append(rec)
+        if recording:
+            rec = {"type": "request", "client": client, "id": req, "event": "assign",
+                   "lb": self.id, "backend": b, "attempt": attempt, "tid": tid}
+            if told is not None:
+                rec.update(told)
+            self.records.append(rec)
         self.try_deadlines.append((now + self.try_us, tid))
         if not self.try_armed:
             ctx.set_timer("try", self.try_us)

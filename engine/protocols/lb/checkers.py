@@ -212,6 +212,8 @@ class LeastConnectionsPick(_PerBalancer):
         def per(x):
             return seen[x] / w[x] if w else seen[x]
 
+        if w is None and b in seen and min(seen.values()) == seen[b]:
+            return  # least of all, so of the healthy too (the common case: no sort, no scan)
         better = [c for c in sorted(seen) if c in healthy and per(c) < per(b)]
         if better:
             self.report(rec["t"], [lb, b, better[0]], f"{lb} picked {b} ({seen[b]} in flight) "
