@@ -213,9 +213,9 @@ def cmd_figure16(args) -> int:
     root = Path(__file__).resolve().parent.parent / "scenarios"
     t0 = time.perf_counter()
     if args.variants:
-        from engine.protocols.raft.figure16 import run_variants
+        from engine.bench import run_figure16_variants
 
-        rows = run_variants(lambda name: orjson.loads((root / f"{name}.json").read_bytes()),
+        rows = run_figure16_variants(lambda name: orjson.loads((root / f"{name}.json").read_bytes()),
                             args.trials, workers=args.workers)
         _print({"trials": args.trials, "workers": args.workers,
                 "wall_s": round(time.perf_counter() - t0, 1), "variants": rows})

@@ -121,3 +121,10 @@ def test_the_broadcast_time_is_a_round_trip_plus_the_followers_write():
 def test_the_lessons_broadcast_time_is_the_papers_roughly_15_ms():
     s = f16.run_broadcast(base(), 20, workers=1)
     assert s["censored"] == 0 and 12 <= s["mean"] <= 18
+
+
+def test_the_variants_table_has_one_row_per_variant_with_its_broadcast_time():
+    rows = f16.run_variants(lambda name: base(), trials=2, workers=1)
+    assert [r["variant"] for r in rows] == [v[0] for v in f16.VARIANTS]
+    assert rows[0]["overlap_vote_write"] and not rows[1]["overlap_vote_write"]
+    assert all(r["broadcast_ms"] > 0 and "150-155 median" in r and "12-24 max ok" in r for r in rows)
