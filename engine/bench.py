@@ -22,6 +22,7 @@ import tracemalloc
 from .node import Node
 from .protocols.lb.bench import run_lb_bench
 from .protocols.raft.figure16 import run_figure as run_figure16
+from .protocols.raft.figure16 import run_variants as run_figure16_variants
 from .protocols import ProtocolSpec, mesh_topology
 from .scenario import parse_scenario
 from .sim import Simulation
@@ -185,4 +186,4 @@ def run_bench(quick: bool = False) -> dict:
     return out
 
 
-__all__ = ["run_bench", "run_lb_bench", "run_figure16"]
+__all__ = ["run_bench", "run_lb_bench", "run_figure16", "run_figure16_variants"]

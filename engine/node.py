@@ -50,6 +50,17 @@ class Context:
         if self._sim.disk is not None:
             self._sim._persist(self.node_id)
 
+    def send_now(self, to: str, msg: dict) -> None:
+        """Send a message that does not depend on the node's pending writes: it leaves at once
+        even while a write is in flight (engine/storage.py). Only for a message whose sender does
+        not rely on the write until it completes (see `Node.on_written`); otherwise `send`."""
+        self._sim._send(self.node_id, to, msg)
+
+    def write_pending(self) -> bool:
+        """Whether a write of this node to stable storage is still in flight (always False
+        without a storage latency)."""
+        return bool(self._sim._writes.get(self.node_id)) if self._sim.disk is not None else False
+
 
 class Node:
     """Base class. Subclasses override the `on_*` hooks and the state accessors."""
@@ -78,6 +89,12 @@ class Node:
 
     def on_command(self, ctx: Context, command: dict) -> None:
         """Handle a user command addressed to this node (e.g. force an election timeout)."""
+
+    def on_written(self, ctx: Context) -> None:
+        """A write of this node to stable storage completed (engine/storage.py); called only
+        for a node class that overrides it, when it is running, and once more whenever it resumes
+        from a pause (whether or not a write completed meanwhile), so it must be idempotent.
+        `ctx.write_pending()` says whether later writes are still in flight."""
 
     # --- outputs ------------------------------------------------------------------------------
     def persistent_state(self) -> Any:

@@ -343,6 +343,14 @@ class Simulation:
         self._durable[nid] = writes.pop(0)[3]
         if self.status[nid] == "up":
             self._flush(nid)
+            self._tell_written(nid)
+
+    def _tell_written(self, nid: str) -> None:
+        """Call the node's `on_written` if its class has one (no other node notices writes)."""
+        node = self.nodes[nid]
+        if type(node).on_written is not Node.on_written:
+            node.on_written(self._ctx(nid))
+            self._after(nid, node)
 
     def _flush(self, nid: str) -> None:
         """Send the held messages whose writes are all done, in the order they were sent."""
@@ -664,6 +672,7 @@ class Simulation:
             self.status[nid] = "up"
             if self.disk is not None:
                 self._flush(nid)  # what its writes completed meanwhile released, first
+                self._tell_written(nid)
             # The held inputs travel with the release event, so a pause at the same instant
             # starts a fresh buffer instead of swallowing this one.
             self._push(self.now_us, PRIO_EVENT, RELEASE, nid, self._held.pop(nid, []), None)

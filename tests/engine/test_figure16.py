@@ -104,3 +104,27 @@ def test_the_svg_plots_every_line():
     res = f16.run_lines(base(), [(12, 24), (25, 50)], trials=5, workers=1)
     out = f16.svg([("bottom: lower timeouts", res)])
     assert out.startswith("<svg") and out.count("<path") == 2 and "12-24 ms" in out
+
+
+def test_the_broadcast_time_is_a_round_trip_plus_the_followers_write():
+    """§5.6's broadcast time, measured: with one-way 1 ms and every write 5 ms, the leader's
+    AppendEntries with an entry is answered by all four followers 1 + 5 + 1 ms after it leaves
+    (the leader's own write before it leaves is not counted)."""
+    b = base()
+    b["network"] = {"latency_ms_min": 1, "latency_ms_max": 1}
+    b["storage"] = {"latency_ms_min": 5, "latency_ms_max": 5}
+    for overlap in (False, True):
+        b["config"] = {**b["config"], "overlap_vote_write": overlap, "leader_parallel_write": overlap}
+        assert f16.broadcast_trial((b, 0)) == 7.0
+
+
+def test_the_lessons_broadcast_time_is_the_papers_roughly_15_ms():
+    s = f16.run_broadcast(base(), 20, workers=1)
+    assert s["censored"] == 0 and 12 <= s["mean"] <= 18
+
+
+def test_the_variants_table_has_one_row_per_variant_with_its_broadcast_time():
+    rows = f16.run_variants(lambda name: base(), trials=2, workers=1)
+    assert [r["variant"] for r in rows] == [v[0] for v in f16.VARIANTS]
+    assert rows[0]["overlap_vote_write"] and not rows[1]["overlap_vote_write"]
+    assert all(r["broadcast_ms"] > 0 and "150-155 median" in r and "12-24 max ok" in r for r in rows)

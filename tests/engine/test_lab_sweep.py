@@ -164,7 +164,7 @@ def test_failing_runs_are_listed_with_a_link_that_reproduces_them(tmp_path, caps
     (["--seeds", "0..x"], "--seeds: 'x' is not a whole number"),
     (["--seeds", "0..3", "--nodes", "0"], "--nodes: 0 is below 1"),
     (["--seeds", "0..3", "--measure", "nope"],
-     "--measure nope: unknown measure for raft (known: commit_latency_ms, election_downtime_ms, leader_changes"),
+     "--measure nope: unknown measure for raft (known: broadcast_time_ms, commit_latency_ms, election_downtime_ms, leader_changes"),
     (["--seeds", "0..3", "--set", "config.electon_timeout=1,2"], "config.electon_timeout: unknown field"),
     (["--seeds", "0..3", "--set", "config.heartbeat_ms=-5"], "config.heartbeat_ms=-5: config.heartbeat_ms:"),
     (["--seeds", "0..3", "--set", "duration_ms"], "--set 'duration_ms': write NAME=VALUE"),

@@ -10,7 +10,7 @@ from .actions import Heartbeat, Lag, Timeout, Transfer
 from .checkers import RAFT_INVARIANTS, make_raft_checkers
 from .config import MUTATIONS, RaftConfig, upgrade
 from .liveness import LeaderAfterHeal
-from .measures import ElectionDowntime
+from .measures import BroadcastTime, ElectionDowntime
 from .measures_lab import RAFT_LAB_MEASURES
 from .node import LEADER, RaftNode
 from .words import RAFT_WORDS
@@ -44,5 +44,6 @@ PROTOCOL = ProtocolSpec(
     nemesis_targets={"leader": leaders},
     workloads=("kv",),
     upgrade=upgrade,
-    measures={**RAFT_LAB_MEASURES, ElectionDowntime.name: ElectionDowntime},
+    measures={**RAFT_LAB_MEASURES, ElectionDowntime.name: ElectionDowntime,
+              BroadcastTime.name: BroadcastTime},
 )

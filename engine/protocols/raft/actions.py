@@ -65,7 +65,8 @@ class Lag(LeaderAction):
     eligible to become leader". The leader appends a fresh (no-op) entry and from now on ships
     entries to all but its last `followers` followers (in id order), which get bare heartbeats for
     the rest of its term (slow followers): their logs stay one entry short, so they cannot win the
-    next election (§5.4.1), though they still vote."""
+    next election (§5.4.1), though they still vote. With `followers: 0` every follower gets the
+    entry (a broadcast that each follower writes before it answers: §5.6's broadcast time)."""
 
     do: Literal["lag"]
-    followers: int = Field(1, ge=1, le=50)
+    followers: int = Field(1, ge=0, le=50)

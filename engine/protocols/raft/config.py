@@ -28,6 +28,12 @@ class RaftConfig(Strict):
     heartbeat_ms: float = Field(50, gt=0, le=60_000)
     pre_vote: bool = False
     check_quorum: bool = False
+    # Thesis §9.3 (split votes, total election time): the candidate's write of its new term and
+    # its own vote overlaps its RequestVote messages; it counts its own vote once that is durable.
+    overlap_vote_write: bool = False
+    # Thesis §10.2.1: the leader writes its log in parallel with replicating it (AppendEntries
+    # leave before the leader's own write is done); its own match index is what is durable.
+    leader_parallel_write: bool = False
     max_entries_per_append: int = Field(64, ge=1, le=10_000)
     client_timeout_ms: float = Field(1000, gt=0, le=600_000)
     mutations: tuple[str, ...] = ()

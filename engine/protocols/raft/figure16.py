@@ -20,7 +20,7 @@ from typing import Any
 
 from ...scenario import parse_scenario
 from ...sim import Simulation
-from .measures import ElectionDowntime
+from .measures import BroadcastTime, ElectionDowntime
 
 TOP = ((150, 150), (150, 151), (150, 155), (150, 175), (150, 200), (150, 300))
 BOTTOM = ((12, 24), (25, 50), (50, 100), (100, 200), (150, 300))
@@ -62,6 +62,40 @@ def trial(args: tuple[dict, float, float, int]) -> float | None:
     while sim.now_ms < end and m.elected_t is None:  # nothing after the election counts
         sim.run_until(min(end, sim.now_ms + 100))
     return m.value()
+
+
+def broadcast_scenario(base: dict, seed: int) -> dict:
+    """The lesson's cluster (network, storage, config) staging one broadcast: n1 is made leader
+    at 0 ms and at 970 ms appends an entry that every follower gets (`lag` with no laggards)."""
+    d = line_scenario(base, base["config"]["election_timeout_ms_min"],
+                      base["config"]["election_timeout_ms_max"], seed)
+    d["actions"] = [{"at": 0, "do": "timeout", "node": "n1"},
+                    {"at": 970, "do": "lag", "followers": 0}]
+    d["duration_ms"] = 1100
+    return d
+
+
+def broadcast_trial(args: tuple[dict, int]) -> float | None:
+    """One sample of the config's broadcast time (ms), measured by `broadcast_time_ms`."""
+    base, seed = args
+    sc = parse_scenario(broadcast_scenario(base, seed))
+    sim = Simulation(sc, checkers=False)
+    m = BroadcastTime(sim.topology, sc.config, sc)
+    sim.subscribe(m, messages=True)
+    sim.run_until(sc.duration_ms)
+    return m.value()
+
+
+def run_broadcast(base: dict, trials: int, workers: int = 2) -> dict[str, Any]:
+    """The measured broadcast time of the lesson's config over `trials` seeds (§5.6's "average
+    time"): the mean, and the spread."""
+    jobs = [(base, s) for s in range(trials)]
+    if workers > 1:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            values = pool.map(broadcast_trial, jobs, chunksize=max(1, trials // (workers * 4)))
+    else:
+        values = [broadcast_trial(j) for j in jobs]
+    return summarise(values)
 
 
 def summarise(values: list[float | None]) -> dict[str, Any]:
@@ -126,6 +160,61 @@ def run_lines(base: dict, lines, trials: int, workers: int = 2, first_seed: int 
     return out
 
 
+# What the published points depend on (docs/figure16.md, "Why these rules"): the lesson's
+# config with the network, the storage and the two thesis overlaps changed, one row each.
+# LogCabin's order: the candidate writes its term and vote before RequestVote leaves and the
+# leader before its AppendEntries do (RaftConsensus::startNewElection, becomeLeader, 2013).
+_NET = {"latency_ms_min": 2, "latency_ms_max": 3}
+_DISK = {"latency_ms_min": 5, "latency_ms_max": 7.5, "dist": "exponential"}
+_BOTH = {"overlap_vote_write": True, "leader_parallel_write": True}
+_NONE = {"overlap_vote_write": False, "leader_parallel_write": False}
+VARIANTS = (
+    ("the lesson: thesis §9.3 + §10.2.1 overlaps", _NET, _DISK, _BOTH),
+    ("LogCabin's order (no overlap), same disk and network", _NET, _DISK, _NONE),
+    ("only §9.3 (candidate's write overlapped)", _NET, _DISK,
+     {"overlap_vote_write": True, "leader_parallel_write": False}),
+    ("only §10.2.1 (leader's write overlapped)", _NET, _DISK,
+     {"overlap_vote_write": False, "leader_parallel_write": True}),
+    ("LogCabin's order, faster network (one-way 0.5-1.5 ms), disk 10-14 ms",
+     {"latency_ms_min": 0.5, "latency_ms_max": 1.5}, {"latency_ms_min": 10, "latency_ms_max": 14},
+     _NONE),
+    ("LogCabin's order, one-way 0.5-1.5 ms, disk 1-3 ms (the old lesson)",
+     {"latency_ms_min": 0.5, "latency_ms_max": 1.5}, {"latency_ms_min": 1, "latency_ms_max": 3},
+     _NONE),
+    ("overlaps, one-way 1-2 ms, disk 7 ms + exp(3.5)",
+     {"latency_ms_min": 1, "latency_ms_max": 2},
+     {"latency_ms_min": 7, "latency_ms_max": 10.5, "dist": "exponential"}, _BOTH),
+    ("overlaps, one-way 3-4 ms, disk 3 ms + exp(1.5)",
+     {"latency_ms_min": 3, "latency_ms_max": 4},
+     {"latency_ms_min": 3, "latency_ms_max": 4.5, "dist": "exponential"}, _BOTH),
+    ("network only: one-way 4-6 ms, no disk (cf. Howard et al.: one-way ~N(5, 3) ms)",
+     {"latency_ms_min": 4, "latency_ms_max": 6}, {"latency_ms_min": 0, "latency_ms_max": 0}, _BOTH),
+)
+VARIANT_LINES = ((150, 155), (150, 200), (12, 24))
+
+
+def run_variants(load, trials: int, workers: int = 2) -> list[dict[str, Any]]:
+    """One row per VARIANTS entry: its measured broadcast time and the published points' lines
+    (`trials` seeds each), the paper's figures beside."""
+    rows = []
+    for title, net, disk, switches in VARIANTS:
+        base = copy.deepcopy(load(GRAPHS[0][1]))
+        base["network"], base["storage"] = dict(net), dict(disk)
+        base["config"] = {**base["config"], **switches}
+        if not disk["latency_ms_max"]:
+            del base["storage"]
+        res = run_lines(base, VARIANT_LINES, trials, workers=workers)
+        row = {"variant": title, "network": net, "storage": disk, **switches,
+               "broadcast_ms": run_broadcast(base, min(trials, 200), workers)["mean"]}
+        for name, line in res.items():
+            for p in line["paper"]:
+                row[f"{name} {p['stat']}"] = p["ours"]
+                row[f"{name} {p['stat']} ok"] = p["ok"]
+            row[f"{name} censored"] = line["summary"]["censored"]
+        rows.append(row)
+    return rows
+
+
 GRAPHS = (("top: 150 ms minimum, more randomness", "figure16_top", TOP),
           ("bottom: lower timeouts", "figure16_bottom", BOTTOM))
 
@@ -144,7 +233,9 @@ def run_figure(load, trials: int, workers: int = 2) -> dict[str, Any]:
             table.append({"graph": key, "line": name, **line["summary"], "paper": line["paper"]})
             rows.extend([key, name, seed, "" if v is None else v]
                         for seed, v in enumerate(line["values"]))
-    return {"table": table, "values": values, "csv": rows, "svg": svg(graphs)}
+    bcast = run_broadcast(load(GRAPHS[0][1]), min(trials, 200), workers=workers)
+    return {"table": table, "values": values, "csv": rows, "svg": svg(graphs),
+            "broadcast_ms": bcast}
 
 
 def cdf_points(values: list[float | None]) -> list[tuple[float, float]]:
@@ -213,4 +304,5 @@ def svg(graphs: list[tuple[str, dict]], width: int = 640, height: int = 260) -> 
 
 
 __all__ = ["TOP", "BOTTOM", "PAPER", "GRAPHS", "line_scenario", "trial", "summarise", "compare",
+           "broadcast_scenario", "broadcast_trial", "run_broadcast", "VARIANTS", "run_variants",
            "run_lines", "run_figure", "cdf_points", "svg"]

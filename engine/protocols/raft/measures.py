@@ -46,3 +46,54 @@ class ElectionDowntime(Measure):
             return None
         return round(self.elected_t - self.crash_t, 3)
 
+
+
+class BroadcastTime(Measure):
+    """§5.6: the broadcast time, "the average time it takes a server to send RPCs in parallel to
+    every server in the cluster and receive their responses" (thesis §9.4: "network round trip
+    plus disk write"). One sample: from the first instant a leader sends AppendEntries carrying
+    entries to several followers at once (each must write them before it answers) until the last
+    of those followers' successful answers reaches it. The time the RPCs wait for the leader's own
+    write is not counted (they have not been sent yet). None if no such broadcast completed.
+
+    The run must stage one: a leader appending an entry that every follower gets (Raft's `lag`
+    action with `followers: 0`, as `playground bench --figure16` does)."""
+
+    name = "broadcast_time_ms"
+    unit = "ms"
+    doc = "time for a leader's AppendEntries with entries to reach every follower and be answered"
+    messages = True
+
+    def __init__(self, topology, config, scenario) -> None:
+        super().__init__(topology, config, scenario)
+        self.sent: dict[int, tuple[str, str]] = {}  # AppendEntries id -> (leader, follower)
+        self.waiting: set[str] = set()  # followers not yet answered
+        self.leader: str | None = None
+        self.t0: float | None = None
+        self.t1: float | None = None
+        self.acks: dict[int, str] = {}  # response id -> follower (sent to the leader)
+        self.index = 0  # the last entry of the broadcast
+
+    def __call__(self, rec: dict) -> None:
+        if self.t1 is not None:
+            return
+        kind = rec["type"]
+        if kind == "send":
+            msg = rec["msg"]
+            if self.t0 is None and msg.get("kind") == "AppendEntries" and msg["entries"]:
+                self.leader, self.t0 = rec["from"], rec["t"]
+                self.index = msg["prev_log_index"] + len(msg["entries"])
+            if (self.t0 == rec["t"] and rec["from"] == self.leader
+                    and msg.get("kind") == "AppendEntries" and msg["entries"]):
+                self.waiting.add(rec["to"])
+            elif (self.t0 is not None and rec["to"] == self.leader
+                  and msg.get("kind") == "AppendEntriesResponse" and msg["success"]
+                  and msg["match_index"] >= self.index):
+                self.acks[rec["id"]] = rec["from"]
+        elif kind == "deliver" and rec["id"] in self.acks:
+            self.waiting.discard(self.acks.pop(rec["id"]))
+            if not self.waiting:
+                self.t1 = rec["t"]
+
+    def value(self) -> float | None:
+        return None if self.t1 is None else round(self.t1 - self.t0, 3)

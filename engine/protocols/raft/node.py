@@ -24,6 +24,7 @@ class RaftNode(Node):
     # (30), and beyond that every attribute access is a dict lookup; slots make them offsets.
     __slots__ = (
         "et_min_us", "et_max_us", "heartbeat_us", "max_entries", "pre_vote", "check_quorum",
+        "overlap_vote_write", "self_vote_pending", "leader_parallel_write", "durable_index",
         "m_commit_previous_term", "m_vote_without_log_check", "m_forget_vote", "quorum",
         "current_term", "voted_for", "log", "commit_index", "last_applied", "kv", "sessions",
         "role", "leader_id", "election_deadline_us", "last_leader_contact_us", "votes",
@@ -40,6 +41,10 @@ class RaftNode(Node):
         self.max_entries = cfg.max_entries_per_append
         self.pre_vote = cfg.pre_vote
         self.check_quorum = cfg.check_quorum
+        self.overlap_vote_write = cfg.overlap_vote_write
+        self.self_vote_pending = False  # our own vote is being written (overlap_vote_write)
+        self.leader_parallel_write = cfg.leader_parallel_write
+        self.durable_index = 0  # a leader's log known durable (leader_parallel_write)
         muts = set(cfg.mutations)
         self.m_commit_previous_term = "commit_previous_term" in muts
         self.m_vote_without_log_check = "vote_without_log_check" in muts
@@ -143,23 +148,57 @@ class RaftNode(Node):
         self._broadcast_vote_request(ctx, pre_vote=True, transfer=False)
 
     def become_candidate(self, ctx: Context, transfer: bool = False) -> None:
-        """§5.2: increment currentTerm, vote for self, reset the election timer, send RequestVote."""
+        """§5.2: increment currentTerm, vote for self, reset the election timer, send RequestVote.
+
+        By default the new term and the vote for itself are durable before RequestVote leaves
+        (LogCabin's order: RaftConsensus::startNewElection writes them, holding its lock, before
+        the peer threads send). With `overlap_vote_write` (thesis §9.3: "this time can be
+        overlapped with the RequestVote messages (with this optimization, the candidate may not
+        count its own vote towards leadership until the vote is durably recorded)") RequestVote
+        leaves at once and the candidate's own vote counts only when `on_written` says so."""
         self.current_term += 1
         self.voted_for = self.id
-        ctx.persist()  # the new term and the vote for itself are durable before RequestVote leaves
+        ctx.persist()
         self.role = CANDIDATE
         self._step = self._step_candidate
         self.leader_id = None
-        self.votes = {self.id}
         self._reset_election_timer(ctx)
+        self.self_vote_pending = self.overlap_vote_write and ctx.write_pending()
+        if self.self_vote_pending:
+            self.votes = set()
+            self._broadcast_vote_request(ctx, pre_vote=False, transfer=transfer, now=True)
+            return
+        self.votes = {self.id}
         if len(self.votes) >= self.quorum:
             self.become_leader(ctx)
             return
         self._broadcast_vote_request(ctx, pre_vote=False, transfer=transfer)
 
-    def _broadcast_vote_request(self, ctx: Context, pre_vote: bool, transfer: bool) -> None:
+    def on_written_vote(self, ctx: Context) -> None:
+        """Thesis §9.3: a candidate's own vote counts once it is durably recorded (with
+        `overlap_vote_write`; writes complete in order, so none pending means it is)."""
+        if ctx.write_pending():
+            return
+        self.self_vote_pending = False
+        if self.role != CANDIDATE:
+            return  # stepped down meanwhile: the vote no longer matters
+        self.votes.add(self.id)
+        if len(self.votes) >= self.quorum:
+            self.become_leader(ctx)
+
+    def on_written(self, ctx: Context) -> None:
+        """What a completed write means to us: a candidate's own vote counts (thesis §9.3); a
+        leader's own match index advances (thesis §10.2.1)."""
+        if self.self_vote_pending:
+            self.on_written_vote(ctx)
+        elif self.role == LEADER and self.leader_parallel_write and not ctx.write_pending():
+            self.maybe_commit(ctx)
+
+    def _broadcast_vote_request(self, ctx: Context, pre_vote: bool, transfer: bool,
+                                now: bool = False) -> None:
         """§5.2: send RequestVote to every other server (a pre-vote asks about the next term
-        without taking it, thesis §9.6; a transfer's request is marked, thesis §3.10)."""
+        without taking it, thesis §9.6; a transfer's request is marked, thesis §3.10). `now`:
+        without waiting for our pending write (thesis §9.3, `overlap_vote_write`)."""
         msg = {"kind": "RequestVote", "term": self.current_term + (1 if pre_vote else 0),
                "candidate": self.id, "last_log_index": self.last_index(),
                "last_log_term": self.last_term()}
@@ -167,8 +206,9 @@ class RaftNode(Node):
             msg["pre_vote"] = True
         if transfer:
             msg["transfer"] = True
+        send = ctx.send_now if now else ctx.send
         for p in self.peers:
-            ctx.send(p, msg)
+            send(p, msg)
 
     def become_leader(self, ctx: Context) -> None:
         """§5.2/§5.3: initialise nextIndex and matchIndex; §8: append a no-op from this term."""
@@ -182,6 +222,8 @@ class RaftNode(Node):
         self.last_sent_us = {}
         self.recent_active = set()
         self.lagging = frozenset()
+        if self.leader_parallel_write:
+            self.durable_index = 0 if ctx.write_pending() else self.last_index()
         self.log.append((self.current_term, None))
         ctx.persist()
         self.bcast_append(ctx)
@@ -359,6 +401,8 @@ class RaftNode(Node):
         if not m["granted"]:
             return
         self.votes.add(src)
+        if self.self_vote_pending and not pre:
+            return  # thesis §9.3: no leadership before our own term and vote are durable
         if len(self.votes) >= self.quorum:
             if pre:
                 self.become_candidate(ctx)
@@ -376,7 +420,8 @@ class RaftNode(Node):
             entries = []
         else:
             entries = log[prev:prev + self.max_entries]
-        ctx.send(peer, {"kind": "AppendEntries", "term": self.current_term, "leader": self.id,
+        send = ctx.send_now if self.leader_parallel_write else ctx.send  # thesis §10.2.1
+        send(peer, {"kind": "AppendEntries", "term": self.current_term, "leader": self.id,
                         "prev_log_index": prev, "prev_log_term": log[prev - 1][0] if prev else 0,
                         "entries": entries, "leader_commit": self.commit_index})
         self.last_sent_us[peer] = ctx.now_us
@@ -502,7 +547,12 @@ class RaftNode(Node):
         log[N].term == currentTerm (Figure 8). The `commit_previous_term` mutation drops that
         last condition."""
         matches = list(self.match_index.values())
-        matches.append(len(self.log))
+        if not self.leader_parallel_write:
+            matches.append(len(self.log))
+        else:  # thesis §10.2.1: "the leader uses its own match index" for what is durable
+            if not ctx.write_pending():
+                self.durable_index = len(self.log)
+            matches.append(self.durable_index)
         matches.sort(reverse=True)
         n = matches[self.quorum - 1]
         if n <= self.commit_index:
@@ -627,4 +677,6 @@ class RaftNode(Node):
                 sorted(self.next_index.items()), sorted(self.match_index.items()),
                 sorted(self.last_sent_us.items()), sorted(self.recent_active), sorted(self.pending.items()), self.transfer_to,
                 self.last_leader_contact_us] + ([sorted(self.lagging), self.lag_from]
-                                                if self.lagging else [])
+                                                if self.lagging else []) + (
+                    ["self_vote_pending"] if self.self_vote_pending else []) + (
+                    [self.durable_index] if self.leader_parallel_write else [])
