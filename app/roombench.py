@@ -179,19 +179,23 @@ def _cpu_split(pid: int) -> tuple[float, float]:
 
 
 # --- the bench -----------------------------------------------------------------------------------
-async def _presenter(port: int):
-    """A live session on `port` with its room open: (websocket, code, the task draining it)."""
+async def open_room(port: int):
+    """A live session on `port` with its room open: (the presenter's websocket, the room's code)."""
     from websockets.asyncio.client import connect
 
     p = await connect(f"ws://127.0.0.1:{port}/ws", max_size=None, compression=None)
     while orjson.loads(await p.recv())["type"] != "snapshot":
         pass
     await p.send('{"type": "control", "do": "room_open"}')
-    code = None
-    while code is None:
+    while True:
         f = orjson.loads(await p.recv())
         if f["type"] == "room":
-            code = f["code"]
+            return p, f["code"]
+
+
+async def _presenter(port: int):
+    """`open_room`, and a task reading the presenter's frames: (websocket, code, task)."""
+    p, code = await open_room(port)
 
     async def drain():
         try:
@@ -290,6 +294,9 @@ def main(argv: list[str]) -> int:
                     help="load-generator processes the viewers are spread over")
     ap.add_argument("--warmup-s", type=float, default=5)
     ap.add_argument("--measure-s", type=float, default=15)
+    ap.add_argument("--ws", default="auto", choices=["auto", "websockets-sansio", "websockets", "wsproto"],
+                    help="uvicorn's WebSocket implementation (auto: websockets-sansio, the one the "
+                         "followers' raw write path works with; the others send through ASGI)")
     ap.add_argument("--profile", metavar="FILE",
                     help="run worker B (viewers only) under cProfile, its stats written to FILE")
     a = ap.parse_args(argv)
@@ -317,7 +324,7 @@ def main(argv: list[str]) -> int:
             port = _free_port()
             run = ["-c", _PROFILED.format(out=a.profile)] if a.profile and w == 1 else ["-m", "uvicorn"]
             procs.append(_start([sys.executable, *run, "app.main:app", "--host",
-                                 "127.0.0.1", "--port", str(port), "--ws-per-message-deflate",
+                                 "127.0.0.1", "--port", str(port), "--ws", a.ws, "--ws-per-message-deflate",
                                  "false", "--log-level", "warning"], port, env))
             ports.append(port)
         pids = {"worker_a": procs[1].pid, "worker_b": procs[2].pid, "redis": procs[0].pid}
@@ -327,6 +334,7 @@ def main(argv: list[str]) -> int:
         out["load_average"] = {"before": [round(x, 2) for x in load0],
                                "after": [round(x, 2) for x in os.getloadavg()]}
         out["cpus"] = os.cpu_count()
+        out["ws"] = a.ws
         sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
     finally:

@@ -13,7 +13,8 @@ What goes through the broker (app/broker/):
     pg:room:CODE          key: {"session", "worker", "protocol"}: the room exists, and who hosts it
     pg:room:CODE:hello    key: the room's latest `hello` (without the session id and secret)
     pg:room:CODE:out      channel: b"F" + a frame's body (serialised once by the presenter's
-                          session), or b"C" + JSON for the viewers' workers (grants, closing)
+                          session; published in order from a background task, a pipelined batch
+                          per round trip), or b"C" + JSON for the viewers' workers (grants, closing)
     pg:room:CODE:in       channel: JSON from the viewers' workers (counts, snapshot requests,
                           raised hands, a granted viewer's input)
     pg:recipe:SID         key: the session's recipe (scenario, the branch's actions, the moment,

@@ -17,6 +17,7 @@ from websockets.streams import StreamReader
 from app.broker import MemoryBroker
 from app.main import create_app
 from app.outbox import wire, wire_bytes
+from app.roombench import open_room
 from app.rooms import Audience, RoomService, Viewer
 from app.settings import Settings
 from app.transport import text_frame
@@ -114,14 +115,7 @@ def test_followers_under_uvicorn_take_the_raw_path_with_the_presenters_bytes(tmp
         try:
             while not server.started:
                 await asyncio.sleep(0.01)
-            p = await connect(f"ws://127.0.0.1:{port}/ws", compression=None)
-            while orjson.loads(await p.recv())["type"] != "snapshot":
-                pass
-            await p.send('{"type": "control", "do": "room_open"}')
-            code = None
-            while code is None:
-                f = orjson.loads(await p.recv())
-                code = f.get("code") if f["type"] == "room" else None
+            p, code = await open_room(port)
             v = await connect(f"ws://127.0.0.1:{port}/ws?room={code}", compression=None)
             got = [orjson.loads(await v.recv()) for _ in range(40)]
             (viewer,) = app.state.rooms.audiences[code].viewers.values()
