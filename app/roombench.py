@@ -33,7 +33,7 @@ import time
 
 import orjson
 
-from .webbench import ROOT, _free_port, _get, _pct, _RawStream, wait_listening
+from .webbench import ROOT, _free_port, _get, _pct, _RawStream, stamped_ms, wait_listening
 
 MAX_VIEWERS = 1000
 MAX_CLIENTS = 8
@@ -87,12 +87,9 @@ async def _client(ports: list[int], code: str, first: int, count: int) -> dict:
             if k > 0:
                 kind = bytes(buf[k + 8:buf.find(b'"', k + 8, end)])
                 kinds[kind] = kinds.get(kind, 0) + 1
-            k = buf.find(b'"w":', start, min(end, start + 120))
-            if k > 0:
-                e = buf.find(b",", k, end)
-                if e < 0:
-                    e = buf.find(b"}", k, end)
-                late.append(now_ms - float(buf[k + 4:e]))
+            w = stamped_ms(buf, start, end)
+            if w is not None:
+                late.append(now_ms - w)
         return on_frame
 
     conns: list[_Follower] = []
@@ -178,6 +175,14 @@ def _cpu_split(pid: int) -> tuple[float, float]:
         return float("nan"), float("nan")
 
 
+def _run_delay_s(pid: int) -> float:
+    """Seconds the main thread of `pid` has spent runnable but waiting for a CPU (schedstat)."""
+    try:
+        return int(open(f"/proc/{pid}/schedstat").read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 # --- the bench -----------------------------------------------------------------------------------
 async def open_room(port: int):
     """A live session on `port` with its room open: (the presenter's websocket, the room's code)."""
@@ -232,9 +237,11 @@ async def _run(ports: list[int], pids: dict[str, int], viewers: int, clients: in
             await proc.stdin.drain()
         await asyncio.sleep(max(0.0, t0 - time.time()))
         cpu0 = {k: _cpu_split(pid) for k, pid in pids.items()}
+        wait0 = {k: _run_delay_s(pid) for k, pid in pids.items()}
         await asyncio.to_thread(_get, ports[0], "/api/stats?reset=true")
         await asyncio.sleep(max(0.0, t1 - time.time()))
         cpu1 = {k: _cpu_split(pid) for k, pid in pids.items()}
+        wait1 = {k: _run_delay_s(pid) for k, pid in pids.items()}
         ticks = await asyncio.to_thread(_get, ports[0], "/api/stats")
         results = []
         for proc, out in zip(procs, outs):
@@ -282,7 +289,11 @@ async def _run(ports: list[int], pids: dict[str, int], viewers: int, clients: in
             "presenter_tick_lateness_ms": ticks["lateness_ms"],
             "cpu_percent": {**cpu, "of_which_system": sys_cpu, "clients": client_cpu,
                             "clients_total": round(sum(client_cpu), 1)},
-            "cpu_us_per_viewer_frame": us_per_frame}
+            "cpu_us_per_viewer_frame": us_per_frame,
+            # the machine's other load: how long each process waited, runnable, for a CPU
+            "waited_for_cpu_ms_per_s": {k: round(1000 * (wait1[k] - wait0[k]) / measure_s, 1)
+                                        for k in pids},
+            "server_gc_full_collections": ticks.get("gc_full_collections")}
 
 
 def main(argv: list[str]) -> int:
