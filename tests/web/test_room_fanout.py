@@ -139,3 +139,52 @@ def test_followers_under_uvicorn_take_the_raw_path_with_the_presenters_bytes(tmp
             await asyncio.wait_for(serving, 10)
 
     asyncio.run(main())
+
+
+def test_a_slow_shared_broker_never_holds_up_the_presenter_and_its_backlog_is_bounded():
+    """The host's frames wait for the broker in order, out of the runner's way; past
+    MAX_PUBLISH_BACKLOG they are dropped for a fresh snapshot."""
+    from app.rooms import MAX_PUBLISH_BACKLOG, HostedRoom
+
+    class SlowShared(MemoryBroker):
+        shared = True
+
+        def __init__(self):
+            super().__init__()
+            self.gate = asyncio.Event()
+            self.batches: list[list[bytes]] = []
+
+        async def publish_many(self, channel, items):
+            await self.gate.wait()
+            self.batches.append(list(items))
+
+    class Session:
+        id, job, _snapshot_pending, snapshots = "s", None, False, 0
+
+        def queue_snapshot(self):
+            self.snapshots += 1
+            self._snapshot_pending = True
+
+    async def main():
+        b = SlowShared()
+        service = RoomService(Settings.from_env({}), b, manager=None)
+        room = HostedRoom(service, "ABCDEF", Session(), client=None)
+        for i in range(3):
+            await asyncio.wait_for(room.publish_frame(*_frame("events", n=i)), 0.5)  # no waiting
+        await asyncio.sleep(0)
+        b.gate.set()
+        await asyncio.sleep(0.01)
+        sent = [orjson.loads(x[1:])["n"] for batch in b.batches for x in batch]
+        assert sent == [0, 1, 2]
+        b.gate.clear()
+        await room.publish_frame(*_frame("events", n=3))  # taken by the publisher, which waits
+        await asyncio.sleep(0)
+        for i in range(MAX_PUBLISH_BACKLOG + 5):
+            await room.publish_frame(*_frame("events", n=4 + i))
+        assert len(room._out) <= MAX_PUBLISH_BACKLOG and room.session.snapshots == 1
+        b.gate.set()
+        await asyncio.sleep(0.01)
+        sent = [orjson.loads(x[1:])["n"] for batch in b.batches for x in batch]
+        assert sent[:4] == [0, 1, 2, 3] and sent == sorted(sent) and not room._out
+
+    asyncio.run(main())
