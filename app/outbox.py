@@ -128,4 +128,9 @@ def wire(body: bytes, seq: int) -> str:
     return '{"seq":%d,%s' % (seq, body[1:].decode())
 
 
-__all__ = ["Outbox", "wire"]
+def wire_bytes(body: bytes, seq: int) -> bytes:
+    """`wire` as UTF-8 bytes, without decoding `body` (a room's fan-out writes bytes)."""
+    return b'{"seq":%d,%b' % (seq, memoryview(body)[1:])
+
+
+__all__ = ["Outbox", "wire", "wire_bytes"]

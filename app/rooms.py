@@ -13,7 +13,8 @@ What goes through the broker (app/broker/):
     pg:room:CODE          key: {"session", "worker", "protocol"}: the room exists, and who hosts it
     pg:room:CODE:hello    key: the room's latest `hello` (without the session id and secret)
     pg:room:CODE:out      channel: b"F" + a frame's body (serialised once by the presenter's
-                          session), or b"C" + JSON for the viewers' workers (grants, closing)
+                          session; published in order from a background task, a pipelined batch
+                          per round trip), or b"C" + JSON for the viewers' workers (grants, closing)
     pg:room:CODE:in       channel: JSON from the viewers' workers (counts, snapshot requests,
                           raised hands, a granted viewer's input)
     pg:recipe:SID         key: the session's recipe (scenario, the branch's actions, the moment,
@@ -44,10 +45,10 @@ from engine.scenario import ScenarioError, parse_scenario
 
 from .broker import Broker, BrokerDown
 from .limits import quote
-from .outbox import Outbox, wire
+from .outbox import Outbox, wire, wire_bytes
 from .session import TokenBucket
 from .settings import Settings
-from .transport import close_or_abort
+from .transport import close_or_abort, raw_frames
 
 log = logging.getLogger("playground.rooms")
 
@@ -59,6 +60,10 @@ CODE_LEN = 6
 # The frames a room's audience sees (errors, share answers and the like are the presenter's own).
 BROADCAST = frozenset(("hello", "snapshot", "events", "progress", "room"))
 ROOM_CONTROLS = ("room_open", "room_close", "room_grant", "room_revoke")
+
+# Frames a room's host keeps waiting for a slow broker before it drops them for a snapshot
+# (about 6 s of ticks at 20 frames/s).
+MAX_PUBLISH_BACKLOG = 128
 
 READ_ONLY = ("room: you are following room {code}: your clicks and controls do nothing to it "
              "(only the presenter's do). Take a copy to try it on your own.")
@@ -207,6 +212,8 @@ class HostedRoom:
         self.hello: tuple[dict, bytes] | None = None  # the audience's, kept up to date with clicks
         self._unsub = None
         self._task: asyncio.Task | None = None
+        self._out: list[bytes] = []  # frames waiting to be published (a shared broker)
+        self._publisher: asyncio.Task | None = None
         self.closed = False
 
     async def start(self) -> None:
@@ -233,7 +240,30 @@ class HostedRoom:
             await b.set(_k_hello(self.code), self.hello[1], self.service.ttl_s)
         if not b.ok:
             return  # the watchdog tells the pages; waiting on a dead broker would stall the stream
-        await b.publish(_ch_out(self.code), b"F" + body)
+        if not b.shared:
+            await b.publish(_ch_out(self.code), b"F" + body)  # in-process: nothing to wait for
+            return
+        # A networked broker's round trip must not hold up the presenter's runner (its next tick,
+        # its own page): frames wait here, in order, and go out in one round trip per batch.
+        if len(self._out) >= MAX_PUBLISH_BACKLOG:
+            # The broker is this far behind: what waits is dropped and the audience gets a fresh
+            # snapshot instead (the session queues one; it is published after this frame).
+            self._out.clear()
+            s = self.session
+            if s.job is None and not s._snapshot_pending:
+                s.queue_snapshot()
+        self._out.append(b"F" + body)
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.ensure_future(self._publish_out())
+
+    async def _publish_out(self) -> None:
+        b = self.service.broker
+        while self._out and not self.closed:
+            batch, self._out = self._out, []
+            try:
+                await b.publish_many(_ch_out(self.code), batch)
+            except BrokerDown:
+                pass  # lost, as pub/sub loses them: the viewers ask for a snapshot when it is back
 
     def status(self) -> dict:
         return {"type": "room", "code": self.code, "path": f"/room/{self.code}",
@@ -352,12 +382,21 @@ class HostedRoom:
 
 
 class Viewer:
-    """One follower's connection: its own outbox (bounded), its own `seq`, one sending task."""
+    """One follower's connection: its own outbox (bounded), its own `seq`, one sending task.
+
+    Under uvicorn (`raw`, app/transport.py) a frame is written to the follower's socket at once,
+    from the broker's callback, with no task wake-up and no ASGI send: the shared body, this
+    viewer's `seq` and a frame header, one `transport.write`. Only while that socket's buffer is
+    over its high-water mark (the page is not reading) do frames wait in the outbox, where
+    snapshots collapse them and the byte cap drops the viewer to the latest snapshot, and the
+    task writes them once the socket drains. Elsewhere (tests' clients) the task sends each frame
+    with `send_text`."""
 
     def __init__(self, audience: "Audience", ws, client: str | None):
         self.audience = audience
         self.id = secrets.token_hex(3)
         self.ws = ws
+        self.raw = raw_frames(ws)
         self.client = client
         self.outbox = Outbox()
         self.seq = 0
@@ -387,6 +426,11 @@ class Viewer:
             self.synced = True
         elif not self.synced and kind in ("events", "progress"):
             return
+        raw = self.raw
+        if raw is not None and not box and self.sending_since is None and raw.writable.is_set():
+            self.seq += 1  # the common case: nothing waiting, the socket takes it now
+            raw.write(wire_bytes(body, self.seq))
+            return
         box.push(frame, body)
         if box.bytes > st.room_viewer_outbox_bytes:
             # This viewer does not keep up: drop it to the latest snapshot.
@@ -396,19 +440,41 @@ class Viewer:
             self.synced = False
             self.dropped += 1
             self.audience.resync()
-        self._wake.set()
+        self._send()
 
     def say(self, frame: dict) -> None:
         """A frame for this viewer alone (serialised here: rare)."""
         frame.setdefault("t", 0)
         self.outbox.append(frame)
-        self._wake.set()
+        self._send()
+
+    def _send(self) -> None:
+        raw = self.raw
+        if raw is not None and self.sending_since is None and raw.writable.is_set():
+            self._write_raw()
+        else:
+            self._wake.set()
+
+    def _write_raw(self) -> None:
+        raw = self.raw
+        for _, body in self.outbox.take():
+            self.seq += 1
+            if not raw.write(wire_bytes(body, self.seq)):
+                return  # closing: the route's loop ends the viewer
 
     async def run(self) -> None:
         try:
             while not self.closed:
                 await self._wake.wait()
                 self._wake.clear()
+                raw = self.raw
+                if raw is not None:
+                    if not raw.writable.is_set():  # the page is not reading: wait for it
+                        self.sending_since = time.monotonic()
+                        await raw.writable.wait()
+                        self.sending_since = None
+                    self._write_raw()
+                    continue
                 for _, body in self.outbox.take():
                     self.seq += 1
                     self.sending_since = time.monotonic()

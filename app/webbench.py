@@ -124,6 +124,18 @@ async def _open(port: int, n: int, query: str = ""):
     return conns
 
 
+def stamped_ms(buf: bytearray, start: int, end: int, within: int = 120) -> float | None:
+    """The `w` (the wall time its tick was due) of the frame in `buf[start:end]`, when it has
+    one among its first `within` bytes; read without decoding the JSON."""
+    k = buf.find(b'"w":', start, min(end, start + within))
+    if k < 0:
+        return None
+    e = buf.find(b",", k, end)
+    if e < 0:
+        e = buf.find(b"}", k, end)
+    return float(buf[k + 4:e])
+
+
 class _RawStream(asyncio.Protocol):
     """The cheapest WebSocket reader we can write: one per session, no task, no per-frame
     coroutine, no JSON. It does the handshake, splits the byte stream into frames, answers pings,
@@ -205,12 +217,9 @@ async def stream_phase(port: int, sessions: int, warmup_s: float, measure_s: flo
                 return
             frames[i] += 1
             nbytes[i] += end - start
-            k = buf.find(b'"w":', start, min(end, start + 80))
-            if k > 0:
-                e = buf.find(b",", k, end)
-                if e < 0:
-                    e = buf.find(b"}", k, end)
-                lateness.append(now_ms - float(buf[k + 4:e]))
+            w = stamped_ms(buf, start, end, 80)
+            if w is not None:
+                lateness.append(now_ms - w)
         return on_frame
 
     conns: list[_RawStream] = []

@@ -59,6 +59,12 @@ class Broker(abc.ABC):
     async def publish(self, channel: str, data: bytes) -> None:
         """Hand `data` to every subscriber of `channel`."""
 
+    async def publish_many(self, channel: str, items: list[bytes]) -> None:
+        """`publish` each of `items` on `channel`, in order (a networked broker sends them in
+        one round trip)."""
+        for data in items:
+            await self.publish(channel, data)
+
     @abc.abstractmethod
     async def subscribe(self, channel: str, callback: Callback) -> Unsubscribe:
         """Call `callback(data)` (on the event loop, never concurrently) for each message on

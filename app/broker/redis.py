@@ -90,6 +90,15 @@ class RedisBroker(Broker):
     async def publish(self, channel: str, data: bytes) -> None:
         await self._op(self.r.publish(channel, data))
 
+    async def publish_many(self, channel: str, items: list[bytes]) -> None:
+        async def send():
+            async with self.r.pipeline(transaction=False) as pipe:
+                for data in items:
+                    pipe.publish(channel, data)
+                await pipe.execute()
+
+        await self._op(send())
+
     async def subscribe(self, channel: str, callback: Callback) -> Unsubscribe:
         subs = self._subs.setdefault(channel, [])
         subs.append(callback)
