@@ -210,25 +210,38 @@ def cpu_percent(before: dict, after: dict, wall_s: float) -> dict:
 
 
 def spawn_clients(specs: list[dict]) -> list[subprocess.Popen]:
-    """One load-generator process per spec (`python -m app.scalebench client SPEC-JSON`)."""
-    return [subprocess.Popen([sys.executable, "-m", "app.scalebench", "client",
-                              orjson.dumps(spec).decode()], cwd=ROOT, stdout=subprocess.PIPE,
-                             text=True) for spec in specs]
+    """One load-generator process per spec (`python -m app.scalebench client SPEC-JSON`); each
+    writes its figures to a file of its own (`proc.result_path`), read by `collect_clients`."""
+    import tempfile
+
+    procs = []
+    for spec in specs:
+        fd, path = tempfile.mkstemp(prefix="pg-bench-", suffix=".json")
+        os.close(fd)
+        proc = subprocess.Popen([sys.executable, "-m", "app.scalebench", "client",
+                                 orjson.dumps({**spec, "result_path": path}).decode()], cwd=ROOT)
+        proc.result_path = path
+        procs.append(proc)
+    return procs
 
 
 def collect_clients(procs: list[subprocess.Popen], timeout_s: float) -> list[dict]:
     deadline = time.monotonic() + timeout_s
     out = []
     for p in procs:
+        path = Path(p.result_path)
         try:
-            text, _ = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            p.wait(timeout=max(1.0, deadline - time.monotonic()))
+            text = path.read_bytes()
             out.append(orjson.loads(text) if text.strip() else {"error": f"exit {p.returncode}"})
         except subprocess.TimeoutExpired:
             p.kill()
-            p.communicate()
+            p.wait()
             out.append({"error": "timed out"})
         except orjson.JSONDecodeError as e:
             out.append({"error": f"bad output: {e}"})
+        finally:
+            path.unlink(missing_ok=True)
     return out
 
 
@@ -532,7 +545,7 @@ def client_main(spec_json: str) -> int:
     except ImportError:
         pass
     out = asyncio.run(asyncio.wait_for(Generator(spec).run(), spec["t_end"] - time.time() + 120))
-    sys.stdout.write(orjson.dumps(out).decode())
+    Path(spec["result_path"]).write_bytes(orjson.dumps(out))
     return 0
 
 
@@ -609,6 +622,7 @@ def run_scale(sessions: int, clients: int, warmup_s: float, measure_s: float,
         "sessions": sessions, "workers": 2, "load_generator_processes": clients, "lesson": lesson,
         "click_every_s": click_every_s, "measure_s": measure_s,
         "load_average": {"at_start": load0, "at_end": load1}, "machine_cpus": os.cpu_count(),
+        "load_generator_failures": [r["error"] for r in results if "error" in r],
         "pages_failed": sum(r.get("pages_failed_count", 0) for r in results),
         "page_errors": sorted({e for r in results for e in r.get("pages_failed", []) if e})[:3],
         "client_errors": sorted({e for r in results for e in r.get("errors", [])})[:5],

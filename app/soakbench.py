@@ -177,6 +177,7 @@ def run_soak(minutes: int, sessions: int, viewers: int, clients: int, click_ever
         "minutes": minutes, "sessions": sessions, "viewers": viewers, "workers": 2,
         "load_generator_processes": clients, "lesson": lesson, "click_every_s": click_every_s,
         "warmup_minutes": warmup_minutes, "machine_cpus": os.cpu_count(),
+        "load_generator_failures": [r["error"] for r in results if "error" in r],
         "pages_failed": sum(r.get("pages_failed_count", 0) for r in results),
         "viewers_failed": sum(r.get("viewers_failed", 0) for r in results),
         "errors": sorted({e for r in results for e in r.get("errors", []) + r.get("viewer_errors", [])})[:5],
