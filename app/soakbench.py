@@ -25,12 +25,9 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
 
-import orjson
-
-from .scalebench import CLICKS, ROOT, Cluster, collect_clients, client_specs, load_average, \
-    merge, merge_hist, merge_minutes, spawn_clients
+from .scalebench import CLICKS, ROOT, Cluster, collect_clients, client_specs, emit, \
+    load_average, merge, merge_hist, merge_minutes, spawn_clients
 from .webbench import _get
 
 MAX_MINUTES = 120
@@ -216,12 +213,8 @@ def main(argv: list[str]) -> int:
         ap.error("--warmup-minutes: from 0 to fewer than --minutes")
     if not (ROOT / "scenarios" / f"{a.lesson}.json").is_file():
         ap.error(f"--lesson: no scenarios/{a.lesson}.json")
-    out = run_soak(a.minutes, a.sessions, a.viewers, a.clients, a.click_every_s, a.lesson,
-                   a.warmup_minutes)
-    text = orjson.dumps(out, option=orjson.OPT_INDENT_2).decode()
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text + "\n")
+    emit(run_soak(a.minutes, a.sessions, a.viewers, a.clients, a.click_every_s, a.lesson,
+                  a.warmup_minutes), a.out)
     return 0
 
 
