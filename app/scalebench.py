@@ -6,7 +6,7 @@ with `PLAYGROUND_BROKER=redis://...` (so every session's recipe is kept in Redis
 `--clients` load-generator processes (`python -m app.scalebench client SPEC`), each running its
 share of `--sessions` sessions on one asyncio loop with raw WebSocket readers
 (webbench._RawStream: no task and no JSON per frame). Session i goes to worker A or B
-alternately; every session plays the Raft lesson `--lesson` at the default speed.
+alternately; every session plays the lesson `--lesson` at the default speed.
 
 1. load (`--measure-s`): each session clicks about every `--click-every-s` seconds (crash n4,
    restart n4, partition n1+n2 from the rest, heal, in turn). Figures: frame lateness (arrival
@@ -551,7 +551,7 @@ def client_main(spec_json: str) -> int:
 
 
 def client_specs(n_clients: int, pages: list[tuple[int, int]], common: dict) -> list[dict]:
-    """Pages dealt round-robin to `n_clients` processes."""
+    """Pages dealt to `n_clients` processes in turn."""
     return [{**common, "pages": pages[c::n_clients]} for c in range(n_clients)]
 
 
@@ -684,7 +684,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--measure-s", type=float, default=30)
     ap.add_argument("--click-every-s", type=float, default=10,
                     help="each session clicks about this often")
-    ap.add_argument("--lesson", default="leader_crash_replication", help="a Raft lesson")
+    ap.add_argument("--lesson", default="leader_crash_replication", help="a lesson (scenarios/NAME.json)")
     ap.add_argument("--no-kill", action="store_true", help="skip the worker-kill phase")
     ap.add_argument("--no-broker", action="store_true",
                     help="each worker on its own in-process broker: no recipes (and no kill), "

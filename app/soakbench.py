@@ -2,7 +2,7 @@
 memory of every server process measured every minute.
 
 Starts a redis-server and two uvicorn workers (A and B) sharing it (app/scalebench.Cluster),
-a presenter (a thread of this process) on worker A playing the Raft lesson `--lesson` with a
+a presenter (a thread of this process) on worker A playing the lesson `--lesson` with a
 room open and clicking every `--click-every-s`, `--viewers` followers of that room (half on each
 worker) and `--sessions` private sessions (half on each worker) playing the same lesson and
 clicking about every `--click-every-s`, all read by `--clients` load-generator processes
@@ -202,7 +202,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--clients", type=int, default=4, help="load-generator processes")
     ap.add_argument("--click-every-s", type=float, default=10)
     ap.add_argument("--warmup-minutes", type=int, default=5)
-    ap.add_argument("--lesson", default="leader_crash_replication", help="a Raft lesson")
+    ap.add_argument("--lesson", default="leader_crash_replication", help="a lesson (scenarios/NAME.json)")
     ap.add_argument("--out", help="also write the JSON here")
     a = ap.parse_args(argv)
     if not 1 <= a.minutes <= MAX_MINUTES:
