@@ -12,6 +12,8 @@
     playground search SCENARIO.json --mutation NAME [--strategy random|explore] [--budget-s N]
                                                                   find a counterexample (JSON)
     playground bench [--quick] [--lb] [--long] [--sweep] [--search] [--web ...] [--rooms ...]   speed figures
+    playground bench --scale [--sessions 1000] ...   private sessions on 2 workers + Redis, a worker killed
+    playground bench --soak [--minutes 30] ...       500 sessions and a 300-viewer room, memory each minute
     playground bench --figure16 [--trials N] [--workers N] [--out DIR]   docs/figure16.md
     playground bench --figure16 --variants [--trials N]   what the published points depend on
 
@@ -32,6 +34,7 @@ import orjson
 EXIT_BAD_INPUT = 2
 WS_MAX_BYTES = 1 << 20
 EXIT_UNSAFE = 3
+FIGURE16_OUT = "docs/figure16"
 
 
 def _print(obj) -> None:
@@ -182,6 +185,12 @@ def cmd_bench(args, rest: list[str]) -> int:
         from app import roombench
 
         return roombench.main(rest)
+    if args.scale or args.soak:
+        from app import scalebench, soakbench
+
+        # `--out` is also --figure16's option, so the bench parser took it: hand it on.
+        out = ["--out", args.out] if args.out != FIGURE16_OUT else []
+        return (scalebench if args.scale else soakbench).main(rest + out)
     if args.web:
         from app import webbench
 
@@ -280,6 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--web", action="store_true", help="server load and page benchmarks")
     b.add_argument("--rooms", action="store_true",
                    help="one room, many viewers, two workers and Redis (--viewers N)")
+    b.add_argument("--scale", action="store_true",
+                   help="private sessions on two workers and Redis, then one worker killed "
+                        "(--sessions N; see app/scalebench.py)")
+    b.add_argument("--soak", action="store_true",
+                   help="sessions and a room for --minutes N, memory every minute "
+                        "(app/soakbench.py)")
     b.add_argument("--lb", action="store_true",
                    help="load balancing: a million requests, least connections, and SimPy")
     b.add_argument("--long", action="store_true",
@@ -290,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Figure 16 of docs/figure16.md: downtime CDFs beside the paper's points")
     b.add_argument("--trials", type=int, default=1000, help="--figure16: trials per line")
     b.add_argument("--workers", type=int, default=2, help="--figure16: worker processes")
-    b.add_argument("--out", default="docs/figure16", help="--figure16: where the data goes")
+    b.add_argument("--out", default=FIGURE16_OUT,
+                   help="--figure16: where the data goes; --scale, --soak: the JSON file")
     b.add_argument("--variants", action="store_true",
                    help="--figure16: the published points under other networks, disks and rules")
     b.add_argument("--search", action="store_true",
@@ -317,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    if rest and not (args.command == "bench" and (args.web or args.rooms)):
+    if rest and not (args.command == "bench" and (args.web or args.rooms or args.scale or args.soak)):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "simulate":
         return cmd_simulate(args)

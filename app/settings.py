@@ -92,6 +92,10 @@ class Settings(BaseModel):
     max_speed: float = Field(10.0, gt=0)
     checkpoint_every_ms: float = Field(2000, gt=0)  # simulated time between rewind checkpoints
     max_checkpoints: int = Field(48, ge=2)
+    # A world's checkpoints in all, in bytes: past it they are thinned as past `max_checkpoints`
+    # (a rewind then replays further, in slices). Without it a session's checkpoints grow with its
+    # state to 48 pickles (6-7 MB for a Raft lesson after 96 s of simulated time).
+    max_checkpoint_bytes: int = Field(1 << 20, ge=65536)
     checkpoint_max_ms: float = Field(10, gt=0)  # a checkpoint slower than this spaces them out
     lin_check_every_s: float = Field(2.0, gt=0)  # wall time between linearizability searches
     lin_check_budget: int = Field(200_000, ge=1000)

@@ -10,7 +10,8 @@ actions; the world pushes each action into it just before the clock reaches its 
   and replaying it reproduces the exact state (same `digest()`).
 
 Rewinds restore the latest checkpoint (a `Simulation.snapshot()`, taken every
-`checkpoint_every_ms` of simulated time, thinned when too many) and replay from there.
+`checkpoint_every_ms` of simulated time, thinned when too many or too big in all:
+`max_checkpoints`, `max_checkpoint_bytes`) and replay from there.
 
 A world knows nothing of sockets, frames or wall-clock pacing: a session drives it. That is what
 lets compare mode hold several worlds in unison (see `app/session/__init__.py`).
@@ -54,7 +55,8 @@ class World:
             # A checkpoint holds the loop for as long as pickling the world takes, which grows
             # with the run: take them less often (a rewind replays further, a slice at a time).
             self.checkpoint_every_ms *= 2
-        if len(cps) > self.settings.max_checkpoints:
+        if len(cps) > self.settings.max_checkpoints or (
+                len(cps) > 2 and sum(len(c[2]) for c in cps) > self.settings.max_checkpoint_bytes):
             # Keep the first and every other one; checkpoints get sparser as the run grows.
             self.checkpoints = [cps[0]] + cps[2::2] if len(cps) % 2 else [cps[0]] + cps[1::2]
             self.checkpoint_every_ms *= 2
