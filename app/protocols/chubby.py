@@ -220,6 +220,10 @@ class ChubbyAdapter(CoordAdapter):
                                     rec["session_state"], rec["token"])
         p = prev.get(n, ("idle", None, "none", None, None))
         since = p[4] if len(p) > 4 else None
+        if state == "jeopardy" and p[2] != "jeopardy":
+            # It enters jeopardy now (its local lease ran out): kept here too, since a replay
+            # folds only the state records into `prev`, not the session record that says so.
+            since = rec["t"]
         if since is not None and state != "jeopardy":
             prev.setdefault(("_jeopardy", n), since)  # for the session record that follows
         prev[n] = (role, s, state, token, since if state == "jeopardy" else None)

@@ -126,3 +126,28 @@ def test_a_picture_rebuilt_mid_jeopardy_still_tells_how_long_it_lasted():
     sim.run_until(3400)
     words = [w for w in (adapter.describe(r, told) for r in recs) if w]
     assert any(w.startswith("c1's grace period ended after 2 s in jeopardy") for w in words), words
+
+
+def test_a_replay_that_folds_only_state_records_still_tells_how_long_the_jeopardy_lasted():
+    """A seek's replay folds only the `state` records into what was told (app/session/replay.py),
+    not the session record saying the jeopardy began: the grace period's end, told after it, still
+    says how long the jeopardy lasted (its start taken from the client's state record)."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    sc = parse_scenario(json.loads((root / "scenarios" / "chubby_lock_delay.json").read_text()))
+    sim = Simulation(sc)
+    sim.run_until(1000)  # before the jeopardy (from 1.249 s)
+    told = {nid: A.told(v) for nid, v in sim.views().items()}
+    recs: list[dict] = []
+    sim.subscribe(recs.append)
+    sim.run_until(2000)  # the replay: into the jeopardy, state records only
+    for r in recs:
+        if r["type"] == "state":
+            A.describe(r, told)
+    assert any(r["type"] == "session" and r["event"] == "jeopardy" for r in recs)
+    recs.clear()
+    sim.run_until(3400)  # live again
+    words = [w for w in (A.describe(r, told) for r in recs) if w]
+    assert any(w.startswith("c1's grace period ended after 2 s in jeopardy") for w in words), words
