@@ -371,3 +371,56 @@ def test_records_nobody_reads_are_skipped_without_changing_the_run(source):
     want = [r for r in seen if r["t"] > half]
     assert sum(r["type"] == "request" for r in want) > 300
     assert [orjson.dumps(r) for r in got] == [orjson.dumps(r) for r in want]
+
+
+def test_a_retry_budget_on_a_healthy_fleet_forgets_requests_older_than_its_ttl():
+    """The budget counts the requests of its last ttl; a fleet that never retries must not keep
+    every request it ever saw (the world's state, and so every checkpoint, would grow)."""
+    import json
+    from pathlib import Path
+
+    from engine.scenario import parse_scenario
+    from engine.sim import Simulation
+
+    raw = json.loads((Path(__file__).resolve().parents[2] / "scenarios" / "lb_retry_budget.json").read_text())
+    raw["workload"].pop("bursts")
+    raw["workload"]["rate_per_s"] = 60  # well within the fleet: no rejections, no retries
+    raw["duration_ms"] = 60_000
+    sc = parse_scenario(raw)
+    sim = Simulation(sc)
+    sim.run_until(60_000)
+    bal = sim.nodes["lb1"]
+    ttl_s = sc.config.retries.budget_ttl_ms / 1000
+    assert not bal.budget_retries  # nothing retried: the old code never trimmed
+    assert 0 < len(bal.budget_reqs) <= 60 * ttl_s * 1.5, len(bal.budget_reqs)
+
+
+def test_the_metrics_window_kept_sorted_and_binned_is_the_window_itself():
+    """The observer keeps the window's latencies sorted and binned as they come and go (so a
+    record's cost does not grow with the window): at every record they are exactly the window's
+    latencies, sorted, and their histogram."""
+    import bisect
+    import json
+    from pathlib import Path
+
+    from engine.protocols.lb.metrics import HISTOGRAM_EDGES_MS
+    from engine.scenario import parse_scenario
+    from engine.sim import Simulation
+
+    raw = json.loads((Path(__file__).resolve().parents[2] / "scenarios" / "lb_retry_budget.json").read_text())
+    raw["config"]["metrics"] = {"interval_ms": 50, "window_ms": 1500}
+    sim = Simulation(parse_scenario(raw))
+    m = metrics_of(sim)
+    checked = 0
+    for t in range(500, 10_001, 500):
+        sim.run_until(t)
+        m.catch_up(t)
+        xs = sorted(x for _, x in m.latencies)
+        assert m.ranked == xs
+        counts = [0] * (len(HISTOGRAM_EDGES_MS) + 1)
+        for x in xs:
+            counts[bisect.bisect_right(HISTOGRAM_EDGES_MS, x)] += 1
+        assert m.binned == counts and m.out[-1]["histogram"]["counts"] == counts
+        assert m.out[-1]["samples"] == len(xs)
+        checked += bool(xs)
+    assert checked > 10

@@ -91,7 +91,14 @@ class Balancer(Node):
         k = msg["kind"]
         if k == "ClientRequest":
             if self.max_retries and self.config.retries.budget:
-                self.budget_reqs.append(ctx.now_us)
+                # Requests older than the budget's ttl are forgotten here too, not only when a
+                # retry asks (`_budget_allows` drops the same ones before it counts): a healthy
+                # fleet that never retries must not keep every request it ever saw.
+                reqs, now = self.budget_reqs, ctx.now_us
+                old = now - int(self.config.retries.budget_ttl_ms * 1000)
+                while reqs and reqs[0] <= old:
+                    reqs.popleft()
+                reqs.append(now)
             self._try(ctx, src, msg["req"], msg["key"], msg["cost_ms"], 1, ())
         elif k == "Done":
             self._handle_done(ctx, msg)

@@ -13,6 +13,10 @@ Its state is bounded however long the run: `out` keeps the latest `HISTORY` reco
 page charts: a sliding window of 240 intervals, a minute at the lab's 250 ms), forgetting older
 ones only once every reader has had them (engine/checkers/base.py: a trace gets every record);
 the latencies are those of the last window; a request is remembered only while unfinished.
+
+Its cost per record does not grow with the window: the window's latencies are kept sorted and
+binned as they come and go (an insertion and a removal per request), so a record reads its
+percentiles and histogram off them instead of sorting and binning the whole window each time.
 """
 
 from __future__ import annotations
@@ -26,14 +30,6 @@ from ...stats import percentile
 QUANTILES = (("p50", 50), ("p95", 95), ("p99", 99), ("p99.9", 99.9))
 HISTOGRAM_EDGES_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000)
 HISTORY = 240  # metric records kept in the world's state (the page's sliding window)
-
-
-def histogram(xs, edges=HISTOGRAM_EDGES_MS) -> list[int]:
-    """Counts of `xs` in [0, e1), [e1, e2), ..., [e_last, inf)."""
-    counts = [0] * (len(edges) + 1)
-    for x in xs:
-        counts[bisect.bisect_right(edges, x)] += 1
-    return counts
 
 
 class LbMetrics(Checker):
@@ -57,6 +53,8 @@ class LbMetrics(Checker):
         self.since = {b: 0.0 for b in backends}
         self.assigned: dict[tuple[str, int], str] = {}
         self.latencies: deque[tuple[float, float]] = deque()
+        self.ranked: list[float] = []  # the window's latencies, ascending
+        self.binned = [0] * (len(HISTOGRAM_EDGES_MS) + 1)  # and their histogram
         self._zero()
         self.out: list[dict] = []
         self.written = 0
@@ -100,7 +98,10 @@ class LbMetrics(Checker):
             self._count(rec["backend"], "rejected" if rec["why"] == "reject" else "timed_out")
         elif ev == "done":
             self.n["done"] += 1
-            self.latencies.append((t, rec["latency_ms"]))
+            x = rec["latency_ms"]
+            self.latencies.append((t, x))
+            bisect.insort(self.ranked, x)
+            self.binned[bisect.bisect_right(HISTOGRAM_EDGES_MS, x)] += 1
             self._count(rec.get("backend") or self.assigned.get(key), "served")
             self.assigned.pop(key, None)
         elif ev in ("reject", "timeout"):
@@ -119,10 +120,11 @@ class LbMetrics(Checker):
 
     def _emit(self, t: float) -> None:
         span = t - self.last_ms
-        lat = self.latencies
+        lat, xs, binned = self.latencies, self.ranked, self.binned
         while lat and lat[0][0] < t - self.window_ms:
-            lat.popleft()
-        xs = sorted(x for _, x in lat)
+            x = lat.popleft()[1]
+            del xs[bisect.bisect_left(xs, x)]
+            binned[bisect.bisect_right(HISTOGRAM_EDGES_MS, x)] -= 1
         backends = {}
         for b in self.backends:
             self._integrate(b, t)
@@ -141,7 +143,7 @@ class LbMetrics(Checker):
             "latency_ms": {name: (None if not xs else round(percentile(xs, q), 3))
                            for name, q in QUANTILES},
             "samples": len(xs),
-            "histogram": {"edges_ms": list(HISTOGRAM_EDGES_MS), "counts": histogram(xs)},
+            "histogram": {"edges_ms": list(HISTOGRAM_EDGES_MS), "counts": list(binned)},
             "backends": backends,
         })
         self.written += 1
