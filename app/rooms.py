@@ -212,7 +212,7 @@ class HostedRoom:
         self.hello: tuple[dict, bytes] | None = None  # the audience's, kept up to date with clicks
         self._unsub = None
         self._task: asyncio.Task | None = None
-        self._out: list[bytes] = []  # frames waiting to be published (a shared broker)
+        self._out = Outbox()  # frames waiting to be published (a shared broker)
         self._publisher: asyncio.Task | None = None
         self.closed = False
 
@@ -246,20 +246,23 @@ class HostedRoom:
         # A networked broker's round trip must not hold up the presenter's runner (its next tick,
         # its own page): frames wait here, in order, and go out in one round trip per batch.
         if len(self._out) >= MAX_PUBLISH_BACKLOG:
-            # The broker is this far behind: what waits is dropped and the audience gets a fresh
-            # snapshot instead (the session queues one; it is published after this frame).
-            self._out.clear()
+            # The broker is this far behind: the state frames waiting (since the last hello) are
+            # dropped, their words and clicks kept in one small events frame, as a slow page's
+            # outbox does (app/outbox.py; hello, error and every other kind are kept), and the
+            # audience gets a fresh snapshot instead (the session queues one; it is published
+            # after this frame).
+            self._out.collapse(self.service.settings.words_per_frame)
             s = self.session
             if s.job is None and not s._snapshot_pending:
                 s.queue_snapshot()
-        self._out.append(b"F" + body)
+        self._out.push(frame, body)
         if self._publisher is None or self._publisher.done():
             self._publisher = asyncio.ensure_future(self._publish_out())
 
     async def _publish_out(self) -> None:
         b = self.service.broker
         while self._out and not self.closed:
-            batch, self._out = self._out, []
+            batch = [b"F" + body for _, body in self._out.take()]
             try:
                 await b.publish_many(_ch_out(self.code), batch)
             except BrokerDown:
@@ -902,6 +905,12 @@ class RoomService:
     async def leave(self, v: Viewer) -> None:
         v.closed = True
         v._wake.set()
+        if v.task is not None and not v.task.done():
+            v.task.cancel()  # it may wait on a socket that never drains (a peer reading nothing)
+        if v.sending_since is not None:
+            # One send is stuck: a closed page's socket whose buffer never empties would be kept
+            # open by the server's graceful close; abort it instead (close_or_abort).
+            self.spawn(close_or_abort(v.ws, 4002, "gone"))
         a = v.audience
         a.viewers.pop(v.id, None)
         a.send_in({"k": "bye", "v": v.id})

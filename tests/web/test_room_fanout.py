@@ -187,4 +187,60 @@ def test_a_slow_shared_broker_never_holds_up_the_presenter_and_its_backlog_is_bo
         sent = [orjson.loads(x[1:])["n"] for batch in b.batches for x in batch]
         assert sent[:4] == [0, 1, 2, 3] and sent == sorted(sent) and not room._out
 
+        # An overflow drops state frames only: a new world's hello waiting there, the frames
+        # after it that are not state, and the clicks the dropped frames told are all published.
+        b.gate.clear()
+        b.batches.clear()
+        room.session._snapshot_pending = False
+        await room.publish_frame(*_frame("events", n=-1))  # taken by the publisher, which waits
+        await asyncio.sleep(0)
+        await room.publish_frame(*_frame("hello", n=-2, actions=[]))
+        await room.publish_frame(*_frame("error", n=-3, message="m"))
+        for i in range(MAX_PUBLISH_BACKLOG + 5):
+            extra = {"acts": [{"at": i, "kind": "crash"}]} if i % 50 == 0 else {}
+            await room.publish_frame(*_frame("events", n=1000 + i, **extra))
+        assert len(room._out) <= MAX_PUBLISH_BACKLOG and room.session.snapshots == 2
+        b.gate.set()
+        await asyncio.sleep(0.01)
+        got = [orjson.loads(x[1:]) for batch in b.batches for x in batch]
+        kinds = [f["type"] for f in got]
+        assert kinds[:3] == ["events", "hello", "error"], kinds
+        acts = [a["at"] for f in got for a in f.get("acts", ())]
+        assert acts == [0, 50, 100], acts
+
+    asyncio.run(main())
+
+
+def test_a_viewer_leaving_while_its_send_is_stuck_ends_its_task_and_aborts_its_socket():
+    """A page that stopped reading, then went (its close frame in, its socket never draining):
+    leaving cancels the viewer's task parked on the full socket and aborts the connection, so
+    neither lingers (the stall check no longer sees a viewer that has left)."""
+    closed: list = []
+
+    async def main():
+        import app.rooms as rooms_mod
+
+        async def fake_close(ws, code, reason, timeout_s=2.0):
+            closed.append((ws, code))
+
+        real = rooms_mod.close_or_abort
+        rooms_mod.close_or_abort = fake_close
+        try:
+            service = RoomService(Settings.from_env({}), MemoryBroker(), manager=None)
+            a = Audience(service, "ABCDEF")
+            ws = object()
+            v = Viewer(a, ws=ws, client=None)
+            v.raw = raw = FakeRaw()
+            a.viewers[v.id] = v
+            v.task = asyncio.ensure_future(v.run())
+            raw.writable.clear()  # the page stops reading
+            v.push(*_frame("snapshot"))
+            await asyncio.sleep(0.01)
+            assert v.sending_since is not None and not v.task.done()  # parked on the socket
+            await service.leave(v)
+            await asyncio.sleep(0.01)
+            assert v.task.done() and closed == [(ws, 4002)]
+        finally:
+            rooms_mod.close_or_abort = real
+
     asyncio.run(main())
