@@ -292,6 +292,7 @@ class Page:
         self.conn: _Stream | None = None
         self.sent_ms: float | None = None
         self.next_click = 0.0
+        self.leaves_at = float("inf")  # the soak's turnover: when this page closes its tab
         self.clicks = 0
         self.final: dict | None = None  # the kill phase: {"t", "digest", "actions"}
         self.finalising = False
@@ -414,6 +415,8 @@ class Generator:
         self.pages: list[Page] = []
         self.viewers: list[Viewer] = []
         self.survivor = spec.get("survivor")
+        self.lifetime_s = spec.get("page_lifetime_s", 0) or 0
+        self.renewed = 0  # pages that left and were replaced by a new one (a new session)
         self._tasks: set = set()
 
     def error(self, message: str) -> None:
@@ -460,6 +463,7 @@ class Generator:
                 else:
                     p.conn = c
                     p.next_click = time.monotonic() + self.click_every_s * p.rng.random()
+                    p.leaves_at = time.monotonic() + self.lifetime_s * (0.5 + p.rng.random())
         for port in sp.get("viewers", []):
             v = Viewer(self)
             self.viewers.append(v)
@@ -467,6 +471,30 @@ class Generator:
                 await self._connect(port, v.on_frame, f"?room={sp['room']}")
             except (OSError, ConnectionError, asyncio.TimeoutError) as e:
                 v.error = repr(e)[:200]
+
+    async def churner(self, until: float, query: str) -> None:
+        """Pages past their lifetime close their tab (no click in flight) and a new page opens a
+        new session in their place, one at a time, checked every second."""
+        while time.time() < until:
+            now = time.monotonic()
+            for p in self.pages:
+                if time.time() >= until:
+                    break
+                if p.conn is None or p.sent_ms is not None or now < p.leaves_at:
+                    continue
+                old, p.conn = p.conn, None
+                old.transport.close()
+                p.sid = p.secret = None
+                try:
+                    p.conn = await self._connect(p.port, p.on_frame, query, p.lost)
+                except (OSError, ConnectionError, asyncio.TimeoutError) as e:
+                    p.conn = None
+                    self.error(f"a new page could not connect: {e!r}"[:200])
+                    continue
+                self.renewed += 1
+                p.next_click = time.monotonic() + self.click_every_s * p.rng.random()
+                p.leaves_at = time.monotonic() + self.lifetime_s * (0.5 + p.rng.random())
+            await asyncio.sleep(1.0)
 
     async def clicker(self, until: float) -> None:
         """Every 50 ms, the pages whose next click is due click (one in flight per page)."""
@@ -487,6 +515,9 @@ class Generator:
         await self.open_all()
         opened = time.time()
         self.spawn(self.clicker(sp["t_end"]))
+        if self.lifetime_s > 0:
+            lesson = sp.get("lesson")
+            self.spawn(self.churner(sp["t_end"], f"?scenario={lesson}" if lesson else ""))
         await asyncio.sleep(max(0.0, sp["t_measure0"] - time.time()))
         self.measuring = True
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -518,7 +549,7 @@ class Generator:
                "pages_failed": [p.error for p in self.pages if p.conn is None][:3],
                "pages_failed_count": sum(1 for p in self.pages if p.conn is None),
                "lateness": self.lateness.dump(), "click_ms": self.click_ms.dump(),
-               "acked": self.acked,
+               "acked": self.acked, "renewed": self.renewed,
                "errors": self.errors[:5], "errors_count": self.errors_count,
                "cpu_percent_measuring": round(100 * cpu(cpu1, cpu2) / measured_s, 1),
                "cpu_s_total": round(cpu(cpu0, cpu3), 2)}

@@ -114,7 +114,10 @@ def flatness(samples: list[dict], warmup: int) -> dict:
 
 
 def run_soak(minutes: int, sessions: int, viewers: int, clients: int, click_every_s: float,
-             lesson: str, warmup_minutes: int, log=sys.stderr) -> dict:
+             lesson: str, warmup_minutes: int, page_minutes: float = 0, log=sys.stderr) -> dict:
+    """`page_minutes` > 0: each page closes its tab after about that long (0.5-1.5x, spread) and a
+    new page opens a new session in its place, as visitors of a public link come and go; the
+    closed sessions are reaped after the detached grace. 0: the same 500 pages all along."""
     # PLAYGROUND_BENCH_STATS off: its server-side lateness list grows by every tick until
     # /api/stats?reset=true (about 10 MB a minute per worker here): the soak measures the
     # server as it is deployed.
@@ -131,7 +134,7 @@ def run_soak(minutes: int, sessions: int, viewers: int, clients: int, click_ever
         t_end = t_m0 + minutes * 60
         common = {"t0": t_m0, "t_measure0": t_m0, "t_measure1": t_end, "t_end": t_end,
                   "lesson": lesson, "click_every_s": click_every_s, "per_minute": True,
-                  "room": presenter.code}
+                  "room": presenter.code, "page_lifetime_s": page_minutes * 60}
         specs = client_specs(clients, pages, common)
         for c, spec in enumerate(specs):
             spec["viewers"] = [cl.ports[k % 2] for k in range(c, viewers, clients)]
@@ -173,6 +176,7 @@ def run_soak(minutes: int, sessions: int, viewers: int, clients: int, click_ever
     return {
         "minutes": minutes, "sessions": sessions, "viewers": viewers, "workers": 2,
         "load_generator_processes": clients, "lesson": lesson, "click_every_s": click_every_s,
+        "page_minutes": page_minutes, "pages_renewed": sum(r.get("renewed", 0) for r in results),
         "warmup_minutes": warmup_minutes, "machine_cpus": os.cpu_count(),
         "load_generator_failures": [r["error"] for r in results if "error" in r],
         "pages_failed": sum(r.get("pages_failed_count", 0) for r in results),
@@ -203,6 +207,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--click-every-s", type=float, default=10)
     ap.add_argument("--warmup-minutes", type=int, default=5)
     ap.add_argument("--lesson", default="leader_crash_replication", help="a lesson (scenarios/NAME.json)")
+    ap.add_argument("--page-minutes", type=float, default=0,
+                    help="each page leaves after about this long and a new one takes its place "
+                         "(a new session); 0: the same pages all along")
     ap.add_argument("--out", help="also write the JSON here")
     a = ap.parse_args(argv)
     if not 1 <= a.minutes <= MAX_MINUTES:
@@ -211,10 +218,12 @@ def main(argv: list[str]) -> int:
         ap.error("--sessions 1..2000, --viewers 0..1000, --clients 1..16")
     if not 0 <= a.warmup_minutes < a.minutes:
         ap.error("--warmup-minutes: from 0 to fewer than --minutes")
+    if not 0 <= a.page_minutes <= MAX_MINUTES:
+        ap.error(f"--page-minutes: from 0 (no turnover) to {MAX_MINUTES}")
     if not (ROOT / "scenarios" / f"{a.lesson}.json").is_file():
         ap.error(f"--lesson: no scenarios/{a.lesson}.json")
     emit(run_soak(a.minutes, a.sessions, a.viewers, a.clients, a.click_every_s, a.lesson,
-                  a.warmup_minutes), a.out)
+                  a.warmup_minutes, a.page_minutes), a.out)
     return 0
 
 
