@@ -119,3 +119,164 @@ def test_redis_going_away_is_reported_and_coming_back_too():
         return server
 
     stop_server(asyncio.run(main(start_redis(port))))
+
+
+# --- the recipes' group commit and the watchdog ----------------------------------------------------
+
+def test_a_busy_pool_never_drops_a_write(redis_url):
+    """Every connection of a tiny pool checked out and held: the writes of 200
+    sessions, many each, still all land, each key at its latest value, in fewer round trips than
+    writes (the KeyWriter's batches go on their own connection)."""
+    import redis.asyncio as aioredis
+
+    from app.broker.writer import KeyWriter
+
+    async def main():
+        b = RedisBroker(redis_url, timeout_s=0.3, max_connections=2)
+        await b.start()
+        pool = b.r.connection_pool
+        hold = [await pool.get_connection() for _ in range(2)]
+        with pytest.raises(BrokerDown):  # the pool is really exhausted...
+            await b.set("via-pool", b"x")
+        assert b.ok  # ...which is busy, not down
+        w = KeyWriter(b, ttl_s=60)
+
+        async def session(i):
+            for v in range(5):
+                await w.set(f"k{i}", b"%d-%d" % (i, v))
+
+        await asyncio.gather(*(session(i) for i in range(200)))
+        check = aioredis.Redis.from_url(redis_url)
+        got = await check.mget([f"k{i}" for i in range(200)])
+        assert got == [b"%d-4" % i for i in range(200)]
+        assert w.keys == 1000 and w.batches <= 10 and w.pending() == 0  # ~200 writes a round trip
+        for conn in hold:
+            await pool.release(conn)
+        await check.aclose()
+        await b.close()
+
+    asyncio.run(main())
+
+
+class _SlowBroker(MemoryBroker):
+    """An in-process broker whose `set_many` waits until the test lets it go, recording batches."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches: list[dict] = []
+        self.gate = asyncio.Event()
+        self.fail: BaseException | None = None
+
+    async def set_many(self, items, ttl_s=None):
+        self.batches.append(dict(items))
+        await self.gate.wait()
+        self.gate.clear()
+        if self.fail is not None:
+            e, self.fail = self.fail, None
+            raise e
+        await super().set_many(items, ttl_s)
+
+
+def test_batches_keep_each_keys_order_and_release_callers_when_acknowledged():
+    from app.broker.writer import KeyWriter
+
+    async def main():
+        b = _SlowBroker()
+        w = KeyWriter(b, ttl_s=None)
+        first = [asyncio.ensure_future(w.set(f"s{i}", b"v1")) for i in range(10)]
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert len(b.batches) == 1 and len(b.batches[0]) == 10  # one turn's writes: one batch
+        # While it is in flight, each session writes twice more: only the latest goes next.
+        later = [asyncio.ensure_future(w.set(f"s{i}", v)) for i in range(10) for v in (b"v2", b"v3")]
+        await asyncio.sleep(0)
+        assert not any(f.done() for f in first + later)
+        b.gate.set()
+        await asyncio.gather(*first)
+        assert not any(f.done() for f in later)  # their values are not acknowledged yet
+        await asyncio.sleep(0)
+        assert b.batches[1] == {f"s{i}": b"v3" for i in range(10)}
+        b.gate.set()
+        await asyncio.gather(*later)
+        assert [await b.get(f"s{i}") for i in range(10)] == [b"v3"] * 10
+        assert (w.batches, w.keys) == (2, 20)
+
+    asyncio.run(main())
+
+
+def test_a_busy_batch_is_retried_and_a_down_broker_keeps_the_write_for_later():
+    from app.broker.writer import KeyWriter
+
+    async def main():
+        b = _SlowBroker()
+        w = KeyWriter(b, ttl_s=None)
+        t = asyncio.ensure_future(w.set("s", b"v1"))
+        await asyncio.sleep(0)
+        b.fail = BrokerDown("timed out")  # busy: the broker stays healthy
+        b.gate.set()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert not t.done() and len(b.batches) == 2 and b.batches[1] == {"s": b"v1"}
+        b.gate.set()
+        await t
+        assert await b.get("s") == b"v1"
+        # Down: the caller is told, the value stays and is written when the broker is back.
+        t = asyncio.ensure_future(w.set("s", b"v2"))
+        await asyncio.sleep(0)
+        b.fail = BrokerDown("refused")
+        b._set_health(False, "refused")
+        b.gate.set()
+        with pytest.raises(BrokerDown):
+            await t
+        with pytest.raises(BrokerDown):  # known down: no waiting
+            await w.set("s", b"v3")
+        assert w.pending() == 1 and await b.get("s") == b"v1"
+        b._set_health(True)
+        await asyncio.sleep(0)
+        assert b.batches[-1] == {"s": b"v3"}
+        b.gate.set()
+        await _wait_for(lambda: w.pending() == 0)
+        await asyncio.sleep(0)
+        assert await b.get("s") == b"v3"
+
+    asyncio.run(main())
+
+
+def test_watchdog_is_not_fooled_by_a_slow_loop_but_reports_a_stopped_redis():
+    """Unanswered pings (what a loop too busy to read the answer sees) trip the watchdog only
+    `ping_misses` in a row; a stopped redis-server trips it at the first ping."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (make test installs it)")
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+
+    async def main(server):
+        b = RedisBroker(url, timeout_s=0.5, ping_every_s=3600, ping_misses=3)
+        await b.start()
+        changes = []
+        b.on_health(lambda ok, err: changes.append(ok))
+        real_ping = b._pinger.ping
+
+        async def late_ping():  # the answer comes after the timeout: a busy loop's view
+            raise asyncio.TimeoutError()
+
+        b._pinger.ping = late_ping
+        assert await b.check() is True and await b.check() is True
+        b._pinger.ping = real_ping
+        assert await b.check() is True  # answered: the count of misses starts again
+        b._pinger.ping = late_ping
+        assert await b.check() is True and await b.check() is True
+        assert changes == [] and b.ok
+        assert await b.check() is False  # the third in a row: a hung Redis is down
+        assert changes == [False]
+        b._pinger.ping = real_ping
+        assert await b.check() is True and changes == [False, True]
+        stop_server(server)
+        assert await b.check() is False  # refused: down at once
+        assert changes == [False, True, False] and "Connection" in (b.error or "")
+        server = start_redis(port)
+        assert await b.check() is True and changes[-1] is True
+        await b.close()
+        return server
+
+    stop_server(asyncio.run(main(start_redis(port))))
