@@ -693,7 +693,7 @@ class RoomService:
         the secret is not the session's."""
         if not self.broker.shared:
             return None
-        raw = await self.broker.get(_k_recipe(sid))
+        raw = await self.recipes.get(_k_recipe(sid))  # batched with the other rebuilds' reads
         if raw is None:
             return None
         r = orjson.loads(raw)

@@ -86,6 +86,10 @@ class Broker(abc.ABC):
     async def get(self, key: str) -> bytes | None:
         """The value under `key`, or None (never set, deleted or expired)."""
 
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """`get` each of `keys`, in order (a networked broker asks in one round trip)."""
+        return [await self.get(key) for key in keys]
+
     @abc.abstractmethod
     async def expire(self, key: str, ttl_s: float) -> bool:
         """`key` now expires `ttl_s` seconds from now; False when it is not there."""

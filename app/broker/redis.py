@@ -1,11 +1,11 @@
 """The Redis broker: channels are Redis pub/sub, keys are Redis strings with a TTL.
 
 One connection pool for commands, one dedicated connection for the subscriptions (read by one
-task that hands each message to its channel's callbacks), one for `set_many` (the recipes' group
-commit: it never waits behind a busy pool) and one for the watchdog's ping. When Redis goes away,
-every operation raises `BrokerDown` within `timeout_s`, the reader rebuilds its connection and
-subscribes again to every channel once Redis is back, and a watchdog's ping tells `on_health`
-listeners both ways.
+task that hands each message to its channel's callbacks), a small pool of its own for `set_many`
+and `get_many` (the recipes' batches: they never wait behind a busy pool) and one connection for
+the watchdog's ping. When Redis goes away, every operation raises `BrokerDown` within
+`timeout_s`, the reader rebuilds its connection and subscribes again to every channel once Redis
+is back, and a watchdog's ping tells `on_health` listeners both ways.
 
 Busy is not down: an operation that only timed out (waiting for a pool connection, or for its
 answer on an event loop too busy to read it) raises `BrokerDown` but does not change the health;
@@ -66,7 +66,7 @@ class RedisBroker(Broker):
                 socket_connect_timeout=timeout_s))
 
         self.r = client(max_connections)
-        self._writer = client(1)  # set_many: one batch in flight at a time, in order
+        self._writer = client(8)  # set_many, get_many: the batches, never behind the pool
         self._pinger = client(1)  # the watchdog: never queued behind the pool
         self._subs: dict[str, list[Callback]] = {}
         self._ps = None
@@ -226,7 +226,7 @@ class RedisBroker(Broker):
         await self._op(self.r.set(key, value, px=px))
 
     async def set_many(self, items: dict[str, bytes], ttl_s: float | None = None) -> None:
-        """One pipelined round trip on the writer's own connection (never behind the pool)."""
+        """One pipelined round trip on the batches' own pool (never behind the commands' pool)."""
         px = None if ttl_s is None else max(1, int(ttl_s * 1000))
 
         async def send():
@@ -239,6 +239,10 @@ class RedisBroker(Broker):
 
     async def get(self, key: str) -> bytes | None:
         return await self._op(self.r.get(key))
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """One MGET on the batches' own pool."""
+        return await self._op(self._writer.mget(keys)) if keys else []
 
     async def expire(self, key: str, ttl_s: float) -> bool:
         return bool(await self._op(self.r.pexpire(key, max(1, int(ttl_s * 1000)))))

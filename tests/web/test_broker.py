@@ -159,22 +159,30 @@ def test_a_busy_pool_never_drops_a_write(redis_url):
 
 
 class _SlowBroker(MemoryBroker):
-    """An in-process broker whose `set_many` waits until the test lets it go, recording batches."""
+    """An in-process broker whose `set_many` calls each wait until the test lets that one go
+    (`release(i)`, optionally failing it), recording the batches."""
 
     def __init__(self):
         super().__init__()
         self.batches: list[dict] = []
-        self.gate = asyncio.Event()
-        self.fail: BaseException | None = None
+        self._gates: list[asyncio.Future] = []
 
     async def set_many(self, items, ttl_s=None):
         self.batches.append(dict(items))
-        await self.gate.wait()
-        self.gate.clear()
-        if self.fail is not None:
-            e, self.fail = self.fail, None
-            raise e
+        gate = asyncio.get_running_loop().create_future()
+        self._gates.append(gate)
+        error = await gate
+        if error is not None:
+            raise error
         await super().set_many(items, ttl_s)
+
+    def release(self, i, error=None):
+        self._gates[i].set_result(error)
+
+
+async def _turns(n=3):
+    for _ in range(n):
+        await asyncio.sleep(0)
 
 
 def test_batches_keep_each_keys_order_and_release_callers_when_acknowledged():
@@ -184,22 +192,26 @@ def test_batches_keep_each_keys_order_and_release_callers_when_acknowledged():
         b = _SlowBroker()
         w = KeyWriter(b, ttl_s=None)
         first = [asyncio.ensure_future(w.set(f"s{i}", b"v1")) for i in range(10)]
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        assert len(b.batches) == 1 and len(b.batches[0]) == 10  # one turn's writes: one batch
-        # While it is in flight, each session writes twice more: only the latest goes next.
+        await _turns()
+        assert b.batches == [{f"s{i}": b"v1" for i in range(10)}]  # one turn's writes: one batch
+        # While it is in flight, sessions s0-s9 write twice more and a new one once: the new one
+        # goes at once (batches do not wait for each other); s0-s9's latest waits for batch 0.
         later = [asyncio.ensure_future(w.set(f"s{i}", v)) for i in range(10) for v in (b"v2", b"v3")]
-        await asyncio.sleep(0)
+        other = asyncio.ensure_future(w.set("new", b"n1"))
+        await _turns()
+        assert b.batches[1:] == [{"new": b"n1"}]
+        b.release(1)
+        await other
         assert not any(f.done() for f in first + later)
-        b.gate.set()
+        b.release(0)
         await asyncio.gather(*first)
+        await _turns()
         assert not any(f.done() for f in later)  # their values are not acknowledged yet
-        await asyncio.sleep(0)
-        assert b.batches[1] == {f"s{i}": b"v3" for i in range(10)}
-        b.gate.set()
+        assert b.batches[2] == {f"s{i}": b"v3" for i in range(10)}
+        b.release(2)
         await asyncio.gather(*later)
         assert [await b.get(f"s{i}") for i in range(10)] == [b"v3"] * 10
-        assert (w.batches, w.keys) == (2, 20)
+        assert (w.batches, w.keys, w.pending()) == (3, 21, 0)
 
     asyncio.run(main())
 
@@ -211,33 +223,46 @@ def test_a_busy_batch_is_retried_and_a_down_broker_keeps_the_write_for_later():
         b = _SlowBroker()
         w = KeyWriter(b, ttl_s=None)
         t = asyncio.ensure_future(w.set("s", b"v1"))
-        await asyncio.sleep(0)
-        b.fail = BrokerDown("timed out")  # busy: the broker stays healthy
-        b.gate.set()
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        assert not t.done() and len(b.batches) == 2 and b.batches[1] == {"s": b"v1"}
-        b.gate.set()
+        await _turns()
+        b.release(0, BrokerDown("timed out"))  # busy: the broker stays healthy
+        await _turns()
+        assert not t.done() and b.batches[1] == {"s": b"v1"}
+        b.release(1)
         await t
         assert await b.get("s") == b"v1"
         # Down: the caller is told, the value stays and is written when the broker is back.
         t = asyncio.ensure_future(w.set("s", b"v2"))
-        await asyncio.sleep(0)
-        b.fail = BrokerDown("refused")
+        await _turns()
         b._set_health(False, "refused")
-        b.gate.set()
+        b.release(2, BrokerDown("refused"))
         with pytest.raises(BrokerDown):
             await t
         with pytest.raises(BrokerDown):  # known down: no waiting
             await w.set("s", b"v3")
         assert w.pending() == 1 and await b.get("s") == b"v1"
         b._set_health(True)
-        await asyncio.sleep(0)
+        await _turns()
         assert b.batches[-1] == {"s": b"v3"}
-        b.gate.set()
-        await _wait_for(lambda: w.pending() == 0)
-        await asyncio.sleep(0)
-        assert await b.get("s") == b"v3"
+        b.release(3)
+        await _turns()
+        assert w.pending() == 0 and await b.get("s") == b"v3"
+
+    asyncio.run(main())
+
+
+def test_reads_are_batched_and_see_the_broker(redis_url):
+    """The reads of one turn go in one round trip (what a worker rebuilding many sessions does)."""
+    from app.broker.writer import KeyWriter
+
+    async def main():
+        b = RedisBroker(redis_url)
+        await b.start()
+        w = KeyWriter(b, ttl_s=60)
+        await asyncio.gather(*(w.set(f"r{i}", b"%d" % i) for i in range(50)))
+        got = await asyncio.gather(*(w.get(f"r{i}") for i in list(range(50)) + [999]))
+        assert got == [b"%d" % i for i in range(50)] + [None]
+        assert w.batches == 1
+        await b.close()
 
     asyncio.run(main())
 
