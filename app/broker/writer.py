@@ -64,20 +64,22 @@ class KeyWriter:
         return len(self._pending) + len(self._inflight)
 
     async def _wait(self, table: dict[str, list[asyncio.Future]], key: str):
+        # Awaited directly (no shield: each hop between futures costs a loop turn, long on a busy
+        # worker); a caller cancelled meanwhile leaves its future done, which `_resolve` skips.
         fut = asyncio.get_running_loop().create_future()
         table.setdefault(key, []).append(fut)
         self._kick()
-        return await asyncio.shield(fut)
+        return await fut
 
     def _down_now(self) -> None:
         if not self.broker.ok:
             raise BrokerDown(f"the broker is down ({self.broker.error}); the write waits for it")
 
     def _kick(self) -> None:
-        """Send what is due at the end of this loop turn (everything asked meanwhile joins it)."""
+        """Send what is due at the next loop turn (everything asked in this one joins it)."""
         if not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._send)
+            self._spawn(self._send())
 
     def _health_changed(self, ok: bool, error: str | None) -> None:
         if ok and self._pending:
@@ -85,21 +87,23 @@ class KeyWriter:
         elif not ok:
             self._fail(BrokerDown(f"the broker is down ({error})"))
 
-    def _send(self) -> None:
+    async def _send(self) -> None:
+        """One batch of writes and one of reads, sent from this task (the writes in it, the reads
+        in a task of their own)."""
         self._scheduled = False
         if not self.broker.ok:
             self._fail(BrokerDown(f"the broker is down ({self.broker.error})"))
             return
+        if self._reads:
+            reads, self._reads = self._reads, {}
+            self._spawn(self._read_batch(reads))
         batch = {k: v for k, v in self._pending.items() if k not in self._inflight}
         if batch:
             for k in batch:
                 del self._pending[k]
             self._inflight.update(batch)
             waiters = {k: self._waiters.pop(k, []) for k in batch}
-            self._spawn(self._write_batch(batch, waiters))
-        if self._reads:
-            reads, self._reads = self._reads, {}
-            self._spawn(self._read_batch(reads))
+            await self._write_batch(batch, waiters)
 
     def _spawn(self, coro) -> None:
         t = asyncio.ensure_future(coro)
