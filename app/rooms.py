@@ -18,7 +18,8 @@ What goes through the broker (app/broker/):
     pg:room:CODE:in       channel: JSON from the viewers' workers (counts, snapshot requests,
                           raised hands, a granted viewer's input)
     pg:recipe:SID         key: the session's recipe (scenario, the branch's actions, the moment,
-                          speed, lesson, the secret's hash, its room): a shared broker only
+                          speed, lesson, the secret's hash, its room): a shared broker only;
+                          the recipes of one loop turn go in one pipelined batch (KeyWriter)
 
 A viewer's page is read-only: its actions and controls do nothing to the room (the first one is
 answered by one `error` saying so). A viewer given control by the presenter gets a secret of its
@@ -44,6 +45,7 @@ import orjson
 from engine.scenario import ScenarioError, parse_scenario
 
 from .broker import Broker, BrokerDown
+from .broker.writer import KeyWriter
 from .limits import quote
 from .outbox import Outbox, wire, wire_bytes
 from .session import TokenBucket
@@ -634,6 +636,7 @@ class RoomService:
         self.ttl_s = settings.idle_timeout_s + settings.detached_grace_s
         self._tasks: set[asyncio.Task] = set()
         self._joins: dict[str, TokenBucket] = {}  # room joins per client address
+        self.recipes = KeyWriter(broker, self.ttl_s)  # the recipes' group commit
         broker.on_health(self._health_changed)
 
     async def start(self) -> None:
@@ -682,8 +685,10 @@ class RoomService:
             session.relay = Relay(self, session, recipes=self.broker.shared)
 
     async def store_recipe(self, relay: Relay) -> None:
-        if self.broker.ok:
-            await self.broker.set(_k_recipe(relay.session.id), relay.recipe_bytes(), self.ttl_s)
+        """The session's recipe into the broker, with every other session's written this loop turn
+        (one round trip, `KeyWriter`); returns once it is there. BrokerDown when the broker is
+        down: the recipe is then written as soon as it is back (never skipped)."""
+        await self.recipes.set(_k_recipe(relay.session.id), relay.recipe_bytes())
 
     async def rebuild(self, sid: str, secret: str, page_t: float | None, client: str | None):
         """The session `sid` from its recipe (its worker is gone): the same id, secret, branch and
@@ -691,7 +696,7 @@ class RoomService:
         the secret is not the session's."""
         if not self.broker.shared:
             return None
-        raw = await self.broker.get(_k_recipe(sid))
+        raw = await self.recipes.get(_k_recipe(sid))  # batched with the other rebuilds' reads
         if raw is None:
             return None
         r = orjson.loads(raw)

@@ -13,7 +13,9 @@ alternately; every session plays the lesson `--lesson` at the default speed.
    here - the `w` its runner stamped on the tick's `events` frame) and the server's own view of
    it (GET /api/stats on each worker); click-to-frame (the action sent -> the first frame whose
    `acts` carries it: the runner sends it at once, playing or not); Redis operations per click
-   (INFO commandstats: every command Redis ran in the window, over the clicks acknowledged);
+   (INFO commandstats: every command Redis ran in the window, over the clicks acknowledged) and
+   the recipes' round trips per click (the workers batch them, app/broker/writer.py; their
+   GET /api/stats);
    the CPU of each worker, of Redis and of each load-generator process.
 2. kill: every session on worker A makes one last click and pauses; the `snapshot` that answers
    the pause gives its moment `t` and `digest` (and `actions`, the clicks so far). 10 s later
@@ -671,6 +673,8 @@ def run_scale(sessions: int, clients: int, warmup_s: float, measure_s: float,
         "redis_ops_per_click": round(total_ops / clicks, 2) if clicks else None,
         "redis_sets_per_click": round(ops.get("set", 0) / clicks, 2) if clicks else None,
         "redis_ops_per_s": round(total_ops / wall, 1), "redis_ops_by_command": ops,
+        # The recipes' group commit (app/broker/writer.py): round trips, and recipes in each.
+        **recipe_batches(server_side, clicks),
         "cpu_percent": {**cpu_percent(cpu0, cpu1, wall),
                         "load_generators": [r.get("cpu_percent_measuring") for r in results]},
         "rss_mb": rss,
@@ -702,6 +706,15 @@ def kill_figures(rows: list[dict], killed_ms: float) -> dict:
             "not_back": missing[:5], "not_back_count": len(missing),
             "kill_to_snapshot_ms": dist(back_ms),
             "kill_to_socket_closed_ms": dist(noticed_ms)}
+
+
+def recipe_batches(server_side: dict, clicks: int) -> dict:
+    """The recipes' round trips to Redis per click, and recipes per round trip (both workers)."""
+    ws = [(v or {}).get("recipe_writes") or {} for v in server_side.values()]
+    batches = sum(w.get("batches", 0) for w in ws)
+    recipes = sum(w.get("recipes", 0) for w in ws)
+    return {"recipe_round_trips_per_click": round(batches / clicks, 3) if clicks else None,
+            "recipes_per_round_trip": round(recipes / batches, 2) if batches else None}
 
 
 def main(argv: list[str]) -> int:

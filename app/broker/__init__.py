@@ -3,6 +3,7 @@
     Broker          the interface (base.py): pub/sub of bytes on named channels, and keys
     MemoryBroker    in-process (the default: `make run` needs nothing else); one worker only
     RedisBroker     Redis (`PLAYGROUND_BROKER=redis://host:port/0`), the `redis` package's asyncio client
+    KeyWriter       (writer.py) batches the key writes and reads of one loop turn into one round trip
 
 `make_broker(settings)` picks one from `PLAYGROUND_BROKER`. What travels through it is in
 app/rooms.py (room frames, viewer input, recipes); the broker knows nothing of sessions.

@@ -6,7 +6,8 @@ Two kinds of thing go through it:
   `channel`, on every worker, in the order published (per publisher). At most once: a worker that
   was not subscribed (or not connected) when a message went out never sees it.
 - **keys**: `set(key, value, ttl_s)`, `get(key)`, `expire(key, ttl_s)`, `delete(key)`: small values (bytes) every worker
-  can read, each expiring `ttl_s` seconds after it was last set.
+  can read, each expiring `ttl_s` seconds after it was last set; `set_many` sets several at once
+  (one round trip on a networked broker; `KeyWriter` in writer.py batches writes into it).
 
 Every operation either completes or raises `BrokerDown` (within `timeout_s`); `health()` says
 whether the broker is reachable now, and `on_health(callback)` is told each time that changes.
@@ -75,9 +76,19 @@ class Broker(abc.ABC):
     async def set(self, key: str, value: bytes, ttl_s: float | None = None) -> None:
         """Store `value` under `key`, expiring `ttl_s` seconds from now (None: never)."""
 
+    async def set_many(self, items: dict[str, bytes], ttl_s: float | None = None) -> None:
+        """`set` each of `items` (key -> value), all with `ttl_s` (a networked broker sends them in
+        one round trip)."""
+        for key, value in items.items():
+            await self.set(key, value, ttl_s)
+
     @abc.abstractmethod
     async def get(self, key: str) -> bytes | None:
         """The value under `key`, or None (never set, deleted or expired)."""
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """`get` each of `keys`, in order (a networked broker asks in one round trip)."""
+        return [await self.get(key) for key in keys]
 
     @abc.abstractmethod
     async def expire(self, key: str, ttl_s: float) -> bool:

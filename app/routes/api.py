@@ -38,22 +38,27 @@ async def healthz(request: Request, sessions=Depends(get_sessions)):
 
 
 @router.get("/api/stats")
-def stats(reset: bool = False, sessions=Depends(get_sessions)):
-    """Server-side frame lateness and full GC pauses (benchmarks only: PLAYGROUND_BENCH_STATS=1)."""
+def stats(request: Request, reset: bool = False, sessions=Depends(get_sessions)):
+    """Server-side frame lateness, full GC pauses and the recipes' batches (round trips to the
+    broker, and recipes written in them) (benchmarks only: PLAYGROUND_BENCH_STATS=1)."""
     xs = sessions.lateness_s
     if xs is None:
         raise HTTPException(404, "stats are off (set PLAYGROUND_BENCH_STATS=1)")
     ys = sorted(xs)
     gcs = list(sessions.gc_pauses_s)
+    w = request.app.state.rooms.recipes
+    batches = {"batches": w.batches, "recipes": w.keys}
     if reset:
         xs.clear()
         sessions.gc_pauses_s.clear()
+        w.batches = w.keys = 0
 
     def pct(p):
         return round(ys[min(len(ys) - 1, int(p / 100 * (len(ys) - 1)))] * 1000, 2) if ys else None
 
     return {"frames": len(ys), "lateness_ms": {"p50": pct(50), "p90": pct(90), "p99": pct(99), "max": pct(100)},
-            "gc_full_collections": {"count": len(gcs), "max_ms": round(max(gcs) * 1000, 1) if gcs else None}}
+            "gc_full_collections": {"count": len(gcs), "max_ms": round(max(gcs) * 1000, 1) if gcs else None},
+            "recipe_writes": batches}
 
 
 @router.get("/api/lessons")

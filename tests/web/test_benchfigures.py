@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 
-from app.scalebench import Hist, _field, kill_figures
+from app.scalebench import Hist, _field, kill_figures, recipe_batches
 from app.soakbench import flatness, slope
 from app.webbench import _pct
 
@@ -67,3 +67,11 @@ def test_memory_is_flat_only_when_it_stops_growing_after_the_warm_up():
     f = flatness(_samples(leaking), warmup=2)
     assert f["worker_A"]["flat"] is False and f["worker_A"]["slope_mb_per_min"] == 2.0
     assert flatness(_samples([1.0, 2.0]), warmup=2)["worker_A"]["flat"] is None
+
+
+def test_recipe_round_trips_per_click_add_both_workers_and_survive_a_missing_one():
+    side = {"worker_A": {"recipe_writes": {"batches": 30, "recipes": 200}},
+            "worker_B": {"recipe_writes": {"batches": 10, "recipes": 100}}, "worker_C": None}
+    assert recipe_batches(side, 400) == {"recipe_round_trips_per_click": 0.1, "recipes_per_round_trip": 7.5}
+    assert recipe_batches({"worker_A": None}, 0) == {"recipe_round_trips_per_click": None,
+                                                     "recipes_per_round_trip": None}

@@ -119,3 +119,189 @@ def test_redis_going_away_is_reported_and_coming_back_too():
         return server
 
     stop_server(asyncio.run(main(start_redis(port))))
+
+
+# --- the recipes' group commit and the watchdog ----------------------------------------------------
+
+def test_a_busy_pool_never_drops_a_write(redis_url):
+    """Every connection of a tiny pool checked out and held: the writes of 200
+    sessions, many each, still all land, each key at its latest value, in fewer round trips than
+    writes (the KeyWriter's batches go on their own connection)."""
+    import redis.asyncio as aioredis
+
+    from app.broker.writer import KeyWriter
+
+    async def main():
+        b = RedisBroker(redis_url, timeout_s=0.3, max_connections=2)
+        await b.start()
+        pool = b.r.connection_pool
+        hold = [await pool.get_connection() for _ in range(2)]
+        with pytest.raises(BrokerDown):  # the pool is really exhausted...
+            await b.set("via-pool", b"x")
+        assert b.ok  # ...which is busy, not down
+        w = KeyWriter(b, ttl_s=60)
+
+        async def session(i):
+            for v in range(5):
+                await w.set(f"k{i}", b"%d-%d" % (i, v))
+
+        await asyncio.gather(*(session(i) for i in range(200)))
+        check = aioredis.Redis.from_url(redis_url)
+        got = await check.mget([f"k{i}" for i in range(200)])
+        assert got == [b"%d-4" % i for i in range(200)]
+        assert w.keys == 1000 and w.batches <= 10 and w.pending() == 0  # ~200 writes a round trip
+        for conn in hold:
+            await pool.release(conn)
+        await check.aclose()
+        await b.close()
+
+    asyncio.run(main())
+
+
+class _SlowBroker(MemoryBroker):
+    """An in-process broker whose `set_many` calls each wait until the test lets that one go
+    (`release(i)`, optionally failing it), recording the batches."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches: list[dict] = []
+        self._gates: list[asyncio.Future] = []
+
+    async def set_many(self, items, ttl_s=None):
+        self.batches.append(dict(items))
+        gate = asyncio.get_running_loop().create_future()
+        self._gates.append(gate)
+        error = await gate
+        if error is not None:
+            raise error
+        await super().set_many(items, ttl_s)
+
+    def release(self, i, error=None):
+        self._gates[i].set_result(error)
+
+
+async def _turns(n=3):
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+def test_batches_keep_each_keys_order_and_release_callers_when_acknowledged():
+    from app.broker.writer import KeyWriter
+
+    async def main():
+        b = _SlowBroker()
+        w = KeyWriter(b, ttl_s=None)
+        first = [asyncio.ensure_future(w.set(f"s{i}", b"v1")) for i in range(10)]
+        await _turns()
+        assert b.batches == [{f"s{i}": b"v1" for i in range(10)}]  # one turn's writes: one batch
+        # While it is in flight, sessions s0-s9 write twice more and a new one once: the new one
+        # goes at once (batches do not wait for each other); s0-s9's latest waits for batch 0.
+        later = [asyncio.ensure_future(w.set(f"s{i}", v)) for i in range(10) for v in (b"v2", b"v3")]
+        other = asyncio.ensure_future(w.set("new", b"n1"))
+        await _turns()
+        assert b.batches[1:] == [{"new": b"n1"}]
+        b.release(1)
+        await other
+        assert not any(f.done() for f in first + later)
+        b.release(0)
+        await asyncio.gather(*first)
+        await _turns()
+        assert not any(f.done() for f in later)  # their values are not acknowledged yet
+        assert b.batches[2] == {f"s{i}": b"v3" for i in range(10)}
+        b.release(2)
+        await asyncio.gather(*later)
+        assert [await b.get(f"s{i}") for i in range(10)] == [b"v3"] * 10
+        assert (w.batches, w.keys, w.pending()) == (3, 21, 0)
+
+    asyncio.run(main())
+
+
+def test_a_busy_batch_is_retried_and_a_down_broker_keeps_the_write_for_later():
+    from app.broker.writer import KeyWriter
+
+    async def main():
+        b = _SlowBroker()
+        w = KeyWriter(b, ttl_s=None)
+        t = asyncio.ensure_future(w.set("s", b"v1"))
+        await _turns()
+        b.release(0, BrokerDown("timed out"))  # busy: the broker stays healthy
+        await _turns()
+        assert not t.done() and b.batches[1] == {"s": b"v1"}
+        b.release(1)
+        await t
+        assert await b.get("s") == b"v1"
+        # Down: the caller is told, the value stays and is written when the broker is back.
+        t = asyncio.ensure_future(w.set("s", b"v2"))
+        await _turns()
+        b._set_health(False, "refused")
+        b.release(2, BrokerDown("refused"))
+        with pytest.raises(BrokerDown):
+            await t
+        with pytest.raises(BrokerDown):  # known down: no waiting
+            await w.set("s", b"v3")
+        assert w.pending() == 1 and await b.get("s") == b"v1"
+        b._set_health(True)
+        await _turns()
+        assert b.batches[-1] == {"s": b"v3"}
+        b.release(3)
+        await _turns()
+        assert w.pending() == 0 and await b.get("s") == b"v3"
+
+    asyncio.run(main())
+
+
+def test_reads_are_batched_and_see_the_broker(redis_url):
+    """The reads of one turn go in one round trip (what a worker rebuilding many sessions does)."""
+    from app.broker.writer import KeyWriter
+
+    async def main():
+        b = RedisBroker(redis_url)
+        await b.start()
+        w = KeyWriter(b, ttl_s=60)
+        await asyncio.gather(*(w.set(f"r{i}", b"%d" % i) for i in range(50)))
+        got = await asyncio.gather(*(w.get(f"r{i}") for i in list(range(50)) + [999]))
+        assert got == [b"%d" % i for i in range(50)] + [None]
+        assert w.batches == 1
+        await b.close()
+
+    asyncio.run(main())
+
+
+def test_watchdog_is_not_fooled_by_a_slow_loop_but_reports_a_stopped_redis():
+    """Unanswered pings (what a loop too busy to read the answer sees) trip the watchdog only
+    `ping_misses` in a row; a stopped redis-server trips it at the first ping."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (make test installs it)")
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+
+    async def main(server):
+        b = RedisBroker(url, timeout_s=0.5, ping_every_s=3600, ping_misses=3)
+        await b.start()
+        changes = []
+        b.on_health(lambda ok, err: changes.append(ok))
+        real_ping = b._pinger.ping
+
+        async def late_ping():  # the answer comes after the timeout: a busy loop's view
+            raise asyncio.TimeoutError()
+
+        b._pinger.ping = late_ping
+        assert await b.check() is True and await b.check() is True
+        b._pinger.ping = real_ping
+        assert await b.check() is True  # answered: the count of misses starts again
+        b._pinger.ping = late_ping
+        assert await b.check() is True and await b.check() is True
+        assert changes == [] and b.ok
+        assert await b.check() is False  # the third in a row: a hung Redis is down
+        assert changes == [False]
+        b._pinger.ping = real_ping
+        assert await b.check() is True and changes == [False, True]
+        stop_server(server)
+        assert await b.check() is False  # refused: down at once
+        assert changes == [False, True, False] and "Connection" in (b.error or "")
+        server = start_redis(port)
+        assert await b.check() is True and changes[-1] is True
+        await b.close()
+        return server
+
+    stop_server(asyncio.run(main(start_redis(port))))
