@@ -77,7 +77,8 @@ def test_an_lb_session_plays_past_the_old_cap_and_its_link_and_seeks_reproduce_i
     # lands on the same state.
     digest_at_end = s.sim.digest()
     before = max(c[0] for c in s.world.checkpoints if c[0] <= 31_000.0)
-    assert before > 31_000.0 - 2 * st.checkpoint_every_ms  # (taken at ticks, every 2 s or so)
+    # (Taken at ticks every 2 s or so, thinned past PLAYGROUND_MAX_CHECKPOINT_BYTES: not the start.)
+    assert before > 0
     s.handle(json.dumps({"type": "control", "do": "seek", "t": 31_000.0}))
     assert s.job is not None and s.job.from_ms == before
     finish(s)
