@@ -20,6 +20,8 @@ What goes through the broker (app/broker/):
     pg:recipe:SID         key: the session's recipe (scenario, the branch's actions, the moment,
                           speed, lesson, the secret's hash, its room): a shared broker only;
                           the recipes of one loop turn go in one pipelined batch (KeyWriter)
+    pg:rooms-of:ADDR      key: the codes of the rooms a client address opened (a shared broker:
+                          the per-address cap counts every worker's rooms, less the closed ones)
 
 A viewer's page is read-only: its actions and controls do nothing to the room (the first one is
 answered by one `error` saying so). A viewer given control by the presenter gets a secret of its
@@ -103,6 +105,10 @@ def _ch_out(code: str) -> str:
 
 def _ch_in(code: str) -> str:
     return f"pg:room:{code}:in"
+
+
+def _k_rooms_of(client: str) -> str:
+    return f"pg:rooms-of:{client}"
 
 
 def _k_recipe(sid: str) -> str:
@@ -732,7 +738,9 @@ class RoomService:
         if not self.broker.ok:
             raise RoomError(f"room: the broker is not reachable ({self.broker.error}); try again "
                             "when it is back")
-        mine = [r for r in self.hosted.values() if r.client == client and client is not None]
+        mine = {r.code for r in self.hosted.values() if r.client == client and client is not None}
+        if self.broker.shared:
+            mine |= set(await self._rooms_of(client))  # every worker's, not only this one's
         if len(mine) >= st.max_rooms_per_client:
             raise RoomError(f"room: this address already has {len(mine)} rooms open, the limit per "
                             f"address (PLAYGROUND_MAX_ROOMS_PER_CLIENT = {st.max_rooms_per_client}); "
@@ -744,6 +752,9 @@ class RoomService:
         else:  # pragma: no cover - 887 million codes
             raise RoomError("room: no free room code; try again")
         room = await self._host(code, session, client)
+        if self.broker.shared and client is not None:
+            await self.broker.set(_k_rooms_of(client), orjson.dumps(sorted(mine | {code})),
+                                  self.ttl_s)
         # Late joiners need the world: the last hello goes to the broker now (the presenter's page
         # keeps its picture), and a snapshot (a replay in progress ends with one) and the status to
         # everyone.
@@ -754,6 +765,18 @@ class RoomService:
             session.queue_snapshot()
         room.tell(force=True)
         return room
+
+    async def _rooms_of(self, client: str | None) -> list[str]:
+        """The codes of the rooms `client` (an address) has open on any worker sharing the broker:
+        the list its last room opening wrote, less the rooms closed or gone since."""
+        if client is None:
+            return []
+        raw = await self.broker.get(_k_rooms_of(client))
+        codes = orjson.loads(raw) if raw else []
+        if not codes:
+            return []
+        alive = await self.broker.get_many([_k_room(c) for c in codes])
+        return [c for c, a in zip(codes, alive) if a is not None]
 
     async def _host(self, code: str, session, client: str | None) -> HostedRoom:
         self.track(session)

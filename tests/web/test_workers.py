@@ -188,3 +188,50 @@ def test_healthz_and_the_pages_say_when_redis_is_gone():
         stop_server(worker)
         if redis.poll() is None:
             stop_server(redis)
+
+
+def test_rooms_per_address_are_counted_across_workers():
+    """The per-address cap counts the rooms an address has open on every worker sharing the
+    broker: with a cap of 2, one room on A and one on B, a third on either is refused with the
+    cap named; closing one makes room again."""
+    rport = free_port()
+    redis = start_redis(rport)
+    url = f"redis://127.0.0.1:{rport}/0"
+    procs, ports = [], []
+    try:
+        for _ in range(2):
+            port = free_port()
+            procs.append(start_server(port, {**_env(url), "PLAYGROUND_MAX_ROOMS_PER_CLIENT": "2"}))
+            ports.append(port)
+        a, b = ports
+        pages = []
+        try:
+            for port in (a, b):
+                ws, _, _ = paused_session(port, seed=3, t=100)
+                pages.append(ws)
+                ws.send(json.dumps({"type": "control", "do": "room_open"}))
+                recv_until(ws, kind("room"))
+            for port in (a, b):
+                ws, _, _ = paused_session(port, seed=4, t=100)
+                pages.append(ws)
+                ws.send(json.dumps({"type": "control", "do": "room_open"}))
+                err = recv_until(ws, lambda f: f["type"] in ("error", "room"))
+                assert err["type"] == "error", err
+                assert "already has 2 rooms open" in err["message"], err
+                assert "PLAYGROUND_MAX_ROOMS_PER_CLIENT = 2" in err["message"], err
+            pages[1].send(json.dumps({"type": "control", "do": "room_close"}))  # B's room
+            deadline = time.monotonic() + 15
+            while True:
+                pages[2].send(json.dumps({"type": "control", "do": "room_open"}))
+                f = recv_until(pages[2], lambda f: f["type"] in ("error", "room"))
+                if f["type"] == "room" or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert f["type"] == "room", f
+        finally:
+            for ws in pages:
+                ws.close()
+    finally:
+        for p in procs:
+            stop_server(p)
+        stop_server(redis)
