@@ -18,6 +18,11 @@ class RaftAdapter(Adapter):
         "pre_vote": "Candidates first ask whether they could win, so a node that was cut off does "
                     "not disrupt the cluster when it comes back (thesis \u00a79.6).",
         "check_quorum": "A leader that has not heard from a majority steps down (thesis \u00a76.2).",
+        "overlap_vote_write": "With a storage latency: a candidate sends RequestVote while it "
+                              "writes its vote, and counts that vote once it is on disk (thesis "
+                              "\u00a79.3).",
+        "leader_parallel_write": "With a storage latency: the leader replicates while it writes "
+                                 "its log; its own entries count once on disk (thesis \u00a710.2.1).",
     }
     intro = {
         "title": "A live Raft cluster",

@@ -21,7 +21,8 @@ def test_hello_sends_the_topology_and_the_adapters_extras(client):
     assert len(hello["topology"]["links"]) == 10  # five servers, a full mesh
     assert hello["extras"] == {"timeout_ms": [150, 300]}
     assert "timeout_ms" not in hello and hello["title"] == "Raft"
-    assert set(hello["options"]) == {"pre_vote", "check_quorum"}
+    assert set(hello["options"]) == {"pre_vote", "check_quorum", "overlap_vote_write",
+                                     "leader_parallel_write"}
 
 
 def test_manual_delivery_is_in_the_frames_and_replays_from_a_share_link(client):
@@ -87,7 +88,7 @@ def test_configure_options_are_the_adapters_and_bad_ones_name_the_field(client):
     with open_paused(client) as (ws, snap):
         ws.send_json({"type": "control", "do": "configure", "options": {"pre_vot": True}})
         msg = drain(ws, "error")["message"]
-        assert msg.startswith("control.options.pre_vot: unknown option for raft (known: check_quorum, pre_vote)")
+        assert msg.startswith("control.options.pre_vot: unknown option for raft (known: check_quorum, leader_parallel_write, overlap_vote_write, pre_vote)")
         ws.send_json({"type": "control", "do": "configure", "options": {"pre_vote": 1}})
         assert drain(ws, "error")["message"] == "control.options.pre_vote: must be true or false"
         ws.send_json({"type": "control", "do": "configure", "pre_vote": True})
