@@ -2,7 +2,7 @@
 
 Starts a redis-server (no persistence) and two uvicorn workers on free 127.0.0.1 ports, opens a
 live session on worker A (the presenter, at the default speed: 20 frames/s), opens its room, and
-connects `--viewers` followers, half to each worker, from `--clients` load-generator processes
+connects `--viewers` viewers, half to each worker, from `--clients` load-generator processes
 (each holds its share of the connections on one asyncio loop, read by `webbench._RawStream`: no
 task and no JSON per frame). Over `--measure-s` seconds (after `--warmup-s`) it measures, per
 viewer: frames per second and bytes per second, and frame lateness (arrival at the viewer - the
@@ -307,7 +307,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--measure-s", type=float, default=15)
     ap.add_argument("--ws", default="auto", choices=["auto", "websockets-sansio", "websockets", "wsproto"],
                     help="uvicorn's WebSocket implementation (auto: websockets-sansio, the one the "
-                         "followers' raw write path works with; the others send through ASGI)")
+                         "viewers' raw write path works with; the others send through ASGI)")
     ap.add_argument("--profile", metavar="FILE",
                     help="run worker B (viewers only) under cProfile, its stats written to FILE")
     a = ap.parse_args(argv)

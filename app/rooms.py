@@ -6,7 +6,7 @@
                   goes out, with the bytes it was serialised to once)
     HostedRoom    a room whose presenter's session lives on this worker
     Audience      this worker's viewers of one room (wherever its presenter is)
-    Viewer        one follower's connection: its own bounded outbox
+    Viewer        one viewer's connection: its own bounded outbox
 
 What goes through the broker (app/broker/):
 
@@ -393,9 +393,9 @@ class HostedRoom:
 
 
 class Viewer:
-    """One follower's connection: its own outbox (bounded), its own `seq`, one sending task.
+    """One viewer's connection: its own outbox (bounded), its own `seq`, one sending task.
 
-    Under uvicorn (`raw`, app/transport.py) a frame is written to the follower's socket at once,
+    Under uvicorn (`raw`, app/transport.py) a frame is written to the viewer's socket at once,
     from the broker's callback, with no task wake-up and no ASGI send: the shared body, this
     viewer's `seq` and a frame header, one `transport.write`. Only while that socket's buffer is
     over its high-water mark (the page is not reading) do frames wait in the outbox, where

@@ -10,7 +10,7 @@ clean close alone.
 
 The same handle gives a room's fan-out its cheap write path (`raw_frames`): a frame the room
 serialised once is framed here (a text frame's header, no mask: server frames carry none) and
-written straight to each follower's transport, without the ASGI `send` chain and the WebSocket
+written straight to each viewer's transport, without the ASGI `send` chain and the WebSocket
 library's per-message framing. Only for uvicorn's sans-I/O websockets protocol (its default) with
 no extension negotiated (`playground serve` turns per-message deflate off); anything else keeps
 the ordinary `send_text`.

@@ -34,7 +34,7 @@ from .replay import ReplayGate, ReplayMixin
 from .runner import RunnerMixin
 from .world import World
 
-# A follower world runs to the pacer's moment whatever it costs (a budget this large never
+# A trailing world runs to the pacer's moment whatever it costs (a budget this large never
 # stops it; it also keeps `World.advance` from taking a checkpoint the tick did not plan for).
 
 
@@ -175,7 +175,7 @@ class Session(RunnerMixin, ControlsMixin, ReplayMixin, FramesMixin):
         """Run every world to `target_ms` in unison (`World.advance` for one). With a budget or
         a deadline, the world that cost most last time goes first with its share of them (the
         pacer) and the others follow to wherever it stopped, so all stop at the same `now_ms`;
-        each follower costs about what the pacer did, so N worlds share one tick's budget."""
+        each trailing world costs about what the pacer did, so N worlds share one tick's budget."""
         if len(self.panes) == 1:
             return self.world.advance(target_ms, budget, deadline)
         if budget is None and deadline is None:

@@ -114,7 +114,7 @@ export function makeRoom(page) {
   };
 
   // Outgoing frames: true when handled here. An audience page without control sends only what
-  // a follower may (a fresh picture, a raised hand); its clicks are refused, said once.
+  // a viewer may (a fresh picture, a raised hand); its clicks are refused, said once.
   r.intercept = (obj, force) => {
     if (!r.viewer || r.granted || force) return false;
     if (obj.type === "control" && obj.do === "snapshot") return false;

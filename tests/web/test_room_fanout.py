@@ -201,7 +201,10 @@ def test_a_slow_shared_broker_never_holds_up_the_presenter_and_its_backlog_is_bo
             await room.publish_frame(*_frame("events", n=1000 + i, **extra))
         assert len(room._out) <= MAX_PUBLISH_BACKLOG and room.session.snapshots == 2
         b.gate.set()
-        await asyncio.sleep(0.01)
+        for _ in range(1000):  # loop turns, not time: until the publisher has sent it all
+            if not room._out and (room._publisher is None or room._publisher.done()):
+                break
+            await asyncio.sleep(0)
         got = [orjson.loads(x[1:]) for batch in b.batches for x in batch]
         kinds = [f["type"] for f in got]
         assert kinds[:3] == ["events", "hello", "error"], kinds
@@ -235,10 +238,16 @@ def test_a_viewer_leaving_while_its_send_is_stuck_ends_its_task_and_aborts_its_s
             v.task = asyncio.ensure_future(v.run())
             raw.writable.clear()  # the page stops reading
             v.push(*_frame("snapshot"))
-            await asyncio.sleep(0.01)
+            for _ in range(100):  # loop turns, not time: until the task parks on the socket
+                if v.sending_since is not None:
+                    break
+                await asyncio.sleep(0)
             assert v.sending_since is not None and not v.task.done()  # parked on the socket
             await service.leave(v)
-            await asyncio.sleep(0.01)
+            for _ in range(100):
+                if v.task.done() and closed:
+                    break
+                await asyncio.sleep(0)
             assert v.task.done() and closed == [(ws, 4002)]
         finally:
             rooms_mod.close_or_abort = real

@@ -30,9 +30,10 @@ def _env(redis_url: str) -> dict:
     return env
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """One Redis and two workers A and B; yields (redis_url, port_a, port_b)."""
+@contextlib.contextmanager
+def two_workers(**extra_env):
+    """One Redis and two workers A and B (their settings `extra_env` besides `_env`); yields
+    (redis_url, port_a, port_b) and stops them all."""
     rport = free_port()
     redis = start_redis(rport)
     url = f"redis://127.0.0.1:{rport}/0"
@@ -40,13 +41,20 @@ def cluster():
     try:
         for _ in range(2):
             port = free_port()
-            procs.append(start_server(port, _env(url)))
+            procs.append(start_server(port, {**_env(url), **extra_env}))
             ports.append(port)
         yield url, ports[0], ports[1]
     finally:
         for p in procs:
             stop_server(p)
         stop_server(redis)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One Redis and two workers A and B; yields (redis_url, port_a, port_b)."""
+    with two_workers() as c:
+        yield c
 
 
 def recv_until(ws, pred, timeout=15.0) -> dict:
@@ -194,16 +202,7 @@ def test_rooms_per_address_are_counted_across_workers():
     """The per-address cap counts the rooms an address has open on every worker sharing the
     broker: with a cap of 2, one room on A and one on B, a third on either is refused with the
     cap named; closing one makes room again."""
-    rport = free_port()
-    redis = start_redis(rport)
-    url = f"redis://127.0.0.1:{rport}/0"
-    procs, ports = [], []
-    try:
-        for _ in range(2):
-            port = free_port()
-            procs.append(start_server(port, {**_env(url), "PLAYGROUND_MAX_ROOMS_PER_CLIENT": "2"}))
-            ports.append(port)
-        a, b = ports
+    with two_workers(PLAYGROUND_MAX_ROOMS_PER_CLIENT="2") as (_, a, b):
         pages = []
         try:
             for port in (a, b):
@@ -231,7 +230,3 @@ def test_rooms_per_address_are_counted_across_workers():
         finally:
             for ws in pages:
                 ws.close()
-    finally:
-        for p in procs:
-            stop_server(p)
-        stop_server(redis)

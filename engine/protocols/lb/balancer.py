@@ -94,11 +94,8 @@ class Balancer(Node):
                 # Requests older than the budget's ttl are forgotten here too, not only when a
                 # retry asks (`_budget_allows` drops the same ones before it counts): a healthy
                 # fleet that never retries must not keep every request it ever saw.
-                reqs, now = self.budget_reqs, ctx.now_us
-                old = now - int(self.config.retries.budget_ttl_ms * 1000)
-                while reqs and reqs[0] <= old:
-                    reqs.popleft()
-                reqs.append(now)
+                self._forget_before_ttl(self.budget_reqs, ctx.now_us)
+                self.budget_reqs.append(ctx.now_us)
             self._try(ctx, src, msg["req"], msg["key"], msg["cost_ms"], 1, ())
         elif k == "Done":
             self._handle_done(ctx, msg)
@@ -220,15 +217,19 @@ class Balancer(Node):
             return
         ctx.send(client, {"kind": "ClientReply", "req": req, "ok": False, "backend": b, "why": why})
 
+    def _forget_before_ttl(self, dq: deque, now: int) -> None:
+        """Drop the times (us) that are `budget_ttl_ms` old or older from the front of `dq`."""
+        old = now - int(self.config.retries.budget_ttl_ms * 1000)
+        while dq and dq[0] <= old:
+            dq.popleft()
+
     def _budget_allows(self, now: int) -> bool:
         """Finagle's RetryBudget: retries in the last ttl within ratio x requests + a minimum."""
         rc = self.config.retries
         if not rc.budget:
             return True
-        ttl = int(rc.budget_ttl_ms * 1000)
         for dq in (self.budget_reqs, self.budget_retries):
-            while dq and dq[0] <= now - ttl:
-                dq.popleft()
+            self._forget_before_ttl(dq, now)
         allowed = rc.budget_ratio * len(self.budget_reqs) + rc.budget_min_per_s * rc.budget_ttl_ms / 1000
         if len(self.budget_retries) + 1 > allowed:
             return False
