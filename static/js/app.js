@@ -30,6 +30,9 @@ let pendingExport = false;
 let partitionPick = null; // Set of node ids while the partition tool is on
 let scrubbing = false;
 let logDirty = true;
+// Between a hello and its snapshot the page has no picture of the world (its nodes are not known
+// yet): the side panel waits for the snapshot rather than drawing an empty one for that moment.
+let pictured = false;
 // Compare mode (hello.compare): the other worlds, each {state, canvas, svg, fig}; the page's own
 // `state` and `canvas` are the first world. null with one world.
 let compare = null;
@@ -257,6 +260,7 @@ function onHello(f) {
   state.options = f.options || {};
   state.topology = f.topology;
   state.nodes = {}; state.logs = {}; state.flight = new Map();
+  pictured = false; logDirty = true;  // the panel is redrawn from the snapshot that follows
   state.waiting = new Set(); state.manual = false; state.waitingRev++;
   try { proto = getProtocol(f.protocol); } catch (e) { protoError(e); if (ws) ws.close(); return; }
   offered = f.compare_variants || {};
@@ -296,6 +300,7 @@ function onSnapshot(f) {
   state.horizon = f.horizon;
   state.end = f.end;
   ingestSnapshot(state, canvas, $("#canvas"), f);
+  pictured = true;
   renderWaiting();
   if (compare) compare.worlds.forEach((w, i) => ingestSnapshot(w.state, w.canvas, w.svg, f.worlds[i]));
   renderInvariants();
@@ -688,7 +693,15 @@ function frame(ts) {
       if (!scrubbing) sc.value = String(state.t);
       $("#horizon-label").textContent = `of ${(state.horizon / 1000).toFixed(1)} s`;
       updateTimeBar();
-      if (logDirty) { logDirty = false; proto.renderPanel($("#log-panel"), state, body.classList.contains("projector")); }
+      if (logDirty && pictured) {
+        logDirty = false;
+        const panel = $("#log-panel");
+        proto.renderPanel(panel, state, body.classList.contains("projector"));
+        // The moment and picture it was drawn from (tests wait for them): the time, and a paused
+        // moment's digest ("" while the run moves).
+        panel.dataset.t = String(state.t);
+        panel.dataset.digest = $("#canvas").dataset.digest || "";
+      }
     }
     if (!$("#spacetime-panel").hidden) spacetime.draw(now, body.classList.contains("projector"));
   }

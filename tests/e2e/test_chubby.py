@@ -12,11 +12,13 @@ Screenshots go to artifacts/.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from .conftest import shot
-from .test_playground import canvas_state, open_share_link, pause, seek
-from .test_zk import menu_click, panel_caught_up, play
+from .test_playground import canvas_state, open_share_link, panel_caught_up, pause, seek
+from .test_zk import menu_click, play
 
 pytestmark = pytest.mark.browser
 
@@ -233,3 +235,54 @@ def test_compare_mode_sets_lock_delay_beside_none_on_the_same_clicks(server, pag
     gen = page.locator("#compare-summary td[data-series='lock generation']").all_text_contents()
     assert gen == ["1", "2"]
     shot(page, "e2e-chubby-compare")
+
+
+def test_a_reconnect_never_shows_an_empty_lock_table_for_the_moment_it_is_at(server, page):
+    # After a reattach the page has the hello (no nodes yet) before the snapshot: the panel must
+    # wait for the snapshot, not draw a free lock table stamped with the moment the page is at.
+    # The socket is routed through the test, which holds the reattach's snapshot back while the
+    # page's loop turns (enough turns for several panel redraws) and then lets it through.
+    hold = {"on": False, "held": []}
+
+    def route(ws):
+        srv = ws.connect_to_server()
+        ws.on_message(lambda m: srv.send(m))
+
+        def down(m):
+            if hold["on"] and '"type":"snapshot"' in m:
+                hold["held"].append((ws, m))
+            else:
+                ws.send(m)
+        srv.on_message(down)
+
+    page.route_web_socket(re.compile(r"/ws(\?|$)"), route)
+    open_lesson(page, server, "chubby_lock_delay")
+    seek(page, 950)
+    panel_caught_up(page)
+    assert page.locator('#log-panel tr[data-lock="/ls/cell/lock"]').get_attribute("data-holder") == "c1"
+    digest = canvas_state(page)[1]
+    page.evaluate("""() => {
+      window.__panelSeen = [];
+      const el = document.querySelector('#log-panel');
+      new MutationObserver(() => {
+        const row = el.querySelector('tr[data-lock]');
+        window.__panelSeen.push([el.dataset.t, row ? row.dataset.holder : null]);
+      }).observe(el, {childList: true, subtree: true});
+    }""")
+    hold["on"] = True
+    page.evaluate("window.__playground.ws.close()")
+    page.wait_for_function("window.__playground.ws.readyState === 1 && window.__playground.state.session")
+    page.wait_for_function("Object.keys(window.__playground.state.nodes).length === 0")  # the hello is in
+    turns = page.evaluate("window.__fps")
+    page.wait_for_function(f"window.__fps > {turns + 40}")  # the page's loop turned 40 times meanwhile
+    while not hold["held"]:
+        page.evaluate("0")  # let Playwright dispatch the routed socket's messages
+    hold["on"] = False
+    for ws, m in hold["held"]:
+        ws.send(m)
+    page.wait_for_function("Object.keys(window.__playground.state.nodes).length === 8")  # the snapshot is in
+    assert canvas_state(page) == (950.0, digest)
+    page.wait_for_function("window.__panelSeen.length > 0")  # the panel redrew from it
+    seen = page.evaluate("window.__panelSeen")
+    assert seen and all(holder == "c1" for t, holder in seen), seen
+    assert page.locator('#log-panel tr[data-lock="/ls/cell/lock"]').get_attribute("data-holder") == "c1"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import ARTIFACTS, shot
-from .test_playground import canvas_state, open_share_link, pause, seek
+from .test_playground import canvas_state, open_share_link, panel_caught_up, pause, seek
 
 pytestmark = pytest.mark.browser
 
@@ -24,11 +24,6 @@ def wait_ready(page) -> None:
     """The cluster is drawn (a playing page's digest is blank between snapshots)."""
     page.wait_for_selector("[data-node]", timeout=20_000)
     page.wait_for_function("(window.__playground.state.extras || {}).mode")
-
-
-def panel_caught_up(page) -> None:
-    """The side panel shows the moment the canvas shows (it redraws a few times a second)."""
-    page.wait_for_function("document.querySelector('#log-panel').dataset.t === document.querySelector('#canvas').dataset.time")
 
 
 def test_paxos_opens_as_a_live_multi_paxos_cluster_and_a_leader_serves(server, page):

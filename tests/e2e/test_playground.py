@@ -30,6 +30,14 @@ def pause(page) -> None:
     page.wait_for_function("document.querySelector('#canvas').dataset.digest.length === 16")
 
 
+def panel_caught_up(page) -> None:
+    """The side panel shows the picture the canvas shows: the same moment and, paused, the same
+    digest (it redraws a few times a second, and not before a snapshot follows a hello)."""
+    page.wait_for_function("(() => { const p = document.querySelector('#log-panel').dataset,"
+                           " c = document.querySelector('#canvas').dataset;"
+                           " return p.t === c.time && p.digest === c.digest; })()")
+
+
 def canvas_state(page) -> tuple[float, str]:
     c = page.locator("#canvas")
     return float(c.get_attribute("data-time")), c.get_attribute("data-digest")

@@ -15,18 +15,13 @@ from pathlib import Path
 import pytest
 
 from .conftest import ARTIFACTS, shot
-from .test_playground import canvas_state, open_share_link, pause, seek
+from .test_playground import canvas_state, open_share_link, panel_caught_up, pause, seek
 
 pytestmark = pytest.mark.browser
 
 LESSONS = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "scenarios").glob("zk_*.json"))
 LEADER = '[data-node][data-kind="server"][data-role="leading"][data-phase="broadcast"]'
 C1_NODE = "/lock/c1-1-lock-0000000000"
-
-
-def panel_caught_up(page) -> None:
-    """The side panel shows the moment the canvas shows (it redraws a few times a second)."""
-    page.wait_for_function("document.querySelector('#log-panel').dataset.t === document.querySelector('#canvas').dataset.time")
 
 
 def open_lesson(page, server, name: str, speed: float = 0.5) -> None:

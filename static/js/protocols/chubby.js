@@ -155,7 +155,6 @@ function tableServer(state) {
 }
 
 export function renderPanel(el, state, projector) {
-  el.dataset.t = String(state.t);
   const t = state.t, x = state.extras || {};
   const m = masterOf(state);
   const clients = idsOf(state, "client");

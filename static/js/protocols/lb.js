@@ -420,7 +420,6 @@ function makeCharts(root, state, projector) {
 
 export function renderPanel(el, state, projector) {
   const g = L(state);
-  el.dataset.t = String(state.t);
   el.style.maxHeight = "74%";  // the charts are this page's main panel
   let root = el.querySelector(":scope > .lb-panel");
   if (!root || root.dataset.session !== String(state.session) || root.dataset.projector !== String(!!projector)

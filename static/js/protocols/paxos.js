@@ -247,7 +247,6 @@ function header(state, what) {
 }
 
 export function renderPanel(el, state, projector) {
-  el.dataset.t = String(state.t);  // the moment the panel shows (tests wait for it)
   if (multi(state)) return renderSlots(el, state, projector);
   const g = L(state), ids = state.layout.nodes;
   const accs = (state.extras.acceptors || ids);

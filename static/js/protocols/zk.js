@@ -151,7 +151,6 @@ function watchesByPath(state) {
 export function renderPanel(el, state, projector) { render(el, state, projector); }
 
 function render(el, state, projector) {
-  el.dataset.t = String(state.t);
   const sid = treeServer(state);
   const srv = state.nodes[sid] || {};
   const lead = leaderOf(state);
