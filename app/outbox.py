@@ -123,8 +123,11 @@ class Outbox:
         return self.bytes > cap
 
 
-def wire(body: bytes, seq: int) -> str:
-    """The frame as sent: `seq` first, then the fields serialised when it was queued."""
+def wire(body: bytes, seq: int, dur: int | None = None) -> str:
+    """The frame as sent: `seq` first, then the fields serialised when it was queued. With `dur`,
+    the session's page is also told that its recipe is durable up to that `seq` (app/rooms.py)."""
+    if dur is not None:
+        return '{"seq":%d,"dur":%d,%s' % (seq, dur, body[1:].decode())
     return '{"seq":%d,%s' % (seq, body[1:].decode())
 
 

@@ -141,14 +141,22 @@ def secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+# How a frame's change to its session's recipe is written (Relay._update).
+WAIT, LATER = "wait", "later"
+
+
 class Relay:
     """What a session's runner calls before each frame goes out (see `RunnerMixin.relay`).
 
     Keeps the session's recipe up to date from the frames themselves (the same information the
     page rebuilds a share link from: `hello.scenario` and `hello.actions`, each `events.acts`, the
     frames' `t`, and the snapshot's `playing` and `speed`), and writes it to the broker when a
-    click or a control changed it, before the page sees that frame: a click the page has seen is
-    in the recipe. Then hands the frame to the session's room, if it has one. Never raises."""
+    click or a control changed it. A new world (`hello`) or a change of playing or speed is in
+    the broker before the page sees that frame. A click goes out at once and its recipe follows:
+    the page keeps the clicks it has seen until a frame's `dur` (the recipe is durable up to that
+    `seq`) covers them, and a reattach carries those still pending, which a rebuild applies on top
+    of the recipe (`RoomService.rebuild`): a click the page has seen is never lost, and never
+    waits for Redis. Then hands the frame to the session's room, if it has one. Never raises."""
 
     def __init__(self, service: "RoomService", session, recipes: bool):
         self.service = service
@@ -162,8 +170,14 @@ class Relay:
         try:
             if frame["type"] == "hello":
                 self.hello = (frame, body)
-            if self.recipe is not None and self._update(frame):
-                await self.service.store_recipe(self)
+            if self.recipe is not None:
+                change = self._update(frame)
+                seq = self.session.seq + 1  # this frame's (the runner stamps it after the relay)
+                if change == WAIT:
+                    await self.service.store_recipe(self)
+                    self._durable(seq)
+                elif change == LATER:
+                    self._store_later(seq)
             room = self.room
             if room is not None and frame["type"] in BROADCAST:
                 await room.publish_frame(frame, body)
@@ -177,24 +191,58 @@ class Relay:
             self.told_down = True
             self.session.queue_error(broker_down_message(why))
 
-    def _update(self, f: dict) -> bool:
+    def _update(self, f: dict) -> str | None:
+        """Bring the recipe up to date with a frame; whether the frame waits for it (WAIT: a new
+        world, or playing / speed changed: the page could not tell a rebuild those), goes at
+        once and the recipe follows (LATER: clicks and moments, which the page keeps until the
+        recipe holding them is durable and sends back on a reattach), or nothing changed."""
         r = self.recipe
         kind = f["type"]
         if kind == "hello":
             lesson = f.get("lesson") or {}
             r.update(sc=f["scenario"], actions=list(f["actions"]), lesson=lesson.get("name"),
                      t=f["t"])
-            return True
+            return WAIT
         if kind == "events" and f.get("acts"):
             add_acts(r.setdefault("actions", []), f["acts"])
             r["t"] = f["t"]
-            return True
+            return LATER
         if kind == "snapshot":
-            new = (f["t"], f["playing"], f["speed"])
-            if (r.get("t"), r.get("playing"), r.get("speed")) != new:
-                r["t"], r["playing"], r["speed"] = new
-                return True
-        return False
+            if (r.get("playing"), r.get("speed")) != (f["playing"], f["speed"]):
+                r["t"], r["playing"], r["speed"] = f["t"], f["playing"], f["speed"]
+                return WAIT
+            if r.get("t") != f["t"]:
+                r["t"] = f["t"]
+                return LATER
+        return None
+
+    def _store_later(self, seq: int) -> None:
+        """The recipe to the broker with the next batch; the frame `seq` does not wait for it."""
+        try:
+            fut = self.service.recipes.set_nowait(_k_recipe(self.session.id), self.recipe_bytes())
+        except BrokerDown as e:
+            self.broker_down(str(e))
+            return
+        fut.add_done_callback(lambda f: self._stored(seq, f))
+
+    def _stored(self, seq: int, fut: asyncio.Future) -> None:
+        if fut.cancelled():
+            return
+        e = fut.exception()
+        if e is None:
+            self._durable(seq)
+            return
+        if isinstance(e, BrokerDown):
+            self.broker_down(str(e))
+        else:  # pragma: no cover - the writer only fails with BrokerDown
+            log.error("session %s: a recipe write failed: %r", self.session.id, e)
+        self.session.kick()
+
+    def _durable(self, seq: int) -> None:
+        """The recipe holds everything up to frame `seq`: the page is told with the next frame."""
+        s = self.session
+        if seq > s.durable_seq:
+            s.durable_seq = seq
 
     def recipe_bytes(self) -> bytes:
         s = self.session
@@ -696,10 +744,14 @@ class RoomService:
         down: the recipe is then written as soon as it is back (never skipped)."""
         await self.recipes.set(_k_recipe(relay.session.id), relay.recipe_bytes())
 
-    async def rebuild(self, sid: str, secret: str, page_t: float | None, client: str | None):
+    async def rebuild(self, sid: str, secret: str, page_t: float | None, client: str | None,
+                      pending: list[dict] | None = None):
         """The session `sid` from its recipe (its worker is gone): the same id, secret, branch and
-        moment (its replay ends paused there, and one that was playing then plays on). None when there is no recipe (or no shared broker); RoomError when
-        the secret is not the session's."""
+        moment (its replay ends paused there, and one that was playing then plays on). `pending`:
+        the clicks the page saw that the recipe may not hold yet (applied on top, in order, as the
+        page applied them); `page_t`: the moment the page showed (the recipe's, when not given).
+        None when there is no recipe (or no shared broker); RoomError when the secret is not
+        the session's."""
         if not self.broker.shared:
             return None
         raw = await self.recipes.get(_k_recipe(sid))  # batched with the other rebuilds' reads
@@ -709,10 +761,21 @@ class RoomService:
         if not hmac.compare_digest(secret_hash(secret), str(r.get("secret"))):
             raise RoomError("attach.secret: not this session's secret; only the page that opened "
                             "a session may reattach to it")
-        sc = parse_scenario({**r["sc"], "actions": r.get("actions", [])})
+        actions = list(r.get("actions", []))
+        add_acts(actions, pending or [])  # (each checked by the scenario's own validation next)
+        try:
+            sc = parse_scenario({**r["sc"], "actions": actions})
+        except ScenarioError as e:
+            if not pending:
+                raise
+            raise RoomError(f"attach.pending: the clicks this page kept do not fit its session ({e})") from None
         t = float(r.get("t") or 0.0)
-        if r.get("playing") and page_t is not None and page_t > t:
-            t = min(float(page_t), self.settings.max_replay_ms)  # it played on after the last click
+        if page_t is not None:
+            # The page's moment: a click or a seek it saw may be later (or earlier) than the
+            # recipe's moment, which follows the frames.
+            t = min(float(page_t), self.settings.max_replay_ms)
+        if pending:
+            t = max(t, max(a["at"] for a in pending))
         s = self.manager.create(sc, r.get("lesson"), r.get("speed"), until_ms=t, playing=False,
                                 client=client, sid=sid)
         s.secret = secret

@@ -301,6 +301,9 @@ class Page:
         self.back: dict | None = None
         self.lost_at: float | None = None
         self.error: str | None = None
+        # As the page keeps them: clicks seen, by frame seq, until a frame's `dur` covers them
+        # (sent back as `pending` on the reattach).
+        self.undurable: list[tuple[int, list]] = []
 
     def on_frame(self, buf, start, end, now_ms) -> None:
         g = self.gen
@@ -312,6 +315,9 @@ class Page:
                 self.error = f["message"][:200]
             return
         head = bytes(buf[start:min(end, start + 48)])
+        if self.lost_at is None and self.undurable and b'"dur":' in head:
+            dur = int(_field(buf, start, end, b'"dur":'))
+            self.undurable = [(q, a) for q, a in self.undurable if q > dur]
         if self.lost_at is not None:  # reattached: the first snapshot is the rebuilt session
             if self.back is None and b'"snapshot"' in head:
                 f = orjson.loads(bytes(buf[start:end]))
@@ -325,6 +331,11 @@ class Page:
                 w = _field(buf, start, end, b'"w":')
                 if w is not None:
                     g.late(g.lateness, g.minute_late, now_ms - float(w), now_ms)
+            if buf.find(b'"acts":', start, end) > 0:
+                f = orjson.loads(bytes(buf[start:end]))
+                self.undurable.append((f["seq"], f["acts"]))
+                if "dur" in f:
+                    self.undurable = [(q, a) for q, a in self.undurable if q > f["dur"]]
             if self.sent_ms is not None and buf.find(b'"acts":', start, end) > 0:
                 if g.measuring:
                     g.late(g.click_ms, g.minute_click, now_ms - self.sent_ms, now_ms)
@@ -365,8 +376,13 @@ class Page:
                     lambda: _Stream(port, self.on_frame, "?attach=1"), "127.0.0.1", port)
                 await asyncio.wait_for(c.open, 30)
                 self.conn = c
-                c.send({"type": "attach", "session": self.sid, "secret": self.secret,
-                        "t": self.final["t"]})
+                a = {"type": "attach", "session": self.sid, "secret": self.secret,
+                     "t": self.final["t"]}
+                pending = [x for _, acts in self.undurable for x in acts]
+                if pending:
+                    a["pending"] = pending
+                    self.gen.pending_sent += 1
+                c.send(a)
                 return
             except (OSError, ConnectionError, asyncio.TimeoutError) as e:
                 self.error = repr(e)[:200]
@@ -412,6 +428,7 @@ class Generator:
         self.minute_click: dict | None = {} if per_minute else None
         self.viewer_minute_late: dict | None = {} if per_minute else None
         self.acked = 0
+        self.pending_sent = 0  # reattaches that carried clicks Redis had not acknowledged yet
         self.errors: list[str] = []
         self.errors_count = 0
         self.pages: list[Page] = []
@@ -551,7 +568,7 @@ class Generator:
                "pages_failed": [p.error for p in self.pages if p.conn is None][:3],
                "pages_failed_count": sum(1 for p in self.pages if p.conn is None),
                "lateness": self.lateness.dump(), "click_ms": self.click_ms.dump(),
-               "acked": self.acked, "renewed": self.renewed,
+               "acked": self.acked, "renewed": self.renewed, "pending_sent": self.pending_sent,
                "errors": self.errors[:5], "errors_count": self.errors_count,
                "cpu_percent_measuring": round(100 * cpu(cpu1, cpu2) / measured_s, 1),
                "cpu_s_total": round(cpu(cpu0, cpu3), 2)}
@@ -669,6 +686,11 @@ def run_scale(sessions: int, clients: int, warmup_s: float, measure_s: float,
         "frame_lateness_ms": merge_hist(results, "lateness").dist(),
         "frame_lateness_server_ms": {k: v and v.get("lateness_ms") for k, v in server_side.items()},
         "click_to_frame_ms": merge_hist(results, "click_ms").dist(),
+        # The workers' own view of a click: handled -> its frame's relay begins, the relay (the
+        # recipe's write), the send; and their event loops' lag (a 10 ms timer's delay).
+        "click_server_ms": {k: v and {part: v.get(f"click_{part}_ms") for part in ("to_relay", "relay", "send")}
+                            for k, v in server_side.items()},
+        "loop_lag_ms": {k: v and v.get("loop_lag_ms") for k, v in server_side.items()},
         "clicks": clicks, "clicks_per_s": round(clicks / measure_s, 1),
         "redis_ops_per_click": round(total_ops / clicks, 2) if clicks else None,
         "redis_sets_per_click": round(ops.get("set", 0) / clicks, 2) if clicks else None,
@@ -681,6 +703,9 @@ def run_scale(sessions: int, clients: int, warmup_s: float, measure_s: float,
     }
     if kill:
         out["kill"] = kill_figures(merge(results, "kill"), killed_ms)
+        # Reattaches that carried clicks whose recipe Redis had not acknowledged when the worker
+        # died (the page's `pending`, applied by the rebuild).
+        out["kill"]["reattaches_with_pending_clicks"] = sum(r.get("pending_sent", 0) for r in results)
     return out
 
 

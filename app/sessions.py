@@ -33,6 +33,11 @@ class SessionManager:
         self._created = 0
         self.lateness_s: list[float] | None = [] if settings.bench_stats else None
         self.gc_pauses_s: list[float] = []  # benchmarks only: garbage-collector pauses
+        # Benchmarks only: per click, (handled -> its frame's relay begins, the relay's wait (the
+        # recipe's write), the send), in seconds; and the event loop's lag (a 10 ms timer's delay).
+        self.click_parts_s: list[tuple[float, float, float]] = []
+        self.loop_lag_s: list[float] = []
+        self._lag_task: asyncio.Task | None = None
         self._gc_started = 0.0
         # Replays (share links, seeks, imports, exports) take turns: a busy link cannot hold
         # more than this many slices of the loop at once.
@@ -74,6 +79,8 @@ class SessionManager:
                     variants)
         s.client = client
         s.stats = self.lateness_s
+        if self.lateness_s is not None:
+            s.click_stats = self.click_parts_s
         s.gate = self.replay_gate
         # Spread the sessions' ticks evenly over the frame interval (golden-ratio steps: any number
         # of sessions, created in any order, stays evenly spread).
@@ -190,6 +197,15 @@ class SessionManager:
         self._reaper = asyncio.ensure_future(self.run_reaper())
         if self.settings.bench_stats:
             gc.callbacks.append(self._on_gc)
+            self._lag_task = asyncio.ensure_future(self._measure_loop_lag())
+
+    async def _measure_loop_lag(self) -> None:
+        """Benchmarks only: how late a 10 ms timer fires (what every callback on this loop waits)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            want = loop.time() + 0.01
+            await asyncio.sleep(0.01)
+            self.loop_lag_s.append(max(0.0, loop.time() - want))
 
     def _on_gc(self, phase: str, info: dict) -> None:
         if phase == "start":
@@ -202,6 +218,8 @@ class SessionManager:
             gc.callbacks.remove(self._on_gc)
         if self._reaper:
             self._reaper.cancel()
+        if self._lag_task:
+            self._lag_task.cancel()
         for s in list(self.sessions.values()):
             self.drop(s)
 

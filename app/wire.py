@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, Union
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from .limits import quote
 
@@ -138,6 +138,9 @@ def frame_bytes(text: str | bytes, max_bytes: int) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
+MAX_PENDING = 256  # clicks a reattach may carry (app/rooms.py; the page sends none beyond it)
+
+
 class AttachIn(_In):
     """The first frame of a connection opened with `?attach=1`: which session, and its secret."""
 
@@ -145,13 +148,27 @@ class AttachIn(_In):
     session: str = Field(min_length=1, max_length=64)
     secret: str = Field(min_length=1, max_length=128)
     # The moment the page last showed (optional): a session rebuilt from its recipe on another
-    # worker (app/rooms.py) that was playing goes on to it.
+    # worker (app/rooms.py) goes to it.
     t: float | None = Field(None, ge=0)
+    # The clicks the page saw that no frame's `dur` has covered yet (each as the `events` frame's
+    # `acts` gave it), oldest first: a rebuild applies them on top of the recipe.
+    pending: list[dict[str, Any]] | None = Field(None, max_length=MAX_PENDING)
+
+    @field_validator("pending")
+    @classmethod
+    def _ats(cls, v):
+        for a in v or ():
+            at = a.get("at")
+            if isinstance(at, bool) or not isinstance(at, (int, float)) or not 0 <= at < float("inf"):
+                raise ValueError("each pending click needs its time \"at\" (a number of ms, 0 or more)")
+        return v
 
 
 def parse_attach(text: str | bytes, max_bytes: int) -> AttachIn:
-    if frame_bytes(text, max_bytes) > 4096:
-        raise BadInput("attach: frame too large (an attach frame is a session id and a secret)")
+    size = frame_bytes(text, max_bytes)
+    if size > max_bytes:
+        raise BadInput(f"attach: frame too large: {size} bytes or more (the limit is {max_bytes} "
+                       f"bytes: a session id, its secret, a moment and at most {MAX_PENDING} pending clicks)")
     try:
         data = orjson.loads(text)
     except orjson.JSONDecodeError as e:

@@ -38,6 +38,16 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
+def redis_command(url: str, *cmd: str) -> bytes:
+    """One command to the Redis at `url` (redis://host:port/db) over a plain socket: its raw
+    RESP reply (the tests' own look at what Redis holds)."""
+    host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"*%d\r\n" % len(cmd) + b"".join(b"$%d\r\n%s\r\n" % (len(c.encode()), c.encode())
+                                                  for c in cmd))
+        return s.recv(1 << 20)
+
+
 def start_redis(port: int) -> subprocess.Popen:
     """A throwaway redis-server on 127.0.0.1:port: no persistence, nothing on disk; returns once
     it answers."""

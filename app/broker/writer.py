@@ -51,9 +51,15 @@ class KeyWriter:
     async def set(self, key: str, value: bytes) -> None:
         """Write `value` under `key` with the next batch; returns once it is acknowledged.
         Raises `BrokerDown` when the broker is down (the value is then written when it is back)."""
+        return await self.set_nowait(key, value)
+
+    def set_nowait(self, key: str, value: bytes) -> asyncio.Future:
+        """`set` without waiting: the future is done when the value (or a later one of the same
+        key) is acknowledged, or fails with `BrokerDown`. Raises `BrokerDown` at once when the
+        broker is known to be down (the value is then written when it is back)."""
         self._pending[key] = value
         self._down_now()
-        return await self._wait(self._waiters, key)
+        return self._future(self._waiters, key)
 
     async def get(self, key: str) -> bytes | None:
         """The value under `key`, read with the next batch. BrokerDown when the broker is down."""
@@ -64,12 +70,15 @@ class KeyWriter:
         return len(self._pending) + len(self._inflight)
 
     async def _wait(self, table: dict[str, list[asyncio.Future]], key: str):
+        return await self._future(table, key)
+
+    def _future(self, table: dict[str, list[asyncio.Future]], key: str) -> asyncio.Future:
         # Awaited directly (no shield: each hop between futures costs a loop turn, long on a busy
         # worker); a caller cancelled meanwhile leaves its future done, which `_resolve` skips.
         fut = asyncio.get_running_loop().create_future()
         table.setdefault(key, []).append(fut)
         self._kick()
-        return await fut
+        return fut
 
     def _down_now(self) -> None:
         if not self.broker.ok:

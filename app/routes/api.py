@@ -48,15 +48,28 @@ def stats(request: Request, reset: bool = False, sessions=Depends(get_sessions))
     gcs = list(sessions.gc_pauses_s)
     w = request.app.state.rooms.recipes
     batches = {"batches": w.batches, "recipes": w.keys}
+    parts = list(zip(*sessions.click_parts_s)) or [(), (), ()]
+    lag = sorted(sessions.loop_lag_s)
     if reset:
         xs.clear()
         sessions.gc_pauses_s.clear()
+        sessions.click_parts_s.clear()
+        sessions.loop_lag_s.clear()
         w.batches = w.keys = 0
 
-    def pct(p):
+    def pct(p, ys=ys):
         return round(ys[min(len(ys) - 1, int(p / 100 * (len(ys) - 1)))] * 1000, 2) if ys else None
 
-    return {"frames": len(ys), "lateness_ms": {"p50": pct(50), "p90": pct(90), "p99": pct(99), "max": pct(100)},
+    def dist(xs):
+        xs = sorted(xs)
+        return {"p50": pct(50, xs), "p90": pct(90, xs), "p99": pct(99, xs), "max": pct(100, xs)}
+
+    return {"frames": len(ys), "lateness_ms": dist(ys),
+            # A click on this worker: handled -> its frame's relay begins (the runner's wake-up),
+            # the relay (the recipe's write to the broker), the send to the socket.
+            "clicks": len(parts[0]), "click_to_relay_ms": dist(parts[0]),
+            "click_relay_ms": dist(parts[1]), "click_send_ms": dist(parts[2]),
+            "loop_lag_ms": dist(lag),
             "gc_full_collections": {"count": len(gcs), "max_ms": round(max(gcs) * 1000, 1) if gcs else None},
             "recipe_writes": batches}
 

@@ -224,7 +224,7 @@ async def _reattach(websocket: WebSocket, settings, manager, rooms, client):
     session = manager.get(a.session)
     if session is None:
         try:
-            session = await rooms.rebuild(a.session, a.secret, a.t, client)
+            session = await rooms.rebuild(a.session, a.secret, a.t, client, a.pending)
         except RoomError as e:
             await _refuse(websocket, str(e), REFUSED)
             return None, False

@@ -68,6 +68,8 @@ class ControlsMixin:
         if self.job is not None and self._apply_during_job(msg):
             return
         if isinstance(msg, ActionIn):
+            if self.click_stats is not None:
+                self.clicks_at.append(time.monotonic())
             self.act(msg.action)
             self.queue_events()  # the click's effect goes out now, not at the next tick
             if not self.playing:

@@ -47,6 +47,10 @@ class Session(RunnerMixin, ControlsMixin, ReplayMixin, FramesMixin):
         self.settings = settings
         self.lessons = lessons
         self.seq = 0
+        # With recipes in a shared broker (app/rooms.py): the recipe is durable up to this frame
+        # `seq`, and the page was last told `dur_told` (the next frame tells it more).
+        self.durable_seq = 0
+        self.dur_told = 0
         self.outbox = Outbox()
         self.ws = None
         self.task: asyncio.Task | None = None
@@ -79,6 +83,8 @@ class Session(RunnerMixin, ControlsMixin, ReplayMixin, FramesMixin):
         self.wall_ref = 0.0
         self._lin_checked_at: float | None = None  # never: the first search is due at once
         self.stats: list[float] | None = None  # set by the manager when bench_stats is on
+        self.click_stats: list[tuple[float, float, float]] | None = None  # likewise
+        self.clicks_at: list[float] = []  # benchmarks only: when each click not yet sent came in
         self.phase_s = 0.0  # where in each frame interval this session ticks (set by the manager)
         self._quantum_ms = 1.0  # compare mode's round of worlds in unison, in simulated ms (adapts)
         self.gate: ReplayGate | None = None  # set by the manager; None: replay whenever due

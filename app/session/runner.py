@@ -218,17 +218,29 @@ class RunnerMixin:
         ws = self.ws if ws is None else ws
         while self.outbox and self.ws is ws and ws is not None:
             for f, body in self.outbox.take():
+                clicks = self.clicks_at if self.click_stats is not None and "acts" in f else None
+                if clicks:
+                    t_relay = time.monotonic()
                 if self.relay is not None:
                     await self.relay(f, body)  # never raises (app/rooms.py)
                 self.seq += 1
                 if f["type"] == "snapshot":
                     self._snapshot_pending = False
                 self.sending_since = time.monotonic()
+                dur = None
+                if self.durable_seq > self.dur_told:
+                    dur = self.dur_told = self.durable_seq
                 try:
-                    await ws.send_text(wire(body, self.seq))
+                    await ws.send_text(wire(body, self.seq, dur))
                 except Exception:
                     return False
                 finally:
+                    if clicks:
+                        t_sent = time.monotonic()
+                        for t_in in clicks:
+                            self.click_stats.append((t_relay - t_in, self.sending_since - t_relay,
+                                                     t_sent - self.sending_since))
+                        clicks.clear()
                     self.sending_since = None
         return ws is not None and self.ws is ws
 

@@ -66,7 +66,14 @@ function connect() {
   setConn("connecting…");
   ws.onopen = () => {
     // `t`: where this page was, so a session rebuilt on another worker goes on from there.
-    if (attaching) ws.send(JSON.stringify({type: "attach", session: state.session, secret: state.secret, t: state.t}));
+    // `pending`: the clicks this page saw whose recipe no frame has said is durable yet (`dur`):
+    // a worker rebuilding the session from its recipe applies them too, so none is lost.
+    if (attaching) {
+      const pending = undurable.flatMap((p) => p.acts);
+      const a = {type: "attach", session: state.session, secret: state.secret, t: state.t};
+      if (pending.length && pending.length <= MAX_PENDING) a.pending = pending;
+      ws.send(JSON.stringify(a));
+    }
     setConn("live");
   };
   ws.onmessage = (ev) => onFrame(JSON.parse(ev.data));
@@ -185,7 +192,21 @@ const control = (c) => {
 function setConn(s) { $("#conn").textContent = s; $("#conn").dataset.state = s; }
 
 // --- frames ----------------------------------------------------------------------------------
+// The clicks seen in frames (their `seq`) not yet covered by a frame's `dur` (docs/ws-protocol.md).
+const MAX_PENDING = 256;
+let undurable = [];
+function trackDurable(f) {
+  if (room.viewer) return;
+  if (f.type === "hello") undurable = [];  // a hello's recipe is in the broker before it is sent
+  else if (f.type === "events" && f.acts) {
+    undurable.push({seq: f.seq, acts: f.acts});
+    if (undurable.length > MAX_PENDING + 1) undurable.shift();  // (too many to send back anyway)
+  }
+  if (f.dur !== undefined) undurable = undurable.filter((p) => p.seq > f.dur);
+}
+
 function onFrame(f) {
+  trackDurable(f);
   handleFrame(f);
   frameHook(f);  // the Experiments tab (static/js/experiments.js)
 }

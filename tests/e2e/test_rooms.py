@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from ..serving import free_port, start_redis, start_server, stop_server
+from ..serving import free_port, redis_command, start_redis, start_server, stop_server
 from .conftest import shot
 
 pytestmark = [pytest.mark.browser,
@@ -150,19 +150,30 @@ def test_a_killed_workers_session_comes_back_at_the_same_digest(two_servers, pag
         page.wait_for_selector('[data-node][data-role="leader"]', timeout=20_000)
         page.keyboard.press("Space")
         page.wait_for_selector('#btn-play[aria-label="Play"]')
-        page.locator('[data-node="n2"]').click()
-        page.get_by_role("menuitem", name="Crash n2").click()
-        page.wait_for_selector('[data-node="n2"][data-role="down"]')
-        d = paused_digest(page)
-        t = page.locator("#canvas").get_attribute("data-time")
-        doomed.send_signal(signal.SIGKILL)
-        doomed.wait(10)
+        paused_digest(page)
+        sid = page.evaluate("window.__playground.state.session")
+        # Redis holds every write from before the click until the worker is dead: the page sees
+        # the click at once, and only the page's copy of it can bring it back.
+        assert redis_command(two_servers.redis_url, "CLIENT", "PAUSE", "60000", "WRITE") == b"+OK\r\n"
+        try:
+            page.locator('[data-node="n2"]').click()
+            page.get_by_role("menuitem", name="Crash n2").click()
+            page.wait_for_selector('[data-node="n2"][data-role="down"]')
+            d = paused_digest(page)
+            t = page.locator("#canvas").get_attribute("data-time")
+            doomed.send_signal(signal.SIGKILL)
+            doomed.wait(10)
+        finally:
+            assert redis_command(two_servers.redis_url, "CLIENT", "UNPAUSE") == b"+OK\r\n"
+        recipe = redis_command(two_servers.redis_url, "GET", f"pg:recipe:{sid}")
+        assert b'"crash"' not in recipe and b'"actions":[]' in recipe  # Redis never had the click
         page.wait_for_function("document.querySelector('#conn').dataset.state !== 'live'")
         page.wait_for_function("document.querySelector('#conn').dataset.state === 'live'",
                                timeout=20_000)
         digest_is(page, d, timeout=20_000)
         assert page.locator("#canvas").get_attribute("data-time") == t
         page.wait_for_selector('[data-node="n2"][data-role="down"]')  # drawn at the next frame
+        assert page.evaluate("window.__playground.state.timeline.length") == 1
         shot(page, "e2e-room-rebuilt")
     finally:
         lb.close()

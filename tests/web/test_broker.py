@@ -216,6 +216,34 @@ def test_batches_keep_each_keys_order_and_release_callers_when_acknowledged():
     asyncio.run(main())
 
 
+def test_set_nowait_queues_the_write_in_this_turn_and_its_future_tells_when_it_is_in():
+    from app.broker.writer import KeyWriter
+
+    async def main():
+        b = _SlowBroker()
+        w = KeyWriter(b, ttl_s=None)
+        fut = w.set_nowait("s1", b"v1")  # no await: the caller goes on (a click's frame is sent)
+        w.set_nowait("s2", b"v1")
+        assert not fut.done()
+        await _turns()
+        assert b.batches == [{"s1": b"v1", "s2": b"v1"}]  # written with the turn's batch
+        assert not fut.done()
+        b.release(0)
+        await fut
+        assert await b.get("s1") == b"v1"
+        failed = w.set_nowait("s1", b"v2")
+        await _turns()
+        b._set_health(False, "gone")  # the broker is lost while the batch is in flight...
+        b.release(1, BrokerDown("gone"))  # ...which fails
+        with pytest.raises(BrokerDown):
+            await failed
+        with pytest.raises(BrokerDown):  # known down: said at once, the value kept for later
+            w.set_nowait("s1", b"v3")
+        assert w.pending() == 1  # v3 (the newest) waits for the broker to be back
+
+    asyncio.run(main())
+
+
 def test_a_busy_batch_is_retried_and_a_down_broker_keeps_the_write_for_later():
     from app.broker.writer import KeyWriter
 

@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 from websockets.sync.client import connect
 
-from tests.serving import free_port, start_redis, start_server, stop_server
+from tests.serving import free_port, redis_command, start_redis, start_server, stop_server
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
                                 reason="redis-server is not installed (make test installs it)")
@@ -72,8 +72,47 @@ def kind(k, **fields):
     return lambda f: f["type"] == k and all(f.get(a) == b for a, b in fields.items())
 
 
+class Page:
+    """A socket read as the page reads it for its recipe's durability (static/js/app.js): the
+    clicks of `events` frames kept until a frame's `dur` covers their `seq` (`pending`, sent
+    back on a reattach); a `hello` clears them."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.undurable: list[tuple[int, list]] = []
+        self.durs: list[int] = []
+
+    def recv(self, timeout=None) -> str:
+        text = self.ws.recv(timeout=timeout)
+        f = json.loads(text)
+        if f["type"] == "hello":
+            self.undurable = []
+        elif f["type"] == "events" and f.get("acts"):
+            self.undurable.append((f["seq"], f["acts"]))
+        if "dur" in f:
+            self.durs.append(f["dur"])
+            self.undurable = [(q, a) for q, a in self.undurable if q > f["dur"]]
+        return text
+
+    @property
+    def pending(self) -> list:
+        return [a for _, acts in self.undurable for a in acts]
+
+    def send(self, text) -> None:
+        self.ws.send(text)
+
+    def close(self) -> None:
+        self.ws.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.ws.close()
+
+
 def paused_session(port: int, seed: int, t: float):
-    ws = connect(f"ws://127.0.0.1:{port}/ws", max_size=None)
+    ws = Page(connect(f"ws://127.0.0.1:{port}/ws", max_size=None))
     hello = recv_until(ws, kind("hello"))
     ws.send(json.dumps({"type": "control", "do": "pause"}))
     ws.send(json.dumps({"type": "control", "do": "new_seed", "seed": seed}))
@@ -128,10 +167,13 @@ def doomed_worker(redis_url: str):
             stop_server(proc)
 
 
-def reattach(port: int, hello: dict, t: float):
+def reattach(port: int, hello: dict, t: float, pending: list | None = None):
+    """As the page reattaches: its session, secret, moment and the clicks still pending."""
     ws = connect(f"ws://127.0.0.1:{port}/ws?attach=1", max_size=None)
-    ws.send(json.dumps({"type": "attach", "session": hello["session"], "secret": hello["secret"],
-                        "t": t}))
+    a = {"type": "attach", "session": hello["session"], "secret": hello["secret"], "t": t}
+    if pending:
+        a["pending"] = pending
+    ws.send(json.dumps(a))
     return ws
 
 
@@ -145,7 +187,7 @@ def test_a_killed_workers_session_is_rebuilt_by_another_at_the_same_digest(clust
         last = click(ws, {"do": "partition", "groups": [["n2", "n3"]]}, 2)
         kill()
         ws.close()
-    with reattach(a, hello, last["t"]) as again:
+    with reattach(a, hello, last["t"], ws.pending) as again:
         h = recv_until(again, kind("hello"))
         assert h["session"] == hello["session"] and len(h["actions"]) == 2
         back = recv_until(again, kind("snapshot"))
@@ -159,7 +201,7 @@ def test_a_killed_workers_session_is_rebuilt_by_another_at_the_same_digest(clust
         seen = recv_until(ws, lambda f: f["type"] == "events" and f["t"] > 600)
         kill()
         ws.close()
-    with reattach(a, hello, seen["t"]) as again:
+    with reattach(a, hello, seen["t"], ws.pending) as again:
         back = recv_until(again, kind("snapshot"))
         assert back["t"] == seen["t"] and back["actions"] == 1 and back["playing"] is False
         assert recv_until(again, kind("snapshot"))["playing"] is True
@@ -230,3 +272,39 @@ def test_rooms_per_address_are_counted_across_workers():
         finally:
             for ws in pages:
                 ws.close()
+
+
+def test_a_click_redis_has_not_written_yet_is_not_lost_with_its_worker():
+    # The frame with a click goes out before its recipe is in Redis; the page keeps the click
+    # until a frame's `dur` covers it, and a rebuild on another worker applies it. Redis is made
+    # to hold every write (CLIENT PAUSE WRITE) from before the click until the worker is dead,
+    # so the recipe surely lacks the click: the page's copy is what brings it back.
+    with two_workers() as (url, a, _):
+        with doomed_worker(url) as (port, kill):
+            ws, hello, _ = paused_session(port, seed=5, t=300)
+            first = click(ws, {"do": "crash", "node": "n2"}, 1)
+            while ws.undurable:  # the first click's recipe: durable, and the page told so
+                ws.send(json.dumps({"type": "control", "do": "snapshot"}))
+                recv_until(ws, kind("snapshot"))
+            assert ws.durs and first["actions"] == 1
+            assert redis_command(url, "CLIENT", "PAUSE", "60000", "WRITE") == b"+OK\r\n"
+            try:
+                ws.send(json.dumps({"type": "action", "action": {"do": "restart", "node": "n2"}}))
+                ev = recv_until(ws, lambda f: f["type"] == "events" and f.get("acts"))
+                last = recv_until(ws, lambda f: f["type"] == "snapshot" and f["actions"] == 2)
+                assert [x["do"] for x in ws.pending] == ["restart"] and ev["acts"] == ws.pending
+                kill()
+                ws.close()
+            finally:
+                assert redis_command(url, "CLIENT", "UNPAUSE") == b"+OK\r\n"
+        recipe = json.loads(redis_command(url, "GET", f"pg:recipe:{hello['session']}").split(b"\r\n", 1)[1])
+        assert [x["do"] for x in recipe["actions"]] == ["crash"]  # Redis never had the second
+        with reattach(a, hello, last["t"], ws.pending) as again:
+            h = recv_until(again, kind("hello"))
+            assert [x["do"] for x in h["actions"]] == ["crash", "restart"]
+            back = recv_until(again, kind("snapshot"))
+            assert (back["t"], back["digest"], back["actions"]) == (last["t"], last["digest"], 2)
+        # A pending click without a time is refused, naming what was wrong.
+        with reattach(a, hello, last["t"], [{"at": "soon", "do": "crash", "node": "n1"}]) as bad:
+            err = recv_until(bad, kind("error"))
+            assert "pending" in err["message"] and "at" in err["message"]
