@@ -48,7 +48,7 @@ from engine.scenario import ScenarioError, parse_scenario
 
 from .broker import Broker, BrokerDown
 from .broker.writer import KeyWriter
-from .limits import quote
+from .limits import check_replay, check_scenario, quote
 from .outbox import Outbox, wire, wire_bytes
 from .session import TokenBucket
 from .settings import Settings
@@ -132,6 +132,12 @@ def hello_with_acts(hello: tuple[dict, bytes], acts: list) -> tuple[dict, bytes]
     return frame, orjson.dumps(frame)
 
 
+def _retrieved(fut: asyncio.Future) -> None:
+    """A background write's outcome: a failure is the broker's, which the watchdog reports."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 def broker_down_message(why: str | None) -> str:
     return (f"broker: this server lost its broker ({why}); this page keeps working, but rooms "
             "and recovery on another worker are off until it is back")
@@ -171,8 +177,10 @@ class Relay:
             if frame["type"] == "hello":
                 self.hello = (frame, body)
             if self.recipe is not None:
-                change = self._update(frame)
                 seq = self.session.seq + 1  # this frame's (the runner stamps it after the relay)
+                change = self._update(frame)
+                if change is not None:
+                    self.recipe["seq"] = seq  # the last frame it holds (a rebuild compares the page's)
                 if change == WAIT:
                     await self.service.store_recipe(self)
                     self._durable(seq)
@@ -290,10 +298,17 @@ class HostedRoom:
             f["room"] = {"code": self.code}
             body = orjson.dumps(f)
             self.hello = (f, body)
-            await b.set(_k_hello(self.code), body, self.service.ttl_s)
+            # Through the keys' writer, as the clicks' updates below: one order for this key.
+            await self.service.recipes.set(_k_hello(self.code), body)
         elif frame["type"] == "events" and frame.get("acts") and self.hello is not None:
+            # Late joiners' hello with the click: with the next batch of keys (the presenter's
+            # frame does not wait for it; a joiner before it is in gets the click in the frames).
             self.hello = hello_with_acts(self.hello, frame["acts"])
-            await b.set(_k_hello(self.code), self.hello[1], self.service.ttl_s)
+            try:
+                fut = self.service.recipes.set_nowait(_k_hello(self.code), self.hello[1])
+                fut.add_done_callback(_retrieved)
+            except BrokerDown:
+                pass  # the watchdog tells the pages; the key is written when the broker is back
         if not b.ok:
             return  # the watchdog tells the pages; waiting on a dead broker would stall the stream
         if not b.shared:
@@ -745,13 +760,18 @@ class RoomService:
         await self.recipes.set(_k_recipe(relay.session.id), relay.recipe_bytes())
 
     async def rebuild(self, sid: str, secret: str, page_t: float | None, client: str | None,
-                      pending: list[dict] | None = None):
+                      pending: list[dict] | None = None, seen: int | None = None):
         """The session `sid` from its recipe (its worker is gone): the same id, secret, branch and
-        moment (its replay ends paused there, and one that was playing then plays on). `pending`:
-        the clicks the page saw that the recipe may not hold yet (applied on top, in order, as the
-        page applied them); `page_t`: the moment the page showed (the recipe's, when not given).
-        None when there is no recipe (or no shared broker); RoomError when the secret is not
-        the session's."""
+        moment (its replay ends paused there, and one that was playing then plays on).
+
+        The page's part (its attach frame): `seen`, the last frame `seq` it got; `pending`, the
+        clicks it saw that no `dur` covered; `page_t`, the moment it showed. When the recipe holds
+        no frame the page has not seen (its `seq` is not after `seen`), the pending clicks go on
+        top, in order, as the page applied them (those the recipe already holds change nothing),
+        at the page's moment. When the recipe is newer than the page (the page missed frames
+        Redis had), it is rebuilt as the recipe says. Pending clicks that do not fit the session
+        are dropped, and the page told which. None when there is no recipe (or no shared
+        broker); RoomError when the secret is not the session's."""
         if not self.broker.shared:
             return None
         raw = await self.recipes.get(_k_recipe(sid))  # batched with the other rebuilds' reads
@@ -761,23 +781,31 @@ class RoomService:
         if not hmac.compare_digest(secret_hash(secret), str(r.get("secret"))):
             raise RoomError("attach.secret: not this session's secret; only the page that opened "
                             "a session may reattach to it")
-        actions = list(r.get("actions", []))
-        add_acts(actions, pending or [])  # (each checked by the scenario's own validation next)
-        try:
-            sc = parse_scenario({**r["sc"], "actions": actions})
-        except ScenarioError as e:
-            if not pending:
-                raise
-            raise RoomError(f"attach.pending: the clicks this page kept do not fit its session ({e})") from None
+        st = self.settings
+        page_is_current = seen is None or int(r.get("seq") or 0) <= seen
         t = float(r.get("t") or 0.0)
-        if page_t is not None:
+        if page_is_current and page_t is not None:
             # The page's moment: a click or a seek it saw may be later (or earlier) than the
             # recipe's moment, which follows the frames.
-            t = min(float(page_t), self.settings.max_replay_ms)
-        if pending:
-            t = max(t, max(a["at"] for a in pending))
+            t = min(float(page_t), st.max_replay_ms)
+        base = parse_scenario({**r["sc"], "actions": r.get("actions", [])})
+        sc, dropped = base, None
+        if pending and page_is_current:
+            actions = list(r.get("actions", []))
+            add_acts(actions, pending)
+            t_with = min(max(t, max(a["at"] for a in pending)), st.max_replay_ms)
+            try:
+                sc = parse_scenario({**r["sc"], "actions": actions})
+                check_scenario(sc, st)
+                check_replay(sc, t_with, st)
+                t = t_with
+            except ScenarioError as e:
+                sc, dropped = base, f"{len(pending)} click(s) this page kept ({e})"
         s = self.manager.create(sc, r.get("lesson"), r.get("speed"), until_ms=t, playing=False,
                                 client=client, sid=sid)
+        if dropped:
+            s.queue_error(f"attach.pending: {dropped} could not be applied; the session is back as "
+                          "the server last saved it")
         s.secret = secret
         self.track(s)
         if r.get("playing"):

@@ -304,6 +304,7 @@ class Page:
         # As the page keeps them: clicks seen, by frame seq, until a frame's `dur` covers them
         # (sent back as `pending` on the reattach).
         self.undurable: list[tuple[int, list]] = []
+        self.seen = 0  # the seq of the last frame read (the attach's `seen`)
 
     def on_frame(self, buf, start, end, now_ms) -> None:
         g = self.gen
@@ -315,6 +316,8 @@ class Page:
                 self.error = f["message"][:200]
             return
         head = bytes(buf[start:min(end, start + 48)])
+        if self.lost_at is None:
+            self.seen = int(_field(buf, start, end, b'"seq":'))
         if self.lost_at is None and self.undurable and b'"dur":' in head:
             dur = int(_field(buf, start, end, b'"dur":'))
             self.undurable = [(q, a) for q, a in self.undurable if q > dur]
@@ -377,7 +380,7 @@ class Page:
                 await asyncio.wait_for(c.open, 30)
                 self.conn = c
                 a = {"type": "attach", "session": self.sid, "secret": self.secret,
-                     "t": self.final["t"]}
+                     "t": self.final["t"], "seen": self.seen}
                 pending = [x for _, acts in self.undurable for x in acts]
                 if pending:
                     a["pending"] = pending

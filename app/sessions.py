@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import logging
 import secrets
@@ -35,8 +36,8 @@ class SessionManager:
         self.gc_pauses_s: list[float] = []  # benchmarks only: garbage-collector pauses
         # Benchmarks only: per click, (handled -> its frame's relay begins, the relay's wait (the
         # recipe's write), the send), in seconds; and the event loop's lag (a 10 ms timer's delay).
-        self.click_parts_s: list[tuple[float, float, float]] = []
-        self.loop_lag_s: list[float] = []
+        self.click_parts_s: collections.deque = collections.deque(maxlen=100_000)
+        self.loop_lag_s: collections.deque = collections.deque(maxlen=100_000)
         self._lag_task: asyncio.Task | None = None
         self._gc_started = 0.0
         # Replays (share links, seeks, imports, exports) take turns: a busy link cannot hold

@@ -153,6 +153,9 @@ class AttachIn(_In):
     # The clicks the page saw that no frame's `dur` has covered yet (each as the `events` frame's
     # `acts` gave it), oldest first: a rebuild applies them on top of the recipe.
     pending: list[dict[str, Any]] | None = Field(None, max_length=MAX_PENDING)
+    # The `seq` of the last frame the page got: a recipe holding later frames is newer than the
+    # page, and its pending clicks and moment then give way to it.
+    seen: int | None = Field(None, ge=0)
 
     @field_validator("pending")
     @classmethod

@@ -1,8 +1,9 @@
 """Group commit of key writes (and batched reads): what one event-loop turn asks of the broker's
 keys goes to it together.
 
-A session's frame waits for its recipe to be in the broker (so that a worker killed then cannot
-lose a click the page has seen). One round trip per write made every click pay a round trip and a
+A session's recipe goes to the broker at every click and control (a new world's waits for it:
+`set`; a click's frame does not: `set_nowait`, and the page keeps the click until told the recipe
+is in, app/rooms.py). One round trip per write made every click pay a round trip and a
 pool checkout on a busy loop, and a busy pool then skipped the write; `KeyWriter` instead gathers
 every `set` of one loop turn and writes them as one `Broker.set_many`: one round trip for many
 sessions, on connections of its own. Each caller returns when the batch holding its value (or a

@@ -213,7 +213,7 @@ async def _reattach(websocket: WebSocket, settings, manager, rooms, client):
     except asyncio.TimeoutError:
         await _refuse(websocket, f"attach: no attach frame within {settings.attach_timeout_s:g} s",
                       REFUSED)
-        return None
+        return None, False
     if msg["type"] == "websocket.disconnect":
         return None, False
     try:
@@ -224,7 +224,7 @@ async def _reattach(websocket: WebSocket, settings, manager, rooms, client):
     session = manager.get(a.session)
     if session is None:
         try:
-            session = await rooms.rebuild(a.session, a.secret, a.t, client, a.pending)
+            session = await rooms.rebuild(a.session, a.secret, a.t, client, a.pending, a.seen)
         except RoomError as e:
             await _refuse(websocket, str(e), REFUSED)
             return None, False

@@ -68,9 +68,10 @@ class ControlsMixin:
         if self.job is not None and self._apply_during_job(msg):
             return
         if isinstance(msg, ActionIn):
-            if self.click_stats is not None:
-                self.clicks_at.append(time.monotonic())
+            t_in = time.monotonic()
             self.act(msg.action)
+            if self.click_stats is not None:
+                self.clicks_at.append(t_in)
             self.queue_events()  # the click's effect goes out now, not at the next tick
             if not self.playing:
                 self.queue_snapshot()

@@ -83,7 +83,7 @@ class Session(RunnerMixin, ControlsMixin, ReplayMixin, FramesMixin):
         self.wall_ref = 0.0
         self._lin_checked_at: float | None = None  # never: the first search is due at once
         self.stats: list[float] | None = None  # set by the manager when bench_stats is on
-        self.click_stats: list[tuple[float, float, float]] | None = None  # likewise
+        self.click_stats = None  # likewise: a deque of (to relay, relay, send) per click
         self.clicks_at: list[float] = []  # benchmarks only: when each click not yet sent came in
         self.phase_s = 0.0  # where in each frame interval this session ticks (set by the manager)
         self._quantum_ms = 1.0  # compare mode's round of worlds in unison, in simulated ms (adapts)

@@ -68,10 +68,16 @@ function connect() {
     // `t`: where this page was, so a session rebuilt on another worker goes on from there.
     // `pending`: the clicks this page saw whose recipe no frame has said is durable yet (`dur`):
     // a worker rebuilding the session from its recipe applies them too, so none is lost.
+    // `seen`: the last frame it got (a recipe holding later ones is newer than this page, and
+    // wins); `t` only once the page has a picture of this world (a snapshot after its hello).
     if (attaching) {
       const pending = undurable.flatMap((p) => p.acts);
-      const a = {type: "attach", session: state.session, secret: state.secret, t: state.t};
-      if (pending.length && pending.length <= MAX_PENDING) a.pending = pending;
+      const a = {type: "attach", session: state.session, secret: state.secret, seen: lastSeq};
+      if (pictured) a.t = state.t;
+      if (pending.length > MAX_PENDING) {
+        toast(`${pending.length} recent clicks were not yet saved by the server and are too many to send back; ` +
+              "if this session was moved to another server, they are lost", true);
+      } else if (pending.length) a.pending = pending;
       ws.send(JSON.stringify(a));
     }
     setConn("live");
@@ -195,8 +201,10 @@ function setConn(s) { $("#conn").textContent = s; $("#conn").dataset.state = s; 
 // The clicks seen in frames (their `seq`) not yet covered by a frame's `dur` (docs/ws-protocol.md).
 const MAX_PENDING = 256;
 let undurable = [];
+let lastSeq = 0;
 function trackDurable(f) {
   if (room.viewer) return;
+  lastSeq = f.seq;
   if (f.type === "hello") undurable = [];  // a hello's recipe is in the broker before it is sent
   else if (f.type === "events" && f.acts) {
     undurable.push({seq: f.seq, acts: f.acts});
@@ -261,6 +269,7 @@ function onHello(f) {
   if (!same) {
     $("#canvas").setAttribute("data-digest", "");
     $("#canvas").setAttribute("data-time", "0");
+    state.t = f.t;  // not the previous world's moment (a reattach before the snapshot sends none)
   }
   state.session = f.session;
   state.protocol = f.protocol;

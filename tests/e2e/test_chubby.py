@@ -275,8 +275,12 @@ def test_a_reconnect_never_shows_an_empty_lock_table_for_the_moment_it_is_at(ser
     page.wait_for_function("Object.keys(window.__playground.state.nodes).length === 0")  # the hello is in
     turns = page.evaluate("window.__fps")
     page.wait_for_function(f"window.__fps > {turns + 40}")  # the page's loop turned 40 times meanwhile
-    while not hold["held"]:
+    for _ in range(1000):
+        if hold["held"]:
+            break
         page.evaluate("0")  # let Playwright dispatch the routed socket's messages
+    else:
+        raise AssertionError("the reattach's snapshot never came")
     hold["on"] = False
     for ws, m in hold["held"]:
         ws.send(m)

@@ -81,10 +81,12 @@ class Page:
         self.ws = ws
         self.undurable: list[tuple[int, list]] = []
         self.durs: list[int] = []
+        self.seen = 0  # the seq of the last frame read
 
     def recv(self, timeout=None) -> str:
         text = self.ws.recv(timeout=timeout)
         f = json.loads(text)
+        self.seen = f["seq"]
         if f["type"] == "hello":
             self.undurable = []
         elif f["type"] == "events" and f.get("acts"):
@@ -167,12 +169,15 @@ def doomed_worker(redis_url: str):
             stop_server(proc)
 
 
-def reattach(port: int, hello: dict, t: float, pending: list | None = None):
-    """As the page reattaches: its session, secret, moment and the clicks still pending."""
+def reattach(port: int, hello: dict, t: float, pending: list | None = None, seen: int | None = None):
+    """As the page reattaches: its session, secret, moment, the clicks still pending and the
+    last frame it read."""
     ws = connect(f"ws://127.0.0.1:{port}/ws?attach=1", max_size=None)
     a = {"type": "attach", "session": hello["session"], "secret": hello["secret"], "t": t}
     if pending:
         a["pending"] = pending
+    if seen is not None:
+        a["seen"] = seen
     ws.send(json.dumps(a))
     return ws
 
@@ -187,7 +192,7 @@ def test_a_killed_workers_session_is_rebuilt_by_another_at_the_same_digest(clust
         last = click(ws, {"do": "partition", "groups": [["n2", "n3"]]}, 2)
         kill()
         ws.close()
-    with reattach(a, hello, last["t"], ws.pending) as again:
+    with reattach(a, hello, last["t"], ws.pending, ws.seen) as again:
         h = recv_until(again, kind("hello"))
         assert h["session"] == hello["session"] and len(h["actions"]) == 2
         back = recv_until(again, kind("snapshot"))
@@ -201,7 +206,7 @@ def test_a_killed_workers_session_is_rebuilt_by_another_at_the_same_digest(clust
         seen = recv_until(ws, lambda f: f["type"] == "events" and f["t"] > 600)
         kill()
         ws.close()
-    with reattach(a, hello, seen["t"], ws.pending) as again:
+    with reattach(a, hello, seen["t"], ws.pending, ws.seen) as again:
         back = recv_until(again, kind("snapshot"))
         assert back["t"] == seen["t"] and back["actions"] == 1 and back["playing"] is False
         assert recv_until(again, kind("snapshot"))["playing"] is True
@@ -279,13 +284,17 @@ def test_a_click_redis_has_not_written_yet_is_not_lost_with_its_worker():
     # until a frame's `dur` covers it, and a rebuild on another worker applies it. Redis is made
     # to hold every write (CLIENT PAUSE WRITE) from before the click until the worker is dead,
     # so the recipe surely lacks the click: the page's copy is what brings it back.
-    with two_workers() as (url, a, _):
+    with two_workers() as (url, a, b):
         with doomed_worker(url) as (port, kill):
             ws, hello, _ = paused_session(port, seed=5, t=300)
             first = click(ws, {"do": "crash", "node": "n2"}, 1)
-            while ws.undurable:  # the first click's recipe: durable, and the page told so
+            for _ in range(500):  # the first click's recipe: durable, and the page told so
+                if not ws.undurable:
+                    break
                 ws.send(json.dumps({"type": "control", "do": "snapshot"}))
                 recv_until(ws, kind("snapshot"))
+            else:
+                raise AssertionError("no frame ever said the first click's recipe is in Redis")
             assert ws.durs and first["actions"] == 1
             assert redis_command(url, "CLIENT", "PAUSE", "60000", "WRITE") == b"+OK\r\n"
             try:
@@ -299,12 +308,57 @@ def test_a_click_redis_has_not_written_yet_is_not_lost_with_its_worker():
                 assert redis_command(url, "CLIENT", "UNPAUSE") == b"+OK\r\n"
         recipe = json.loads(redis_command(url, "GET", f"pg:recipe:{hello['session']}").split(b"\r\n", 1)[1])
         assert [x["do"] for x in recipe["actions"]] == ["crash"]  # Redis never had the second
-        with reattach(a, hello, last["t"], ws.pending) as again:
+        with reattach(a, hello, last["t"], ws.pending, ws.seen) as again:
             h = recv_until(again, kind("hello"))
             assert [x["do"] for x in h["actions"]] == ["crash", "restart"]
             back = recv_until(again, kind("snapshot"))
             assert (back["t"], back["digest"], back["actions"]) == (last["t"], last["digest"], 2)
-        # A pending click without a time is refused, naming what was wrong.
+        # A pending click without a time is refused, naming what was wrong; one that does not
+        # fit the session is dropped (the page told which), the session back as Redis has it.
         with reattach(a, hello, last["t"], [{"at": "soon", "do": "crash", "node": "n1"}]) as bad:
             err = recv_until(bad, kind("error"))
             assert "pending" in err["message"] and "at" in err["message"]
+        # (On worker B, which has not got the session: worker A has it, rebuilt, from above.)
+        with reattach(b, hello, last["t"], [{"at": last["t"] + 1, "do": "crash", "node": "n9"}]) as odd:
+            err = recv_until(odd, lambda f: f["type"] == "error")
+            assert err["message"].startswith("attach.pending: 1 click(s)") and "n9" in err["message"]
+            assert not err.get("fatal")
+            back = recv_until(odd, kind("snapshot"))
+            assert (back["t"], back["digest"], back["actions"]) == (last["t"], last["digest"], 2)
+
+
+def _recipe(url: str, sid: str) -> dict | None:
+    raw = redis_command(url, "GET", f"pg:recipe:{sid}")
+    return None if raw.startswith(b"$-1") else json.loads(raw.split(b"\r\n", 1)[1])
+
+
+def test_a_recipe_newer_than_the_page_wins_over_the_pages_moment_and_clicks():
+    # The page stops reading (its frames wait in its socket's buffer), the worker goes on: a seek
+    # and a click reach Redis, then the worker dies. The page's attach names the last frame it
+    # read: the recipe holds later ones, so the session comes back as the server last had it,
+    # not at the page's older moment with its clicks laid on the newer branch.
+    with two_workers() as (url, a, _):
+        with doomed_worker(url) as (port, kill):
+            ws, hello, _ = paused_session(port, seed=6, t=300)
+            first = click(ws, {"do": "crash", "node": "n2"}, 1)
+            seen, pending = ws.seen, ws.pending
+            ws.ws.send(json.dumps({"type": "control", "do": "seek", "t": 250}))
+            ws.ws.send(json.dumps({"type": "action", "action": {"do": "crash", "node": "n3"}}))
+            last = None
+            while last is None:  # the server's frames, read past the page's tracking
+                f = json.loads(ws.ws.recv(timeout=15))
+                if f["type"] == "snapshot" and f["actions"] == 1 and f["t"] > 250:
+                    last = f
+            for _ in range(500):  # Redis has that moment (each try a round trip to it)
+                r = _recipe(url, hello["session"])
+                if r and r.get("t") == last["t"] and r.get("seq", 0) > seen:
+                    break
+            else:
+                raise AssertionError(f"the recipe never reached {last['t']}: {r}")
+            kill()
+            ws.close()
+        with reattach(a, hello, first["t"], pending, seen) as again:
+            h = recv_until(again, kind("hello"))
+            assert [x["node"] for x in h["actions"]] == ["n3"]  # the fork: crash n2 is gone
+            back = recv_until(again, kind("snapshot"))
+            assert (back["t"], back["digest"], back["actions"]) == (last["t"], last["digest"], 1)
