@@ -127,6 +127,12 @@ class Settings(BaseModel):
     search_max_states: int = Field(100_000, ge=1)
     search_budget_s: float = Field(30, gt=0)
     search_grace_s: float = Field(15, ge=0)  # past the budget: the process start, the last run
+    # The collector's long pauses (app/sessions.py `keep_gc`): every `gc_freeze_every_s` the
+    # objects that survived a collection are moved out of its sight (a full collection then scans
+    # only what is newer), and every `gc_full_every_s` everything is collected once (what was
+    # frozen and became garbage since is freed then). 0 turns it off.
+    gc_freeze_every_s: float = Field(30, ge=0)
+    gc_full_every_s: float = Field(600, gt=0)
     # Benchmarks only: record server-side frame lateness, readable at GET /api/stats.
     bench_stats: bool = False
 
