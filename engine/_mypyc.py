@@ -1,0 +1,20 @@
+"""`mypyc_attr`, the class decorator mypyc reads (engine/native.py), or a no-op without it.
+
+Every compiled class says `@mypyc_attr(allow_interpreted_subclasses=True, serializable=True)`:
+`serializable` so that worlds pickle (snapshots, rewind, checkpoints) as they do in Python, and
+`allow_interpreted_subclasses` because without it mypyc (2.x) does not run `__init__` of a
+serializable class at all; it also lets the protocols' Python nodes subclass the compiled `Node`.
+"""
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mypy_extensions import mypyc_attr
+else:
+    try:
+        from mypy_extensions import mypyc_attr
+    except ImportError:  # (the build tools are not installed: nothing reads the decorator)
+        def mypyc_attr(*_a, **_k):
+            return lambda cls: cls
+
+__all__ = ["mypyc_attr"]
