@@ -4,6 +4,10 @@ Every compiled class says `@mypyc_attr(allow_interpreted_subclasses=True, serial
 `serializable` so that worlds pickle (snapshots, rewind, checkpoints) as they do in Python, and
 `allow_interpreted_subclasses` because without it mypyc (2.x) does not run `__init__` of a
 serializable class at all; it also lets the protocols' Python nodes subclass the compiled `Node`.
+
+Compiled, annotations are enforced and a value annotated `float` is made a float (an int 10
+becomes 10.0, and then reads 10.0 in a record): in the compiled modules, a value that may be
+either and reaches a record or a digest is annotated `float | int` or `Any`, not `float`.
 """
 
 from typing import TYPE_CHECKING

@@ -119,7 +119,7 @@ def next_arrival_us(wl: OpenLoopWorkload, changes_us: list[int], now_us: int, rn
         t = boundary
 
 
-def draw_cost_ms(cost: Cost, rng) -> float:
+def draw_cost_ms(cost: Cost, rng) -> float | int:  # (constant: the mean as given, 10 or 10.0)
     m, s = cost.mean_ms, cost.spread
     if cost.dist == "constant":
         v = m

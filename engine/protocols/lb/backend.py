@@ -90,7 +90,7 @@ class Backend(Node):
         if command["do"] == "slow":
             self._set_speed(ctx, self.base_speed * command["factor"])
 
-    def _set_speed(self, ctx: Context, speed: float) -> None:
+    def _set_speed(self, ctx: Context, speed: float | int) -> None:
         """The work left in service is done at the new speed from now on."""
         now, old = ctx.now_us, self.speed
         self.speed = speed
