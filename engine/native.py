@@ -23,11 +23,11 @@ import os
 import sys
 from pathlib import Path
 
-# What gets compiled: the kernel and its node interface, and the load balancer's hot path (the
-# profile of `playground bench --lb`: the kernel's loop and sends, the balancer, backends and
-# the least-connections pick). The other protocols' nodes subclass the compiled `Node` as
-# ordinary Python classes.
-MODULES = ("engine.node", "engine.sim", "engine.protocols.lb.algorithms",
+# What gets compiled: the kernel, its network and node interface, and the load balancer's hot
+# path (the profile of `playground bench --lb`: the kernel's loop and sends, the open-loop
+# client, the balancer, backends and the least-connections pick). The other protocols' nodes
+# subclass the compiled `Node` as ordinary Python classes.
+MODULES = ("engine.node", "engine.sim", "engine.network", "engine.protocols.lb.algorithms",
            "engine.protocols.lb.backend", "engine.protocols.lb.balancer",
            "engine.workloads.open_loop_client")
 
