@@ -39,11 +39,11 @@ GROUP = "engine_native"  # the name of the shared library every compiled module 
 state = {"compiled": False, "why": "not looked for"}
 
 
-def source_key() -> str:
+def source_key(engine_dir: Path = ENGINE) -> str:
     """A hash of the Python version and every engine source (path and content)."""
     h = hashlib.sha256(sys.version.encode())
-    for p in sorted(ENGINE.rglob("*.py")):
-        h.update(str(p.relative_to(ENGINE)).encode() + b"\0" + p.read_bytes() + b"\0")
+    for p in sorted(engine_dir.rglob("*.py")):
+        h.update(str(p.relative_to(engine_dir)).encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()[:20]
 
 
@@ -78,7 +78,7 @@ def activate() -> None:
         return
     where = build_dir()
     if not (where / "ok").exists():
-        state.update(compiled=False, why="no compiled build of these sources (make builds one)")
+        state.update(compiled=False, why="no compiled build of these sources; make native builds one")
         return
     finder = _Finder(where)
     sys.meta_path.insert(0, finder)
@@ -92,8 +92,8 @@ def activate() -> None:
 
 
 def describe() -> str:
-    """One line for benchmarks: which engine runs."""
-    if state["compiled"] and sys.modules.get("engine.sim") is not None:
-        if not str(getattr(sys.modules["engine.sim"], "__file__", "")).endswith(".py"):
-            return "engine: compiled (mypyc)"
+    """One line for benchmarks: which engine runs (the kernel's module, if it is imported yet)."""
+    sim = sys.modules.get("engine.sim")
+    if state["compiled"] and (sim is None or not str(getattr(sim, "__file__", "")).endswith(".py")):
+        return "engine: compiled (mypyc)"
     return f"engine: pure Python ({state['why']})"

@@ -14,6 +14,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 os.environ["PLAYGROUND_ENGINE"] = "pure"  # (the build reads the sources; it must not load a build)
@@ -38,6 +39,7 @@ def build(key: str) -> str:
             exts = mypycify(["--follow-imports=silent", "--disable-error-code=annotation-unchecked",
                              *[os.path.relpath(p) for p in paths]],
                             opt_level="3", group_name=native.GROUP, target_dir=str(Path(tmp) / "c"))
+            warnings.simplefilter("ignore")  # (setuptools' notes on pyproject.toml)
             setup(name="engine-native", ext_modules=exts,
                   script_args=["-q", "build_ext", "--build-lib", str(out),
                                "--build-temp", str(Path(tmp) / "o")])

@@ -11,13 +11,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import shutil
+
 import pytest
 
 from engine import native
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.skipif(
+built = pytest.mark.skipif(
     not (native.build_dir() / "ok").exists(),
     reason="no compiled engine for these sources (make native, or .venv/bin/python "
            "tools/build_native.py, needs mypyc: pip install -e '.[native]')")
@@ -41,6 +43,7 @@ def _result(proc: subprocess.Popen, engine: str) -> dict:
     return json.loads(body)
 
 
+@built
 def test_every_scenario_gives_the_same_trace_and_digests_compiled_and_pure(tmp_path):
     (tmp_path / "c").mkdir()
     (tmp_path / "p").mkdir()
@@ -55,6 +58,7 @@ def test_every_scenario_gives_the_same_trace_and_digests_compiled_and_pure(tmp_p
     assert any(r["violations"] for r in got["pure"].values())  # (the mutation scenarios: checked)
 
 
+@built
 def test_a_snapshot_made_by_one_engine_restores_in_the_other(tmp_path):
     """A checkpoint taken by a compiled worker may be restored by a pure one, and back."""
     some = "lb_uniform_fleet,lb_retry_budget,clean_election,zk_lock_handover,chubby_failover"
@@ -70,3 +74,30 @@ def test_a_snapshot_made_by_one_engine_restores_in_the_other(tmp_path):
         key = "digest_after_restoring_the_other_engines_snapshot"
         assert pure[name][key] == pure[name]["digest"], name
         assert back[name][key] == back[name]["digest"] == pure[name]["digest"], name
+
+
+def test_any_change_to_an_engine_source_changes_the_build_key(tmp_path):
+    """So no build made from other sources is ever loaded (engine/native.py)."""
+    copy = tmp_path / "engine"
+    shutil.copytree(ROOT / "engine", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    key = native.source_key(copy)
+    assert key == native.source_key(ROOT / "engine")
+    f = copy / "protocols" / "lb" / "backend.py"
+    f.write_text(f.read_text() + "\n")
+    assert native.source_key(copy) != key
+    (copy / "protocols" / "lb" / "backend.py").unlink()
+    assert native.source_key(copy) not in (key, native.source_key(ROOT / "engine"))
+
+
+def test_without_a_build_of_its_sources_the_engine_runs_as_python(tmp_path):
+    """A copy of the engine beside no `.native/`: the pure modules, said in one line."""
+    shutil.copytree(ROOT / "engine", tmp_path / "engine",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k != "PLAYGROUND_ENGINE"}
+    env["PYTHONPATH"] = str(tmp_path)
+    code = ("import engine.sim, engine.native as n; print(engine.sim.__file__); "
+            "print(n.describe())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, text=True,
+                         capture_output=True, check=True).stdout.splitlines()
+    assert out == [str(tmp_path / "engine" / "sim.py"),
+                   "engine: pure Python (no compiled build of these sources; make native builds one)"]
