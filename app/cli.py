@@ -209,7 +209,9 @@ def cmd_bench(args, rest: list[str]) -> int:
         return 0
     if args.lb:
         from engine.bench import run_lb_bench
+        from engine.native import describe
 
+        print(describe(), file=sys.stderr)  # compiled (mypyc) or pure Python: which one is timed
         load = round(os.getloadavg()[0], 2)  # (the machine's load beside every timing)
         res = run_lb_bench(100_000 if args.quick else 1_000_000)
         _print({"load_average_1m_before": load, **res,

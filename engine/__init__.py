@@ -1,0 +1,5 @@
+"""The deterministic simulation engine (docs/engine.md)."""
+
+from . import native as _native
+
+_native.activate()

@@ -19,6 +19,7 @@ import resource
 import time
 import tracemalloc
 
+from .native import describe
 from .node import Node
 from .protocols.lb.bench import run_lb_bench
 from .protocols.raft.figure16 import run_figure as run_figure16
@@ -148,7 +149,8 @@ def _calibration_ms() -> float:
 
 def run_bench(quick: bool = False) -> dict:
     dur = 60_000 if quick else 300_000
-    out: dict = {"python": os.sys.version.split()[0], "cpu_count": os.cpu_count(),
+    out: dict = {"engine": describe().removeprefix("engine: "), "python": os.sys.version.split()[0],
+                 "cpu_count": os.cpu_count(),
                  "calibration_loop_ms": _calibration_ms()}
     rep = 1 if quick else 5
     # The 5-node runs take turns, so a slow minute on the VM does not fall on one of them.

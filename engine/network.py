@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ._mypyc import mypyc_attr
+
 
 def ms_to_us(ms: float) -> int:
     """Milliseconds (scenarios, records) to the kernel's integer microseconds."""
     return int(round(ms * 1000))
 
 
+@mypyc_attr(native_class=False)  # (compiled, engine/native.py: a frozen dataclass stays Python's)
 @dataclass(frozen=True, slots=True)
 class LinkSpec:
     latency_us_min: int
@@ -34,6 +37,7 @@ class LinkSpec:
         }
 
 
+@mypyc_attr(allow_interpreted_subclasses=True, serializable=True)
 class Network:
     def __init__(self, default: LinkSpec, servers: list[str]):
         self.servers = servers  # the topology's nodes: what partitions split

@@ -12,9 +12,15 @@ volatile state is fresh by construction.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ._mypyc import mypyc_attr
+
+if TYPE_CHECKING:
+    from .sim import Simulation
 
 
+@mypyc_attr(allow_interpreted_subclasses=True, serializable=True)
 class Context:
     """What a node may do while handling one input. Effects are applied by the kernel in order.
 
@@ -22,9 +28,7 @@ class Context:
     cases without a detour; the methods here are the general paths and the interface.
     """
 
-    __slots__ = ("_sim", "node_id", "now_us", "recording")
-
-    def __init__(self, sim, node_id: str, now_us: int):
+    def __init__(self, sim: Simulation, node_id: str, now_us: int):
         self._sim = sim
         self.node_id = node_id
         self.now_us = now_us
@@ -62,13 +66,11 @@ class Context:
         return bool(self._sim._writes.get(self.node_id)) if self._sim.disk is not None else False
 
 
+@mypyc_attr(allow_interpreted_subclasses=True, serializable=True)
 class Node:
     """Base class. Subclasses override the `on_*` hooks and the state accessors."""
 
-    kind = "server"
-    # The common attributes are slots (fast to read); `__dict__` keeps subclasses free to add
-    # their own, and a subclass with many hot attributes can declare its own slots.
-    __slots__ = ("id", "peers", "config", "rng", "records", "__dict__")
+    kind: ClassVar[str] = "server"  # (each kind's class says its own)
 
     def __init__(self, node_id: str, peers: list[str], config: Any, rng, persistent: Any = None):
         self.id = node_id
@@ -116,3 +118,22 @@ class Node:
     def digest_state(self) -> Any:
         """A JSON-able picture of the node's whole state, for the world digest."""
         return self.view(0)
+
+    # --- snapshots (pickle) -------------------------------------------------------------------
+    def __getstate__(self) -> dict:
+        """Everything the node holds. (Compiled, engine/native.py, this class's and its compiled
+        subclasses' fields are native, listed in `__mypyc_attrs__`, and a Python subclass's own
+        attributes sit apart in its `__dict__` or its `__slots__`: a snapshot takes them all.)"""
+        state = dict(getattr(self, "__dict__", {}))
+        names = list(getattr(type(self), "__mypyc_attrs__", ()))
+        for cls in type(self).__mro__:
+            slots = cls.__dict__.get("__slots__", ())
+            names.extend([slots] if isinstance(slots, str) else slots)
+        for k in names:
+            if k not in ("__dict__", "__weakref__") and hasattr(self, k):
+                state[k] = getattr(self, k)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)

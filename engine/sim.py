@@ -25,11 +25,12 @@ from __future__ import annotations
 import hashlib
 import heapq
 import pickle
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar, Final
 
 import orjson
 
 from . import rng as rngmod
+from ._mypyc import mypyc_attr
 from .actions import action_to_dict
 from .nemesis import NemesisDriver
 from .network import LinkSpec, Network, ms_to_us
@@ -39,15 +40,26 @@ from .scenario import Scenario, ScenarioError, parse_action
 from .storage import Disk
 from .workloads import get_workload
 
-DELIVER, TIMER, ACTION, NEMESIS, RELEASE, WRITE = 0, 1, 2, 3, 4, 5
-PRIO_ACTION, PRIO_EVENT = 0, 1
-_heappush, _heappop = heapq.heappush, heapq.heappop
-KERNEL_RECORDS = ("send", "deliver", "drop", "fault", "state", "end")
-MESSAGE_RECORDS = ("send", "deliver", "drop")
+# The kinds of events (Final: compiled, engine/native.py, they are constants in the code).
+DELIVER: Final = 0
+TIMER: Final = 1
+ACTION: Final = 2
+NEMESIS: Final = 3
+RELEASE: Final = 4
+WRITE: Final = 5
+PRIO_ACTION: Final = 0
+PRIO_EVENT: Final = 1
+_heappush: Final = heapq.heappush
+_heappop: Final = heapq.heappop
+KERNEL_RECORDS: Final = ("send", "deliver", "drop", "fault", "state", "end")
+MESSAGE_RECORDS: Final = ("send", "deliver", "drop")
+# A queued event: (time us, priority, insertion counter, kind, and three kind-specific fields).
+Event = tuple[int, int, int, int, Any, Any, Any]
 
 Observer = Callable[[dict], None]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True, serializable=True)
 class KernelContext(Context):
     """The kernel's Context. The common cases take a short path straight into the kernel's
     structures: sending on a plain network (every link the default one: no loss, duplication,
@@ -55,9 +67,8 @@ class KernelContext(Context):
     its deadline (see `Simulation._set_timer`). Anything else goes through the general paths, with
     the same random draws."""
 
-    # The kernel's structures it writes to (each made once per world, so these stay its own,
-    # in a restored world too: one pickle keeps shared references shared).
-    __slots__ = ("timers", "writes", "_net", "_rand", "_flight", "_queue")
+    # It keeps the kernel's structures it writes to (each made once per world, so these stay its
+    # own, in a restored world too: one pickle keeps shared references shared).
 
     def __init__(self, sim: "Simulation", node_id: str, now_us: int):
         super().__init__(sim, node_id, now_us)
@@ -104,10 +115,11 @@ class KernelContext(Context):
         self.timers.pop(name, None)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True, serializable=True)
 class Simulation:
-    # Slots: the kernel reads its own attributes on every event; as slots they are offsets, also
-    # in a world restored from a snapshot (whose instance dict would otherwise be a plain dict).
-    __slots__ = (
+    # Every attribute of a world (what a snapshot holds, less the transient ones). Compiled with
+    # mypyc (engine/native.py) they are the native class's fields.
+    _FIELDS: ClassVar[tuple[str, ...]] = (
         "scenario", "seed", "config", "protocol", "topology", "record_types", "now_us", "events",
         "_queue", "_counter", "_next_msg_id", "_observers", "flight", "_timers", "_contexts",
         "actions", "servers", "network", "net_rng", "status", "nodes", "persisted", "rngs",
@@ -115,7 +127,7 @@ class Simulation:
         "_want_msgs", "_routes", "_sinks", "_state_sinks", "disk", "_writes", "_outbox",
         "_durable", "fault_rng",
     )
-    _TRANSIENT = ("_observers", "_routes", "_sinks", "_state_sinks")  # not in snapshots
+    _TRANSIENT: ClassVar[tuple[str, ...]] = ("_observers", "_routes", "_sinks", "_state_sinks")  # not in snapshots
 
     def __init__(self, scenario: Scenario, *, checkers: bool = True, protocol=None):
         """`protocol` overrides the registry's (benchmarks and tests of the kernel itself)."""
@@ -126,7 +138,7 @@ class Simulation:
         self.topology = scenario.layout if protocol is None else spec.topology(scenario)
         self.now_us = 0
         self.events = 0
-        self._queue: list[tuple] = []
+        self._queue: list[Event] = []
         self._counter = 0
         self._next_msg_id = 1
         self._observers: list[tuple[Observer, bool]] = []
@@ -158,10 +170,10 @@ class Simulation:
         self._writes: dict[str, list[list]] = {}
         self._outbox: dict[str, list[tuple]] = {}
         self._durable: dict[str, Any] = {}
-        self.fault_rng = None  # the `faults` stream, made on first use (engine/faults.py)
+        self.fault_rng: Any = None  # the `faults` stream, made on first use (engine/faults.py)
 
         # The scenario's workload, or the protocol's default kind (its user client, if any).
-        wl = scenario.workload
+        wl: Any = scenario.workload
         kind = wl.kind if wl is not None else (spec.workloads[0] if spec.workloads else None)
         workload = get_workload(kind) if kind is not None else None
         types = KERNEL_RECORDS + (workload.record_types if workload else ()) + spec.record_types
@@ -329,7 +341,9 @@ class Simulation:
             writes[-1][3] = state
             return
         start = writes[-1][0] if writes else now
-        done = start + self.disk.draw_us(nid)
+        disk = self.disk
+        assert disk is not None  # (only a world with a storage latency persists)
+        done = start + disk.draw_us(nid)
         self._counter = seq = self._counter + 1
         writes.append([done, seq, now, state])
         _heappush(self._queue, (done, PRIO_EVENT, seq, WRITE, nid, seq, None))
@@ -830,7 +844,7 @@ class Simulation:
 
     # --- snapshots ----------------------------------------------------------------------------
     def __getstate__(self):
-        d = {k: getattr(self, k) for k in self.__slots__ if k not in self._TRANSIENT}
+        d = {k: getattr(self, k) for k in self._FIELDS if k not in self._TRANSIENT}
         d["_observers"] = []
         return d
 

@@ -18,9 +18,12 @@ window of that many intervals; `full: true`: replace); an events frame the new r
 
 from __future__ import annotations
 
+import ast
 import re
+from pathlib import Path
 from typing import Any
 
+import engine.protocols.lb as lb_package
 from engine.protocols.lb.algorithms import ALGORITHM_CLASSES
 from engine.protocols.lb.config import ALGORITHMS
 from engine.protocols.lb.metrics import HISTORY
@@ -46,7 +49,17 @@ def _first_sentence(doc: str | None) -> str:
     return text[: m.start() + 1] if m else text
 
 
-ALGORITHM_WORDS = {name: _first_sentence(ALGORITHM_CLASSES[name].__doc__) for name in ALGORITHMS}
+def _class_docs() -> dict[str, str]:
+    """The algorithm classes' docstrings, read from algorithms.py: compiled with mypyc
+    (engine/native.py), a class keeps no `__doc__`."""
+    source = Path(lb_package.__file__).with_name("algorithms.py").read_text()
+    return {n.name: ast.get_docstring(n) or "" for n in ast.parse(source).body
+            if isinstance(n, ast.ClassDef)}
+
+
+_DOCS = _class_docs()
+ALGORITHM_WORDS = {name: _first_sentence(_DOCS[ALGORITHM_CLASSES[name].__name__])
+                   for name in ALGORITHMS}
 
 
 def thin(recs: list, cap: int) -> list:

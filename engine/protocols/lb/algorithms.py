@@ -20,14 +20,18 @@ from __future__ import annotations
 import abc
 import bisect
 import math
+from typing import Any, ClassVar
 
+from ..._mypyc import mypyc_attr
 from .hashing import Ring, hash64, maglev_table
 
 
+@mypyc_attr(allow_interpreted_subclasses=True, serializable=True)
 class Algorithm(abc.ABC):
-    name = "?"
-    wants_latency = False
-    hashes = False  # picks by the request's key (a request without one hashes its id)
+    # Class-level facts (ClassVar: compiled with mypyc, they stay readable on the class too).
+    name: ClassVar[str] = "?"
+    wants_latency: ClassVar[bool] = False
+    hashes: ClassVar[bool] = False  # picks by the request's key (a request without one hashes its id)
 
     def __init__(self, backends: list[str], config, mutations: tuple[str, ...] = ()):
         self.backends = backends
@@ -35,7 +39,7 @@ class Algorithm(abc.ABC):
         self.mutations = mutations
 
     @abc.abstractmethod
-    def pick(self, lb, key):
+    def pick(self, lb: Any, key: Any) -> tuple[Any, Any]:
         """The backend for a request with `key` (None when none can take it). Every algorithm
         defines it."""
 
@@ -53,10 +57,10 @@ class Algorithm(abc.ABC):
         pass
 
 
-def _least(lb, cands, loads, weight):
+def _least(lb: Any, cands: Any, loads: dict[str, int], weight: Any) -> tuple[str, Any]:
     """The candidate with the fewest in-flight tries (per unit of weight), ties at random (one
     draw, among the tied in candidate order; none when one is least)."""
-    vals = (list(map(loads.__getitem__, cands)) if weight is None
+    vals = ([loads[b] for b in cands] if weight is None
             else [loads[b] / weight[b] for b in cands])
     best = min(vals)
     n = vals.count(best)
@@ -65,6 +69,11 @@ def _least(lb, cands, loads, weight):
         for _ in range(int(lb.rng.random() * n)):
             i = vals.index(best, i + 1)
     return cands[i], best
+
+
+def _uniform(lb, cands):
+    """A candidate uniformly at random (one draw): the sequence and random algorithms' retry."""
+    return cands[int(lb.rng.random() * len(cands))]
 
 
 def sample_d(rng, u, d: int) -> list:
@@ -80,18 +89,19 @@ def sample_d(rng, u, d: int) -> list:
     return rng.sample(list(u), d)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True, serializable=True)
 class RoundRobin(Algorithm):
     """Each backend in turn (the classic; nginx's default): counts even to within one, blind to
     load and speed, so a slow backend gets as much as a fast one."""
 
     name = "round_robin"
 
-    def __init__(self, *a):
-        super().__init__(*a)
+    def __init__(self, backends, config, mutations=()):
+        super().__init__(backends, config, mutations)
         self.next = 0
         self.sticky = "sticky_rr" in self.mutations
 
-    def pick(self, lb, key):
+    def pick(self, lb: Any, key: Any) -> tuple[Any, Any]:
         order, usable = self.backends, lb.usable_set
         n = len(order)
         i = self.next
@@ -105,9 +115,10 @@ class RoundRobin(Algorithm):
         return None, None
 
     def _among(self, lb, key, cands):
-        return cands[int(lb.rng.random() * len(cands))], None
+        return _uniform(lb, cands), None
 
 
+@mypyc_attr(allow_interpreted_subclasses=True, serializable=True)
 class SmoothWeightedRoundRobin(Algorithm):
     """nginx's smooth weighted round robin (ngx_http_upstream_get_peer, 2012): each pick adds
     every weight to its backend's current weight, takes the largest (first in order on a tie) and
@@ -118,12 +129,12 @@ class SmoothWeightedRoundRobin(Algorithm):
 
     name = "weighted_round_robin"
 
-    def __init__(self, *a):
-        super().__init__(*a)
+    def __init__(self, backends, config, mutations=()):
+        super().__init__(backends, config, mutations)
         self.current: dict[str, int] = {}
         self._for = None
 
-    def pick(self, lb, key):
+    def pick(self, lb: Any, key: Any) -> tuple[Any, Any]:
         usable = lb.usable
         if usable is not self._for:
             self._for = usable
@@ -132,7 +143,7 @@ class SmoothWeightedRoundRobin(Algorithm):
             return None, None
         cur, w = self.current, lb.weight
         total = 0
-        best = None
+        best: Any = None
         for b in usable:
             cur[b] += w[b]
             total += w[b]
@@ -142,36 +153,39 @@ class SmoothWeightedRoundRobin(Algorithm):
         return best, None
 
     def _among(self, lb, key, cands):
-        return cands[int(lb.rng.random() * len(cands))], None
+        return _uniform(lb, cands), None
 
 
+@mypyc_attr(allow_interpreted_subclasses=True, serializable=True)
 class Random(Algorithm):
     """A uniformly random backend: no state, no coordination between balancers, but the busiest
     backend's load grows like ln n / ln ln n (Mitzenmacher) and load is ignored."""
 
     name = "random"
 
-    def pick(self, lb, key):
+    def pick(self, lb: Any, key: Any) -> tuple[Any, Any]:
         u = lb.usable
         if not u:
             return None, None
         return u[int(lb.rng.random() * len(u))], None
 
-    _among = RoundRobin._among
+    def _among(self, lb, key, cands):
+        return _uniform(lb, cands), None
 
 
+@mypyc_attr(allow_interpreted_subclasses=True, serializable=True)
 class WeightedRandom(Algorithm):
     """A random backend with probability proportional to its weight: right on average for a
     fleet of known capacities, with random's variance."""
 
     name = "weighted_random"
 
-    def __init__(self, *a):
-        super().__init__(*a)
+    def __init__(self, backends, config, mutations=()):
+        super().__init__(backends, config, mutations)
         self._for = None
         self.cum: list[int] = []
 
-    def pick(self, lb, key):
+    def pick(self, lb: Any, key: Any) -> tuple[Any, Any]:
         u = lb.usable
         if not u:
             return None, None
@@ -183,18 +197,20 @@ class WeightedRandom(Algorithm):
         i = bisect.bisect_right(self.cum, lb.rng.random() * self.cum[-1])
         return u[min(i, len(u) - 1)], None
 
-    _among = RoundRobin._among
+    def _among(self, lb, key, cands):
+        return _uniform(lb, cands), None
 
 
+@mypyc_attr(allow_interpreted_subclasses=True, serializable=True)
 class LeastConnections(Algorithm):
     """The backend with the fewest in-flight requests as this balancer sees them, ties broken at
     random (nginx `least_conn`, HAProxy `leastconn`): adapts to slow backends, but scans every
     backend and, with several balancers or stale counts, they all herd to the same one."""
 
     name = "least_connections"
-    weighted = False
+    weighted: ClassVar[bool] = False
 
-    def pick(self, lb, key):
+    def pick(self, lb: Any, key: Any) -> tuple[Any, Any]:
         u = lb.usable
         if not u:
             return None, None
@@ -205,6 +221,7 @@ class LeastConnections(Algorithm):
         return b, {"seen": dict(loads)}  # every backend's count (the checker keeps the healthy)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True, serializable=True)
 class WeightedLeastConnections(LeastConnections):
     """Fewest in-flight requests per unit of weight (nginx `least_conn` with weights): least
     connections for a fleet of known, unequal capacities."""
@@ -213,6 +230,7 @@ class WeightedLeastConnections(LeastConnections):
     weighted = True
 
 
+@mypyc_attr(allow_interpreted_subclasses=True, serializable=True)
 class PowerOfD(Algorithm):
     """Sample d backends at random and take the least loaded (Mitzenmacher, "The Power of Two
     Choices in Randomized Load Balancing", 2001; Envoy's least request uses d = 2): the maximum
@@ -221,12 +239,12 @@ class PowerOfD(Algorithm):
 
     name = "power_of_d"
 
-    def __init__(self, *a):
-        super().__init__(*a)
+    def __init__(self, backends, config, mutations=()):
+        super().__init__(backends, config, mutations)
         self.d = self.config.choices
         self.scan_all = "p2c_scan_all" in self.mutations
 
-    def pick(self, lb, key):
+    def pick(self, lb: Any, key: Any) -> tuple[Any, Any]:
         u = lb.usable
         n = len(u)
         if not n:
@@ -248,6 +266,7 @@ class PowerOfD(Algorithm):
         return best, {"choices": [[c, loads[c]] for c in sample]}
 
 
+@mypyc_attr(allow_interpreted_subclasses=True, serializable=True)
 class ConsistentHash(Algorithm):
     """A ring with virtual nodes (Karger et al. 1997; Envoy `ring_hash`): a key sticks to one
     backend and only 1/N of keys move when one leaves, but a hot key overloads its backend. With
@@ -257,8 +276,8 @@ class ConsistentHash(Algorithm):
     name = "consistent_hash"
     hashes = True
 
-    def __init__(self, *a):
-        super().__init__(*a)
+    def __init__(self, backends, config, mutations=()):
+        super().__init__(backends, config, mutations)
         self._for = None
         self.ring: Ring | None = None
         self._hashes: dict[str, int] = {}
@@ -278,7 +297,7 @@ class ConsistentHash(Algorithm):
             self.ring = Ring(lb.usable, self.config.vnodes) if lb.usable else None
         return self.ring
 
-    def pick(self, lb, key):
+    def pick(self, lb: Any, key: Any) -> tuple[Any, Any]:
         ring = self._ring(lb)
         if ring is None:
             return None, None
@@ -303,6 +322,7 @@ class ConsistentHash(Algorithm):
         return None, None
 
 
+@mypyc_attr(allow_interpreted_subclasses=True, serializable=True)
 class Maglev(Algorithm):
     """Maglev hashing (Eisenbud et al., NSDI 2016; Envoy `maglev`, table 65537): a lookup table
     of prime size filled by per-backend permutations: O(1) lookups, near-perfect balance (slot
@@ -311,8 +331,8 @@ class Maglev(Algorithm):
     name = "maglev"
     hashes = True
 
-    def __init__(self, *a):
-        super().__init__(*a)
+    def __init__(self, backends, config, mutations=()):
+        super().__init__(backends, config, mutations)
         self._for = None
         self.table: list[int] = []
         self._cache: dict[tuple, list[int]] = {}
@@ -338,7 +358,7 @@ class Maglev(Algorithm):
             h = self._hashes[key] = hash64(key) % self.config.maglev_table_size
         return h
 
-    def pick(self, lb, key):
+    def pick(self, lb: Any, key: Any) -> tuple[Any, Any]:
         t = self._table(lb)
         if not t:
             return None, None
@@ -359,6 +379,7 @@ class Maglev(Algorithm):
 PENALTY = float(1 << 47)  # Finagle's Long.MaxValue >> 16: a backend with load but no latency yet
 
 
+@mypyc_attr(allow_interpreted_subclasses=True, serializable=True)
 class PeakEwma(Algorithm):
     """Finagle's peak-EWMA least-loaded (Balancers.p2cPeakEwma): cost = (in-flight + 1) x a
     latency average that jumps to any higher sample and decays with time constant
@@ -368,8 +389,8 @@ class PeakEwma(Algorithm):
     name = "peak_ewma"
     wants_latency = True
 
-    def __init__(self, *a):
-        super().__init__(*a)
+    def __init__(self, backends, config, mutations=()):
+        super().__init__(backends, config, mutations)
         self.cost = {b: 0.0 for b in self.backends}
         self.stamp = {b: 0 for b in self.backends}
         self.tau_us = self.config.ewma_decay_ms * 1000
@@ -385,7 +406,7 @@ class PeakEwma(Algorithm):
         self.stamp[b] = now_us
         return c
 
-    def observe(self, b, latency_ms, now_us):
+    def observe(self, b: str, latency_ms: float, now_us: int) -> None:
         self._decayed(b, now_us, latency_ms)
 
     def score(self, b, loads, now_us):
@@ -395,7 +416,7 @@ class PeakEwma(Algorithm):
             return PENALTY + pending
         return c * (pending + 1)
 
-    def pick(self, lb, key):
+    def pick(self, lb: Any, key: Any) -> tuple[Any, Any]:
         if not lb.usable:
             return None, None
         return self._among(lb, key, lb.usable)

@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from typing import Any, Final
 
-_heappush, _heappop = heapq.heappush, heapq.heappop
+_heappush: Final = heapq.heappush
+_heappop: Final = heapq.heappop
 
-from ...node import Node
+from ..._mypyc import mypyc_attr
+from ...node import Context, Node
 
 
+@mypyc_attr(allow_interpreted_subclasses=True, serializable=True)
 class Backend(Node):
     kind = "backend"
-    __slots__ = ("concurrency", "queue_limit", "base_speed", "speed", "serving", "queue",
-                 "served", "rejected", "_told")
 
-    def __init__(self, nid, topology, config, rng, persistent=None):
+    def __init__(self, nid: str, topology: Any, config: Any, rng: Any, persistent: Any = None):
         super().__init__(nid, topology.neighbours(nid), config, rng)
         spec = config.spec_of(topology.of_kind("backend").index(nid))
         self.concurrency = spec.concurrency
@@ -36,9 +38,9 @@ class Backend(Node):
         self.queue: deque[tuple[int, str, float, str, int]] = deque()  # (tid, src, cost_ms, client, req)
         self.served = 0
         self.rejected = 0
-        self._told = None
+        self._told: tuple | None = None
 
-    def on_message(self, ctx, src, msg) -> None:
+    def on_message(self, ctx: Context, src: str, msg: dict) -> None:
         k = msg["kind"]
         if k == "Work":
             if len(self.serving) < self.concurrency:
@@ -54,7 +56,7 @@ class Backend(Node):
     def _accepting(self) -> bool:
         return len(self.serving) < self.concurrency or len(self.queue) < self.queue_limit
 
-    def _start(self, ctx, tid, src, cost_ms, client, req) -> None:
+    def _start(self, ctx: Context, tid: int, src: str, cost_ms: Any, client: str, req: int) -> None:
         now = ctx.now_us
         done = now + max(1, int(cost_ms * 1000 / self.speed))
         serving = self.serving
@@ -69,7 +71,7 @@ class Backend(Node):
             self.records.append({"type": "request", "client": client, "id": req, "event": "start",
                                  "backend": self.id, "tid": tid})
 
-    def on_timer(self, ctx, name) -> None:
+    def on_timer(self, ctx: Context, name: str) -> None:
         if name != "serve":
             return
         now = ctx.now_us
@@ -84,11 +86,11 @@ class Backend(Node):
         if serving:
             ctx.set_timer("serve", serving[0][0] - now)
 
-    def on_command(self, ctx, command) -> None:
+    def on_command(self, ctx: Context, command: dict) -> None:
         if command["do"] == "slow":
             self._set_speed(ctx, self.base_speed * command["factor"])
 
-    def _set_speed(self, ctx, speed: float) -> None:
+    def _set_speed(self, ctx: Context, speed: float | int) -> None:
         """The work left in service is done at the new speed from now on."""
         now, old = ctx.now_us, self.speed
         self.speed = speed

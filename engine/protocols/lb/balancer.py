@@ -17,20 +17,18 @@ client; `Probe {seq}` / `ProbeReply {seq, ok}` for health checks. Records: `requ
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
-from ...node import Node
+from ..._mypyc import mypyc_attr
+from ...node import Context, Node
 from .algorithms import make_algorithm
 
 
+@mypyc_attr(allow_interpreted_subclasses=True, serializable=True)
 class Balancer(Node):
     kind = "balancer"
-    __slots__ = ("backends", "weight", "algo", "in_flight", "healthy", "ejected", "usable",
-                 "usable_set", "believed", "tries", "next_tid", "try_us", "try_deadlines",
-                 "try_armed", "errors", "probe_seq", "awaiting", "ok_run", "fail_run",
-                 "budget_reqs", "budget_retries", "backoff", "now_us", "stale", "view_at",
-                 "_told", "_version", "stale_health", "refresh_us", "max_retries", "recording")
 
-    def __init__(self, nid, topology, config, rng, persistent=None):
+    def __init__(self, nid: str, topology: Any, config: Any, rng: Any, persistent: Any = None):
         super().__init__(nid, topology.neighbours(nid), config, rng)
         self.backends = topology.of_kind("backend")
         self.weight = {b: config.spec_of(i).weight for i, b in enumerate(self.backends)}
@@ -58,7 +56,7 @@ class Balancer(Node):
         self.view_at = 0
         self.max_retries = config.retries.max_retries
         self.recording = True  # whether this try's records are read (the context's, per try)
-        self._told = None
+        self._told: int | None = None
         self._version = 0
         self._rebuild()
 
@@ -82,11 +80,11 @@ class Balancer(Node):
         return self.stale
 
     # --- inputs ---------------------------------------------------------------------------------
-    def on_start(self, ctx) -> None:
+    def on_start(self, ctx: Context) -> None:
         if self.config.health.enabled:
             ctx.set_timer("probe", int(self.config.health.interval_ms * 1000))
 
-    def on_message(self, ctx, src, msg) -> None:
+    def on_message(self, ctx: Context, src: str, msg: dict) -> None:
         self.now_us = ctx.now_us
         k = msg["kind"]
         if k == "ClientRequest":
@@ -104,7 +102,7 @@ class Balancer(Node):
                 del self.awaiting[src]
                 self._probe_result(src, msg["ok"])
 
-    def on_timer(self, ctx, name) -> None:
+    def on_timer(self, ctx: Context, name: str) -> None:
         self.now_us = ctx.now_us
         if name == "try":
             self._expire_tries(ctx)
@@ -124,7 +122,8 @@ class Balancer(Node):
                 self._try(ctx, t[0], t[1], t[2], t[3], t[4], t[7])
 
     # --- requests -------------------------------------------------------------------------------
-    def _try(self, ctx, client, req, key, cost, attempt, tried) -> None:
+    def _try(self, ctx: Context, client: str, req: int, key: str | None, cost: Any, attempt: int,
+             tried: tuple[str, ...]) -> None:
         algo = self.algo
         hkey = key
         if key is None and algo.hashes:
@@ -154,7 +153,7 @@ class Balancer(Node):
             ctx.set_timer("try", self.try_us)
             self.try_armed = True
 
-    def _handle_done(self, ctx, msg) -> None:
+    def _handle_done(self, ctx: Context, msg: dict) -> None:
         t = self.tries.pop(msg["tid"], None)
         if t is None:
             return  # the try had timed out
@@ -168,7 +167,7 @@ class Balancer(Node):
         else:
             self._failed(ctx, t, "reject")
 
-    def _expire_tries(self, ctx) -> None:
+    def _expire_tries(self, ctx: Context) -> None:
         self.try_armed = False
         now, dl = ctx.now_us, self.try_deadlines
         while dl:
@@ -187,7 +186,7 @@ class Balancer(Node):
                 self.algo.observe(t[5], (now - t[6]) / 1000, now)
             self._failed(ctx, t, "timeout")
 
-    def _failed(self, ctx, t, why: str) -> None:
+    def _failed(self, ctx: Context, t: list, why: str) -> None:
         """A try failed: count it against the backend (maybe eject it), then retry elsewhere or
         tell the client."""
         b = t[5]
@@ -237,7 +236,7 @@ class Balancer(Node):
         return True
 
     # --- health ---------------------------------------------------------------------------------
-    def _probe_all(self, ctx) -> None:
+    def _probe_all(self, ctx: Context) -> None:
         hc = self.config.health
         self.probe_seq += 1
         for b in self.backends:
@@ -262,7 +261,7 @@ class Balancer(Node):
                 self.healthy.discard(b)
                 self._rebuild()
 
-    def on_command(self, ctx, command) -> None:
+    def on_command(self, ctx: Context, command: dict) -> None:
         if command["do"] == "algorithm":
             self.become_algorithm(command["algorithm"])
 

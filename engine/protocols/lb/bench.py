@@ -21,6 +21,7 @@ import resource
 import time
 import tracemalloc
 
+from ...native import describe
 from ...scenario import parse_scenario
 from ...sim import Simulation
 from ...trace import TraceWriter
@@ -111,7 +112,8 @@ def peak_memory_mb(requests: int) -> float:
 
 
 def run_lb_bench(requests: int = 1_000_000) -> dict:
-    out: dict = {"requests": requests, "backends": BACKENDS, "algorithm": "least_connections",
+    out: dict = {"engine": describe().removeprefix("engine: "), "requests": requests, "backends": BACKENDS,
+                 "algorithm": "least_connections",
                  "rate_per_s": RATE_PER_S, "utilisation": UTILISATION}
     out["trace_off_checkers_off"] = run_engine(requests)
     out["trace_off_checkers_on"] = run_engine(requests, checkers=True)
