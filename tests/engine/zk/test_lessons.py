@@ -135,3 +135,26 @@ def test_group_membership_under_the_nemesis_breaks_nothing():
     for seed in range(12):
         sim, _ = run(nemesis_scenario(seed, 3, 4000, 3000, {"recipe": "group"}))
         assert sim.violations == [], (seed, sim.violations[:1])
+
+
+def test_the_two_zab_mutation_lessons_break_what_their_notes_say_and_are_clean_without():
+    # Each found by `playground search` (a minimised counterexample) and kept as a lesson.
+    for name, mutation, first in (("zk_propose_to_acked_only", "propose_to_acked_only",
+                                   ("PrefixConsistency", 1316.653, "n1")),
+                                  ("zk_expire_without_quorum", "expire_without_quorum",
+                                   ("Integrity", 2614.112, "n1"))):
+        d = lesson(name)
+        assert d["config"]["mutations"] == [mutation]
+        sim, recs = run(d)
+        v = sim.violations[0]
+        assert (v["invariant"], v["t"], v["nodes"]) == (first[0], first[1], [first[2]]), v
+        clean = dict(d, config={k: x for k, x in d["config"].items() if k != "mutations"})
+        sim, _ = run(clean)
+        assert sim.violations == [], sim.violations[:1]
+    # What the notes name: the proposal n1 never got, and the expiries n1 made alone.
+    _, recs = run(lesson("zk_propose_to_acked_only"), messages=True)
+    to_n1 = [r["msg"]["zxid"] for r in of(recs, "send", to="n1") if r["msg"].get("kind") == "PROPOSE"]
+    assert [2, 3] not in to_n1 and [2, 4] in to_n1
+    _, recs = run(lesson("zk_expire_without_quorum"))
+    alone = [(round(r["t"]), r["session"], r["zxid"]) for r in of(recs, "txn", op="session_expire", node="n1")]
+    assert alone[:2] == [(2614, "s1.1", [2, 2]), (2664, "s1.2", [2, 2])]
