@@ -158,3 +158,24 @@ def test_the_two_zab_mutation_lessons_break_what_their_notes_say_and_are_clean_w
     _, recs = run(lesson("zk_expire_without_quorum"))
     alone = [(round(r["t"]), r["session"], r["zxid"]) for r in of(recs, "txn", op="session_expire", node="n1")]
     assert alone[:2] == [(2614, "s1.1", [2, 2]), (2664, "s1.2", [2, 2])]
+
+
+def test_a_partitioned_client_sees_itself_disconnected_and_learns_of_expiry_only_on_reconnect():
+    # c1 holds the lock, then is partitioned away from every server (1000 ms) past its session
+    # timeout; the leader expires its session meanwhile (its ephemeral node goes with it); c1
+    # only says "disconnected" until the partition heals (2300 ms), when a server tells it.
+    d = {"protocol": "zk", "nodes": 3, "seed": 3, "duration_ms": 3000,
+         "config": {"clients": 2, "auto": False, "session_timeout_ms": 400.0},
+         "actions": [{"at": 300, "do": "acquire", "node": "c1"},
+                     {"at": 1000, "do": "partition", "groups": [["c1"]]},
+                     {"at": 2300, "do": "heal"}]}
+    sim, recs = run(d)
+    ev = [(r["event"], r["t"]) for r in of(recs, "session", client="c1")]
+    disc = [t for e, t in ev if e == "disconnect"]
+    exp = of(recs, "txn", op="session_expire")
+    assert disc and 1000 < disc[0] < 1400, ev
+    assert exp and disc[0] < exp[0]["t"] < 2300 and exp[0]["deleted"], exp
+    learned = [t for e, t in ev if e == "expire"]
+    assert learned and learned[0] > 2300, ev  # on reconnect, not before
+    assert not [t for e, t in ev if e == "expire" and t < 2300]
+    assert sim.violations == []
