@@ -39,6 +39,8 @@ def write_sentence(rec: dict, token: str = "token", why: str = "fencing") -> str
         return (f"{rec['node']} accepted {rec['client']}'s write {rec['value']!r} with {token} "
                 f"{rec['token']}" + (f" although it has seen {token} {rec['newest']}: no fencing, "
                                      "the storage is corrupted" if stale else ""))
+    if rec.get("why"):  # Chubby's storage: a sequencer for another lock, or not exclusive
+        return f"{rec['node']} REJECTED {rec['client']}'s write {rec['value']!r}: {rec['why']}"
     return (f"{rec['node']} REJECTED {rec['client']}'s write {rec['value']!r}: {token} "
             f"{rec['token']} is older than {rec['newest']} ({why})")
 

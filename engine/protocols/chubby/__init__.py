@@ -21,10 +21,17 @@ from ..zk.storage import Storage
 from .actions import CHUBBY_ACTIONS
 from .checkers import CHUBBY_INVARIANTS, make_checkers
 from .client import ChubbyClient
-from .config import MUTATIONS, ChubbyConfig
+from .config import LOCK, MUTATIONS, ChubbyConfig
 from .liveness import MasterAfterHeal
 from .server import MASTER, ChubbyServer
 from .words import CHUBBY_WORDS
+
+
+class ChubbyStorage(Storage):
+    """The storage service Chubby's lock protects: it checks each sequencer's lock name and mode,
+    and fences by its generation number (Burrows 2006, §2.4)."""
+
+    guards = LOCK
 
 
 def topology(scenario) -> Topology:
@@ -48,7 +55,7 @@ PROTOCOL = ProtocolSpec(
     name="chubby",
     config_model=ChubbyConfig,
     topology=topology,
-    node_factories={"server": ChubbyServer, "client": ChubbyClient, "storage": Storage},
+    node_factories={"server": ChubbyServer, "client": ChubbyClient, "storage": ChubbyStorage},
     make_checkers=make_checkers,
     invariants=CHUBBY_INVARIANTS,
     actions=CHUBBY_ACTIONS,

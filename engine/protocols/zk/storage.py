@@ -13,6 +13,10 @@ RECENT = 4  # writes the view keeps for the page (newest last)
 
 class Storage(Node):
     kind = "storage"
+    # Chubby's storage (chubby/__init__.py `ChubbyStorage`): the one lock whose sequencers it
+    # takes, held in exclusive mode (§2.4: the server checks the sequencer is valid and "has the
+    # appropriate mode"); ZooKeeper's tokens carry no name.
+    guards: str | None = None
 
     def __init__(self, nid, topology, config, rng, persistent=None):
         super().__init__(nid, [], config, rng)
@@ -31,7 +35,8 @@ class Storage(Node):
         if m["kind"] != "Write":
             return
         token = m["token"]
-        fresh = token is not None and (self.token is None or token >= self.token)
+        fault = self.sequencer_fault(m.get("sequencer"))
+        fresh = fault is None and token is not None and (self.token is None or token >= self.token)
         ok = fresh or self.config.has("no_fencing")
         if ok:
             self.value = m["value"]
@@ -46,8 +51,21 @@ class Storage(Node):
                "value": m["value"], "newest": self.token}
         if "sequencer" in m:  # Chubby's: [lock, mode, generation]; the token is its generation
             rec["sequencer"] = m["sequencer"]
+        if fault is not None and not ok:
+            rec["why"] = fault
         self.records.append(rec)
         ctx.send(src, {"kind": "WriteReply", "req": m["req"], "accepted": ok})
+
+    def sequencer_fault(self, seq) -> str | None:
+        """Why a sequencer cannot fence this storage: another lock's, or not held exclusively
+        (None: it may, if its generation is not older than the newest seen)."""
+        if seq is None or self.guards is None:
+            return None
+        if seq[0] != self.guards:
+            return f"its sequencer is for {seq[0]}, not {self.guards}"
+        if seq[1] != "exclusive":
+            return f"its sequencer holds {seq[0]} in {seq[1]} mode, not exclusive"
+        return None
 
     def take_state(self):
         told = (self.token, self.value, self.rejected)

@@ -210,3 +210,46 @@ def test_a_session_expiring_while_its_acquire_is_in_the_log_still_gets_lock_dela
     assert outs[0]["ok"] and outs[1]["freed"] == [LOCK]
     assert db.locks[LOCK].delay_until_ms == 500 + srv.lock_delay_ms
     assert not db.free_at(LOCK, 500.001) and db.free_at(LOCK, 500 + srv.lock_delay_ms + 0.001)
+
+
+def test_the_storage_checks_each_sequencers_lock_name_and_mode_then_its_generation():
+    # Burrows 2006, §2.4: the server holding the data checks the sequencer is valid (the lock it
+    # is protected by) and held in the appropriate mode, then fences by the generation.
+    from engine.protocols.chubby import ChubbyStorage
+    from engine.protocols.chubby.config import LOCK
+    from engine.scenario import parse_scenario
+    from engine.sim import Simulation
+
+    sim = Simulation(parse_scenario({"protocol": "chubby", "nodes": 5, "seed": 1, "duration_ms": 100,
+                                     "config": {"clients": 2, "auto": False}}))
+    st = sim.nodes["st"]
+    assert isinstance(st, ChubbyStorage) and st.guards == LOCK
+
+    class Ctx:
+        def __init__(self):
+            self.sent = []
+
+        def persist(self):
+            pass
+
+        def send(self, to, m):
+            self.sent.append((to, m))
+
+    ctx = Ctx()
+
+    def write(seq, value):
+        st.on_message(ctx, "c1", {"kind": "Write", "req": len(ctx.sent), "token": seq[2],
+                                  "sequencer": seq, "value": value})
+        return ctx.sent[-1][1]["accepted"], st.records[-1]
+
+    assert write([LOCK, "exclusive", 3], "a")[0] is True
+    ok, rec = write(["/ls/cell/other", "exclusive", 5], "b")
+    assert not ok and rec["why"] == f"its sequencer is for /ls/cell/other, not {LOCK}"
+    ok, rec = write([LOCK, "shared", 5], "c")
+    assert not ok and "shared mode, not exclusive" in rec["why"]
+    ok, rec = write([LOCK, "exclusive", 2], "d")
+    assert not ok and "why" not in rec  # an older generation: fenced as before
+    assert (st.value, st.token, st.accepted, st.rejected) == ("a", 3, 1, 3)
+    from app.protocols.coord import write_sentence
+    assert write_sentence({**rec, "why": "its sequencer is for x, not y"}) == \
+        "st REJECTED c1's write 'd': its sequencer is for x, not y"
