@@ -253,3 +253,12 @@ def test_the_storage_checks_each_sequencers_lock_name_and_mode_then_its_generati
     from app.protocols.coord import write_sentence
     assert write_sentence({**rec, "why": "its sequencer is for x, not y"}) == \
         "st REJECTED c1's write 'd': its sequencer is for x, not y"
+
+
+def test_the_cells_defaults_are_the_papers():
+    # Burrows 2006: a session lease of 12 s (§2.8), a grace period of 45 s (§2.8), a lock-delay
+    # of up to a minute, one minute by default (§2.4), five replicas (§2.1).
+    from engine.protocols.chubby.config import ChubbyConfig
+
+    c = ChubbyConfig()
+    assert (c.session_lease_ms, c.grace_period_ms, c.lock_delay_ms) == (12_000.0, 45_000.0, 60_000.0)

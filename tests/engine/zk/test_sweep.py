@@ -28,6 +28,11 @@ def test_sweep_500_seeds_3_and_5_servers():
     check(sweep(range(500), (3, 5), duration_ms=4000, heal_ms=3000))
 
 
+def test_sweep_seven_servers():
+    # The largest ensemble the issue names, in the default suite too (the nightly sweep runs more).
+    check(sweep(range(2000, 2060), (7,), duration_ms=4000, heal_ms=3000))
+
+
 def test_sweep_election_recipe():
     check(sweep(range(1000, 1100), (3, 5), duration_ms=4000, heal_ms=3000,
                 config={"recipe": "election"}))
