@@ -52,6 +52,7 @@ class ZkClient(Node):
         self.phase = IDLE
         self.attempt = 0
         self.guid: str | None = None
+        self.recover_synced = False  # the recovery's sync is answered (its listing may go)
         self.my_node: str | None = None
         self.token: int | None = None
         self.lock_zxid: list | None = None
@@ -195,11 +196,16 @@ class ZkClient(Node):
         self.members = []
 
     def resume(self, ctx) -> None:
-        """Reconnected with the same session: redo what may have been lost with the connection."""
+        """Reconnected with the same session: redo what may have been lost with the connection.
+        A create whose reply was lost is looked for by its GUID (the recipes page), after a
+        `sync`: the server reconnected to may not have applied it yet, and a listing without it
+        would make the client create a second node of its own."""
         if self.phase == CREATE and self.my_node is None:
             self.phase = RECOVER
         elif self.phase in (EXISTS, WAIT, RECOVER):
             self.phase = LIST if self.my_node else RECOVER
+        if self.phase == RECOVER:
+            self.recover_synced = False
         self.step(ctx)
 
     def request(self, ctx, purpose: str, req: dict) -> None:
@@ -235,6 +241,8 @@ class ZkClient(Node):
         elif ph == CREATE:
             self.request(ctx, CREATE, {"op": "create", "path": f"{self.parent}/{self.guid}-{self.suffix}-",
                                        "ephemeral": True, "sequential": True})
+        elif ph == RECOVER and not self.recover_synced:
+            self.request(ctx, "recover_sync", {"op": "sync", "path": self.parent})
         elif ph in (RECOVER, LIST):
             self.request(ctx, ph, {"op": "children", "path": self.parent,
                                    "watch": (self.herd or self.group) and ph == LIST})
@@ -258,6 +266,8 @@ class ZkClient(Node):
             else:
                 self.my_node = m["path"]
                 self.phase = LIST
+        elif purpose == "recover_sync":
+            self.recover_synced = True
         elif purpose == RECOVER:
             mine = [c for c in m.get("children", ()) if c.startswith(f"{self.guid}-{self.suffix}-")]
             if mine:
