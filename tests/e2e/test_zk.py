@@ -220,3 +220,31 @@ def test_manual_delivery_and_stepping_on_zk(server, page):
     page.wait_for_function("document.querySelector('#events').textContent.includes('You: partitioned the cluster into {c1}')")
     page.wait_for_selector('[data-link="c1-st"][data-cut="both"]')
     shot(page, "e2e-zk-manual")
+
+
+def ring_drawn(page, node: str) -> float:
+    """How much of a client's session ring is drawn (1 full, 0 empty), from its dash offset."""
+    return page.evaluate("""(id) => {
+      const r = document.querySelector(`[data-node="${id}"] .ring`);
+      const len = parseFloat(r.getAttribute("stroke-dasharray"));
+      return 1 - parseFloat(r.getAttribute("stroke-dashoffset") || "0") / len;
+    }""", node)
+
+
+def test_a_paused_clients_session_ring_drains_and_a_crashed_server_restarts_from_its_menu(server, page):
+    # zk_fencing: c1 is paused (stop the world) at 800 ms with a 400 ms session; its ring drains
+    # while its server hears nothing. Then a server crashed from its menu comes back from it.
+    open_lesson(page, server, "zk_fencing")
+    seek(page, 750)
+    full = ring_drawn(page, "c1")
+    seek(page, 1150)
+    drained = ring_drawn(page, "c1")
+    assert full > 0.6 and drained < 0.3 and drained < full, (full, drained)
+    shot(page, "e2e-zk-ring-drained")
+    menu_click(page, "n2", "Crash n2")
+    page.wait_for_selector('[data-node="n2"][data-role="down"]')
+    page.locator('[data-node="n2"]').click()
+    items = page.locator('#menu [role="menuitem"]').all_text_contents()
+    assert "Restart n2" in items and "Crash n2" not in items, items
+    page.get_by_role("menuitem", name="Restart n2").click()
+    page.wait_for_function("document.querySelector('[data-node=\"n2\"]').dataset.role !== 'down'")
