@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import pickle
+import types
 from typing import Any, Callable, ClassVar, Final
 
 import orjson
@@ -49,8 +50,62 @@ RELEASE: Final = 4
 WRITE: Final = 5
 PRIO_ACTION: Final = 0
 PRIO_EVENT: Final = 1
-_heappush: Final = heapq.heappush
-_heappop: Final = heapq.heappop
+
+
+# The event queue's heap: heapq's own algorithm (the same pushes and pops leave the same list, so
+# snapshots and the order of ties are heapq's), with the comparison taken apart: two events almost
+# always differ in their time, compared as integers, and only equal times compare whole tuples.
+# Compiled, that saves the generic tuple comparison (most of the heap's cost); as Python it would
+# be slower than heapq's C, so the pure engine uses heapq itself (the end of this module).
+def _before(a: tuple, b: tuple) -> bool:
+    ta: int = a[0]
+    tb: int = b[0]
+    if ta != tb:
+        return ta < tb
+    return a < b
+
+
+def _sift_down(heap: list, start: int, pos: int) -> None:
+    item: tuple = heap[pos]
+    t: int = item[0]
+    while pos > start:
+        parent_pos = (pos - 1) >> 1
+        parent: tuple = heap[parent_pos]
+        tp: int = parent[0]
+        if t < tp or (t == tp and item < parent):
+            heap[pos] = parent
+            pos = parent_pos
+            continue
+        break
+    heap[pos] = item
+
+
+def _heappush(heap: list, item: tuple) -> None:
+    heap.append(item)
+    _sift_down(heap, 0, len(heap) - 1)
+
+
+def _heappop(heap: list) -> tuple:
+    last: tuple = heap.pop()
+    if not heap:
+        return last
+    top: tuple = heap[0]
+    end = len(heap)
+    pos = 0
+    child = 1
+    while child < end:
+        right = child + 1
+        if right < end:
+            c: tuple = heap[child]
+            r: tuple = heap[right]
+            if not _before(c, r):
+                child = right
+        heap[pos] = heap[child]
+        pos = child
+        child = 2 * pos + 1
+    heap[pos] = last
+    _sift_down(heap, 0, pos)
+    return top
 KERNEL_RECORDS: Final = ("send", "deliver", "drop", "fault", "state", "end")
 MESSAGE_RECORDS: Final = ("send", "deliver", "drop")
 # A queued event: (time us, priority, insertion counter, kind, and three kind-specific fields).
@@ -431,7 +486,10 @@ class Simulation:
         """Process the next event. Returns False when the queue is empty."""
         q = self._queue
         while q:
-            t, _prio, _cnt, kind, a, b, c = _heappop(q)
+            ev = _heappop(q)
+            t: int = ev[0]
+            kind: int = ev[3]
+            a, b, c = ev[4], ev[5], ev[6]
             if kind == TIMER and not self._timer_due(a, b, c, t):
                 continue
             self.now_us = t
@@ -449,7 +507,6 @@ class Simulation:
         records, neither path asks the node for its state (see `_refresh_wants`)."""
         limit = ms_to_us(t_ms)
         q = self._queue
-        pop = _heappop
         due = self._timer_due
         dispatch = self._dispatch
         flight = self.flight
@@ -467,7 +524,12 @@ class Simulation:
         events = 0
         try:
             while q and q[0][0] <= limit:
-                t, _prio, _cnt, kind, a, b, c = pop(q)
+                ev = _heappop(q)  # (taken apart by index: unpacking goes through an iterator)
+                t: int = ev[0]
+                kind: int = ev[3]
+                a = ev[4]
+                b = ev[5]
+                c = ev[6]
                 if kind == 0 and fast:  # DELIVER
                     entry = flight[a]
                     dst = entry[1]
@@ -864,3 +926,7 @@ class Simulation:
 
 
 __all__ = ["Simulation", "ScenarioError", "ms_to_us"]
+
+
+if isinstance(_before, types.FunctionType):  # (running as Python: heapq's C is the faster)
+    globals().update(_heappush=heapq.heappush, _heappop=heapq.heappop)

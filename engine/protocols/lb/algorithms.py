@@ -60,8 +60,23 @@ class Algorithm(abc.ABC):
 def _least(lb: Any, cands: Any, loads: dict[str, int], weight: Any) -> tuple[str, Any]:
     """The candidate with the fewest in-flight tries (per unit of weight), ties at random (one
     draw, among the tied in candidate order; none when one is least)."""
-    vals = ([loads[b] for b in cands] if weight is None
-            else [loads[b] / weight[b] for b in cands])
+    if weight is None:  # (the common case, on every pick: one pass, no list, integer compares)
+        least: int = loads[cands[0]]
+        i, n = 0, 1
+        for k in range(1, len(cands)):
+            v: int = loads[cands[k]]
+            if v < least:
+                least, i, n = v, k, 1
+            elif v == least:
+                n += 1
+        if n > 1:  # the j-th of the tied, in candidate order
+            j = int(lb.rng.random() * n)
+            while j:
+                i += 1
+                if loads[cands[i]] == least:
+                    j -= 1
+        return cands[i], least
+    vals = [loads[b] / weight[b] for b in cands]
     best = min(vals)
     n = vals.count(best)
     i = vals.index(best)
