@@ -288,13 +288,12 @@ def test_a_click_redis_has_not_written_yet_is_not_lost_with_its_worker():
         with doomed_worker(url) as (port, kill):
             ws, hello, _ = paused_session(port, seed=5, t=300)
             first = click(ws, {"do": "crash", "node": "n2"}, 1)
-            for _ in range(500):  # the first click's recipe: durable, and the page told so
-                if not ws.undurable:
-                    break
+            deadline = time.monotonic() + 60  # (a bound for a broken build, not a timing)
+            while ws.undurable:  # the first click's recipe: durable, and the page told so
+                assert time.monotonic() < deadline, "no frame ever said the first click's recipe is in Redis"
+                time.sleep(0.05)  # (within the connection's input rate)
                 ws.send(json.dumps({"type": "control", "do": "snapshot"}))
                 recv_until(ws, kind("snapshot"))
-            else:
-                raise AssertionError("no frame ever said the first click's recipe is in Redis")
             assert ws.durs and first["actions"] == 1
             assert redis_command(url, "CLIENT", "PAUSE", "60000", "WRITE") == b"+OK\r\n"
             try:
@@ -349,12 +348,13 @@ def test_a_recipe_newer_than_the_page_wins_over_the_pages_moment_and_clicks():
                 f = json.loads(ws.ws.recv(timeout=15))
                 if f["type"] == "snapshot" and f["actions"] == 1 and f["t"] > 250:
                     last = f
-            for _ in range(500):  # Redis has that moment (each try a round trip to it)
+            deadline = time.monotonic() + 60  # (a bound for a broken build, not a timing)
+            while True:  # Redis has that moment
                 r = _recipe(url, hello["session"])
                 if r and r.get("t") == last["t"] and r.get("seq", 0) > seen:
                     break
-            else:
-                raise AssertionError(f"the recipe never reached {last['t']}: {r}")
+                assert time.monotonic() < deadline, f"the recipe never reached {last['t']}: {r}"
+                time.sleep(0.02)
             kill()
             ws.close()
         with reattach(a, hello, first["t"], pending, seen) as again:
