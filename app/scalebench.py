@@ -334,12 +334,13 @@ class Page:
                 w = _field(buf, start, end, b'"w":')
                 if w is not None:
                     g.late(g.lateness, g.minute_late, now_ms - float(w), now_ms)
-            if buf.find(b'"acts":', start, end) > 0:
+            acts = buf.find(b'"acts":', start, end) > 0
+            if acts:
                 f = orjson.loads(bytes(buf[start:end]))
                 self.undurable.append((f["seq"], f["acts"]))
                 if "dur" in f:
                     self.undurable = [(q, a) for q, a in self.undurable if q > f["dur"]]
-            if self.sent_ms is not None and buf.find(b'"acts":', start, end) > 0:
+            if self.sent_ms is not None and acts:
                 if g.measuring:
                     g.late(g.click_ms, g.minute_click, now_ms - self.sent_ms, now_ms)
                     g.acked += 1

@@ -10,7 +10,7 @@ generic code knows a measure only through this interface:
     m.value()                                      # float, or None when the run never got there
 
 A measure only observes (like a checker): it never acts on the world. A measure that needs a
-particular experiment (e.g. the leader crashed at a random point of its heartbeat interval) says so
+particular experiment (e.g. a node crashed at a random point of a protocol's period) says so
 in its docstring and relies on the scenario to stage it (a lesson's actions), never on its own
 actions.
 """

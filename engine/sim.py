@@ -806,7 +806,7 @@ class Simulation:
         it happened (held in that order as it left the queue). A delivery is handled unless a
         partition or cut now stands in the way (it was on the wire as far as the network is
         concerned). A held timer fires only if it is still due: the deliveries handled before it
-        may have pushed its deadline back (a heartbeat re-arms a follower's timer), and then it is
+        may have pushed its deadline back (a message that re-arms the node's timer), and then it is
         queued again at its new deadline, exactly as `_timer_due` does on the normal path. If the
         node was paused again or crashed at the same instant, what is left goes back to its buffer
         or is dropped."""
