@@ -714,6 +714,9 @@ function frame(ts) {
   if (canvas) {
     const now = displayTime();
     canvas.draw(state, now);
+    // The moment the canvas's rings and pills were last drawn at (tests wait for it after a seek).
+    const cv = $("#canvas"), drawn = String(now);
+    if (cv.dataset.drawn !== drawn) cv.dataset.drawn = drawn;
     if (compare) for (const w of compare.worlds) w.canvas.draw(w.state, now);
     if (ts - lastClock > 100) {
       lastClock = ts;

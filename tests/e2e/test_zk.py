@@ -223,7 +223,10 @@ def test_manual_delivery_and_stepping_on_zk(server, page):
 
 
 def ring_drawn(page, node: str) -> float:
-    """How much of a client's session ring is drawn (1 full, 0 empty), from its dash offset."""
+    """How much of a client's session ring is drawn (1 full, 0 empty), from its dash offset, once
+    the animation loop has drawn the canvas at the frame's moment (a busy machine can lag it)."""
+    page.wait_for_function("(() => { const c = document.querySelector('#canvas');"
+                           " return c.dataset.drawn === c.dataset.time; })()", timeout=20_000)
     return page.evaluate("""(id) => {
       const r = document.querySelector(`[data-node="${id}"] .ring`);
       const len = parseFloat(r.getAttribute("stroke-dasharray"));
