@@ -131,8 +131,10 @@ def wire(body: bytes, seq: int, dur: int | None = None) -> str:
     return '{"seq":%d,%s' % (seq, body[1:].decode())
 
 
-def wire_bytes(body: bytes, seq: int) -> bytes:
-    """`wire` as UTF-8 bytes, without decoding `body` (a room's fan-out writes bytes)."""
+def wire_bytes(body: bytes, seq: int, dur: int | None = None) -> bytes:
+    """`wire` as UTF-8 bytes, without decoding `body` (the raw write paths write bytes)."""
+    if dur is not None:
+        return b'{"seq":%d,"dur":%d,%b' % (seq, dur, memoryview(body)[1:])
     return b'{"seq":%d,%b' % (seq, memoryview(body)[1:])
 
 

@@ -75,6 +75,10 @@ class Settings(BaseModel):
     reap_interval_s: float = Field(5, gt=0)
     # Pacing.
     frame_interval_ms: float = Field(50, gt=0)  # 20 frames per second
+    # While a session plays and nothing happens (no record, no click, no change to tell), only
+    # every `quiet_frame_every`-th tick sends its (empty) frame, which keeps the page's clock true;
+    # the page runs the clock on in between (docs/ws-protocol.md). 1: a frame every tick.
+    quiet_frame_every: int = Field(5, ge=1)
     frame_catch_up: int = Field(3, ge=0)  # late ticks sent back to back before the runner skips ahead
     max_events_per_tick: int = Field(20_000, ge=1)  # events per session per frame, at most
     tick_budget_ms: float = Field(4, gt=0)  # CPU per session per frame while playing, at most

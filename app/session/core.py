@@ -53,6 +53,9 @@ class Session(RunnerMixin, ControlsMixin, ReplayMixin, FramesMixin):
         self.dur_told = 0
         self.outbox = Outbox()
         self.ws = None
+        self._raw_cache = None  # (ws, its raw write path or None): runner.flush
+        self.quiet_ticks = 0  # ticks in a row whose empty frame was not sent (queue_events)
+        self._end_cache = None  # (scenario, worlds, where live play stops): runner._shareable_end
         self.task: asyncio.Task | None = None
         self.generation = 0  # bumped at each attach: only the runner of the latest one runs
         # Attaches (a reload, another tab) are one at a time: see SessionManager.attach.
@@ -224,7 +227,8 @@ class Session(RunnerMixin, ControlsMixin, ReplayMixin, FramesMixin):
 
     def events_total(self) -> int:
         """The events every world has processed (the caps on a run's work apply to the sum)."""
-        return sum(p.world.sim.events for p in self.panes)
+        panes = self.panes
+        return panes[0].world.sim.events if len(panes) == 1 else sum(p.world.sim.events for p in panes)
 
     def step(self, count: int) -> None:
         """Pause and process exactly `count` events. In compare mode: `count` times, every world

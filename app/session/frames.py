@@ -239,6 +239,7 @@ class FramesMixin:
             "limits": {"min_speed": self.settings.min_speed, "max_speed": self.settings.max_speed,
                        "max_nodes": self.settings.max_nodes,
                        "frame_interval_ms": self.settings.frame_interval_ms,
+                       "quiet_frame_ms": self.settings.frame_interval_ms * self.settings.quiet_frame_every,
                        "log_window": self.settings.log_window},
         }
 
@@ -277,8 +278,14 @@ class FramesMixin:
         frame for every world's records)."""
         if len(self.panes) == 1:
             frame = self._events(due_wall_ms)
-            if frame is not None:
-                self._queue(frame)
+            if frame is None:
+                return
+            if due_wall_ms is not None and len(frame) == 3:  # a tick's frame that says only t and w
+                self.quiet_ticks += 1
+                if self.quiet_ticks < self.settings.quiet_frame_every:
+                    return
+            self.quiet_ticks = 0
+            self._queue(frame)
             return
         quiet = due_wall_ms is None and not self.new_acts and not any(
             p.pending_recs for p in self.panes)
@@ -377,8 +384,8 @@ class FramesMixin:
                     self.disk_told[nid] = busy
                     dirty.add(nid)
         if dirty:
-            views = sim.views()
-            frame["nodes"] = {n: self._node(views[n], False, 0) for n in sorted(dirty) if n in views}
+            servers = sim.servers
+            frame["nodes"] = {n: self._node(sim.view_of(n), False, 0) for n in sorted(dirty) if n in servers}
         if deltas:
             frame["deltas"] = deltas
         if words:

@@ -16,8 +16,8 @@ import time
 from typing import Any
 
 from ..limits import replay_ops_bound
-from ..outbox import wire
-from ..transport import close_or_abort
+from ..outbox import wire, wire_bytes
+from ..transport import close_or_abort, raw_frames
 from .timefmt import fmt_ms
 
 log = logging.getLogger("playground.session")
@@ -184,12 +184,19 @@ class RunnerMixin:
         `max_replay_ops` client operations at the workload's rate, exactly as `check_replay`
         counts them), whichever comes first; with the limit's name. (The events a replay may
         take stop it too: `tick`.)"""
+        sc, worlds = self.scenario, len(self.panes)
+        cached = self._end_cache
+        if cached is not None and cached[0] is sc and cached[1] == worlds:
+            return cached[2]  # (every tick asks; it changes only with the scenario or the worlds)
+        end = self._end_cache = (sc, worlds, self._shareable_end_of(sc, worlds))
+        return end[2]
+
+    def _shareable_end_of(self, sc, worlds: int) -> tuple[float, str]:
         st = self.settings
-        end, why = float(self.scenario.duration_ms), "the scenario's end"
+        end, why = float(sc.duration_ms), "the scenario's end"
         if st.max_replay_ms < end:
             end, why = st.max_replay_ms, f"at most {fmt_ms(st.max_replay_ms)} of simulated time"
-        worlds = len(self.panes)  # compare mode: the worlds share the operations' bound
-        bound = replay_ops_bound(self.scenario, st, worlds)
+        bound = replay_ops_bound(sc, st, worlds)  # compare mode: the worlds share the bound
         if bound is not None:
             rate, limit_ms = bound
             ops_end = math.floor(limit_ms * 1000) / 1000
@@ -200,7 +207,8 @@ class RunnerMixin:
         return end, why
 
     def _check_linearizability(self, force: bool = False) -> None:
-        if all(p.lin is None for p in self.panes):
+        panes = self.panes
+        if (panes[0].lin is None if len(panes) == 1 else all(p.lin is None for p in panes)):
             return
         now = time.monotonic()
         last = self._lin_checked_at
@@ -212,10 +220,24 @@ class RunnerMixin:
             lin.check(max(1, self.settings.lin_check_budget // len(searching)))
 
     # --- the connection --------------------------------------------------------------------------
+    def _raw_for(self, ws):
+        """The cheap write path under `ws` (app/transport.py), found once per connection."""
+        cached = self._raw_cache
+        if cached is None or cached[0] is not ws:
+            cached = self._raw_cache = (ws, raw_frames(ws))
+        return cached[1]
+
     async def flush(self, ws=None) -> bool:
         """Send everything queued to `ws` (the runner's own socket), in order, each frame with the
-        next `seq`. False when the socket failed or this connection no longer holds the session."""
+        next `seq`. False when the socket failed or this connection no longer holds the session.
+
+        Under uvicorn a frame is one `transport.write` of its header and bytes (app/transport.py:
+        no ASGI send chain, no WebSocket library framing; a third of a worker's CPU at 500
+        sessions went there). While the socket's buffer is over its high-water mark the runner
+        waits for it to drain, as uvicorn's own send does, with `sending_since` set, so a page that
+        never reads is still found stalled and dropped (`stalled`, `fall_behind`)."""
         ws = self.ws if ws is None else ws
+        raw = self._raw_for(ws) if ws is not None else None
         while self.outbox and self.ws is ws and ws is not None:
             for f, body in self.outbox.take():
                 clicks = self.clicks_at if self.click_stats is not None and "acts" in f else None
@@ -231,7 +253,13 @@ class RunnerMixin:
                 if self.durable_seq > self.dur_told:
                     dur = self.dur_told = self.durable_seq
                 try:
-                    await ws.send_text(wire(body, self.seq, dur))
+                    if raw is None:
+                        await ws.send_text(wire(body, self.seq, dur))
+                    else:
+                        if not raw.writable.is_set():
+                            await raw.writable.wait()
+                        if not raw.write(wire_bytes(body, self.seq, dur)):
+                            return False  # the connection is closing
                 except Exception:
                     return False
                 finally:

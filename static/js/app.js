@@ -19,7 +19,7 @@ const state = {
   t: 0, recvAt: performance.now(), playing: true, speed: parseFloat(body.dataset.speedDefault),
   horizon: 0, end: 0, digest: "", extras: {}, session: null, secret: null, timeline: [],
   scenario: null, lesson: null, manual: false, waiting: new Set(), waitingRev: 0,
-  mutations: {}, activeMutations: [], options: {}, frameMs: 50, logWindow: 200,
+  mutations: {}, activeMutations: [], options: {}, frameMs: 50, quietMs: 50, logWindow: 200,
 };
 // The page module of the protocol (static/js/protocols/): an unknown one is an error on the page.
 let proto = null;
@@ -285,6 +285,7 @@ function onHello(f) {
   state.activeMutations = f.active_mutations;
   state.end = f.end;
   state.frameMs = f.limits.frame_interval_ms;
+  state.quietMs = f.limits.quiet_frame_ms ?? state.frameMs;
   if (f.limits.log_window) state.logWindow = f.limits.log_window;
   state.extras = f.extras || {};
   state.options = f.options || {};
@@ -705,7 +706,9 @@ function toast(msg, bad = false) {
 // --- the animation loop --------------------------------------------------------------------
 function displayTime() {
   if (!state.playing) return state.t;
-  const ahead = Math.min(performance.now() - state.recvAt, state.frameMs * 3) * state.speed;
+  // While nothing happens the server sends a frame only every `quiet_frame_ms`: the clock runs
+  // on until then (and a little more, for a late frame), never further.
+  const ahead = Math.min(performance.now() - state.recvAt, state.quietMs + state.frameMs * 2) * state.speed;
   return state.t + ahead;
 }
 

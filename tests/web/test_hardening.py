@@ -35,7 +35,7 @@ def _settings(tmp_path, **kw) -> Settings:
 
 
 def test_takeover_leaves_exactly_one_runner_at_twenty_frames_a_second(tmp_path):
-    st = _settings(tmp_path)
+    st = _settings(tmp_path, quiet_frame_every=1)  # a frame every tick, said or not
     m = SessionManager(st, {})
     s = m.create(default_scenario(st, seed=1), None, None)
     a, b = _Socket(), _Socket()

@@ -42,14 +42,16 @@ def _run(settings: Settings, block_s: float) -> list[float]:
 
 
 def test_late_ticks_are_caught_up_so_no_frame_is_lost(tmp_path):
-    st = Settings.from_env({}, scenarios_dir=tmp_path, frame_interval_ms=20, frame_catch_up=20)
+    st = Settings.from_env({}, scenarios_dir=tmp_path, frame_interval_ms=20, frame_catch_up=20,
+                            quiet_frame_every=1)  # every tick sends its frame
     ws = _run(st, block_s=0.1)  # five intervals
     gaps = [round((b - a) / 20, 2) for a, b in zip(ws, ws[1:])]
     assert len(ws) >= 12 and set(gaps) == {1.0}, gaps  # every tick of the grid was sent
 
 
 def test_far_behind_the_runner_skips_ahead_on_the_same_grid(tmp_path):
-    st = Settings.from_env({}, scenarios_dir=tmp_path, frame_interval_ms=20, frame_catch_up=1)
+    st = Settings.from_env({}, scenarios_dir=tmp_path, frame_interval_ms=20, frame_catch_up=1,
+                            quiet_frame_every=1)
     ws = _run(st, block_s=0.15)
     gaps = [(b - a) / 20 for a, b in zip(ws, ws[1:])]
     assert all(abs(g - round(g)) < 0.01 and round(g) >= 1 for g in gaps), gaps  # phase kept
@@ -106,3 +108,28 @@ def test_play_until_pauses_exactly_at_the_point_without_an_error(tmp_path):
     with pytest.raises(BadInput, match=r"control.until: 100 ms is not after now \(420.5 ms\)"):
         s._apply(Play(do="play", until=100))
     assert s.playing is False and s.sim.now_ms == 420.5
+
+
+def test_a_quiet_tick_sends_its_empty_frame_only_every_quiet_frame_every_ticks(tmp_path):
+    """Nothing to say (no record, no click): every fifth tick's frame is sent, the clock's word;
+    anything to say goes out at the tick it happens, and the count starts again."""
+    st = Settings.from_env({}, scenarios_dir=tmp_path, quiet_frame_every=5)
+    s = Session("q", st, {}, default_scenario(st, seed=1))
+    s.outbox.take()
+    s.pending_recs = []
+    s.queue_events(1000.0)  # (the count starts with the session)
+    sent = []
+    for i in range(1, 21):
+        s.queue_events(1000.0 + 50 * i)
+        sent += [(i, f) for f, _ in s.outbox.take()]
+    assert [i for i, _ in sent] == [4, 9, 14, 19]
+    assert all(set(f) == {"type", "t", "w"} for _, f in sent)
+    s.pending_recs = [{"type": "fault", "t": 1.0, "do": "heal"}]  # something happened
+    s.queue_events(2100.0)
+    (f, _), = s.outbox.take()
+    assert f["type"] == "events" and len(f) > 3
+    for i in range(1, 5):  # the quiet count starts again after a frame with words
+        s.queue_events(2100.0 + 50 * i)
+        assert not s.outbox, i
+    s.queue_events(2350.0)
+    assert [f["w"] for f, _ in s.outbox.take()] == [2350.0]
