@@ -249,7 +249,9 @@ class WatchOnce(TxnOrder):
         touched = txn is not None and (
             (rec["kind"] == "data" and (txn.get("path") == rec["path"] or rec["path"] in txn.get("deleted", ())))
             or (rec["kind"] == "children" and (parent_of(txn.get("path") or "/") == rec["path"]
-                                              or any(parent_of(p) == rec["path"] for p in txn.get("deleted", ())))))
+                                              or any(parent_of(p) == rec["path"] for p in txn.get("deleted", ()))
+                                              or (txn["op"] == "delete" and txn.get("path") == rec["path"])
+                                              or rec["path"] in txn.get("deleted", ()))))
         if z <= since or not touched:
             self.report(rec["t"], [rec["node"]], f"watch {rec['kind']} on {rec['path']} set at "
                         f"{list(since)} fired at {list(z)}, which did not change it")
@@ -333,8 +335,9 @@ class NoHerd(Checker):
         if rec["type"] == "txn":
             self.deleted.setdefault(z, len(rec.get("deleted", ())) + (rec["op"] == "delete"))
             return
-        if rec["event"] != "fire" or rec["path"].startswith(GROUP):
-            return  # (a group's members all watch its children: that is the membership recipe)
+        if rec["event"] != "fire" or rec["path"].startswith(GROUP) or rec.get("user"):
+            return  # (a group's members all watch its children: that is the membership recipe;
+            # a watch the user's own call set is not the recipe's)
         woken = self.woken.setdefault(z, set())
         woken.add(rec["session"])
         if len(woken) == max(1, self.deleted.get(z, 0)) + 1:
