@@ -91,7 +91,7 @@ def test_fencing_rejects_the_paused_holders_stale_write_in_red(server, page):
     seek(page, 2400)
     panel_caught_up(page)
     box = page.locator("#log-panel .co-storage")
-    assert box.get_attribute("data-token") == "1" and box.get_attribute("data-value") == "c2"
+    assert box.get_attribute("data-token") == "34" and box.get_attribute("data-value") == "c2"
     bad = page.locator('#log-panel .co-write[data-accepted="false"]')
     assert bad.count() == 1 and "REJECTED" in bad.text_content() and "c1-stale" in bad.text_content()
     assert bad.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(196, 22, 28)"
@@ -129,9 +129,9 @@ def test_client_menus_run_recipe_steps_and_a_share_link_reproduces_the_digest(se
     page.get_by_role("menuitem", name="Acquire the lock").click()  # c2 first, this time
     page.wait_for_function("document.querySelector('#events').textContent.includes('You: asked c2 to take the lock')")
     play(page)
-    page.wait_for_selector('[data-node="c2"][data-holds="true"][data-token="0"]', timeout=20_000)
+    page.wait_for_selector('[data-node="c2"][data-holds="true"][data-token="33"]', timeout=20_000)
     pause(page)
-    menu_click(page, "c2", "Write to the storage (token 0)")
+    menu_click(page, "c2", "Write to the storage (token 33)")
     play(page)
     page.wait_for_selector('#log-panel .co-write[data-accepted="true"]', timeout=20_000)
     pause(page)
@@ -143,7 +143,7 @@ def test_client_menus_run_recipe_steps_and_a_share_link_reproduces_the_digest(se
     page.evaluate("window.__playground.send({type: 'control', do: 'snapshot'})")
     other, here = open_share_link(page, browser)
     assert canvas_state(other) == here
-    assert other.locator('[data-node="c2"]').get_attribute("data-token") == "0"
+    assert other.locator('[data-node="c2"]').get_attribute("data-token") == "33"
     shot(other, "e2e-zk-shared")
     other.context.close()
 
