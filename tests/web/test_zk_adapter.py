@@ -10,7 +10,7 @@ from app.protocols import get_adapter
 from engine.scenario import parse_scenario
 from engine.sim import Simulation
 
-from .lesson_runs import SCENARIOS, told_run
+from .lesson_runs import SCENARIOS, told_run, told_scenario
 
 A = get_adapter("zk")
 told_run = partial(told_run, A)  # (name, until_ms) -> (sim, [(t, sentence)], {class: {labels}})
@@ -97,24 +97,8 @@ def told_actions(actions, duration_ms=2500, **config):
     d = {"protocol": "zk", "nodes": 3, "seed": 1, "duration_ms": duration_ms,
          "config": {"clients": 2, "auto": False, "home": {"c1": "n1", "c2": "n2"}, **config},
          "actions": [{"at": 300 + 100 * i, **a} for i, a in enumerate(actions)]}
-    sim = Simulation(parse_scenario(d))
-    told = {nid: A.told(v) for nid, v in sim.views().items()}
-    words, pills = [], {}
-
-    def obs(r):
-        if r["type"] == "send":
-            label, cls = A.msg_label(r["msg"])
-            pills.setdefault(cls, set()).add(label)
-        elif r["type"] == "fault":
-            words.append(A.fault_words(r))
-        elif r["type"] not in ("deliver", "drop"):
-            s = A.describe(r, told)
-            if s:
-                words.append(s)
-
-    sim.subscribe(obs, messages=True)
-    sim.run_until(duration_ms)
-    return sim, words, pills
+    sim, words, pills = told_scenario(A, d)
+    return sim, [w for _, w in words], pills
 
 
 def test_the_client_api_and_its_errors_are_told_in_words_and_pills():
@@ -130,8 +114,8 @@ def test_the_client_api_and_its_errors_are_told_in_words_and_pills():
         {"do": "exists", "node": "c2", "path": "/gone", "watch": True},
         {"do": "close", "node": "c1"},
     ])
-    for want in ("asked c1 to create the node /data with 'a'", "asked c2 to read /data and leave a watch",
-                 "asked c1 to set /data to 'b' at version 0", "asked c1 to close its session",
+    for want in ("You: asked c1 to create the node /data with 'a'", "You: asked c2 to read /data and leave a watch",
+                 "You: asked c1 to set /data to 'b' at version 0", "You: asked c1 to close its session",
                  "c1 created the node /data (zxid 1.3)",
                  "c2 read /data from n2 (its state 1.3): 'a', version 0, and left a one-time watch on it",
                  "c1 set /data to 'b' at version 0: now version 1 (zxid 1.4)",

@@ -74,6 +74,11 @@ def test_watches_fire_once_after_a_change():
     assert feed(ck.WatchOnce, [w("set", (1, 3)), gone, w("fire", (1, 5)), w("fire", (1, 5))])  # twice
     assert feed(ck.WatchOnce, [w("set", (1, 3)), other, w("fire", (1, 5))])  # path unchanged
     assert feed(ck.WatchOnce, [gone, w("set", (1, 6)), w("fire", (1, 5))])  # before it was set
+    # A children watch on a node fires with the node's own delete (and its session's end).
+    assert not feed(ck.WatchOnce, [w("set", (1, 3), "/lock/a", "children"), gone, w("fire", (1, 5), "/lock/a", "children")])
+    end = txn("n1", (1, 5), "session_close", session="s1.1", deleted=["/lock/a"])
+    assert not feed(ck.WatchOnce, [w("set", (1, 3), "/lock/a", "children"), end, w("fire", (1, 5), "/lock/a", "children")])
+    assert feed(ck.WatchOnce, [w("set", (1, 3), "/lock/b", "children"), gone, w("fire", (1, 5), "/lock/b", "children")])
 
 
 def test_fencing_tokens_never_go_back():
@@ -99,3 +104,5 @@ def test_no_herd():
     gone = txn("n1", (1, 5), "delete", path="/lock/a")
     assert not feed(ck.NoHerd, [gone, fire("s1", (1, 5)), {**fire("s1", (1, 5)), "node": "n2"}])
     assert feed(ck.NoHerd, [gone, fire("s1", (1, 5)), fire("s2", (1, 5))])
+    # A watch the user's own call set (`user`) is not the recipe's: it makes no herd.
+    assert not feed(ck.NoHerd, [gone, fire("s1", (1, 5)), {**fire("s2", (1, 5)), "user": True}])
