@@ -251,3 +251,41 @@ def test_the_initial_tree_gives_the_lock_parent_a_counter():
                         ({"/lock": {"seq": 3}}, "config.initial_tree./lock.seq: unknown field")):
         with pytest.raises(ScenarioError, match=needle):
             parse_scenario(scenario(config={"initial_tree": bad}))
+
+
+def random_calls(seed: int) -> list[dict]:
+    """25 calls of the client API (and recipe steps, and closes) at random moments, by c1..c3."""
+    import random
+
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(25):
+        do = rnd.choice(["create", "set", "delete", "get", "get_children", "exists", "close",
+                         "acquire", "release"])
+        a = {"at": round(rnd.uniform(200, 3800), 1), "do": do, "node": f"c{rnd.randint(1, 3)}"}
+        if do not in ("close", "acquire", "release"):
+            a["path"] = rnd.choice(["/data", "/data/x", "/lock", "/e"])
+        if do == "create":
+            a.update(ephemeral=rnd.random() < 0.5, sequential=rnd.random() < 0.3)
+        elif do in ("set", "delete"):
+            a["version"] = rnd.choice([-1, 0, 1])
+        elif do in ("get", "get_children", "exists"):
+            a.update(watch=rnd.random() < 0.6, sync=rnd.random() < 0.3)
+        out.append(a)
+    return sorted(out, key=lambda a: a["at"])
+
+
+def test_random_calls_under_the_nemesis_break_nothing():
+    # The lock recipe's clients (auto) with the user's calls, closes and releases of waiters
+    # among them, under crashes, pauses, partitions, cuts and loss: every checker stays quiet.
+    from .harness import nemesis_scenario
+
+    told = closed = 0
+    for seed in range(24):
+        d = nemesis_scenario(seed, 3 if seed % 2 else 5, 4000, 3000)
+        d["actions"] = random_calls(seed)
+        sim, recs = run(d)
+        assert sim.violations == [], (seed, sim.violations[:1])
+        told += len(of(recs, "op"))
+        closed += len(of(recs, "session", event="close"))
+    assert told > 200 and closed > 20, (told, closed)
