@@ -182,8 +182,9 @@ class ZkClient(Node):
             self.session_record("expire")
             self.session = None
             self.reset_recipe()
-            if self.ops and self.ops[0]["do"] == "close":  # nothing left to close
-                self.ops.pop(0)
+            closing = [o for o in self.ops if o["do"] == "close"]
+            if closing:  # it was to be closed: nothing is left to close, and it stays closed
+                self.ops.remove(closing[0])
                 self.become_closed(ctx, record=False)
                 return
             self.move_to_same(ctx)

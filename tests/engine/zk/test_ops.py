@@ -289,3 +289,20 @@ def test_random_calls_under_the_nemesis_break_nothing():
         told += len(of(recs, "op"))
         closed += len(of(recs, "session", event="close"))
     assert told > 200 and closed > 20, (told, closed)
+
+
+def test_a_close_that_meets_the_expiry_leaves_the_client_closed():
+    # c1's closeSession is lost in a partition; the leader expires the silent session meanwhile.
+    # When the partition heals the server tells c1 its session expired: there is nothing left
+    # to close, and c1 stays closed (no new session) until it is asked for something.
+    d = scenario(duration_ms=3000, config={**BASE},
+                 actions=[{"at": 300, "do": "acquire", "node": "c1"},
+                          {"at": 600, "do": "partition", "groups": [["c1"]]},
+                          {"at": 650, "do": "close", "node": "c1"},
+                          {"at": 1600, "do": "heal"}])
+    sim, recs = run(d)
+    events = [r["event"] for r in of(recs, "session", client="c1")]
+    assert events == ["open", "disconnect", "expire"], events
+    assert of(recs, "txn", op="session_expire", node="n1") and not of(recs, "txn", op="session_close")
+    assert sim.nodes["c1"].closed and sim.nodes["c1"].session is None and sim.nodes["c1"].ops == []
+    assert sim.violations == []
