@@ -292,5 +292,3 @@ class ChubbyAdapter(CoordAdapter):
         return (f"the master expired {who}'s session {s}: it did not release the lock, so nobody "
                 f"may take it for the lock-delay ({dur(delay)}, until {rec['delay_until_ms']:.0f} ms)")
 
-    def action_words(self, rec: dict) -> str | None:
-        return f"asked {rec.get('node')} to close its session" if rec.get("do") == "close" else None

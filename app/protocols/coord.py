@@ -1,6 +1,6 @@
 """What the coordination-service adapters share (ZooKeeper's zk.py, Chubby's chubby.py): the fenced
 storage service `st` (engine/protocols/zk/storage.py, used by both) as a summary, its pills and its
-`write` records in words, and the client processes' recipe actions (acquire, release, write) in
+`write` records in words, and the client processes' recipe actions (acquire, release, write, close) in
 words, and `CoordAdapter`, the adapter's shape they share (servers, clients and the storage told
 apart by one field, each record to the sentence of its kind). The page's side of the same is
 static/js/protocols/coord.js.
@@ -55,6 +55,8 @@ def recipe_words(rec: dict) -> str | None:
     if do == "write":
         v = rec.get("value")
         return f"asked {n} to write {v!r} to the storage" if v else f"asked {n} to write to the storage"
+    if do == "close":
+        return f"asked {n} to close its session"
     return None
 
 

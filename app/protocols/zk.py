@@ -66,7 +66,81 @@ def _req(r: dict) -> str:
         return "sync"
     if op == "session_open":
         return "open session"
+    if op == "close_session":
+        return "close session"
+    if op in ("set", "delete") and "version" in r:
+        return f"{op} {short(path)} v{r['version']}"
     return f"{op} {short(path)}"
+
+
+# ZooKeeper's error names (engine/protocols/zk/client.py's ERRORS) in a few words each.
+ERROR_WORDS = {"NoNode": "no such node", "NodeExists": "the node already exists",
+               "BadVersion": "its version is not the one asked", "NotEmpty": "it has children",
+               "NoChildrenForEphemerals": "an ephemeral node has no children",
+               "SessionExpired": "the session is gone", "SessionMoved": "the session moved to another server",
+               "ConnectionLoss": "the connection was lost with the request in flight: it may or may not have happened"}
+CALLS = {"create": "create", "delete": "delete", "set": "setData", "get": "getData",
+         "get_children": "getChildren", "exists": "exists"}
+
+
+def op_sentence(rec: dict) -> str:
+    """A user's call (an `op` record) and its answer, in words."""
+    c, op, path, server = rec["client"], rec["op"], rec.get("path"), rec["server"]
+    at = f" (its state {zl(rec['zxid'])})" if rec.get("zxid") else ""
+    asked = ""
+    if "asked_version" in rec:
+        v = rec["asked_version"]
+        asked = " at any version" if v == -1 else f" at version {v}"
+    how = " after sync" if rec.get("synced") else ""
+    if not rec["ok"]:
+        err = rec["err"]
+        return (f"{c}'s {CALLS.get(op, op)} {path or ''}{asked}{how} failed on {server}: {err} "
+                f"({ERROR_WORDS.get(err, err)})").replace("  ", " ")
+    watch = ""
+    if rec.get("watch"):
+        watch = ", and left a one-time " + ("children watch" if op == "get_children" else "watch") + " on it"
+    if op == "create":
+        kind = " ephemeral" if rec.get("ephemeral") else ""
+        kind += " sequential" if rec.get("sequential") else ""
+        return (f"{c} created the{kind} node {rec['created']}"
+                + (" (deleted when its session ends)" if rec.get("ephemeral") else "")
+                + f" (zxid {zl(rec['zxid'])})")
+    if op == "delete":
+        return f"{c} deleted {path}{asked} (zxid {zl(rec['zxid'])})"
+    if op == "set":
+        return f"{c} set {path} to {rec.get('asked_data', '')!r}{asked}: now version {rec['version']} (zxid {zl(rec['zxid'])})"
+    if op == "get":
+        return f"{c} read {path} from {server}{at}{how}: {rec['data']!r}, version {rec['version']}{watch}"
+    if op == "get_children":
+        kids = ", ".join(short(k) for k in rec["children"]) or "no children"
+        return f"{c} listed {path} on {server}{at}{how}: {kids}{watch}"
+    if op == "exists":
+        return (f"{c} asked {server}{at}{how} whether {path} exists: "
+                + ("yes" if rec["exists"] else "no") + watch)
+    return f"{c} {op} {path}: ok"
+
+
+def op_action_words(rec: dict) -> str | None:
+    """The client API's actions in words (None for another action)."""
+    do, n, path = rec.get("do"), rec.get("node"), rec.get("path")
+    v = rec.get("version", -1)
+    at = "" if v == -1 else f" at version {v}"
+    how = " after sync" if rec.get("sync") else ""
+    watch = " and leave a watch" if rec.get("watch") else ""
+    if do == "create":
+        kind = "".join(f" {f}" for f in ("ephemeral", "sequential") if rec.get(f))
+        return f"asked {n} to create the{kind} node {path}" + (f" with {rec['data']!r}" if rec.get("data") else "")
+    if do == "delete":
+        return f"asked {n} to delete {path}{at}"
+    if do == "set":
+        return f"asked {n} to set {path} to {rec.get('data', '')!r}{at}"
+    if do == "get":
+        return f"asked {n} to read {path}{how}{watch}"
+    if do == "get_children":
+        return f"asked {n} to list {path}'s children{how}{watch}"
+    if do == "exists":
+        return f"asked {n} whether {path} exists{how}{watch}"
+    return None
 
 
 class ZkAdapter(CoordAdapter):
@@ -154,6 +228,8 @@ class ZkAdapter(CoordAdapter):
         if k == "Connected":
             return f"session {msg.get('session')}", "client"
         if k == "Expired":
+            if msg.get("closed"):
+                return f"CLOSED {msg.get('session')}", "client"
             return f"EXPIRED {msg.get('session')}", "store-bad"
         if k == "Request":
             return _req(msg.get("req") or {}), "client"
@@ -165,6 +241,10 @@ class ZkAdapter(CoordAdapter):
             op = msg.get("op")
             if op == "create":
                 return f"ok {short(msg.get('path'))}", "client"
+            if op == "close_session":
+                return "ok closed", "client"
+            if "version" in msg:
+                return f"ok v{msg['version']}", "client"
             if "children" in msg:
                 return f"ok [{len(msg['children'])}]", "client"
             if "exists" in msg:
@@ -197,6 +277,8 @@ class ZkAdapter(CoordAdapter):
                "timeout_ms": v["timeout_ms"], "recipe": v["recipe"], "lock_node": v["lock_node"],
                "token": v["token"], "want": v["want"], "writes": v["writes"],
                "woken": v.get("woken", 0)}
+        if v.get("closed"):
+            out["closed"] = True  # the user closed its session: it no longer pings or reconnects
         recv = v["timers"].get("recv")
         # Last heard from its server: the receive timer is set to 2/3 of the timeout then.
         out["heard"] = None if recv is None else round(recv - v["timeout_ms"] * 2 / 3, 3)
@@ -211,8 +293,15 @@ class ZkAdapter(CoordAdapter):
 
     def other_sentence(self, rec: dict, prev: dict) -> str | None:
         t = rec["type"]
+        if t == "op":
+            return op_sentence(rec)
         if t == "watch":
             who = sessions(prev).get(rec["session"], rec["session"])
+            if rec.get("user"):  # a watch of the user's own call, not the recipe's
+                what = "children" if rec["kind"] == "children" else "data (or existence)"
+                if rec["event"] == "set":
+                    return f"{who} set a one-time watch on {rec['path']}'s {what}"
+                return f"{who}'s watch on {rec['path']} fired: its {what} changed (the watch is gone now)"
             if rec["event"] == "set":
                 if rec["kind"] == "children":
                     return f"{who} waits: it watches {rec['path']}'s children (every change wakes it)"
@@ -296,6 +385,9 @@ class ZkAdapter(CoordAdapter):
             return f"{c} reconnected to {server} with its session {s}"
         if ev == "expire":
             return f"{c} learned from {server} that its session {s} had expired: it starts over"
+        if ev == "close":
+            return (f"{c} closed its session {s} (through {server}): its ephemeral nodes are gone "
+                    "with it; it no longer pings, and opens a new session when next asked")
         return f"{c}: session {s} {ev}"
 
     def txn_sentence(self, rec: dict, prev: dict) -> str | None:
@@ -316,6 +408,9 @@ class ZkAdapter(CoordAdapter):
                    "the same transaction" if gone else "it had no ephemeral nodes"))
 
     def action_words(self, rec: dict) -> str | None:
+        words = op_action_words(rec)
+        if words:
+            return words
         if rec.get("do") == "read":
             return f"asked {rec.get('node')} to read {rec.get('path', '/lock')}" + (" after sync" if rec.get("sync") else
                                                                                   " (from its own server)")

@@ -91,7 +91,7 @@ def test_fencing_rejects_the_paused_holders_stale_write_in_red(server, page):
     seek(page, 2400)
     panel_caught_up(page)
     box = page.locator("#log-panel .co-storage")
-    assert box.get_attribute("data-token") == "1" and box.get_attribute("data-value") == "c2"
+    assert box.get_attribute("data-token") == "34" and box.get_attribute("data-value") == "c2"
     bad = page.locator('#log-panel .co-write[data-accepted="false"]')
     assert bad.count() == 1 and "REJECTED" in bad.text_content() and "c1-stale" in bad.text_content()
     assert bad.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(196, 22, 28)"
@@ -129,9 +129,9 @@ def test_client_menus_run_recipe_steps_and_a_share_link_reproduces_the_digest(se
     page.get_by_role("menuitem", name="Acquire the lock").click()  # c2 first, this time
     page.wait_for_function("document.querySelector('#events').textContent.includes('You: asked c2 to take the lock')")
     play(page)
-    page.wait_for_selector('[data-node="c2"][data-holds="true"][data-token="0"]', timeout=20_000)
+    page.wait_for_selector('[data-node="c2"][data-holds="true"][data-token="33"]', timeout=20_000)
     pause(page)
-    menu_click(page, "c2", "Write to the storage (token 0)")
+    menu_click(page, "c2", "Write to the storage (token 33)")
     play(page)
     page.wait_for_selector('#log-panel .co-write[data-accepted="true"]', timeout=20_000)
     pause(page)
@@ -143,7 +143,7 @@ def test_client_menus_run_recipe_steps_and_a_share_link_reproduces_the_digest(se
     page.evaluate("window.__playground.send({type: 'control', do: 'snapshot'})")
     other, here = open_share_link(page, browser)
     assert canvas_state(other) == here
-    assert other.locator('[data-node="c2"]').get_attribute("data-token") == "0"
+    assert other.locator('[data-node="c2"]').get_attribute("data-token") == "33"
     shot(other, "e2e-zk-shared")
     other.context.close()
 
@@ -251,3 +251,73 @@ def test_a_paused_clients_session_ring_drains_and_a_crashed_server_restarts_from
     assert "Restart n2" in items and "Crash n2" not in items, items
     page.get_by_role("menuitem", name="Restart n2").click()
     page.wait_for_function("document.querySelector('[data-node=\"n2\"]').dataset.role !== 'down'")
+
+
+def menu_items(page, node: str) -> list[str]:
+    page.locator(f'[data-node="{node}"]').click()
+    page.wait_for_selector('#menu [role="menuitem"]')
+    return page.locator('#menu [role="menuitem"]').all_text_contents()
+
+
+def events_say(page, text: str) -> None:
+    page.wait_for_function("(t) => document.querySelector('#events').textContent.includes(t)", arg=text,
+                           timeout=20_000)
+
+
+def test_a_client_paused_from_its_menu_offers_resume_and_resumes(server, page):
+    # zk_lock_handover at 600 ms: c2 waits in the lock queue. Paused from its menu, its menu then
+    # offers Resume (not Pause), and Resume brings it back up.
+    open_lesson(page, server, "zk_lock_handover")
+    seek(page, 600)
+    items = menu_items(page, "c2")
+    assert "Pause c2 (stop the world)" in items and "Resume c2" not in items, items
+    page.get_by_role("menuitem", name="Pause c2 (stop the world)").click()
+    page.wait_for_selector('[data-node="c2"][data-status="paused"]')
+    events_say(page, "You: paused c2")
+    items = menu_items(page, "c2")
+    assert "Resume c2" in items and "Pause c2 (stop the world)" not in items, items
+    shot(page, "e2e-zk-paused-menu")
+    page.get_by_role("menuitem", name="Resume c2").click()
+    page.wait_for_selector('[data-node="c2"][data-status="up"]')
+    events_say(page, "You: resumed c2")
+    assert "Pause c2 (stop the world)" in menu_items(page, "c2")
+    page.keyboard.press("Escape")
+
+
+def test_the_client_api_and_close_from_the_menu(server, page):
+    # zk_stale_read's ensemble: c1 on the follower n1, c2 on the leader n3; nothing automatic.
+    # c2 creates /data, sets it at the version its server shows, c1 reads it with a watch, and the
+    # watch fires on c2's next set; then c2 closes its session.
+    open_lesson(page, server, "zk_stale_read")
+    seek(page, 300)
+    items = menu_items(page, "c2")
+    assert {"Create /data", "Exists /data + watch (fires when it is made)", "Close c2's session"} <= set(items), items
+    page.get_by_role("menuitem", name="Create /data").click()
+    play(page)
+    page.wait_for_selector('#log-panel [data-znode="/data"][data-version="0"]', timeout=20_000)
+    events_say(page, "c2 created the node /data")
+    # c1's menu offers what c1's own server shows: n1 (behind a slow link) has /data a little later.
+    page.wait_for_function("(window.__playground.state.nodes.n1.tree || []).some(z => z[0] === '/data')",
+                           timeout=20_000)
+    pause(page)
+    items = menu_items(page, "c1")
+    assert {"Set /data (version 0)", "Get /data + watch", "Delete /data (version 0)"} <= set(items), items
+    page.get_by_role("menuitem", name="Get /data + watch").click()
+    play(page)
+    events_say(page, "and left a one-time watch on it")
+    pause(page)
+    menu_click(page, "c2", "Set /data (version 0)")
+    play(page)
+    page.wait_for_selector('#log-panel [data-znode="/data"][data-version="1"]', timeout=20_000)
+    events_say(page, "c1's watch on /data fired")
+    pause(page)
+    shot(page, "e2e-zk-client-api")
+    menu_click(page, "c2", "Close c2's session")
+    play(page)
+    events_say(page, "c2 closed its session")
+    page.wait_for_function("document.querySelector('[data-node=\"c2\"]').dataset.session === ''", timeout=20_000)
+    pause(page)
+    items = menu_items(page, "c2")
+    assert "Close c2's session" in items and "Acquire the lock" in items
+    page.keyboard.press("Escape")
+    shot(page, "e2e-zk-closed")

@@ -43,7 +43,14 @@ EXAMPLES = {  # extra fields some actions need to be valid (node fields are fill
     "release": lambda ids: {"node": "c1"},
     "write": lambda ids: {"node": "c1", "value": "v"},
     "read": lambda ids: {"node": "c1", "path": "/lock"},
-    "close": lambda ids: {"node": "c1"},  # chubby: a client closes its session
+    "close": lambda ids: {"node": "c1"},  # zk, chubby: a client closes its session
+    # zk: the client API (the node /data does not exist at first: refused with NoNode, then made)
+    "get": lambda ids: {"node": "c1", "path": "/data", "watch": True},
+    "create": lambda ids: {"node": "c1", "path": "/data", "data": "x"},
+    "set": lambda ids: {"node": "c1", "path": "/data", "data": "y", "version": 0},
+    "get_children": lambda ids: {"node": "c1", "path": "/data", "watch": True, "sync": True},
+    "exists": lambda ids: {"node": "c1", "path": "/data", "watch": True},
+    "delete": lambda ids: {"node": "c1", "path": "/data", "version": 1},
 }
 MODES = {  # protocol -> {mode: (scenario changes, action tags refused in that mode)}
     "paxos": {"basic": ({"config": {"proposals": {"n1": "x", "n2": "y"}}, "workload": None,

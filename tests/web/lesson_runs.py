@@ -17,6 +17,11 @@ def told_run(adapter, name: str, until_ms: float | None = None, **config):
     returns (sim, [(t, sentence)], {pill class: {labels}})."""
     d = json.loads((SCENARIOS / f"{name}.json").read_text())
     d["config"].update(config)
+    return told_scenario(adapter, d, until_ms)
+
+
+def told_scenario(adapter, d: dict, until_ms: float | None = None):
+    """Run the scenario dict `d` as told_run runs a lesson (the same three things back)."""
     sim = Simulation(parse_scenario(d))
     told = {nid: adapter.told(v) for nid, v in sim.views().items()}
     words, pills = [], {}

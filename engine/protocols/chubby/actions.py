@@ -13,16 +13,8 @@ and Chubby's own:
 
 from __future__ import annotations
 
-from typing import Literal
+from ..zk.actions import Acquire, Close, Release, Write
 
-from ..zk.actions import Acquire, ClientAction, Release, Write
-
-
-class Close(ClientAction):
-    """The client process closes its session (blocked while the session is in jeopardy)."""
-
-    do: Literal["close"]
-    node: str
-
-
+# (Close is ZooKeeper's closeSession action too; a Chubby client holds it back while its session
+# is in jeopardy.)
 CHUBBY_ACTIONS = (Acquire, Release, Write, Close)

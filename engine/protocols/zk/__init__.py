@@ -76,5 +76,5 @@ PROTOCOL = ProtocolSpec(
     measures=ZK_MEASURES,
     words=ZK_WORDS,
     nemesis_targets={"leader": established_leader},
-    record_types=("txn", "session", "watch", "write", "read"),
+    record_types=("txn", "session", "watch", "write", "read", "op"),
 )

@@ -5,16 +5,41 @@ client process c1..:
     release (`node`)            give the lock up (delete the lock node)
     write (`node`, `value`?)    write to the storage service with the token the client believes in
     read (`node`, `path`, `sync`) list a znode's children, from the client's server or after sync
+
+and the client API itself (the Programmer's Guide, "ZooKeeper operations"), each answered by an
+`op` record:
+
+    create (`node`, `path`, `data`, `ephemeral`, `sequential`)
+    delete (`node`, `path`, `version`)            version -1: any version
+    set (`node`, `path`, `data`, `version`)       setData
+    get (`node`, `path`, `watch`, `sync`)         getData; `watch`: a one-time data watch
+    get_children (`node`, `path`, `watch`, `sync`) a one-time children watch
+    exists (`node`, `path`, `watch`, `sync`)      a data watch, set even if the node is missing
+    close (`node`)                                closeSession: its ephemerals go, it is gone
+
+Writes go through the leader; reads are served by the client's own server (maybe stale), after a
+`sync` with the leader when `sync` is true.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ...actions import Need, ProtocolAction
 from ...validation import ScenarioError
+
+ZNODE_PATH = re.compile(r"^(/[A-Za-z0-9_-]{1,40}){1,5}$")
+
+
+def check_znode_path(v: str) -> str:
+    """A znode's path: /name, up to 5 levels, names of letters, digits, _ and - (not the root)."""
+    if not ZNODE_PATH.match(v):
+        raise ValueError(f"{v!r} is not a znode path such as /data or /lock/x (1 to 5 names of "
+                         "letters, digits, _ and -, each after a /; not / itself, no trailing /)")
+    return v
 
 
 class _ClientAction(ProtocolAction):
@@ -57,5 +82,80 @@ class Read(_ClientAction):
     sync: bool = False
 
 
-ClientAction = _ClientAction  # an action aimed at a client process (Chubby's `close` is one)
-ZK_ACTIONS = (Acquire, Release, Write, Read)
+class Close(_ClientAction):
+    """The client process closes its session (ZooKeeper's closeSession; Chubby's §2.8): its
+    ephemeral nodes (or locks) go at once; it does not reconnect, and a later `acquire` (or, on
+    ZooKeeper, any operation) opens a new session."""
+
+    do: Literal["close"]
+    node: str
+
+
+class _Op(_ClientAction):
+    """One call of the client API, answered by an `op` record."""
+
+    node: str
+    path: str
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        return check_znode_path(v)
+
+
+class Create(_Op):
+    """create(path, data, flags): a persistent node unless `ephemeral` (it belongs to the session);
+    `sequential` appends the parent's counter as a %010d suffix."""
+
+    do: Literal["create"]
+    data: str = Field("", max_length=32)
+    ephemeral: bool = Field(False, strict=True)
+    sequential: bool = Field(False, strict=True)
+
+
+class Delete(_Op):
+    """delete(path, version): refused with BadVersion unless `version` is the node's (-1: any),
+    with NotEmpty while it has children, NoNode when it is missing."""
+
+    do: Literal["delete"]
+    version: int = Field(-1, ge=-1, le=1_000_000_000, strict=True)
+
+
+class SetData(_Op):
+    """setData(path, data, version): refused with BadVersion unless `version` is the node's (-1:
+    any); the node's version goes up by one."""
+
+    do: Literal["set"]
+    data: str = Field("", max_length=32)
+    version: int = Field(-1, ge=-1, le=1_000_000_000, strict=True)
+
+
+class _ReadOp(_Op):
+    watch: bool = Field(False, strict=True)
+    sync: bool = Field(False, strict=True)
+
+
+class GetData(_ReadOp):
+    """getData(path, watch): the data and version as the client's server has them; `watch` leaves
+    a one-time data watch (fired by a set or delete of the node)."""
+
+    do: Literal["get"]
+
+
+class GetChildren(_ReadOp):
+    """getChildren(path, watch): `watch` leaves a one-time children watch (fired by a child's
+    create or delete, or the node's own delete)."""
+
+    do: Literal["get_children"]
+
+
+class Exists(_ReadOp):
+    """exists(path, watch): `watch` leaves a one-time data watch even when the node is missing
+    (fired by its create)."""
+
+    do: Literal["exists"]
+
+
+ClientAction = _ClientAction  # an action aimed at a client process
+OPS = (Create, Delete, SetData, GetData, GetChildren, Exists)
+ZK_ACTIONS = (Acquire, Release, Write, Read) + OPS + (Close,)

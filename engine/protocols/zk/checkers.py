@@ -249,7 +249,9 @@ class WatchOnce(TxnOrder):
         touched = txn is not None and (
             (rec["kind"] == "data" and (txn.get("path") == rec["path"] or rec["path"] in txn.get("deleted", ())))
             or (rec["kind"] == "children" and (parent_of(txn.get("path") or "/") == rec["path"]
-                                              or any(parent_of(p) == rec["path"] for p in txn.get("deleted", ())))))
+                                              or any(parent_of(p) == rec["path"] for p in txn.get("deleted", ()))
+                                              or (txn["op"] == "delete" and txn.get("path") == rec["path"])
+                                              or rec["path"] in txn.get("deleted", ()))))
         if z <= since or not touched:
             self.report(rec["t"], [rec["node"]], f"watch {rec['kind']} on {rec['path']} set at "
                         f"{list(since)} fired at {list(z)}, which did not change it")
@@ -317,7 +319,7 @@ class OneLockHolder(TxnOrder):
                         f"state {list(z)}, where the lowest node is {low}")
 
 
-class NoHerd(Checker):
+class NoHerd(TxnOrder):
     name = "No herd effect"
     explains = ("A change to the lock queue wakes at most one waiter per node deleted "
                 "(predecessor watches, not a watch on the parent).")
@@ -327,14 +329,49 @@ class NoHerd(Checker):
         super().__init__(seed, servers)
         self.deleted: dict[tuple, int] = {}
         self.woken: dict[tuple, set[str]] = {}  # zxid -> sessions notified (on any server)
+        # The sequential children of each parent after each change, to tell a waiter's
+        # predecessor watch from a stale one: the changes' zxids, and ((seq, owner), ...) in seq
+        # order after each.
+        self.zxids: dict[str, list[tuple]] = {}
+        self.queue: dict[str, list[tuple]] = {}
+        self.live: dict[str, dict[str, tuple]] = {}  # parent -> path -> (seq, owner)
 
-    def observe(self, rec):
+    def on_new(self, z, rec):
+        self.deleted[z] = len(rec.get("deleted", ())) + (rec["op"] == "delete")
+        changed = set()
+        if rec["op"] == "create" and rec.get("seq") is not None:
+            par = parent_of(rec["path"])
+            self.live.setdefault(par, {})[rec["path"]] = (rec["seq"], rec.get("ephemeral_owner"))
+            changed.add(par)
+        for p in ([rec["path"]] if rec["op"] == "delete" else rec.get("deleted", ())):
+            par = parent_of(p)
+            if self.live.get(par, {}).pop(p, None) is not None:
+                changed.add(par)
+        for par in sorted(changed):
+            self.zxids.setdefault(par, []).append(z)
+            self.queue.setdefault(par, []).append(tuple(sorted(self.live[par].values(), key=lambda v: v[0])))
+
+    def waiting_on(self, session: str, path: str, z: tuple) -> bool:
+        """Whether, in the state after `z`, `path` was the node just below one of `session`'s own
+        (its predecessor watch). A watch the session set in an earlier turn of the queue (it
+        released while waiting, and ZooKeeper keeps the watch until it fires) is not a waiter's."""
+        seq, par = seq_of(path), parent_of(path)
+        i = bisect_right(self.zxids.get(par, []), z) - 1
+        if seq is None or i < 0:
+            return True  # nothing known to tell it apart: counted
+        kids = self.queue[par][i]
+        for mine, owner in kids:
+            if owner == session and mine > seq:
+                return not any(seq < other < mine for other, _ in kids)
+        return False
+
+    def other(self, rec):
         z = tuple(rec["zxid"])
-        if rec["type"] == "txn":
-            self.deleted.setdefault(z, len(rec.get("deleted", ())) + (rec["op"] == "delete"))
+        if rec["event"] != "fire" or rec["path"].startswith(GROUP) or rec.get("user"):
+            return  # (a group's members all watch its children: that is the membership recipe;
+            # a watch the user's own call set is not the recipe's)
+        if rec["kind"] == "data" and not self.waiting_on(rec["session"], rec["path"], z):
             return
-        if rec["event"] != "fire" or rec["path"].startswith(GROUP):
-            return  # (a group's members all watch its children: that is the membership recipe)
         woken = self.woken.setdefault(z, set())
         woken.add(rec["session"])
         if len(woken) == max(1, self.deleted.get(z, 0)) + 1:

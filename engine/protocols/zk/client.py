@@ -19,6 +19,14 @@ Recipes (ZooKeeper Recipes and Solutions):
   them again, with a new watch. Its view holds the membership as it last read it.
 
 One request at a time (the client's operations take effect in the order it issued them).
+
+The user's own calls (actions.py: create, delete, set, get, get_children, exists, and the older
+`read`) queue ahead of the recipe's next step and are answered by an `op` record (`read` by a
+`read` record). A write in flight when the connection is lost is told as ConnectionLoss (it may
+or may not have happened, as ZooKeeper says); a read is asked again. `close` sends closeSession:
+once the leader has committed it (the session's ephemerals deleted in the same transaction, its
+watches fired), the session is gone; the client no longer pings or reconnects, and its next
+`acquire` or call opens a new session.
 """
 
 from __future__ import annotations
@@ -58,7 +66,8 @@ class ZkClient(Node):
         self.lock_zxid: list | None = None
         self.writes = 0
         self.herd = config.has("herd_watch")
-        self.reads: list[tuple[str, bool]] = []  # the user's reads waiting for the line
+        self.ops: list[dict] = []  # the user's calls (and `read`s), waiting for the line
+        self.closed = False  # the user closed the session: no pings, no reconnecting
         self.woken = 0  # watch notifications received (the page counts the herd by them)
         self.parent_made = False  # group membership: /group exists (created or found)
         self._told = None
@@ -95,7 +104,9 @@ class ZkClient(Node):
                 "session": self.session, "timeout_ms": self.timeout_ms, "recipe": self.phase,
                 "lock_node": self.my_node, "token": self.token, "want": self.want,
                 "writes": self.writes, "woken": self.woken,
-                **({"members": list(self.members)} if self.group else {})}
+                **({"members": list(self.members)} if self.group else {}),
+                **({"closed": True} if self.closed else {}),
+                **({"ops": [dict(o) for o in self.ops]} if self.ops else {})}
 
     def session_record(self, event: str) -> None:
         self.records.append({"type": "session", "session": self.session, "client": self.id,
@@ -119,7 +130,7 @@ class ZkClient(Node):
         if self.connected:
             self.session_record("disconnect")
         self.connected = False
-        self.pending = None
+        self.lose_pending()
         ctx.cancel_timer("ping")
         others = [s for s in self.servers if s != self.server] or self.servers
         self.connect(ctx, self.config.home.get(self.id) or self.rng.choice(others))
@@ -147,7 +158,7 @@ class ZkClient(Node):
             if self.config.auto and self.phase == HELD:
                 ctx.set_timer("hold", int(self.config.hold_ms * 1000))
             return
-        if src != self.server:
+        if src != self.server or self.closed:
             return
         ctx.set_timer("recv", int(self.timeout_ms * 2 / 3 * 1000))
         if k == "Connected":
@@ -165,9 +176,17 @@ class ZkClient(Node):
         elif k == "Expired":
             if m["session"] != self.session:
                 return
+            if m.get("closed"):  # our closeSession, committed while we talked to another server
+                self.become_closed(ctx)
+                return
             self.session_record("expire")
             self.session = None
             self.reset_recipe()
+            closing = [o for o in self.ops if o["do"] == "close"]
+            if closing:  # it was to be closed: nothing is left to close, and it stays closed
+                self.ops.remove(closing[0])
+                self.become_closed(ctx, record=False)
+                return
             self.move_to_same(ctx)
         elif k == "Reply":
             if self.pending is None or m["cxid"] != self.pending[0]:
@@ -176,6 +195,9 @@ class ZkClient(Node):
             self.pending = None
             self.on_reply(ctx, purpose, m)
         elif k == "Event":
+            p = m["path"]
+            if p != self.parent and not p.startswith(self.parent + "/"):
+                return  # a watch of the user's own calls (the server's `watch` record tells it)
             self.woken += 1
             if self.phase == WAIT and self.pending is None:
                 self.phase = LIST
@@ -183,7 +205,7 @@ class ZkClient(Node):
 
     def move_to_same(self, ctx) -> None:
         self.connected = False
-        self.pending = None
+        self.lose_pending()
         ctx.cancel_timer("ping")
         self.connect(ctx, self.server)
 
@@ -215,16 +237,23 @@ class ZkClient(Node):
                                "req": req})
 
     def step(self, ctx) -> None:
-        """Send the recipe's next request, if it has one and nothing is outstanding."""
+        """Send the user's next call, or the recipe's next request, if there is one and nothing is
+        outstanding. A closed session is opened anew first."""
+        if self.closed:
+            if self.want or self.ops:
+                self.reopen(ctx)
+            return
         if not self.connected or self.pending is not None:
             return
-        if self.reads:
-            path, sync = self.reads[0]
-            if sync:
-                self.reads[0] = (path, False)
-                self.request(ctx, "sync", {"op": "sync", "path": path})
+        if self.ops:
+            op = self.ops[0]
+            if op.get("sync"):
+                op["sync"] = False
+                op["synced"] = True
+                self.request(ctx, "sync", {"op": "sync", "path": op["path"]})
             else:
-                self.request(ctx, "read", {"op": "children", "path": path})
+                purpose = op["do"] if op["do"] in ("read", "close") else USER
+                self.request(ctx, purpose, op_request(op))
             return
         ph = self.phase
         if ph == IDLE and self.want and self.group and not self.parent_made:
@@ -254,9 +283,16 @@ class ZkClient(Node):
 
     def on_reply(self, ctx, purpose: str, m: dict) -> None:
         if purpose == "read":
-            path, _ = self.reads.pop(0)
+            path = self.ops.pop(0)["path"]
             self.records.append({"type": "read", "client": self.id, "server": self.server,
                                  "path": path, "children": m.get("children", []), "zxid": m["zxid"]})
+        elif purpose == "close":
+            if m["ok"]:
+                self.become_closed(ctx)
+                return
+            self.answered(self.ops.pop(0), m)
+        elif purpose == USER:
+            self.answered(self.ops.pop(0), m)
         elif purpose == PARENT:  # created, or there already: either way the group has its parent
             self.parent_made = True
             self.phase = IDLE
@@ -286,8 +322,11 @@ class ZkClient(Node):
         self.step(ctx)
 
     def check_children(self, ctx, m: dict) -> None:
-        """The lowest sequence number holds the lock; the others watch their predecessor."""
-        names = sorted(m.get("children", ()), key=lambda c: (seq_of(c), c))
+        """The lowest sequence number holds the lock; the others watch their predecessor. (Only
+        the recipe's nodes count: a child the user made by hand is not in the queue.)"""
+        mark = f"-{self.suffix}-"
+        names = sorted((c for c in m.get("children", ()) if mark in c and seq_of(c) is not None),
+                       key=lambda c: (seq_of(c), c))
         mine = self.my_node.rsplit("/", 1)[1] if self.my_node else None
         if not m["ok"] or mine not in names:
             self.phase, self.my_node = IDLE, None  # our node is gone (the session ended)
@@ -334,7 +373,59 @@ class ZkClient(Node):
         ctx.send(self.storage, {"kind": "Write", "token": self.token, "value": value,
                                 "req": self.writes})
 
-    # --- the user's actions -----------------------------------------------------------------------
+    # --- the user's calls --------------------------------------------------------------------------
+    def answered(self, op: dict, m: dict) -> None:
+        """An `op` record: the user's call and what its server answered (ZooKeeper's error name
+        when it was refused)."""
+        rec = {"type": "op", "client": self.id, "server": self.server, "op": op["do"],
+               "path": op.get("path"), "ok": bool(m["ok"]), "zxid": m["zxid"]}
+        if not m["ok"]:
+            rec["err"] = ERRORS.get(m["err"], m["err"])
+        for k in ("data", "version", "children", "exists"):
+            if k in m:
+                rec[k] = m[k]
+        if op["do"] == "create" and m["ok"]:
+            rec["created"] = m["path"]
+        for k in ("watch", "synced", "ephemeral", "sequential"):
+            if op.get(k):
+                rec[k] = True
+        if op["do"] in ("set", "delete"):
+            rec["asked_version"] = op["version"]
+        if op["do"] in ("create", "set"):
+            rec["asked_data"] = op["data"]
+        self.records.append(rec)
+
+    def lose_pending(self) -> None:
+        """The connection is gone with the request in flight: a write of the user's is told as
+        ConnectionLoss (it may have happened); a read, a sync or a close is asked again."""
+        if (self.pending is not None and self.pending[1] == USER
+                and self.ops[0]["do"] in ("create", "delete", "set")):
+            self.answered(self.ops.pop(0), {"ok": False, "err": "connection_loss", "zxid": None})
+        self.pending = None
+
+    def become_closed(self, ctx, record: bool = True) -> None:
+        """closeSession done: the session is gone, with whatever the recipe held (its ephemeral
+        node was deleted in the close's transaction). No pings, no reconnecting."""
+        if record:
+            self.session_record("close")
+        if self.ops and self.ops[0]["do"] == "close":
+            self.ops.pop(0)
+        self.session, self.connected, self.closed = None, False, True
+        self.pending = None
+        for t in ("recv", "ping", "hold"):
+            ctx.cancel_timer(t)
+        self.reset_recipe()
+        self.want = False
+        if self.config.auto:
+            ctx.set_timer("think", int(self.rng.random() * self.config.think_ms_max * 1000) + 1)
+        elif self.ops:
+            self.step(ctx)
+
+    def reopen(self, ctx) -> None:
+        """A closed client wants ZooKeeper again: a new session, on the server it last used."""
+        self.closed = False
+        self.connect(ctx, self.config.home.get(self.id) or self.server)
+
     def on_command(self, ctx, command):
         do = command["do"]
         if do == "acquire":
@@ -348,7 +439,49 @@ class ZkClient(Node):
             self.phase = RELEASE
             self.step(ctx)
         elif do == "read":
-            self.reads.append((command["path"], command["sync"]))
+            self.ops.append({"do": "read", "path": command["path"], "sync": command["sync"]})
+            self.step(ctx)
+        elif do == "close":
+            if self.closed or any(o["do"] == "close" for o in self.ops):
+                return  # closed already, or about to be
+            if self.session is None and not self.connected:
+                self.become_closed(ctx, record=False)  # no session yet: just stop connecting
+                return
+            self.ops.append({"do": "close"})
+            self.step(ctx)
+        elif do in OP_NAMES:
+            self.ops.append({k: v for k, v in command.items() if k != "node"})
             self.step(ctx)
         elif do == "write":
             self.write(ctx, command.get("value") or f"{self.id}:{self.writes + 1}")
+
+
+USER = "user"  # the purpose of a request that is one of the user's calls
+OP_NAMES = ("create", "delete", "set", "get", "get_children", "exists")
+ERRORS = {"no_node": "NoNode", "node_exists": "NodeExists", "bad_version": "BadVersion",
+          "not_empty": "NotEmpty", "no_children_for_ephemerals": "NoChildrenForEphemerals",
+          "no_session": "SessionExpired", "session_moved": "SessionMoved",
+          "connection_loss": "ConnectionLoss"}
+"""The engine's error codes (tree.py's PrepareError, the server's) by ZooKeeper's names
+(KeeperException.Code)."""
+
+
+def op_request(op: dict) -> dict:
+    """The request a queued call sends (a `read` as it always did: children, no watch)."""
+    do, path = op["do"], op.get("path")
+    if do == "read":
+        return {"op": "children", "path": path}
+    if do == "close":
+        return {"op": "close_session"}
+    if do == "create":
+        return {"op": "create", "path": path, "data": op["data"], "ephemeral": op["ephemeral"],
+                "sequential": op["sequential"]}
+    if do in ("set", "delete"):
+        req = {"op": do, "path": path, "version": op["version"]}
+        if do == "set":
+            req["data"] = op["data"]
+        return req
+    req = {"op": "children" if do == "get_children" else do, "path": path, "watch": op["watch"]}
+    if op["watch"]:
+        req["user"] = True  # (the server marks the watch as the user's, not the recipe's)
+    return req

@@ -16,6 +16,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from ...validation import Strict
+from .actions import check_znode_path
+from .tree import INITIAL, parent_of
 
 MUTATIONS = {
     "no_fencing": "The storage service accepts a write whatever its fencing token: a lock holder "
@@ -30,6 +32,15 @@ MUTATIONS = {
 }
 
 Mutation = Literal["no_fencing", "herd_watch", "expire_without_quorum", "propose_to_acked_only"]
+
+
+class InitialZnode(Strict):
+    """A persistent znode present from the start: its `data`, and `cversion`, the counter that
+    names its next sequential child (a lock parent with cversion 33 has had 33 sequential children
+    before: the next lock node is `...-lock-0000000033`)."""
+
+    data: str = Field("", max_length=32)
+    cversion: int = Field(0, ge=0, le=1_000_000_000, strict=True)
 
 
 class ZkConfig(Strict):
@@ -53,6 +64,21 @@ class ZkConfig(Strict):
     # A client's only server, as a connect string naming one server: {"c1": "n1"} (lessons).
     home: dict[str, str] = {}
     mutations: tuple[Mutation, ...] = ()
+    # The data tree every server starts with, beyond /lock and /election (which it may give data
+    # or a cversion): {"/lock": {"cversion": 33}}. Each node's parent is / or another of these.
+    initial_tree: dict[str, InitialZnode] | None = None
+
+    @field_validator("initial_tree")
+    @classmethod
+    def _tree(cls, v: dict[str, InitialZnode] | None) -> dict[str, InitialZnode] | None:
+        if v is None:
+            return v
+        for path in v:
+            check_znode_path(path)
+            par = parent_of(path)
+            if par != "/" and par not in v and par not in INITIAL:
+                raise ValueError(f"{path}: its parent {par} is neither / nor in the initial tree")
+        return v
 
     @field_validator("mutations")
     @classmethod

@@ -30,7 +30,7 @@ from .zab import ZERO, Channel, sid, vote_key, zx
 LOOKING, FOLLOWING, LEADING = "looking", "following", "leading"
 ELECTION, DISCOVERY, SYNCHRONIZATION, BROADCAST = "election", "discovery", "synchronization", "broadcast"
 READS = ("get", "exists", "children")
-WRITES = ("create", "delete", "set")
+WRITES = ("create", "delete", "set", "close_session")
 CLIENT_KINDS = ("Connect", "Ping", "Request")
 
 
@@ -60,7 +60,7 @@ class ZabServer(Node):
         self.current_epoch = p["current_epoch"]
         self.history: list[tuple] = list(p["history"])  # [(zxid, txn)], zxid order
         self.committed = 0  # how many history entries are committed (volatile)
-        self.tree = DataTree()
+        self.tree = DataTree(self.config.initial_tree)
         self.role = LOOKING
         self.phase = ELECTION
         self.leader: str | None = None
@@ -310,7 +310,7 @@ class ZabServer(Node):
         if self.committed > len(self.history) or (
                 self.committed and self.history[self.committed - 1][0] != self.tree.last_zxid):
             self.committed = 0
-            self.tree = DataTree()
+            self.tree = DataTree(self.config.initial_tree)
 
     def handle_newleader(self, ctx, m) -> None:
         """Spec: FollowerProcessNEWLEADER: adopt the epoch, acknowledge with ACKLD."""
@@ -407,7 +407,7 @@ class ZabServer(Node):
                 self.sync_learner(ctx, x, self.learners[x])
 
     def _replay(self, n: int) -> DataTree:
-        t = DataTree()
+        t = DataTree(self.config.initial_tree)
         for z, txn in self.history[:n]:
             t.apply(z, txn)
         return t
@@ -536,7 +536,10 @@ class ZabServer(Node):
         try:
             if self.owners.get(session, origin) != origin:
                 raise PrepareError("session_moved")
-            txn = self.tip.prepare(req, session)
+            if req["op"] == "close_session":
+                txn = self.close_txn(session)
+            else:
+                txn = self.tip.prepare(req, session)
         except PrepareError as e:
             err = {"kind": "ERROR", "client": client, "cxid": cxid, "err": e.code}
             if origin == self.id:
@@ -546,6 +549,15 @@ class ZabServer(Node):
             return
         txn.update(base, session=session)
         self.propose(ctx, txn)
+
+    def close_txn(self, session: str) -> dict:
+        """closeSession (Programmer's Guide, "ZooKeeper Sessions"): a replicated `session_close`
+        that deletes the session's ephemerals in the same step, as an expiry does; the session's
+        deadline goes with it (nothing is left to expire)."""
+        if session not in self.tip.sessions:
+            raise PrepareError("no_session")
+        self.deadlines.pop(session, None)
+        return self.tip.expire_txn(session, "session_close")
 
     def touch(self, ctx, s: str) -> None:
         if s in self.deadlines and s in self.tree.sessions:
@@ -626,13 +638,17 @@ class ZabServer(Node):
                 self.deadlines.pop(txn["session"], None)
                 self.owners.pop(txn["session"], None)
         self.fire_watches(ctx, z, changed)
+        mine = txn.get("origin") == self.id and self.phase == BROADCAST
         if op in ("session_expire", "session_close"):
             conn = self.conns.pop(txn["session"], None)
             for key in list(self.watches):
                 self.watches[key].pop(txn["session"], None)
-            if conn is not None:
-                ctx.send(conn[0], {"kind": "Expired", "session": txn["session"]})
-        if txn.get("origin") != self.id or self.phase != BROADCAST:
+            if conn is not None and not (op == "session_close" and mine):
+                gone = {"kind": "Expired", "session": txn["session"]}
+                if op == "session_close":
+                    gone["closed"] = True  # (the client closed it, through another server)
+                ctx.send(conn[0], gone)
+        if not mine:
             return
         client = txn["client"]
         if op == "session_open":
@@ -644,7 +660,12 @@ class ZabServer(Node):
         elif op in ("create", "delete", "set"):
             reply = {"kind": "Reply", "cxid": txn["cxid"], "ok": True, "op": op,
                      "path": txn["path"], "zxid": list(z)}
+            if op == "set":
+                reply["version"] = txn["version"]
             ctx.send(client, reply)
+        elif op == "session_close":
+            ctx.send(client, {"kind": "Reply", "cxid": txn["cxid"], "ok": True,
+                              "op": "close_session", "zxid": list(z)})
 
     def fire_watches(self, ctx, z, changed) -> None:
         """One-time watches (Programmer's Guide, "ZooKeeper Watches"): fired once, then gone; the
@@ -655,8 +676,11 @@ class ZabServer(Node):
                 continue
             for s in sorted(sessions):
                 conn = self.conns.get(s)
-                self.records.append({"type": "watch", "node": self.id, "session": s, "path": path,
-                                     "kind": kind, "event": "fire", "zxid": list(z)})
+                rec = {"type": "watch", "node": self.id, "session": s, "path": path,
+                       "kind": kind, "event": "fire", "zxid": list(z)}
+                if sessions[s]:
+                    rec["user"] = True
+                self.records.append(rec)
                 if conn is not None:
                     ctx.send(conn[0], {"kind": "Event", "session": s, "path": path, "watch": kind,
                                        "zxid": list(z)})
@@ -734,7 +758,14 @@ class ZabServer(Node):
             reply.update(data=z.data, version=z.version)
         if req.get("watch") and (z is not None or op == "exists"):
             kind = "children" if op == "children" else "data"
-            self.watches.setdefault((path, kind), {})[s] = None
-            self.records.append({"type": "watch", "node": self.id, "session": s, "path": path,
-                                 "kind": kind, "event": "set", "zxid": list(self.tree.last_zxid)})
+            # A watch the user's own call set (not the recipe's) is marked: the herd checker
+            # counts only the recipe's. One watch per session and path, whoever asked.
+            watchers = self.watches.setdefault((path, kind), {})
+            user = bool(req.get("user")) and watchers.get(s, True) is True
+            watchers[s] = True if user else None
+            rec = {"type": "watch", "node": self.id, "session": s, "path": path,
+                   "kind": kind, "event": "set", "zxid": list(self.tree.last_zxid)}
+            if user:
+                rec["user"] = True
+            self.records.append(rec)
         ctx.send(client, reply)

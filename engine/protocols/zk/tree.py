@@ -57,7 +57,9 @@ class DataTree:
     """Znodes by path, and which session owns which ephemerals. Sessions are known from their
     `session_open` transaction until their `session_expire` or `session_close`."""
 
-    def __init__(self):
+    def __init__(self, initial=None):
+        """The tree before any transaction: / with /lock and /election, and the config's
+        `initial_tree` ({path: {data, cversion}}, each parent before its children)."""
         self.nodes: dict[str, Znode] = {ROOT: Znode()}
         self.sessions: dict[str, float] = {}  # session -> negotiated timeout (ms)
         self.ephemerals: dict[str, set[str]] = {}  # session -> paths
@@ -65,6 +67,11 @@ class DataTree:
         for p in INITIAL:
             self.nodes[p] = Znode()
             self.nodes[ROOT].children.add(p)
+        for p in sorted(initial or (), key=lambda p: (p.count("/"), p)):
+            z = initial[p]
+            self.nodes.setdefault(p, Znode())
+            self.nodes[p].data, self.nodes[p].cversion = z.data, z.cversion
+            self.nodes[parent_of(p)].children.add(p)
 
     # --- reads ----------------------------------------------------------------------------------
     def get(self, path: str) -> Znode | None:
@@ -79,14 +86,16 @@ class DataTree:
     def prepare(self, req: dict, session: str) -> dict:
         """The transaction for a client's write `req` (op create|delete|set, path, ...), checked
         against this tree. Raises PrepareError("no_node"|"node_exists"|"bad_version"|
-        "not_empty"|"no_session")."""
+        "not_empty"|"no_children_for_ephemerals"|"no_session")."""
         op, path = req["op"], req["path"]
         if session not in self.sessions:
             raise PrepareError("no_session")
         if op == "create":
             par = self.nodes.get(parent_of(path))
-            if par is None or par.ephemeral_owner is not None:
+            if par is None:
                 raise PrepareError("no_node")
+            if par.ephemeral_owner is not None:  # ephemeral nodes have no children
+                raise PrepareError("no_children_for_ephemerals")
             seq = None
             if req.get("sequential"):
                 seq = par.cversion
@@ -120,8 +129,10 @@ class DataTree:
 
     # --- every server: apply a committed transaction --------------------------------------------
     def apply(self, zxid: tuple[int, int], txn: dict) -> list[tuple[str, str]]:
-        """Apply one committed transaction. Returns what changed, for watches: (path, "data") for a
-        created, deleted or set znode and (parent, "children") for its parent."""
+        """Apply one committed transaction. Returns what changed, for watches (Programmer's Guide,
+        "Semantics of Watches"): (path, "data") for a created, deleted or set znode,
+        (parent, "children") for its parent, and (path, "children") for a deleted one (a delete
+        triggers the node's children watches too)."""
         self.last_zxid = zxid
         op = txn["op"]
         changed: list[tuple[str, str]] = []
@@ -158,7 +169,7 @@ class DataTree:
         self.nodes[parent_of(path)].children.discard(path)
         if z.ephemeral_owner is not None:
             self.ephemerals.get(z.ephemeral_owner, set()).discard(path)
-        return [(path, "data"), (parent_of(path), "children")]
+        return [(path, "data"), (parent_of(path), "children"), (path, "children")]
 
     def view(self) -> dict:
         """The tree for the page: {path: {data, version, owner?, children}} (sorted)."""

@@ -1,5 +1,5 @@
 """ZooKeeper in words: message labels (the page's pills) and the transcript's lines for `state`,
-`txn`, `session`, `watch` and `write` records. Zxids read as `e.c` (epoch, counter)."""
+`txn`, `session`, `watch`, `write`, `read` and `op` records. Zxids read as `e.c` (epoch, counter)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ def _req(r: dict) -> str:
         return f"create {r['path']}" + (f" [{flags}]" if flags else "")
     if op in ("get", "exists", "children"):
         return f"{op} {r['path']}" + (" +watch" if r.get("watch") else "")
+    if op in ("set", "delete") and "version" in r:
+        return f"{op} {r['path']} v{r['version']}"
     return f"{op} {r.get('path', '')}".rstrip()
 
 
@@ -54,6 +56,8 @@ def message(m: dict) -> str:
         return f"Connect {m['session'] or 'new session'} ({m['timeout_ms']:g} ms)"
     if k == "Connected":
         return f"Connected {m['session']} ({m['timeout_ms']:g} ms)"
+    if k == "Expired" and m.get("closed"):
+        return f"Expired {m['session']} (closed)"
     if k in ("Expired", "Ping", "Pong"):
         return f"{k} {m['session']}"
     if k == "Request":
@@ -132,6 +136,33 @@ def read_words(rec: dict) -> str:
     return f"{rec['client']:>4} read {rec['path']} on {rec['server']} @{zl(rec['zxid'])}: {kids}"
 
 
+def op_words(rec: dict) -> str:
+    """A user's call and its answer: `c1 set /data v0 -> ok version 1 @1.5 on n2`."""
+    what = rec["op"] + (f" {rec['path']}" if rec.get("path") else "")
+    if "asked_version" in rec:
+        what += f" v{rec['asked_version']}"
+    for flag in ("ephemeral", "sequential", "watch", "synced"):
+        if rec.get(flag):
+            what += f" +{flag}"
+    if not rec["ok"]:
+        got = f"error {rec['err']}"
+    else:
+        got = "ok"
+        if "created" in rec:
+            got += f" {rec['created']}"
+        if "data" in rec:
+            got += f" data={rec['data']!r}"
+        if "version" in rec:
+            got += f" version {rec['version']}"
+        if "children" in rec:
+            got += f" [{', '.join(rec['children'])}]"
+        if "exists" in rec:
+            got += f" exists={rec['exists']}"
+    at = f" @{zl(rec['zxid'])}" if rec.get("zxid") else ""
+    return f"{rec['client']:>4} {what} -> {got}{at} on {rec['server']}"
+
+
 ZK_WORDS = Words(message=message, records={"state": state_words, "txn": txn_words,
                                            "session": session_words, "watch": watch_words,
-                                           "write": write_words, "read": read_words})
+                                           "write": write_words, "read": read_words,
+                                           "op": op_words})

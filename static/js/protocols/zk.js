@@ -18,6 +18,7 @@ const LOCK_NAME = /^(c\d+)-\d+-lock-(\d{10})$/;
 // A lock node's short name, as the pills give it: c2·1 (client c2, sequence number 1).
 const shortName = (name) => { const m = LOCK_NAME.exec(name || ""); return m ? `${m[1]}·${Number(m[2])}` : name; };
 const seqOf = (name) => { const m = /(\d{10})$/.exec(name || ""); return m ? Number(m[1]) : null; };
+const RECIPE_PATHS = ["/lock", "/election", "/group"];
 const FILL = {idle: "#5b6472", waiter: "#2f5fa7", holder: "#17803d", standby: "#2f5fa7", active: "#17803d",
   storage: "#6b4f2a", down: "#c9cdd3"};
 
@@ -39,7 +40,7 @@ export function look(n) {
     const releasing = n.recipe === "release" && r !== "down";
     label = releasing ? "RELEASING" : {holder: "HOLDS LOCK", waiter: "WAITING", idle: "IDLE", active: "★ ACTIVE", standby: "STANDBY", member: "MEMBER", joining: "JOINING", down: "CRASHED"}[r] || r.toUpperCase();
     words = r === "holder" ? `holds the lock, token ${n.token}` : releasing ? "releasing the lock" : r === "down" ? "crashed" : `${r}${n.lock_node ? ", queued" : ""}`;
-    sub = r === "down" ? "" : n.token != null && (r === "holder" || r === "active") ? `token ${n.token}` : n.session || "no session";
+    sub = r === "down" ? "" : n.token != null && (r === "holder" || r === "active") ? `token ${n.token}` : n.session || (n.closed ? "closed" : "no session");
   } else {
     cls = n.role === "down" ? "down" : "storage"; fill = n.role === "down" ? FILL.down : FILL.storage;
     label = n.role === "down" ? "CRASHED" : "STORAGE"; words = `storage, newest token ${n.token ?? "none"}`;
@@ -65,6 +66,7 @@ export function badge(n, state) {
   const on = n.connected_to ? `on ${n.connected_to}` : "disconnected";
   const holds = n.role === "holder" || n.role === "active";
   if (holds && (n.status === "paused" || !n.connected_to)) return "⚠ believes it holds";
+  if (n.closed) return "session closed";
   return n.session ? `${on} · ${n.session}` : on;
 }
 
@@ -97,7 +99,28 @@ export function menu(id, n, state) {
   const path = state.extras.parent || "/lock";
   items.push({label: `Read ${path} from its server (may be stale)`, action: {do: "read", node: id, path}});
   items.push({label: `Read ${path} after sync (fresh)`, action: {do: "read", node: id, path, sync: true}});
+  items.push(...dataItems(id, n, state));
+  items.push({label: `Close ${id}'s session`, ...(n.status === "paused" ? {say: `${id} is paused: resume it first`}
+    : n.session ? {action: {do: "close", node: id}} : {say: `${id} has no session${n.closed ? " (closed: its next call opens one)" : ""}`})});
   return items;
+}
+
+// The client API on one plain znode, /data, as the client's own server has it (its version there:
+// a server behind the leader offers an old one, and the set comes back BadVersion).
+const DATA = "/data";
+let dataNo = 0;
+function dataItems(id, n, state) {
+  if (n.status === "paused") return [];
+  const srv = state.nodes[n.connected_to] || state.nodes[leaderOf(state)] || {};
+  const z = (srv.tree || []).find(([p]) => p === DATA);
+  if (!z) {
+    return [{label: `Create ${DATA}`, action: () => ({do: "create", node: id, path: DATA, data: `${id}-v${++dataNo}`})},
+      {label: `Exists ${DATA} + watch (fires when it is made)`, action: {do: "exists", node: id, path: DATA, watch: true}}];
+  }
+  const version = z[2];
+  return [{label: `Set ${DATA} (version ${version})`, action: () => ({do: "set", node: id, path: DATA, data: `${id}-v${++dataNo}`, version})},
+    {label: `Get ${DATA} + watch`, action: {do: "get", node: id, path: DATA, watch: true}},
+    {label: `Delete ${DATA} (version ${version})`, action: {do: "delete", node: id, path: DATA, version}}];
 }
 
 // The toolbar's button and the C key (coord.js): the first idle client asks for the lock.
@@ -201,6 +224,19 @@ function render(el, state, projector) {
       + `<td style="white-space:nowrap;${i === 0 ? "font-weight:800;color:#17803d" : ""}">${esc(queue)}</td></tr>`;
   });
   h += `</tbody></table>`;
+
+  // The znodes the clients' own calls made (outside the recipes' parents): data, version, watches.
+  const plain = tree.filter(([p]) => !RECIPE_PATHS.some((r) => p === r || p.startsWith(r + "/")));
+  if (plain.length) {
+    h += `<p class="zk-plain" style="margin:2px 0">${projector ? "" : "<strong>Other znodes:</strong> "}`;
+    h += plain.map(([p, data, version, owner]) => {
+      const w = watches[p] || {};
+      const marks = (w.data ? ` ◎${w.data}` : "") + (w.children ? ` ◎${w.children} children` : "");
+      return `<span data-znode="${esc(p)}" data-version="${version}" class="mono" style="white-space:nowrap;padding:0 4px;border-radius:4px;${marks ? "background:#fff3b0;" : ""}">`
+        + `${esc(p)} = ${esc(JSON.stringify(data))} v${version}${owner ? ` (ephemeral of ${esc(owner)})` : ""}${esc(marks)}</span>`;
+    }).join(" ");
+    h += `</p>`;
+  }
 
   // What each client believes, and the watch notifications it has received (the herd count).
   const woken = clients.reduce((s, c) => s + (state.nodes[c].woken || 0), 0);

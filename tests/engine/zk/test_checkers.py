@@ -74,6 +74,11 @@ def test_watches_fire_once_after_a_change():
     assert feed(ck.WatchOnce, [w("set", (1, 3)), gone, w("fire", (1, 5)), w("fire", (1, 5))])  # twice
     assert feed(ck.WatchOnce, [w("set", (1, 3)), other, w("fire", (1, 5))])  # path unchanged
     assert feed(ck.WatchOnce, [gone, w("set", (1, 6)), w("fire", (1, 5))])  # before it was set
+    # A children watch on a node fires with the node's own delete (and its session's end).
+    assert not feed(ck.WatchOnce, [w("set", (1, 3), "/lock/a", "children"), gone, w("fire", (1, 5), "/lock/a", "children")])
+    end = txn("n1", (1, 5), "session_close", session="s1.1", deleted=["/lock/a"])
+    assert not feed(ck.WatchOnce, [w("set", (1, 3), "/lock/a", "children"), end, w("fire", (1, 5), "/lock/a", "children")])
+    assert feed(ck.WatchOnce, [w("set", (1, 3), "/lock/b", "children"), gone, w("fire", (1, 5), "/lock/b", "children")])
 
 
 def test_fencing_tokens_never_go_back():
@@ -99,3 +104,17 @@ def test_no_herd():
     gone = txn("n1", (1, 5), "delete", path="/lock/a")
     assert not feed(ck.NoHerd, [gone, fire("s1", (1, 5)), {**fire("s1", (1, 5)), "node": "n2"}])
     assert feed(ck.NoHerd, [gone, fire("s1", (1, 5)), fire("s2", (1, 5))])
+    # A predecessor watch left from an earlier turn in the queue (s2 released while waiting on
+    # a, then queued again behind b) fires with a's delete, but s2 is not a waiter on a: no herd.
+    mk = lambda z, name, seq, owner: txn("n1", z, "create", path=f"/lock/{name}", seq=seq, ephemeral_owner=owner)
+    dfire = lambda s, z: {"type": "watch", "node": "n1", "session": s, "path": "/lock/a-0000000000",
+                          "kind": "data", "event": "fire", "zxid": list(z)}
+    queue = [mk((1, 1), "a-0000000000", 0, "s0"), mk((1, 2), "b-0000000001", 1, "s2"),
+             txn("n1", (1, 3), "delete", path="/lock/b-0000000001"), mk((1, 4), "c-0000000002", 2, "s3"),
+             mk((1, 5), "d-0000000003", 3, "s2"), txn("n1", (1, 6), "delete", path="/lock/a-0000000000")]
+    assert not feed(ck.NoHerd, queue + [dfire("s3", (1, 6)), dfire("s2", (1, 6))])
+    # s3, the node just above a, is a waiter woken by it: with one more woken (a parent watch),
+    # it is a herd again.
+    assert feed(ck.NoHerd, queue + [dfire("s3", (1, 6)), fire("s5", (1, 6))])
+    # A watch the user's own call set (`user`) is not the recipe's: it makes no herd.
+    assert not feed(ck.NoHerd, [gone, fire("s1", (1, 5)), {**fire("s2", (1, 5)), "user": True}])

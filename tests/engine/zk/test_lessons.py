@@ -19,14 +19,21 @@ def of(recs, typ, **match):
 
 
 def test_fencing_stops_the_paused_holder():
-    sim, recs = run(lesson("zk_fencing"))
+    # The story: the lock taken 33 times before (/lock's counter starts at 33), so c1
+    # holds it with token 33 and c2 takes it with 34.
+    d = lesson("zk_fencing")
+    assert d["config"]["initial_tree"] == {"/lock": {"cversion": 33}}
+    sim, recs = run(d)
     writes = of(recs, "write")
     assert [(w["client"], w["token"], w["accepted"]) for w in writes] == [
-        ("c1", 0, True), ("c2", 1, True), ("c1", 0, False)]
+        ("c1", 33, True), ("c2", 34, True), ("c1", 33, False)]
+    assert [round(w["t"]) for w in writes] == [711, 1810, 2214]
     expiry = of(recs, "txn", op="session_expire", node="n1")[0]
-    assert 1200 <= expiry["t"] < 1400 and expiry["deleted"] == ["/lock/c1-1-lock-0000000000"]
+    assert 1200 <= expiry["t"] < 1300 and expiry["deleted"] == ["/lock/c1-1-lock-0000000033"]
+    c2 = [r for r in of(recs, "state", node="c2") if r["holds_lock"]][0]
+    assert c2["token"] == 34 and expiry["t"] < c2["t"] < 1300
     c1 = [r for r in of(recs, "state", node="c1") if r["t"] <= 2200]
-    assert c1[-1]["holds_lock"] is True and c1[-1]["token"] == 0  # still believed it on waking
+    assert c1[-1]["holds_lock"] is True and c1[-1]["token"] == 33  # still believed it on waking
     assert of(recs, "session", client="c1", event="expire")[0]["t"] > 2200  # learned on reconnect
     assert sim.nodes["st"].value == "c2" and sim.violations == []
 
@@ -34,7 +41,7 @@ def test_fencing_stops_the_paused_holder():
 def test_without_fencing_the_storage_is_corrupted():
     sim, recs = run(lesson("zk_fencing_off"))
     assert [(w["client"], w["token"], w["accepted"]) for w in of(recs, "write")] == [
-        ("c1", 0, True), ("c2", 1, True), ("c1", 0, True)]
+        ("c1", 33, True), ("c2", 34, True), ("c1", 33, True)]
     assert sim.nodes["st"].value == "c1-stale"
     assert [v["invariant"] for v in sim.violations] == ["Fencing tokens never go back"]
 
