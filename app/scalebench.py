@@ -711,6 +711,7 @@ def run_scale(sessions: int, clients: int, warmup_s: float, measure_s: float,
         "click_server_ms": {k: v and {part: v.get(f"click_{part}_ms") for part in ("to_relay", "relay", "send")}
                             for k, v in server_side.items()},
         "loop_lag_ms": {k: v and v.get("loop_lag_ms") for k, v in server_side.items()},
+        "gc_full_collections": {k: v and v.get("gc_full_collections") for k, v in server_side.items()},
         "clicks": clicks, "clicks_per_s": round(clicks / measure_s, 1),
         "redis_ops_per_click": round(total_ops / clicks, 2) if clicks else None,
         "redis_sets_per_click": round(ops.get("set", 0) / clicks, 2) if clicks else None,

@@ -280,7 +280,9 @@ class FramesMixin:
             frame = self._events(due_wall_ms)
             if frame is None:
                 return
-            if due_wall_ms is not None and len(frame) == 3:  # a tick's frame that says only t and w
+            # A tick's frame that says only t and w (and no newer durability to tell: `dur`
+            # rides on the next frame sent, app/session/runner.py flush).
+            if due_wall_ms is not None and len(frame) == 3 and self.durable_seq <= self.dur_told:
                 self.quiet_ticks += 1
                 if self.quiet_ticks < self.settings.quiet_frame_every:
                     return

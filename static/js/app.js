@@ -192,6 +192,8 @@ const spacetime = new SpaceTime(document.querySelector("#spacetime"), {
 });
 const control = (c) => {
   if (c.do === "seek" && c.t > state.t) jumpPending = true;
+  // Played to a pause point: the clock running on between frames stops there (displayTime).
+  if (c.do === "play") state.playUntil = c.until ?? null;
   send({type: "control", ...c});
 };
 
@@ -709,7 +711,8 @@ function displayTime() {
   // While nothing happens the server sends a frame only every `quiet_frame_ms`: the clock runs
   // on until then (and a little more, for a late frame), never further.
   const ahead = Math.min(performance.now() - state.recvAt, state.quietMs + state.frameMs * 2) * state.speed;
-  return state.t + ahead;
+  const stop = Math.min(state.end ?? Infinity, state.playUntil > state.t ? state.playUntil : Infinity);
+  return Math.min(state.t + ahead, stop);
 }
 
 let lastClock = 0;

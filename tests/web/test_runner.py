@@ -133,3 +133,18 @@ def test_a_quiet_tick_sends_its_empty_frame_only_every_quiet_frame_every_ticks(t
         assert not s.outbox, i
     s.queue_events(2350.0)
     assert [f["w"] for f, _ in s.outbox.take()] == [2350.0]
+
+
+def test_a_quiet_tick_with_newer_durability_to_tell_sends_its_frame():
+    """A recipe made durable (app/rooms.py) is told on the next frame sent (`dur`): a quiet tick
+    does not hold that back."""
+    st = Settings.from_env({}, quiet_frame_every=5)
+    s = Session("d", st, {}, default_scenario(st, seed=1))
+    s.pending_recs = []
+    s.queue_events(1000.0)
+    s.outbox.take()
+    s.queue_events(1050.0)
+    assert not s.outbox  # quiet: held back
+    s.durable_seq = s.dur_told + 3
+    s.queue_events(1100.0)
+    assert [f["w"] for f, _ in s.outbox.take()] == [1100.0]
