@@ -198,12 +198,10 @@ class SessionManager:
     async def keep_gc(self) -> None:
         """Keep the collector's full collections short. A full collection scans every container
         the sessions hold (about 150 ms for 250 sessions on this VM, while no session ticks or
-        sends): every `gc_freeze_every_s` the survivors of a collection of the young generations
-        are frozen (`gc.freeze`: later full collections skip them; memory freed by reference
-        counting as usual). Only the young: a full collection here would scan everything not yet
-        frozen (133 ms at 500 sessions for the first one, measured). Every `gc_full_every_s` the
-        frozen are unfrozen and collected once, so cyclic garbage among them (a closed session's)
-        waits at most that long."""
+        sends): every `gc_freeze_every_s` the survivors of a collection of what is new are frozen
+        (`gc.freeze`: later full collections skip them; memory freed by reference counting as
+        usual); every `gc_full_every_s` they are unfrozen and collected once, so cyclic garbage
+        among them (a closed session's) waits at most that long."""
         st = self.settings
         loop = asyncio.get_running_loop()
         full_at = loop.time() + st.gc_full_every_s
@@ -212,9 +210,7 @@ class SessionManager:
             if loop.time() >= full_at:
                 full_at = loop.time() + st.gc_full_every_s
                 gc.unfreeze()
-                gc.collect()
-            else:
-                gc.collect(1)
+            gc.collect()
             gc.freeze()
 
     def start(self) -> None:
