@@ -70,6 +70,11 @@ class RunnerMixin:
                 # A detached session queues again when it comes back, with the CPU it has had.
                 self.gate.release(self.id)
             self.queued_at = 0
+            # The old connection's protocol object (and its buffers) must not outlive it here:
+            # it refers back to this session through its ASGI task, a cycle only a full
+            # collection would break.
+            if self._raw_cache is not None and self._raw_cache[0] is not self.ws:
+                self._raw_cache = None
 
     async def _run(self, ws) -> None:
         loop = asyncio.get_running_loop()
