@@ -182,9 +182,7 @@ class ZkClient(Node):
             self.session_record("expire")
             self.session = None
             self.reset_recipe()
-            closing = [o for o in self.ops if o["do"] == "close"]
-            if closing:  # it was to be closed: nothing is left to close, and it stays closed
-                self.ops.remove(closing[0])
+            if self.fail_queued():  # it was to be closed: nothing is left to close, it stays closed
                 self.become_closed(ctx, record=False)
                 return
             self.move_to_same(ctx)
@@ -291,6 +289,11 @@ class ZkClient(Node):
                 self.become_closed(ctx)
                 return
             self.answered(self.ops.pop(0), m)
+            if m["err"] == "no_session":  # expired before the close got there: the handle is dead
+                self.session_record("expire")
+                self.session = None
+                self.become_closed(ctx, record=False)  # (the calls queued after it: a new one)
+                return
         elif purpose == USER:
             self.answered(self.ops.pop(0), m)
         elif purpose == PARENT:  # created, or there already: either way the group has its parent
@@ -403,6 +406,19 @@ class ZkClient(Node):
             self.answered(self.ops.pop(0), {"ok": False, "err": "connection_loss", "zxid": None})
         self.pending = None
 
+    def fail_queued(self) -> bool:
+        """The session is gone (expired, or expired before our close got there): ZooKeeper's
+        handle is dead and every call still outstanding on it fails with SessionExpired
+        (ClientCnxn's cleanup). The calls queued before a close fail so; the close is done
+        (nothing is left to close). Calls the user made after the close stay queued: they are for
+        the next session. Returns whether a close was queued."""
+        at = next((i for i, o in enumerate(self.ops) if o["do"] == "close"), None)
+        ahead = self.ops[:at] if at is not None else self.ops
+        self.ops = self.ops[at + 1:] if at is not None else []
+        for op in ahead:
+            self.answered(op, {"ok": False, "err": "no_session", "zxid": None})
+        return at is not None
+
     def become_closed(self, ctx, record: bool = True) -> None:
         """closeSession done: the session is gone, with whatever the recipe held (its ephemeral
         node was deleted in the close's transaction). No pings, no reconnecting."""
@@ -445,7 +461,8 @@ class ZkClient(Node):
             if self.closed or any(o["do"] == "close" for o in self.ops):
                 return  # closed already, or about to be
             if self.session is None and not self.connected:
-                self.become_closed(ctx, record=False)  # no session yet: just stop connecting
+                self.fail_queued()  # no session yet: the calls asked of it fail; stop connecting
+                self.become_closed(ctx, record=False)
                 return
             self.ops.append({"do": "close"})
             self.step(ctx)

@@ -156,9 +156,14 @@ def test_a_write_in_flight_when_the_connection_goes_is_connection_loss():
                  actions=[{"at": 500, "do": "create", "node": "c1", "path": "/data"},
                           {"at": 500, "do": "partition", "groups": [["c1"]]},
                           {"at": 1200, "do": "heal"},
-                          {"at": 1300, "do": "get", "node": "c1", "path": "/data"}])
+                          {"at": 1300, "do": "get", "node": "c1", "path": "/data"},
+                          {"at": 1500, "do": "get", "node": "c1", "path": "/data"}])
     sim, recs = run(d)
-    lost, after = of(recs, "op", client="c1")
+    lost, dead, after = of(recs, "op", client="c1")
+    # The get asked at 1300, before c1 hears (at about 1312) that its session expired in the
+    # partition, fails with it: the handle is dead. The one at 1500 runs on the new session.
+    assert (dead["op"], dead["err"]) == ("get", "SessionExpired")
+    assert of(recs, "session", client="c1", event="expire")[0]["t"] <= dead["t"]
     assert (lost["op"], lost["ok"], lost["err"]) == ("create", False, "ConnectionLoss")
     assert of(recs, "session", client="c1", event="disconnect")[0]["t"] <= lost["t"]
     assert after["op"] == "get" and after["err"] == "NoNode"  # the create never reached a server
@@ -305,4 +310,70 @@ def test_a_close_that_meets_the_expiry_leaves_the_client_closed():
     assert events == ["open", "disconnect", "expire"], events
     assert of(recs, "txn", op="session_expire", node="n1") and not of(recs, "txn", op="session_close")
     assert sim.nodes["c1"].closed and sim.nodes["c1"].session is None and sim.nodes["c1"].ops == []
+    assert sim.violations == []
+
+
+def test_a_close_refused_because_the_session_expired_leaves_the_client_closed():
+    # The leader n3 has already proposed c1's expiry when c1's close gets there (c1 partitioned
+    # 600-1100, n3's links slow): the close is refused with SessionExpired. The handle is dead:
+    # c1 ends closed, no new session (it used to drop the close and open s1.5).
+    d = scenario(duration_ms=2500, config={"clients": 2, "auto": False, "home": {"c1": "n3", "c2": "n2"}},
+                 actions=[{"at": 300, "do": "acquire", "node": "c1"},
+                          {"at": 400, "do": "set_link", "from": "n3", "to": "n1", "latency_ms": [120, 120]},
+                          {"at": 400, "do": "set_link", "from": "n3", "to": "n2", "latency_ms": [120, 120]},
+                          {"at": 600, "do": "partition", "groups": [["c1"]]},
+                          {"at": 1099, "do": "close", "node": "c1"},
+                          {"at": 1100, "do": "heal"}])
+    sim, recs = run(d)
+    events = [(r["event"], r["session"]) for r in of(recs, "session", client="c1")]
+    assert events[-1] == ("expire", "s1.1") and ("open", "s1.1") == events[0], events
+    assert [r["session"] for r in of(recs, "session", client="c1", event="open")] == ["s1.1"]
+    refused = of(recs, "op", client="c1", op="close")
+    assert len(refused) == 1 and refused[0]["err"] == "SessionExpired"
+    c1 = sim.nodes["c1"]
+    assert c1.closed and c1.session is None and c1.ops == []
+    assert sim.violations == []
+
+
+def test_calls_queued_before_a_close_fail_with_session_expired():
+    # A get in flight when c1 is cut off, a create and a close queued behind it; the session
+    # expires meanwhile. On reconnect the handle is dead: the get and the create fail with
+    # SessionExpired (they used to run on a new session, the create's /x owned by it), the close
+    # is done, and c1 ends closed.
+    d = scenario(duration_ms=3000, config={**BASE},
+                 actions=[{"at": 300, "do": "acquire", "node": "c1"},
+                          {"at": 600, "do": "partition", "groups": [["c1"]]},
+                          {"at": 640, "do": "get", "node": "c1", "path": "/a"},
+                          {"at": 645, "do": "create", "node": "c1", "path": "/x", "ephemeral": True},
+                          {"at": 650, "do": "close", "node": "c1"},
+                          {"at": 1600, "do": "heal"},
+                          {"at": 2000, "do": "get", "node": "c2", "path": "/x"}])
+    sim, recs = run(d)
+    assert [r["event"] for r in of(recs, "session", client="c1")] == ["open", "disconnect", "expire"]
+    assert [(r["op"], r["err"]) for r in of(recs, "op", client="c1")] == [
+        ("get", "SessionExpired"), ("create", "SessionExpired")]
+    assert not of(recs, "txn", path="/x")
+    assert of(recs, "op", client="c2", op="get")[0]["err"] == "NoNode"
+    c1 = sim.nodes["c1"]
+    assert c1.closed and c1.session is None and c1.ops == []
+    assert sim.violations == []
+
+
+def test_a_call_after_the_close_is_for_the_next_session():
+    # The same, with a set asked after the close: the calls before it fail, the close is done,
+    # and the set opens a new session (the user's next call, as after any close).
+    d = scenario(duration_ms=3500, config={**BASE},
+                 actions=[{"at": 300, "do": "acquire", "node": "c1"},
+                          {"at": 600, "do": "partition", "groups": [["c1"]]},
+                          {"at": 640, "do": "get", "node": "c1", "path": "/a"},
+                          {"at": 645, "do": "create", "node": "c1", "path": "/x"},
+                          {"at": 650, "do": "close", "node": "c1"},
+                          {"at": 655, "do": "create", "node": "c1", "path": "/y"},
+                          {"at": 1600, "do": "heal"}])
+    sim, recs = run(d)
+    opened = [r["session"] for r in of(recs, "session", client="c1", event="open")]
+    assert len(opened) == 2, opened
+    ops = [(r["op"], r["path"], r.get("err")) for r in of(recs, "op", client="c1")]
+    assert ops == [("get", "/a", "SessionExpired"), ("create", "/x", "SessionExpired"),
+                   ("create", "/y", None)], ops
     assert sim.violations == []
