@@ -2,8 +2,9 @@
 
 Session (Programmer's Guide, "ZooKeeper Sessions"): the client connects to one server, pings every
 third of its session timeout, and counts itself disconnected when it hears nothing from that
-server for two thirds of it (ZooKeeper's readTimeout); then it tries another server with the same
-session. Only a server can tell it the session expired, so a partitioned or paused client learns
+server for two thirds of it (ZooKeeper's readTimeout), or when a request has gone unanswered that
+long while pongs still come (the model's stand-in for TCP, see `heard`); then it tries another
+server with the same session. Only a server can tell it the session expired, so a partitioned or paused client learns
 of its expiry on reconnect.
 
 Recipes (ZooKeeper Recipes and Solutions):
@@ -56,6 +57,7 @@ class ZkClient(Node):
         self.connected = False
         self.cxid = 0
         self.pending: tuple | None = None  # (cxid, purpose)
+        self.asked_us = 0  # when the pending request was sent
         self.want = False
         self.phase = IDLE
         self.attempt = 0
@@ -125,6 +127,29 @@ class ZkClient(Node):
                           "timeout_ms": self.config.session_timeout_ms})
         ctx.set_timer("recv", int(self.timeout_ms * 2 / 3 * 1000))
 
+    def heard(self, ctx, m: dict) -> bool:
+        """Word from the server: the connection is alive for another read timeout (two thirds of
+        the session timeout, ZooKeeper's readTimeout). Returns False, having dropped the
+        connection, when a request of ours has gone unanswered for the read timeout meanwhile.
+
+        The model's network may lose a single message; ZooKeeper runs over TCP, which loses
+        nothing while the connection lasts: a request whose segment is not delivered holds back
+        everything the client sends after it (its pings too), the server hears nothing more, its
+        pongs stop, and ClientCnxn's SendThread, having heard nothing for readTimeout, drops the
+        connection and reconnects (ConnectionLoss for what was in flight). Here the pings behind
+        a lost request still get through and are answered, so a message from the server, other
+        than the request's reply, that comes once the request has waited the read timeout is
+        taken as that silent connection: the client drops it then (`move`: writes fail with
+        ConnectionLoss, reads are sent again after reconnecting), up to a ping interval later
+        than ZooKeeper's client would. A connection that really goes silent times out as before."""
+        read_us = int(self.timeout_ms * 2 / 3 * 1000)
+        if (self.pending is not None and ctx.now_us - self.asked_us >= read_us
+                and not (m["kind"] == "Reply" and m["cxid"] == self.pending[0])):
+            self.move(ctx)
+            return False
+        ctx.set_timer("recv", read_us)
+        return True
+
     def move(self, ctx) -> None:
         """No word from the server: disconnected (the pending request is lost); try another."""
         if self.connected:
@@ -158,9 +183,8 @@ class ZkClient(Node):
             if self.config.auto and self.phase == HELD:
                 ctx.set_timer("hold", int(self.config.hold_ms * 1000))
             return
-        if src != self.server or self.closed:
+        if src != self.server or self.closed or not self.heard(ctx, m):
             return
-        ctx.set_timer("recv", int(self.timeout_ms * 2 / 3 * 1000))
         if k == "Connected":
             if m["session"] != self.session:
                 self.session = m["session"]
@@ -231,6 +255,7 @@ class ZkClient(Node):
     def request(self, ctx, purpose: str, req: dict) -> None:
         self.cxid += 1
         self.pending = (self.cxid, purpose)
+        self.asked_us = ctx.now_us
         ctx.send(self.server, {"kind": "Request", "session": self.session, "cxid": self.cxid,
                                "req": req})
 

@@ -377,3 +377,32 @@ def test_a_call_after_the_close_is_for_the_next_session():
     assert ops == [("get", "/a", "SessionExpired"), ("create", "/x", "SessionExpired"),
                    ("create", "/y", None)], ops
     assert sim.violations == []
+
+
+@pytest.mark.parametrize("first", ["create", "close", "acquire"])
+def test_a_request_lost_on_a_live_connection_does_not_wedge_the_client(first):
+    # c1 is cut off for 100 ms (less than its read timeout: the connection lives on, pings and
+    # pongs resume) and the request sent at 699 is lost. On TCP that would stall the connection
+    # until the read timeout broke it; so here: the create fails with ConnectionLoss, the close
+    # and the recipe's create are sent again, and the set asked at 1000 is answered (it used to
+    # wait behind the lost request to the end).
+    a = {"at": 699, "do": first, "node": "c1", **({"path": "/data"} if first == "create" else {})}
+    d = scenario(duration_ms=4000, config={**BASE},
+                 actions=[{"at": 300, "do": "get", "node": "c1", "path": "/x"},
+                          {"at": 600, "do": "partition", "groups": [["c1"]]}, a,
+                          {"at": 700, "do": "heal"},
+                          {"at": 1000, "do": "set", "node": "c1", "path": "/x", "data": "z"}])
+    sim, recs = run(d)
+    c1 = sim.nodes["c1"]
+    ops = [(r["op"], r.get("err")) for r in of(recs, "op", client="c1")]
+    assert ops[-1] == ("set", "NoNode"), ops
+    assert c1.pending is None and c1.ops == []
+    events = [r["event"] for r in of(recs, "session", client="c1")]
+    assert events[:3] == ["open", "disconnect", "reconnect"], events
+    if first == "create":
+        assert ("create", "ConnectionLoss") in ops
+    elif first == "close":
+        assert events[3:] == ["close", "open"]  # closed, then the set's new session
+    else:
+        assert c1.phase == "held" and of(recs, "txn", op="create", node="n1")
+    assert sim.violations == []
