@@ -245,16 +245,24 @@ class WatchOnce(TxnOrder):
             self.report(rec["t"], [rec["node"]], f"watch {rec['kind']} on {rec['path']} of "
                         f"{rec['session']} fired without being set (or twice)")
             return
-        txn = self.order.get(z)
-        touched = txn is not None and (
-            (rec["kind"] == "data" and (txn.get("path") == rec["path"] or rec["path"] in txn.get("deleted", ())))
-            or (rec["kind"] == "children" and (parent_of(txn.get("path") or "/") == rec["path"]
-                                              or any(parent_of(p) == rec["path"] for p in txn.get("deleted", ()))
-                                              or (txn["op"] == "delete" and txn.get("path") == rec["path"])
-                                              or rec["path"] in txn.get("deleted", ()))))
+        if rec.get("reconnect"):  # fired by SetWatches: some change since it was set will do
+            touched = any(since < k <= z and self.touches(t, rec) for k, t in self.order.items())
+        else:
+            txn = self.order.get(z)
+            touched = txn is not None and self.touches(txn, rec)
         if z <= since or not touched:
             self.report(rec["t"], [rec["node"]], f"watch {rec['kind']} on {rec['path']} set at "
                         f"{list(since)} fired at {list(z)}, which did not change it")
+
+
+    @staticmethod
+    def touches(txn: dict, rec: dict) -> bool:
+        """Whether the transaction changed what the watch `rec` watches."""
+        path, deleted = rec["path"], txn.get("deleted", ())
+        if rec["kind"] == "data":
+            return txn.get("path") == path or path in deleted
+        return (parent_of(txn.get("path") or "/") == path or any(parent_of(p) == path for p in deleted)
+                or (txn["op"] == "delete" and txn.get("path") == path) or path in deleted)
 
 
 class FencingTokens(Checker):

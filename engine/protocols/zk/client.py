@@ -69,6 +69,9 @@ class ZkClient(Node):
         self.writes = 0
         self.herd = config.has("herd_watch")
         self.ops: list[dict] = []  # the user's calls (and `read`s), waiting for the line
+        self.watches: dict[tuple[str, str], bool] = {}  # the user's watches set, not yet fired:
+        # (path, kind) -> whether the node existed (an exists-watch on a missing node: False)
+        self.seen = (0, 0)  # the last zxid heard of (SetWatches sends it)
         self.closed = False  # the user closed the session: no pings, no reconnecting
         self.woken = 0  # watch notifications received (the page counts the herd by them)
         self.parent_made = False  # group membership: /group exists (created or found)
@@ -192,6 +195,8 @@ class ZkClient(Node):
                 self.session_record("open")
             else:
                 self.session_record("reconnect")
+                if self.watches:
+                    self.set_watches(ctx)
             self.connected = True
             self.timeout_ms = m["timeout_ms"]
             ctx.set_timer("recv", int(self.timeout_ms * 2 / 3 * 1000))
@@ -213,17 +218,32 @@ class ZkClient(Node):
         elif k == "Reply":
             if self.pending is None or m["cxid"] != self.pending[0]:
                 return
+            self.saw(m.get("zxid"))
             purpose = self.pending[1]
             self.pending = None
             self.on_reply(ctx, purpose, m)
         elif k == "Event":
             p = m["path"]
+            self.saw(m["zxid"])
+            self.watches.pop((p, m["watch"]), None)
             if p != self.parent and not p.startswith(self.parent + "/"):
                 return  # a watch of the user's own calls (the server's `watch` record tells it)
             self.woken += 1
             if self.phase == WAIT and self.pending is None:
                 self.phase = LIST
                 self.step(ctx)
+
+    def saw(self, zxid) -> None:
+        if zxid is not None and tuple(zxid) > self.seen:
+            self.seen = tuple(zxid)
+
+    def set_watches(self, ctx) -> None:
+        """Reconnected with the same session: re-register the user's outstanding watches with
+        the server, with the last zxid seen (ZooKeeper's ClientCnxn sends SetWatches on every
+        reconnect; the server fires at once those whose node changed since). The recipe's own
+        watch needs none: `resume` lists the queue again and sets a fresh one."""
+        ctx.send(self.server, {"kind": "SetWatches", "session": self.session, "zxid": list(self.seen),
+                               "watches": [[p, k, e] for (p, k), e in sorted(self.watches.items())]})
 
     def move_to_same(self, ctx) -> None:
         self.connected = False
@@ -238,6 +258,7 @@ class ZkClient(Node):
         self.my_node = self.token = self.lock_zxid = None
         self.pending = None
         self.members = []
+        self.watches = {}  # (the session's watches went with it)
 
     def resume(self, ctx) -> None:
         """Reconnected with the same session: redo what may have been lost with the connection.
@@ -417,6 +438,9 @@ class ZkClient(Node):
         for k in ("watch", "synced", "ephemeral", "sequential"):
             if op.get(k):
                 rec[k] = True
+        if op.get("watch") and m["ok"]:  # the server set it: remembered until it fires
+            kind = "children" if op["do"] == "get_children" else "data"
+            self.watches[(op["path"], kind)] = m.get("exists", True)
         if op["do"] in ("set", "delete"):
             rec["asked_version"] = op["version"]
         if op["do"] in ("create", "set"):

@@ -406,3 +406,51 @@ def test_a_request_lost_on_a_live_connection_does_not_wedge_the_client(first):
     else:
         assert c1.phase == "held" and of(recs, "txn", op="create", node="n1")
     assert sim.violations == []
+
+
+def _moved_watch(kind, path, change_at, change):
+    """c1 sets a watch of its own at its server (seed 2: n1), which crashes at 600; c1 reconnects
+    to n4 at about 813 and re-registers the watch there (SetWatches)."""
+    cfg = {"clients": 2, "auto": False, "home": {"c2": "n5"}}
+    d = scenario(seed=2, nodes=5, duration_ms=2500, config=cfg,
+                 actions=[{"at": 400, "do": "create", "node": "c2", "path": "/data"},
+                          {"at": 500, "do": kind, "node": "c1", "path": path, "watch": True},
+                          {"at": 600, "do": "crash", "node": "n1"},
+                          {"at": change_at, **change}])
+    sim, recs = run(d)
+    s1 = sim.nodes["c1"].session
+    assert [r["server"] for r in of(recs, "session", client="c1")] == ["n1", "n1", "n4"]
+    return sim, recs, of(recs, "watch", session=s1)
+
+
+def test_a_watch_follows_its_client_to_its_new_server():
+    # Nothing changed while c1 moved: n4 registers the watch, and c2's set at 1500 fires it
+    # there (it used to stay on the crashed n1 and never fire).
+    sim, recs, w = _moved_watch("get", "/data", 1500, {"do": "set", "node": "c2", "path": "/data", "data": "b"})
+    set_z = of(recs, "txn", op="set", node="n4")[0]["zxid"]
+    assert [(r["node"], r["event"], r.get("reconnect")) for r in w] == [
+        ("n1", "set", None), ("n4", "set", True), ("n4", "fire", None)]
+    assert w[-1]["zxid"] == set_z and w[-1]["t"] > 1500
+    assert sim.nodes["c1"].watches == {}
+    assert sim.violations == []
+
+
+@pytest.mark.parametrize("kind,path,change", [
+    ("get", "/data", {"do": "set", "node": "c2", "path": "/data", "data": "b"}),
+    ("get", "/data", {"do": "delete", "node": "c2", "path": "/data"}),
+    ("get_children", "/data", {"do": "create", "node": "c2", "path": "/data/k"}),
+    ("exists", "/nope", {"do": "create", "node": "c2", "path": "/nope"})])
+def test_a_watch_whose_node_changed_while_its_client_moved_fires_on_reconnect(kind, path, change):
+    # c2 changes the watched node at 650, while c1 is cut off from its crashed server: when c1
+    # re-registers the watch with n4 (its last zxid is from before the change), n4 fires it at once.
+    sim, recs, w = _moved_watch(kind, path, 650, change)
+    txn = [r for r in of(recs, "txn", node="n4") if r["op"] not in ("session_open",)][-1]
+    assert txn["t"] < 800
+    assert [(r["node"], r["event"], r.get("reconnect")) for r in w] == [
+        ("n1", "set", None), ("n4", "set", True), ("n4", "fire", True)]
+    fire = w[-1]
+    assert fire["t"] < 900 and fire["kind"] == ("children" if kind == "get_children" else "data")
+    if change["do"] != "delete":
+        assert fire["zxid"] == txn["zxid"]  # the change's own zxid (Stat.mzxid / pzxid)
+    assert sim.nodes["c1"].watches == {}
+    assert sim.violations == []
