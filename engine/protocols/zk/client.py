@@ -453,6 +453,8 @@ class ZkClient(Node):
         if (self.pending is not None and self.pending[1] == USER
                 and self.ops[0]["do"] in ("create", "delete", "set")):
             self.answered(self.ops.pop(0), {"ok": False, "err": "connection_loss", "zxid": None})
+        elif self.pending is not None and self.ops and self.ops[0].pop("synced", False):
+            self.ops[0]["sync"] = True  # a read after sync: asked again, its sync first
         self.pending = None
 
     def fail_queued(self) -> bool:

@@ -454,3 +454,19 @@ def test_a_watch_whose_node_changed_while_its_client_moved_fires_on_reconnect(ki
         assert fire["zxid"] == txn["zxid"]  # the change's own zxid (Stat.mzxid / pzxid)
     assert sim.nodes["c1"].watches == {}
     assert sim.violations == []
+
+
+def test_a_read_after_sync_lost_with_the_connection_is_asked_again_with_its_sync():
+    # c1's sync (for a get with sync) is lost as c1 is cut off; after reconnecting it sends the
+    # sync again before the get (it used to send the get alone, its op record still `synced`).
+    d = scenario(duration_ms=2500, config={**BASE},
+                 actions=[{"at": 500, "do": "get", "node": "c1", "path": "/x", "sync": True},
+                          {"at": 500, "do": "partition", "groups": [["c1"]]},
+                          {"at": 700, "do": "heal"}])
+    sim, recs = run(d, messages=True)
+    sent = [r["msg"]["req"]["op"] for r in recs
+            if r["type"] == "send" and r["from"] == "c1" and r["msg"]["kind"] == "Request"]
+    assert sent == ["sync", "sync", "get"], sent
+    (got,) = of(recs, "op", client="c1")
+    assert got["synced"] and got["err"] == "NoNode"
+    assert sim.violations == []
