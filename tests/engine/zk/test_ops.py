@@ -228,11 +228,23 @@ def test_close_then_a_call_opens_a_new_session_and_a_closed_session_has_no_ephem
     ({"do": "delete", "node": "n1", "path": "/data"}, "action.node: n1 is not a client process"),
     ({"do": "create", "node": "c1", "path": "/d", "data": "x" * 33}, "action.data"),
     ({"do": "close", "node": "c1", "path": "/d"}, "action.path: unknown field"),
+    # A sequential node's name with its suffix must stay within the 40 characters get, set and
+    # delete take (a 31-character name made a 41-character node no call could name).
+    ({"do": "create", "node": "c1", "path": "/" + "q" * 31, "sequential": True},
+     "action: path: a sequential node's name takes a 10-digit suffix, so 'q{31}' may have at most 30"),
+    ({"do": "get", "node": "c1", "path": "/" + "q" * 41}, "action.path: '/q{41}' is not a znode path"),
 ])
 def test_bad_calls_are_refused_naming_the_field(action, needle):
     ids = ["n1", "n2", "n3", "c1", "c2", "st"]
     with pytest.raises(ScenarioError, match=needle.replace("(", r"\(")):
         parse_action(action, ids, protocol="zk")
+
+
+def test_name_lengths_at_the_limits_are_taken():
+    ids = ["n1", "n2", "n3", "c1", "c2", "st"]
+    parse_action({"do": "create", "node": "c1", "path": "/" + "q" * 30, "sequential": True}, ids, protocol="zk")
+    parse_action({"do": "create", "node": "c1", "path": "/" + "q" * 40}, ids, protocol="zk")
+    parse_action({"do": "get", "node": "c1", "path": "/" + "q" * 40}, ids, protocol="zk")
 
 
 def test_the_initial_tree_gives_the_lock_parent_a_counter():
