@@ -245,6 +245,7 @@ def test_name_lengths_at_the_limits_are_taken():
     parse_action({"do": "create", "node": "c1", "path": "/" + "q" * 30, "sequential": True}, ids, protocol="zk")
     parse_action({"do": "create", "node": "c1", "path": "/" + "q" * 40}, ids, protocol="zk")
     parse_action({"do": "get", "node": "c1", "path": "/" + "q" * 40}, ids, protocol="zk")
+    parse_scenario(scenario(config={"initial_tree": {f"/n{i}": {} for i in range(64)}}))
 
 
 def test_the_initial_tree_gives_the_lock_parent_a_counter():
@@ -265,7 +266,9 @@ def test_the_initial_tree_gives_the_lock_parent_a_counter():
     for bad, needle in (({"/a/b": {}}, "config.initial_tree: /a/b: its parent /a is neither / nor in"),
                         ({"lock": {}}, "config.initial_tree"),
                         ({"/lock": {"cversion": -1}}, "config.initial_tree./lock.cversion"),
-                        ({"/lock": {"seq": 3}}, "config.initial_tree./lock.seq: unknown field")):
+                        ({"/lock": {"seq": 3}}, "config.initial_tree./lock.seq: unknown field"),
+                        # (a share link's megabyte would hold 15,000 of them, too big a snapshot)
+                        ({f"/n{i}": {} for i in range(65)}, "config.initial_tree: .*65 znodes: at most 64")):
         with pytest.raises(ScenarioError, match=needle):
             parse_scenario(scenario(config={"initial_tree": bad}))
 
