@@ -195,28 +195,41 @@ def random_search(scn: Scenario, mutation: str | None = None, *, runs: int = 100
 
 def _fix_random(scn: Scenario, own: list[dict], faults: list[dict], v: dict, minimise: bool,
                 seed: int) -> Found | None:
-    """The nemesis' faults as actions, replayed; minimised by leaving each out in turn."""
+    """The nemesis' faults as actions, replayed; minimised by leaving each out in turn, again
+    until none can go. A run that breaks sooner than the horizon ends where it breaks (the
+    counterexample's duration is its violation's moment)."""
     inv = v["invariant"]
     faults = [a for a in faults if a["at"] <= v["t"]]
     title = f"counterexample: {inv} (random search, seed {seed})"
 
-    def attempt(fs):
-        cand = counterexample(scn, own + fs, v["t"], title)
+    def attempt(fs, t_ms):
+        fs = [a for a in fs if a["at"] <= t_ms]
+        cand = counterexample(scn, own + fs, t_ms, title)
         got = reproduces(cand, inv)
-        return (cand, got) if got is not None else None
+        return (fs, cand, got) if got is not None else None
 
-    best = attempt(faults)
+    def trimmed(best):
+        fs, cand, got = best
+        if got["t"] < cand["duration_ms"]:
+            return attempt(fs, got["t"]) or best
+        return best
+
+    best = attempt(faults, v["t"])
     if best is None:
         return None
-    if minimise:
-        i = len(faults) - 1
+    best = trimmed(best)
+    changed = minimise
+    while changed:
+        changed = False
+        i = len(best[0]) - 1
         while i >= 0:
-            trial = faults[:i] + faults[i + 1:]
-            got = attempt(trial)
-            if got is not None:
-                faults, best = trial, got
+            fs = best[0]
+            if i < len(fs):
+                got = attempt(fs[:i] + fs[i + 1:], best[1]["duration_ms"])
+                if got is not None:
+                    best, changed = trimmed(got), True
             i -= 1
-    cand, got = best
+    _, cand, got = best
     return Found(inv, got["t"], got, cand)
 
 

@@ -26,12 +26,14 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ...actions import Need, ProtocolAction
 from ...validation import ScenarioError
 
-ZNODE_PATH = re.compile(r"^(/[A-Za-z0-9_-]{1,40}){1,5}$")
+MAX_NAME = 40  # characters in a znode's name
+SEQ_DIGITS = 10  # a sequential node's suffix (%010d)
+ZNODE_PATH = re.compile(r"^(/[A-Za-z0-9_-]{1,%d}){1,5}$" % MAX_NAME)
 
 
 def check_znode_path(v: str) -> str:
@@ -111,6 +113,15 @@ class Create(_Op):
     data: str = Field("", max_length=32)
     ephemeral: bool = Field(False, strict=True)
     sequential: bool = Field(False, strict=True)
+
+    @model_validator(mode="after")
+    def _room_for_the_suffix(self) -> "Create":
+        name = self.path.rsplit("/", 1)[1]
+        if self.sequential and len(name) > MAX_NAME - SEQ_DIGITS:
+            raise ValueError(f"path: a sequential node's name takes a {SEQ_DIGITS}-digit suffix, "
+                             f"so {name!r} may have at most {MAX_NAME - SEQ_DIGITS} characters "
+                             f"(every call takes names of up to {MAX_NAME}), not {len(name)}")
+        return self
 
 
 class Delete(_Op):

@@ -245,16 +245,24 @@ class WatchOnce(TxnOrder):
             self.report(rec["t"], [rec["node"]], f"watch {rec['kind']} on {rec['path']} of "
                         f"{rec['session']} fired without being set (or twice)")
             return
-        txn = self.order.get(z)
-        touched = txn is not None and (
-            (rec["kind"] == "data" and (txn.get("path") == rec["path"] or rec["path"] in txn.get("deleted", ())))
-            or (rec["kind"] == "children" and (parent_of(txn.get("path") or "/") == rec["path"]
-                                              or any(parent_of(p) == rec["path"] for p in txn.get("deleted", ()))
-                                              or (txn["op"] == "delete" and txn.get("path") == rec["path"])
-                                              or rec["path"] in txn.get("deleted", ()))))
+        if rec.get("reconnect"):  # fired by SetWatches: some change since it was set will do
+            touched = any(since < k <= z and self.touches(t, rec) for k, t in self.order.items())
+        else:
+            txn = self.order.get(z)
+            touched = txn is not None and self.touches(txn, rec)
         if z <= since or not touched:
             self.report(rec["t"], [rec["node"]], f"watch {rec['kind']} on {rec['path']} set at "
                         f"{list(since)} fired at {list(z)}, which did not change it")
+
+
+    @staticmethod
+    def touches(txn: dict, rec: dict) -> bool:
+        """Whether the transaction changed what the watch `rec` watches."""
+        path, deleted = rec["path"], txn.get("deleted", ())
+        if rec["kind"] == "data":
+            return txn.get("path") == path or path in deleted
+        return (parent_of(txn.get("path") or "/") == path or any(parent_of(p) == path for p in deleted)
+                or (txn["op"] == "delete" and txn.get("path") == path) or path in deleted)
 
 
 class FencingTokens(Checker):
@@ -329,48 +337,48 @@ class NoHerd(TxnOrder):
         super().__init__(seed, servers)
         self.deleted: dict[tuple, int] = {}
         self.woken: dict[tuple, set[str]] = {}  # zxid -> sessions notified (on any server)
-        # The sequential children of each parent after each change, to tell a waiter's
-        # predecessor watch from a stale one: the changes' zxids, and ((seq, owner), ...) in seq
-        # order after each.
-        self.zxids: dict[str, list[tuple]] = {}
-        self.queue: dict[str, list[tuple]] = {}
-        self.live: dict[str, dict[str, tuple]] = {}  # parent -> path -> (seq, owner)
+        # Each session's sequential nodes per parent, as [created zxid, deleted zxid or None],
+        # and the zxid each data watch was set at (by server, session, path): to tell a waiter's
+        # watch from one left from an earlier turn in the queue.
+        self.nodes: dict[tuple[str, str], list[list]] = {}  # (parent, owner) -> nodes
+        self.paths: dict[str, list] = {}  # path -> its entry in `nodes`
+        self.set_at: dict[tuple[str, str, str], tuple] = {}
 
     def on_new(self, z, rec):
         self.deleted[z] = len(rec.get("deleted", ())) + (rec["op"] == "delete")
-        changed = set()
-        if rec["op"] == "create" and rec.get("seq") is not None:
-            par = parent_of(rec["path"])
-            self.live.setdefault(par, {})[rec["path"]] = (rec["seq"], rec.get("ephemeral_owner"))
-            changed.add(par)
+        if rec["op"] == "create" and rec.get("seq") is not None and rec.get("ephemeral_owner"):
+            entry = [z, None]
+            self.nodes.setdefault((parent_of(rec["path"]), rec["ephemeral_owner"]), []).append(entry)
+            self.paths[rec["path"]] = entry
         for p in ([rec["path"]] if rec["op"] == "delete" else rec.get("deleted", ())):
-            par = parent_of(p)
-            if self.live.get(par, {}).pop(p, None) is not None:
-                changed.add(par)
-        for par in sorted(changed):
-            self.zxids.setdefault(par, []).append(z)
-            self.queue.setdefault(par, []).append(tuple(sorted(self.live[par].values(), key=lambda v: v[0])))
+            entry = self.paths.pop(p, None)
+            if entry is not None:
+                entry[1] = z
 
-    def waiting_on(self, session: str, path: str, z: tuple) -> bool:
-        """Whether, in the state after `z`, `path` was the node just below one of `session`'s own
-        (its predecessor watch). A watch the session set in an earlier turn of the queue (it
-        released while waiting, and ZooKeeper keeps the watch until it fires) is not a waiter's."""
-        seq, par = seq_of(path), parent_of(path)
-        i = bisect_right(self.zxids.get(par, []), z) - 1
-        if seq is None or i < 0:
-            return True  # nothing known to tell it apart: counted
-        kids = self.queue[par][i]
-        for mine, owner in kids:
-            if owner == session and mine > seq:
-                return not any(seq < other < mine for other, _ in kids)
-        return False
+    def waiting_on(self, rec: dict, z: tuple) -> bool:
+        """Whether a data watch that fired at `z` was a waiter's: set (ZooKeeper keeps a watch
+        until it fires) while the session's node in the queue, as it stands after `z`, already
+        existed. A watch the session set in an earlier turn of the queue (it released while
+        waiting, and queued again) is not a waiter's; neither is one of a session with no node
+        in the queue. A watch whose setting was not seen is counted."""
+        session, path = rec["session"], rec["path"]
+        mine = [c for c, d in self.nodes.get((parent_of(path), session), ())
+                if c <= z and (d is None or d > z)]
+        if not mine:
+            return False
+        set_z = self.set_at.get((rec["node"], session, path))
+        return set_z is None or set_z >= mine[-1]
 
     def other(self, rec):
+        if rec["event"] == "set":
+            if rec["kind"] == "data":
+                self.set_at[(rec["node"], rec["session"], rec["path"])] = _z(rec["zxid"])
+            return
         z = tuple(rec["zxid"])
         if rec["event"] != "fire" or rec["path"].startswith(GROUP) or rec.get("user"):
             return  # (a group's members all watch its children: that is the membership recipe;
             # a watch the user's own call set is not the recipe's)
-        if rec["kind"] == "data" and not self.waiting_on(rec["session"], rec["path"], z):
+        if rec["kind"] == "data" and not self.waiting_on(rec, z):
             return
         woken = self.woken.setdefault(z, set())
         woken.add(rec["session"])

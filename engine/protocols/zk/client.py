@@ -2,8 +2,9 @@
 
 Session (Programmer's Guide, "ZooKeeper Sessions"): the client connects to one server, pings every
 third of its session timeout, and counts itself disconnected when it hears nothing from that
-server for two thirds of it (ZooKeeper's readTimeout); then it tries another server with the same
-session. Only a server can tell it the session expired, so a partitioned or paused client learns
+server for two thirds of it (ZooKeeper's readTimeout), or when a request has gone unanswered that
+long while pongs still come (the model's stand-in for TCP, see `heard`); then it tries another
+server with the same session. Only a server can tell it the session expired, so a partitioned or paused client learns
 of its expiry on reconnect.
 
 Recipes (ZooKeeper Recipes and Solutions):
@@ -56,6 +57,7 @@ class ZkClient(Node):
         self.connected = False
         self.cxid = 0
         self.pending: tuple | None = None  # (cxid, purpose)
+        self.asked_us = 0  # when the pending request was sent
         self.want = False
         self.phase = IDLE
         self.attempt = 0
@@ -67,6 +69,9 @@ class ZkClient(Node):
         self.writes = 0
         self.herd = config.has("herd_watch")
         self.ops: list[dict] = []  # the user's calls (and `read`s), waiting for the line
+        self.watches: dict[tuple[str, str], bool] = {}  # the user's watches set, not yet fired:
+        # (path, kind) -> whether the node existed (an exists-watch on a missing node: False)
+        self.seen = (0, 0)  # the last zxid heard of (SetWatches sends it)
         self.closed = False  # the user closed the session: no pings, no reconnecting
         self.woken = 0  # watch notifications received (the page counts the herd by them)
         self.parent_made = False  # group membership: /group exists (created or found)
@@ -125,6 +130,29 @@ class ZkClient(Node):
                           "timeout_ms": self.config.session_timeout_ms})
         ctx.set_timer("recv", int(self.timeout_ms * 2 / 3 * 1000))
 
+    def heard(self, ctx, m: dict) -> bool:
+        """Word from the server: the connection is alive for another read timeout (two thirds of
+        the session timeout, ZooKeeper's readTimeout). Returns False, having dropped the
+        connection, when a request of ours has gone unanswered for the read timeout meanwhile.
+
+        The model's network may lose a single message; ZooKeeper runs over TCP, which loses
+        nothing while the connection lasts: a request whose segment is not delivered holds back
+        everything the client sends after it (its pings too), the server hears nothing more, its
+        pongs stop, and ClientCnxn's SendThread, having heard nothing for readTimeout, drops the
+        connection and reconnects (ConnectionLoss for what was in flight). Here the pings behind
+        a lost request still get through and are answered, so a message from the server, other
+        than the request's reply, that comes once the request has waited the read timeout is
+        taken as that silent connection: the client drops it then (`move`: writes fail with
+        ConnectionLoss, reads are sent again after reconnecting), up to a ping interval later
+        than ZooKeeper's client would. A connection that really goes silent times out as before."""
+        read_us = int(self.timeout_ms * 2 / 3 * 1000)
+        if (self.pending is not None and ctx.now_us - self.asked_us >= read_us
+                and not (m["kind"] == "Reply" and m["cxid"] == self.pending[0])):
+            self.move(ctx)
+            return False
+        ctx.set_timer("recv", read_us)
+        return True
+
     def move(self, ctx) -> None:
         """No word from the server: disconnected (the pending request is lost); try another."""
         if self.connected:
@@ -158,9 +186,8 @@ class ZkClient(Node):
             if self.config.auto and self.phase == HELD:
                 ctx.set_timer("hold", int(self.config.hold_ms * 1000))
             return
-        if src != self.server or self.closed:
+        if src != self.server or self.closed or not self.heard(ctx, m):
             return
-        ctx.set_timer("recv", int(self.timeout_ms * 2 / 3 * 1000))
         if k == "Connected":
             if m["session"] != self.session:
                 self.session = m["session"]
@@ -168,6 +195,8 @@ class ZkClient(Node):
                 self.session_record("open")
             else:
                 self.session_record("reconnect")
+                if self.watches:
+                    self.set_watches(ctx)
             self.connected = True
             self.timeout_ms = m["timeout_ms"]
             ctx.set_timer("recv", int(self.timeout_ms * 2 / 3 * 1000))
@@ -182,26 +211,39 @@ class ZkClient(Node):
             self.session_record("expire")
             self.session = None
             self.reset_recipe()
-            closing = [o for o in self.ops if o["do"] == "close"]
-            if closing:  # it was to be closed: nothing is left to close, and it stays closed
-                self.ops.remove(closing[0])
+            if self.fail_queued():  # it was to be closed: nothing is left to close, it stays closed
                 self.become_closed(ctx, record=False)
                 return
             self.move_to_same(ctx)
         elif k == "Reply":
             if self.pending is None or m["cxid"] != self.pending[0]:
                 return
+            self.saw(m.get("zxid"))
             purpose = self.pending[1]
             self.pending = None
             self.on_reply(ctx, purpose, m)
         elif k == "Event":
             p = m["path"]
+            self.saw(m["zxid"])
+            self.watches.pop((p, m["watch"]), None)
             if p != self.parent and not p.startswith(self.parent + "/"):
                 return  # a watch of the user's own calls (the server's `watch` record tells it)
             self.woken += 1
             if self.phase == WAIT and self.pending is None:
                 self.phase = LIST
                 self.step(ctx)
+
+    def saw(self, zxid) -> None:
+        if zxid is not None and tuple(zxid) > self.seen:
+            self.seen = tuple(zxid)
+
+    def set_watches(self, ctx) -> None:
+        """Reconnected with the same session: re-register the user's outstanding watches with
+        the server, with the last zxid seen (ZooKeeper's ClientCnxn sends SetWatches on every
+        reconnect; the server fires at once those whose node changed since). The recipe's own
+        watch needs none: `resume` lists the queue again and sets a fresh one."""
+        ctx.send(self.server, {"kind": "SetWatches", "session": self.session, "zxid": list(self.seen),
+                               "watches": [[p, k, e] for (p, k), e in sorted(self.watches.items())]})
 
     def move_to_same(self, ctx) -> None:
         self.connected = False
@@ -216,6 +258,7 @@ class ZkClient(Node):
         self.my_node = self.token = self.lock_zxid = None
         self.pending = None
         self.members = []
+        self.watches = {}  # (the session's watches went with it)
 
     def resume(self, ctx) -> None:
         """Reconnected with the same session: redo what may have been lost with the connection.
@@ -233,6 +276,7 @@ class ZkClient(Node):
     def request(self, ctx, purpose: str, req: dict) -> None:
         self.cxid += 1
         self.pending = (self.cxid, purpose)
+        self.asked_us = ctx.now_us
         ctx.send(self.server, {"kind": "Request", "session": self.session, "cxid": self.cxid,
                                "req": req})
 
@@ -291,6 +335,11 @@ class ZkClient(Node):
                 self.become_closed(ctx)
                 return
             self.answered(self.ops.pop(0), m)
+            if m["err"] == "no_session":  # expired before the close got there: the handle is dead
+                self.session_record("expire")
+                self.session = None
+                self.become_closed(ctx, record=False)  # (the calls queued after it: a new one)
+                return
         elif purpose == USER:
             self.answered(self.ops.pop(0), m)
         elif purpose == PARENT:  # created, or there already: either way the group has its parent
@@ -389,6 +438,9 @@ class ZkClient(Node):
         for k in ("watch", "synced", "ephemeral", "sequential"):
             if op.get(k):
                 rec[k] = True
+        if op.get("watch") and m["ok"]:  # the server set it: remembered until it fires
+            kind = "children" if op["do"] == "get_children" else "data"
+            self.watches[(op["path"], kind)] = m.get("exists", True)
         if op["do"] in ("set", "delete"):
             rec["asked_version"] = op["version"]
         if op["do"] in ("create", "set"):
@@ -401,7 +453,22 @@ class ZkClient(Node):
         if (self.pending is not None and self.pending[1] == USER
                 and self.ops[0]["do"] in ("create", "delete", "set")):
             self.answered(self.ops.pop(0), {"ok": False, "err": "connection_loss", "zxid": None})
+        elif self.pending is not None and self.ops and self.ops[0].pop("synced", False):
+            self.ops[0]["sync"] = True  # a read after sync: asked again, its sync first
         self.pending = None
+
+    def fail_queued(self) -> bool:
+        """The session is gone (expired, or expired before our close got there): ZooKeeper's
+        handle is dead and every call still outstanding on it fails with SessionExpired
+        (ClientCnxn's cleanup). The calls queued before a close fail so; the close is done
+        (nothing is left to close). Calls the user made after the close stay queued: they are for
+        the next session. Returns whether a close was queued."""
+        at = next((i for i, o in enumerate(self.ops) if o["do"] == "close"), None)
+        ahead = self.ops[:at] if at is not None else self.ops
+        self.ops = self.ops[at + 1:] if at is not None else []
+        for op in ahead:
+            self.answered(op, {"ok": False, "err": "no_session", "zxid": None})
+        return at is not None
 
     def become_closed(self, ctx, record: bool = True) -> None:
         """closeSession done: the session is gone, with whatever the recipe held (its ephemeral
@@ -445,7 +512,8 @@ class ZkClient(Node):
             if self.closed or any(o["do"] == "close" for o in self.ops):
                 return  # closed already, or about to be
             if self.session is None and not self.connected:
-                self.become_closed(ctx, record=False)  # no session yet: just stop connecting
+                self.fail_queued()  # no session yet: the calls asked of it fail; stop connecting
+                self.become_closed(ctx, record=False)
                 return
             self.ops.append({"do": "close"})
             self.step(ctx)

@@ -34,6 +34,9 @@ MUTATIONS = {
 Mutation = Literal["no_fencing", "herd_watch", "expire_without_quorum", "propose_to_acked_only"]
 
 
+MAX_INITIAL_ZNODES = 64  # config.initial_tree's entries
+
+
 class InitialZnode(Strict):
     """A persistent znode present from the start: its `data`, and `cversion`, the counter that
     names its next sequential child (a lock parent with cversion 33 has had 33 sequential children
@@ -73,6 +76,9 @@ class ZkConfig(Strict):
     def _tree(cls, v: dict[str, InitialZnode] | None) -> dict[str, InitialZnode] | None:
         if v is None:
             return v
+        if len(v) > MAX_INITIAL_ZNODES:
+            raise ValueError(f"{len(v)} znodes: at most {MAX_INITIAL_ZNODES} (every server's "
+                             "tree, and every snapshot of the world, holds them)")
         for path in v:
             check_znode_path(path)
             par = parent_of(path)

@@ -31,7 +31,7 @@ LOOKING, FOLLOWING, LEADING = "looking", "following", "leading"
 ELECTION, DISCOVERY, SYNCHRONIZATION, BROADCAST = "election", "discovery", "synchronization", "broadcast"
 READS = ("get", "exists", "children")
 WRITES = ("create", "delete", "set", "close_session")
-CLIENT_KINDS = ("Connect", "Ping", "Request")
+CLIENT_KINDS = ("Connect", "Ping", "Request", "SetWatches")
 
 
 class Learner:
@@ -717,6 +717,9 @@ class ZabServer(Node):
         if k == "Ping":
             ctx.send(src, {"kind": "Pong", "session": s})
             return
+        if k == "SetWatches":
+            self.set_watches(ctx, src, s, tuple(m["zxid"]), m["watches"])
+            return
         req, cxid = m["req"], m["cxid"]
         if cxid <= conn[2]:
             return  # a duplicate from the network: each request is handled once
@@ -731,6 +734,38 @@ class ZabServer(Node):
                 self.to_leader(ctx, {"kind": "SYNC", "client": src, "cxid": cxid})
         elif op in WRITES:
             self._forward_write(ctx, src, s, cxid, req)
+
+    def set_watches(self, ctx, client, s, seen, watches) -> None:
+        """SetWatches (ZooKeeper's ClientCnxn sends it on every reconnect; DataTree.setWatches
+        answers it): the client's outstanding watches, with the last zxid it saw. A watch whose
+        node changed since then fires at once (a data watch: the node gone or set/created after
+        `seen`; an exists-watch on a missing node: the node there now; a children watch: the node
+        gone or a child created or deleted after `seen`); the others are registered here. Its
+        `watch` records carry `reconnect`."""
+        last = list(self.tree.last_zxid)
+        for path, kind, existed in watches:
+            z = self.tree.get(path)
+            if kind == "children":
+                fired = z is None or z.pzxid > seen
+            elif existed:
+                fired = z is None or z.mzxid > seen
+            else:
+                fired = z is not None
+            rec = {"type": "watch", "node": self.id, "session": s, "path": path, "kind": kind,
+                   "event": "set", "zxid": list(seen), "user": True, "reconnect": True}
+            watchers = self.watches.get((path, kind), {})
+            if not fired:
+                if s not in watchers:
+                    self.watches.setdefault((path, kind), {})[s] = True
+                    self.records.append({**rec, "zxid": last})
+                continue
+            if s in watchers:  # (set here already, before the client moved away and back)
+                del watchers[s]
+            else:
+                self.records.append(rec)
+            at = list(z.pzxid if kind == "children" else z.mzxid) if z is not None else last
+            self.records.append({**rec, "event": "fire", "zxid": at})
+            ctx.send(client, {"kind": "Event", "session": s, "path": path, "watch": kind, "zxid": at})
 
     def _forward_write(self, ctx, client, session, cxid, req) -> None:
         if self.role == LEADING:

@@ -43,6 +43,8 @@ class Znode:
     ephemeral_owner: str | None = None
     children: set[str] = field(default_factory=set)
     cversion: int = 0  # the counter naming sequential children (bumped by every child create)
+    mzxid: tuple = (0, 0)  # the zxid that last created or set it (ZooKeeper's Stat.mzxid)
+    pzxid: tuple = (0, 0)  # the zxid that last created or deleted a child (Stat.pzxid)
 
 
 class PrepareError(Exception):
@@ -64,6 +66,7 @@ class DataTree:
         self.sessions: dict[str, float] = {}  # session -> negotiated timeout (ms)
         self.ephemerals: dict[str, set[str]] = {}  # session -> paths
         self.last_zxid: tuple[int, int] = (0, 0)
+        self._zxid: tuple[int, int] = (0, 0)  # (the transaction being applied)
         for p in INITIAL:
             self.nodes[p] = Znode()
             self.nodes[ROOT].children.add(p)
@@ -136,6 +139,7 @@ class DataTree:
         self.last_zxid = zxid
         op = txn["op"]
         changed: list[tuple[str, str]] = []
+        self._zxid = zxid = tuple(zxid)
         if op == "session_open":
             self.sessions[txn["session"]] = txn["timeout_ms"]
         elif op in ("session_expire", "session_close"):
@@ -149,8 +153,9 @@ class DataTree:
             par = self.nodes[parent_of(path)]
             par.children.add(path)
             par.cversion += 1
+            par.pzxid = zxid
             owner = txn.get("ephemeral_owner")
-            self.nodes[path] = Znode(data=txn["data"], ephemeral_owner=owner)
+            self.nodes[path] = Znode(data=txn["data"], ephemeral_owner=owner, mzxid=zxid, pzxid=zxid)
             if owner is not None:
                 self.ephemerals.setdefault(owner, set()).add(path)
             changed += [(path, "data"), (parent_of(path), "children")]
@@ -158,7 +163,7 @@ class DataTree:
             changed += self._delete(txn["path"])
         elif op == "set":
             z = self.nodes[txn["path"]]
-            z.data, z.version = txn["data"], txn["version"]
+            z.data, z.version, z.mzxid = txn["data"], txn["version"], zxid
             changed.append((txn["path"], "data"))
         return changed
 
@@ -166,7 +171,9 @@ class DataTree:
         z = self.nodes.pop(path, None)
         if z is None:
             return []
-        self.nodes[parent_of(path)].children.discard(path)
+        par = self.nodes[parent_of(path)]
+        par.children.discard(path)
+        par.pzxid = self._zxid
         if z.ephemeral_owner is not None:
             self.ephemerals.get(z.ephemeral_owner, set()).discard(path)
         return [(path, "data"), (parent_of(path), "children"), (path, "children")]

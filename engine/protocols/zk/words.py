@@ -71,6 +71,8 @@ def message(m: dict) -> str:
         elif "exists" in m:
             extra = f" exists={m['exists']}"
         return f"#{m['cxid']} ok {m.get('op', '')} {m.get('path', '')}{extra} @{zl(m['zxid'])}".replace("  ", " ")
+    if k == "SetWatches":
+        return f"SetWatches {', '.join(f'{w[1]} {w[0]}' for w in m['watches'])} since @{zl(m['zxid'])}"
     if k == "Event":
         return f"Event {m['watch']} {m['path']} @{zl(m['zxid'])}"
     if k == "Write":

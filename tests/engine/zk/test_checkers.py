@@ -107,14 +107,40 @@ def test_no_herd():
     # A predecessor watch left from an earlier turn in the queue (s2 released while waiting on
     # a, then queued again behind b) fires with a's delete, but s2 is not a waiter on a: no herd.
     mk = lambda z, name, seq, owner: txn("n1", z, "create", path=f"/lock/{name}", seq=seq, ephemeral_owner=owner)
-    dfire = lambda s, z: {"type": "watch", "node": "n1", "session": s, "path": "/lock/a-0000000000",
-                          "kind": "data", "event": "fire", "zxid": list(z)}
+    dwatch = lambda ev, s, z: {"type": "watch", "node": "n1", "session": s, "path": "/lock/a-0000000000",
+                               "kind": "data", "event": ev, "zxid": list(z)}
+    dfire = lambda s, z: dwatch("fire", s, z)
     queue = [mk((1, 1), "a-0000000000", 0, "s0"), mk((1, 2), "b-0000000001", 1, "s2"),
+             dwatch("set", "s2", (1, 2)),
              txn("n1", (1, 3), "delete", path="/lock/b-0000000001"), mk((1, 4), "c-0000000002", 2, "s3"),
+             dwatch("set", "s3", (1, 4)),
              mk((1, 5), "d-0000000003", 3, "s2"), txn("n1", (1, 6), "delete", path="/lock/a-0000000000")]
     assert not feed(ck.NoHerd, queue + [dfire("s3", (1, 6)), dfire("s2", (1, 6))])
     # s3, the node just above a, is a waiter woken by it: with one more woken (a parent watch),
     # it is a herd again.
     assert feed(ck.NoHerd, queue + [dfire("s3", (1, 6)), fire("s5", (1, 6))])
+    # Had s2 set its watch on a again in its new turn (a herd through data watches), it counts.
+    assert feed(ck.NoHerd, queue[:-1] + [dwatch("set", "s2", (1, 5)), queue[-1],
+                                        dfire("s3", (1, 6)), dfire("s2", (1, 6))])
     # A watch the user's own call set (`user`) is not the recipe's: it makes no herd.
     assert not feed(ck.NoHerd, [gone, fire("s1", (1, 5)), {**fire("s2", (1, 5)), "user": True}])
+
+
+def test_no_herd_of_data_watches():
+    """Every waiter watching the holder's node (not its predecessor) is a herd too: s2, s3 and s4
+    queue behind s1 and all set a data watch on s1's node; its delete wakes all three."""
+    path = lambda i: f"/lock/x-lock-{i:010d}"
+    recs = []
+    for i, s in enumerate(["s1", "s2", "s3", "s4"]):
+        recs.append(txn("n1", (1, i + 1), "create", path=path(i), seq=i, ephemeral_owner=s))
+    for i, s in enumerate(["s2", "s3", "s4"]):
+        recs.append({"type": "watch", "node": "n1", "session": s, "path": path(0), "kind": "data",
+                     "event": "set", "zxid": [1, 4]})
+    recs.append(txn("n1", (1, 10), "delete", path=path(0)))
+    fires = [{"type": "watch", "node": "n1", "session": s, "path": path(0), "kind": "data",
+              "event": "fire", "zxid": [1, 10]} for s in ("s2", "s3", "s4")]
+    assert feed(ck.NoHerd, recs + fires)
+    # Without the setting seen, a data watch's fire is counted all the same.
+    assert feed(ck.NoHerd, [r for r in recs if r["type"] == "txn"] + fires)
+    # Only s2 (the waiter just above) watching it: one waiter woken, no herd.
+    assert not feed(ck.NoHerd, recs + fires[:1])

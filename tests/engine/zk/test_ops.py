@@ -156,9 +156,14 @@ def test_a_write_in_flight_when_the_connection_goes_is_connection_loss():
                  actions=[{"at": 500, "do": "create", "node": "c1", "path": "/data"},
                           {"at": 500, "do": "partition", "groups": [["c1"]]},
                           {"at": 1200, "do": "heal"},
-                          {"at": 1300, "do": "get", "node": "c1", "path": "/data"}])
+                          {"at": 1300, "do": "get", "node": "c1", "path": "/data"},
+                          {"at": 1500, "do": "get", "node": "c1", "path": "/data"}])
     sim, recs = run(d)
-    lost, after = of(recs, "op", client="c1")
+    lost, dead, after = of(recs, "op", client="c1")
+    # The get asked at 1300, before c1 hears (at about 1312) that its session expired in the
+    # partition, fails with it: the handle is dead. The one at 1500 runs on the new session.
+    assert (dead["op"], dead["err"]) == ("get", "SessionExpired")
+    assert of(recs, "session", client="c1", event="expire")[0]["t"] <= dead["t"]
     assert (lost["op"], lost["ok"], lost["err"]) == ("create", False, "ConnectionLoss")
     assert of(recs, "session", client="c1", event="disconnect")[0]["t"] <= lost["t"]
     assert after["op"] == "get" and after["err"] == "NoNode"  # the create never reached a server
@@ -223,11 +228,24 @@ def test_close_then_a_call_opens_a_new_session_and_a_closed_session_has_no_ephem
     ({"do": "delete", "node": "n1", "path": "/data"}, "action.node: n1 is not a client process"),
     ({"do": "create", "node": "c1", "path": "/d", "data": "x" * 33}, "action.data"),
     ({"do": "close", "node": "c1", "path": "/d"}, "action.path: unknown field"),
+    # A sequential node's name with its suffix must stay within the 40 characters get, set and
+    # delete take (a 31-character name made a 41-character node no call could name).
+    ({"do": "create", "node": "c1", "path": "/" + "q" * 31, "sequential": True},
+     "action: path: a sequential node's name takes a 10-digit suffix, so 'q{31}' may have at most 30"),
+    ({"do": "get", "node": "c1", "path": "/" + "q" * 41}, "action.path: '/q{41}' is not a znode path"),
 ])
 def test_bad_calls_are_refused_naming_the_field(action, needle):
     ids = ["n1", "n2", "n3", "c1", "c2", "st"]
     with pytest.raises(ScenarioError, match=needle.replace("(", r"\(")):
         parse_action(action, ids, protocol="zk")
+
+
+def test_name_lengths_at_the_limits_are_taken():
+    ids = ["n1", "n2", "n3", "c1", "c2", "st"]
+    parse_action({"do": "create", "node": "c1", "path": "/" + "q" * 30, "sequential": True}, ids, protocol="zk")
+    parse_action({"do": "create", "node": "c1", "path": "/" + "q" * 40}, ids, protocol="zk")
+    parse_action({"do": "get", "node": "c1", "path": "/" + "q" * 40}, ids, protocol="zk")
+    parse_scenario(scenario(config={"initial_tree": {f"/n{i}": {} for i in range(64)}}))
 
 
 def test_the_initial_tree_gives_the_lock_parent_a_counter():
@@ -248,7 +266,9 @@ def test_the_initial_tree_gives_the_lock_parent_a_counter():
     for bad, needle in (({"/a/b": {}}, "config.initial_tree: /a/b: its parent /a is neither / nor in"),
                         ({"lock": {}}, "config.initial_tree"),
                         ({"/lock": {"cversion": -1}}, "config.initial_tree./lock.cversion"),
-                        ({"/lock": {"seq": 3}}, "config.initial_tree./lock.seq: unknown field")):
+                        ({"/lock": {"seq": 3}}, "config.initial_tree./lock.seq: unknown field"),
+                        # (a share link's megabyte would hold 15,000 of them, too big a snapshot)
+                        ({f"/n{i}": {} for i in range(65)}, "config.initial_tree: .*65 znodes: at most 64")):
         with pytest.raises(ScenarioError, match=needle):
             parse_scenario(scenario(config={"initial_tree": bad}))
 
@@ -305,4 +325,163 @@ def test_a_close_that_meets_the_expiry_leaves_the_client_closed():
     assert events == ["open", "disconnect", "expire"], events
     assert of(recs, "txn", op="session_expire", node="n1") and not of(recs, "txn", op="session_close")
     assert sim.nodes["c1"].closed and sim.nodes["c1"].session is None and sim.nodes["c1"].ops == []
+    assert sim.violations == []
+
+
+def test_a_close_refused_because_the_session_expired_leaves_the_client_closed():
+    # The leader n3 has already proposed c1's expiry when c1's close gets there (c1 partitioned
+    # 600-1100, n3's links slow): the close is refused with SessionExpired. The handle is dead:
+    # c1 ends closed, no new session (it used to drop the close and open s1.5).
+    d = scenario(duration_ms=2500, config={"clients": 2, "auto": False, "home": {"c1": "n3", "c2": "n2"}},
+                 actions=[{"at": 300, "do": "acquire", "node": "c1"},
+                          {"at": 400, "do": "set_link", "from": "n3", "to": "n1", "latency_ms": [120, 120]},
+                          {"at": 400, "do": "set_link", "from": "n3", "to": "n2", "latency_ms": [120, 120]},
+                          {"at": 600, "do": "partition", "groups": [["c1"]]},
+                          {"at": 1099, "do": "close", "node": "c1"},
+                          {"at": 1100, "do": "heal"}])
+    sim, recs = run(d)
+    events = [(r["event"], r["session"]) for r in of(recs, "session", client="c1")]
+    assert events[-1] == ("expire", "s1.1") and ("open", "s1.1") == events[0], events
+    assert [r["session"] for r in of(recs, "session", client="c1", event="open")] == ["s1.1"]
+    refused = of(recs, "op", client="c1", op="close")
+    assert len(refused) == 1 and refused[0]["err"] == "SessionExpired"
+    c1 = sim.nodes["c1"]
+    assert c1.closed and c1.session is None and c1.ops == []
+    assert sim.violations == []
+
+
+def test_calls_queued_before_a_close_fail_with_session_expired():
+    # A get in flight when c1 is cut off, a create and a close queued behind it; the session
+    # expires meanwhile. On reconnect the handle is dead: the get and the create fail with
+    # SessionExpired (they used to run on a new session, the create's /x owned by it), the close
+    # is done, and c1 ends closed.
+    d = scenario(duration_ms=3000, config={**BASE},
+                 actions=[{"at": 300, "do": "acquire", "node": "c1"},
+                          {"at": 600, "do": "partition", "groups": [["c1"]]},
+                          {"at": 640, "do": "get", "node": "c1", "path": "/a"},
+                          {"at": 645, "do": "create", "node": "c1", "path": "/x", "ephemeral": True},
+                          {"at": 650, "do": "close", "node": "c1"},
+                          {"at": 1600, "do": "heal"},
+                          {"at": 2000, "do": "get", "node": "c2", "path": "/x"}])
+    sim, recs = run(d)
+    assert [r["event"] for r in of(recs, "session", client="c1")] == ["open", "disconnect", "expire"]
+    assert [(r["op"], r["err"]) for r in of(recs, "op", client="c1")] == [
+        ("get", "SessionExpired"), ("create", "SessionExpired")]
+    assert not of(recs, "txn", path="/x")
+    assert of(recs, "op", client="c2", op="get")[0]["err"] == "NoNode"
+    c1 = sim.nodes["c1"]
+    assert c1.closed and c1.session is None and c1.ops == []
+    assert sim.violations == []
+
+
+def test_a_call_after_the_close_is_for_the_next_session():
+    # The same, with a set asked after the close: the calls before it fail, the close is done,
+    # and the set opens a new session (the user's next call, as after any close).
+    d = scenario(duration_ms=3500, config={**BASE},
+                 actions=[{"at": 300, "do": "acquire", "node": "c1"},
+                          {"at": 600, "do": "partition", "groups": [["c1"]]},
+                          {"at": 640, "do": "get", "node": "c1", "path": "/a"},
+                          {"at": 645, "do": "create", "node": "c1", "path": "/x"},
+                          {"at": 650, "do": "close", "node": "c1"},
+                          {"at": 655, "do": "create", "node": "c1", "path": "/y"},
+                          {"at": 1600, "do": "heal"}])
+    sim, recs = run(d)
+    opened = [r["session"] for r in of(recs, "session", client="c1", event="open")]
+    assert len(opened) == 2, opened
+    ops = [(r["op"], r["path"], r.get("err")) for r in of(recs, "op", client="c1")]
+    assert ops == [("get", "/a", "SessionExpired"), ("create", "/x", "SessionExpired"),
+                   ("create", "/y", None)], ops
+    assert sim.violations == []
+
+
+@pytest.mark.parametrize("first", ["create", "close", "acquire"])
+def test_a_request_lost_on_a_live_connection_does_not_wedge_the_client(first):
+    # c1 is cut off for 100 ms (less than its read timeout: the connection lives on, pings and
+    # pongs resume) and the request sent at 699 is lost. On TCP that would stall the connection
+    # until the read timeout broke it; so here: the create fails with ConnectionLoss, the close
+    # and the recipe's create are sent again, and the set asked at 1000 is answered (it used to
+    # wait behind the lost request to the end).
+    a = {"at": 699, "do": first, "node": "c1", **({"path": "/data"} if first == "create" else {})}
+    d = scenario(duration_ms=4000, config={**BASE},
+                 actions=[{"at": 300, "do": "get", "node": "c1", "path": "/x"},
+                          {"at": 600, "do": "partition", "groups": [["c1"]]}, a,
+                          {"at": 700, "do": "heal"},
+                          {"at": 1000, "do": "set", "node": "c1", "path": "/x", "data": "z"}])
+    sim, recs = run(d)
+    c1 = sim.nodes["c1"]
+    ops = [(r["op"], r.get("err")) for r in of(recs, "op", client="c1")]
+    assert ops[-1] == ("set", "NoNode"), ops
+    assert c1.pending is None and c1.ops == []
+    events = [r["event"] for r in of(recs, "session", client="c1")]
+    assert events[:3] == ["open", "disconnect", "reconnect"], events
+    if first == "create":
+        assert ("create", "ConnectionLoss") in ops
+    elif first == "close":
+        assert events[3:] == ["close", "open"]  # closed, then the set's new session
+    else:
+        assert c1.phase == "held" and of(recs, "txn", op="create", node="n1")
+    assert sim.violations == []
+
+
+def _moved_watch(kind, path, change_at, change):
+    """c1 sets a watch of its own at its server (seed 2: n1), which crashes at 600; c1 reconnects
+    to n4 at about 813 and re-registers the watch there (SetWatches)."""
+    cfg = {"clients": 2, "auto": False, "home": {"c2": "n5"}}
+    d = scenario(seed=2, nodes=5, duration_ms=2500, config=cfg,
+                 actions=[{"at": 400, "do": "create", "node": "c2", "path": "/data"},
+                          {"at": 500, "do": kind, "node": "c1", "path": path, "watch": True},
+                          {"at": 600, "do": "crash", "node": "n1"},
+                          {"at": change_at, **change}])
+    sim, recs = run(d)
+    s1 = sim.nodes["c1"].session
+    assert [r["server"] for r in of(recs, "session", client="c1")] == ["n1", "n1", "n4"]
+    return sim, recs, of(recs, "watch", session=s1)
+
+
+def test_a_watch_follows_its_client_to_its_new_server():
+    # Nothing changed while c1 moved: n4 registers the watch, and c2's set at 1500 fires it
+    # there (it used to stay on the crashed n1 and never fire).
+    sim, recs, w = _moved_watch("get", "/data", 1500, {"do": "set", "node": "c2", "path": "/data", "data": "b"})
+    set_z = of(recs, "txn", op="set", node="n4")[0]["zxid"]
+    assert [(r["node"], r["event"], r.get("reconnect")) for r in w] == [
+        ("n1", "set", None), ("n4", "set", True), ("n4", "fire", None)]
+    assert w[-1]["zxid"] == set_z and w[-1]["t"] > 1500
+    assert sim.nodes["c1"].watches == {}
+    assert sim.violations == []
+
+
+@pytest.mark.parametrize("kind,path,change", [
+    ("get", "/data", {"do": "set", "node": "c2", "path": "/data", "data": "b"}),
+    ("get", "/data", {"do": "delete", "node": "c2", "path": "/data"}),
+    ("get_children", "/data", {"do": "create", "node": "c2", "path": "/data/k"}),
+    ("exists", "/nope", {"do": "create", "node": "c2", "path": "/nope"})])
+def test_a_watch_whose_node_changed_while_its_client_moved_fires_on_reconnect(kind, path, change):
+    # c2 changes the watched node at 650, while c1 is cut off from its crashed server: when c1
+    # re-registers the watch with n4 (its last zxid is from before the change), n4 fires it at once.
+    sim, recs, w = _moved_watch(kind, path, 650, change)
+    txn = [r for r in of(recs, "txn", node="n4") if r["op"] not in ("session_open",)][-1]
+    assert txn["t"] < 800
+    assert [(r["node"], r["event"], r.get("reconnect")) for r in w] == [
+        ("n1", "set", None), ("n4", "set", True), ("n4", "fire", True)]
+    fire = w[-1]
+    assert fire["t"] < 900 and fire["kind"] == ("children" if kind == "get_children" else "data")
+    if change["do"] != "delete":
+        assert fire["zxid"] == txn["zxid"]  # the change's own zxid (Stat.mzxid / pzxid)
+    assert sim.nodes["c1"].watches == {}
+    assert sim.violations == []
+
+
+def test_a_read_after_sync_lost_with_the_connection_is_asked_again_with_its_sync():
+    # c1's sync (for a get with sync) is lost as c1 is cut off; after reconnecting it sends the
+    # sync again before the get (it used to send the get alone, its op record still `synced`).
+    d = scenario(duration_ms=2500, config={**BASE},
+                 actions=[{"at": 500, "do": "get", "node": "c1", "path": "/x", "sync": True},
+                          {"at": 500, "do": "partition", "groups": [["c1"]]},
+                          {"at": 700, "do": "heal"}])
+    sim, recs = run(d, messages=True)
+    sent = [r["msg"]["req"]["op"] for r in recs
+            if r["type"] == "send" and r["from"] == "c1" and r["msg"]["kind"] == "Request"]
+    assert sent == ["sync", "sync", "get"], sent
+    (got,) = of(recs, "op", client="c1")
+    assert got["synced"] and got["err"] == "NoNode"
     assert sim.violations == []
