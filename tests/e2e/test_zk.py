@@ -261,7 +261,7 @@ def menu_items(page, node: str) -> list[str]:
 
 def events_say(page, text: str) -> None:
     page.wait_for_function("(t) => document.querySelector('#events').textContent.includes(t)", arg=text,
-                           timeout=20_000)
+                           timeout=45_000)
 
 
 def test_a_client_paused_from_its_menu_offers_resume_and_resumes(server, page):
@@ -294,11 +294,11 @@ def test_the_client_api_and_close_from_the_menu(server, page):
     assert {"Create /data", "Exists /data + watch (fires when it is made)", "Close c2's session"} <= set(items), items
     page.get_by_role("menuitem", name="Create /data").click()
     play(page)
-    page.wait_for_selector('#log-panel [data-znode="/data"][data-version="0"]', timeout=20_000)
+    page.wait_for_selector('#log-panel [data-znode="/data"][data-version="0"]', timeout=45_000)
     events_say(page, "c2 created the node /data")
     # c1's menu offers what c1's own server shows: n1 (behind a slow link) has /data a little later.
     page.wait_for_function("(window.__playground.state.nodes.n1.tree || []).some(z => z[0] === '/data')",
-                           timeout=20_000)
+                           timeout=45_000)
     pause(page)
     items = menu_items(page, "c1")
     assert {"Set /data (version 0)", "Get /data + watch", "Delete /data (version 0)"} <= set(items), items
@@ -308,14 +308,14 @@ def test_the_client_api_and_close_from_the_menu(server, page):
     pause(page)
     menu_click(page, "c2", "Set /data (version 0)")
     play(page)
-    page.wait_for_selector('#log-panel [data-znode="/data"][data-version="1"]', timeout=20_000)
+    page.wait_for_selector('#log-panel [data-znode="/data"][data-version="1"]', timeout=45_000)
     events_say(page, "c1's watch on /data fired")
     pause(page)
     shot(page, "e2e-zk-client-api")
     menu_click(page, "c2", "Close c2's session")
     play(page)
     events_say(page, "c2 closed its session")
-    page.wait_for_function("document.querySelector('[data-node=\"c2\"]').dataset.session === ''", timeout=20_000)
+    page.wait_for_function("document.querySelector('[data-node=\"c2\"]').dataset.session === ''", timeout=45_000)
     pause(page)
     items = menu_items(page, "c2")
     assert "Close c2's session" in items and "Acquire the lock" in items
