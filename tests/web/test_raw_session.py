@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 
 import orjson
-import uvicorn
 from websockets.asyncio.client import connect
 
 from app.main import create_app
@@ -16,7 +15,7 @@ from app.sessions import SessionManager
 
 from .conftest import _settings
 from .test_room_fanout import FakeRaw
-from ..serving import free_port
+from ..serving import uvicorn_on_this_loop
 
 
 class _Held:
@@ -36,13 +35,7 @@ class _Held:
 def test_a_private_session_under_uvicorn_takes_the_raw_path_in_order(tmp_path):
     async def main():
         app = create_app(_settings(tmp_path))
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                               ws_per_message_deflate=False, lifespan="on"))
-        serving = asyncio.ensure_future(server.serve())
-        try:
-            while not server.started:
-                await asyncio.sleep(0.01)
+        async with uvicorn_on_this_loop(app) as port:
             ws = await connect(f"ws://127.0.0.1:{port}/ws", compression=None)
             got = [orjson.loads(await ws.recv()) for _ in range(30)]
             assert got[0]["type"] == "hello" and [f["seq"] for f in got] == list(range(1, 31))
@@ -57,9 +50,6 @@ def test_a_private_session_under_uvicorn_takes_the_raw_path_in_order(tmp_path):
                     break
             assert got[-1]["type"] == "snapshot" and got[-1]["playing"] is False
             await ws.close()
-        finally:
-            server.should_exit = True
-            await asyncio.wait_for(serving, 10)
 
     asyncio.run(main())
 
