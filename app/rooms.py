@@ -40,6 +40,7 @@ import hmac
 import logging
 import secrets
 import time
+import weakref
 from typing import Any
 
 import orjson
@@ -166,11 +167,19 @@ class Relay:
 
     def __init__(self, service: "RoomService", session, recipes: bool):
         self.service = service
-        self.session = session
+        # Weakly: the session holds its relay, and a cycle through it would keep a closed
+        # session (its world, checkpoints and simulation) until a full collection, which the GC
+        # keeper makes rare for objects older than `gc_freeze_every_s` (app/sessions.py).
+        self._session = weakref.ref(session)
         self.room: HostedRoom | None = None
         self.recipe: dict | None = {} if recipes else None
         self.hello: tuple[dict, bytes] | None = None  # the last hello sent (a room opened later needs it)
         self.told_down = False
+
+    @property
+    def session(self):
+        """The session (None once it is gone: a recipe write can finish after it)."""
+        return self._session()
 
     async def __call__(self, frame: dict, body: bytes) -> None:
         try:
@@ -195,7 +204,7 @@ class Relay:
             log.exception("session %s: relay failed", self.session.id)
 
     def broker_down(self, why: str) -> None:
-        if not self.told_down:
+        if not self.told_down and self.session is not None:
             self.told_down = True
             self.session.queue_error(broker_down_message(why))
 
@@ -234,7 +243,7 @@ class Relay:
         fut.add_done_callback(lambda f: self._stored(seq, f))
 
     def _stored(self, seq: int, fut: asyncio.Future) -> None:
-        if fut.cancelled():
+        if fut.cancelled() or self.session is None:
             return
         e = fut.exception()
         if e is None:

@@ -41,6 +41,11 @@ class SessionManager:
         self._lag_task: asyncio.Task | None = None
         self._gc_task: asyncio.Task | None = None
         self._gc_started = 0.0
+        # For the keeper's full passes (`keep_gc`): WebSocket connections open now, and the
+        # connections ended and sessions closed since the last full pass.
+        self.connections = 0
+        self.churn = 0
+        self.gc_full_passes = 0
         # Replays (share links, seeks, imports, exports) take turns: a busy link cannot hold
         # more than this many slices of the loop at once.
         self._new_by_client: dict[str, TokenBucket] = {}  # new-session rate, per address
@@ -150,7 +155,16 @@ class SessionManager:
             s.detached_at = time.monotonic()
             s.kick()
 
+    def connection_opened(self) -> None:
+        self.connections += 1
+
+    def connection_ended(self) -> None:
+        self.connections -= 1
+        self.churn += 1
+
     def drop(self, s: Session) -> None:
+        if not s.closed:
+            self.churn += 1
         s.closed = True
         s.kick()
         self.replay_gate.leave(s.id)
@@ -179,6 +193,7 @@ class SessionManager:
             b.take(0)
             if b.tokens >= b.burst:
                 del self._new_by_client[addr]
+        self.churn += len(gone)
         for sid in gone:
             s = self.sessions.pop(sid, None)
             if s is not None and s.ws is None:
@@ -200,22 +215,33 @@ class SessionManager:
         the sessions hold (about 150 ms for 250 sessions on this VM, while no session ticks or
         sends): every `gc_freeze_every_s` the survivors of a collection of what is new are frozen
         (`gc.freeze`: later full collections skip them; memory freed by reference counting as
-        usual); every `gc_full_every_s` they are unfrozen and collected once, so cyclic garbage
-        among them (a closed session's) waits at most that long. (The collection before each
-        freeze is a full one of what is not frozen: one of the young generations only was tried,
-        and the automatic full collections then stopped, their threshold being set by the last
-        full one, so closed sessions' cyclic garbage waited the whole `gc_full_every_s`: the
-        soak's workers grew 12 MB a minute instead of 1-4.)"""
+        usual). Frozen cyclic garbage is freed only when they are unfrozen and collected once:
+        every `gc_full_every_s`, or sooner when the churn since the last such pass (connections
+        ended, sessions closed: each leaves some, a simulation's objects refer to each other and
+        so do a server connection's) reaches `gc_full_churn_fraction` of the connections and
+        sessions open (and `gc_full_churn_min`), so what waits stays a fraction of what lives: a
+        worker whose pages come and go keeps a flat memory. (The collection before each freeze is
+        a full one of what is not frozen: one of the young generations only was tried, and the
+        automatic full collections then stopped, their threshold being set by the last full one,
+        so closed sessions' cyclic garbage waited the whole `gc_full_every_s`: the soak's
+        workers grew 12 MB a minute instead of 1-4.)"""
         st = self.settings
         loop = asyncio.get_running_loop()
         full_at = loop.time() + st.gc_full_every_s
         while True:
             await asyncio.sleep(st.gc_freeze_every_s)
-            if loop.time() >= full_at:
+            if loop.time() >= full_at or self.churn >= self._churn_for_full():
                 full_at = loop.time() + st.gc_full_every_s
+                self.churn = 0
+                self.gc_full_passes += 1
                 gc.unfreeze()
             gc.collect()
             gc.freeze()
+
+    def _churn_for_full(self) -> float:
+        st = self.settings
+        return max(st.gc_full_churn_min,
+                   st.gc_full_churn_fraction * (self.connections + len(self.sessions)))
 
     def start(self) -> None:
         self._reaper = asyncio.ensure_future(self.run_reaper())

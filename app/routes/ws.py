@@ -57,6 +57,15 @@ def origin_allowed(origin: str | None, host: str | None, settings) -> bool:
 
 @router.websocket("/ws")
 async def stream(websocket: WebSocket):
+    manager = websocket.app.state.sessions
+    manager.connection_opened()
+    try:
+        await _stream(websocket)
+    finally:
+        manager.connection_ended()  # (what it leaves counts toward the GC keeper's next full pass)
+
+
+async def _stream(websocket: WebSocket):
     app = websocket.app
     settings = app.state.settings
     manager = app.state.sessions

@@ -1,5 +1,7 @@
 """The collector's keeper (app/sessions.py `SessionManager.keep_gc`): survivors are frozen out of
-the full collections' sight, and a periodic full pass still frees cyclic garbage among them."""
+the full collections' sight, and a periodic full pass still frees cyclic garbage among them, sooner
+when pages come and go; and a closed session is freed by reference counting alone (frozen, a
+cycle through it would wait for that pass, with its world, checkpoints and simulation)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,14 @@ import asyncio
 import gc
 import weakref
 
+from websockets.asyncio.client import connect
+
+from app.main import create_app
 from app.sessions import SessionManager
 from app.settings import Settings
+
+from .conftest import _settings
+from ..serving import uvicorn_on_this_loop
 
 
 class _Cycle:
@@ -42,6 +50,96 @@ def test_frozen_survivors_are_still_freed_by_the_periodic_full_collection():
                 raise AssertionError("frozen cyclic garbage was never freed")
         finally:
             await m.stop()
+
+    asyncio.run(main())
+
+
+async def _frozen_then_garbage(m: SessionManager):
+    """A cycle the keeper has frozen, then dropped: a weak reference to it."""
+    before = gc.get_freeze_count()
+    obj = _Cycle()
+    dead = weakref.ref(obj)
+    for _ in range(3000):
+        await asyncio.sleep(0.01)
+        if gc.get_freeze_count() > before:
+            break
+    else:
+        raise AssertionError("the keeper never froze anything")
+    del obj
+    return dead
+
+
+def test_pages_coming_and_going_bring_the_full_pass_forward():
+    async def main():
+        m = SessionManager(Settings(gc_freeze_every_s=0.01, gc_full_every_s=3600,
+                                    gc_full_churn_min=4), {})
+        gc.unfreeze()
+        m.start()
+        try:
+            dead = await _frozen_then_garbage(m)
+            for _ in range(50):  # without churn, the hour-long full interval holds
+                await asyncio.sleep(0.01)
+            assert m.gc_full_passes == 0 and dead() is not None
+            for _ in range(3):
+                m.connection_opened()
+            for _ in range(3):  # 3 ended of 3 open: a quarter, but under the minimum of 4
+                m.connection_ended()
+            for _ in range(50):
+                await asyncio.sleep(0.01)
+            assert m.gc_full_passes == 0 and dead() is not None and m.churn == 3
+            m.connection_opened()
+            m.connection_ended()
+            for _ in range(3000):
+                await asyncio.sleep(0.01)
+                if dead() is None:
+                    break
+            else:
+                raise AssertionError("frozen cyclic garbage was not freed after the churn")
+            assert m.gc_full_passes == 1 and m.churn == 0 and m.connections == 0
+        finally:
+            await m.stop()
+
+    asyncio.run(main())
+
+
+def test_the_full_pass_comes_at_a_quarter_of_what_is_open():
+    m = SessionManager(Settings(gc_full_churn_min=32), {})
+    assert m._churn_for_full() == 32
+    m.connections = 400
+    assert m._churn_for_full() == 100
+
+
+def test_a_closed_session_is_freed_by_reference_counting_alone(tmp_path):
+    """A page plays, clicks and leaves; once its session is reaped, nothing keeps it: the
+    collector is off throughout, so no cycle may hold it (its relay once did)."""
+    async def main():
+        app = create_app(_settings(tmp_path, detached_grace_s=0, reap_interval_s=0.05))
+        async with uvicorn_on_this_loop(app) as port:
+            gc.disable()
+            try:
+                ws = await connect(f"ws://127.0.0.1:{port}/ws", compression=None)
+                for _ in range(10):
+                    await ws.recv()
+                await ws.send('{"type": "action", "action": {"do": "crash", "node": "n1"}}')
+                for _ in range(10):
+                    await ws.recv()
+                (s,) = app.state.sessions.sessions.values()
+                assert s.relay is not None  # the rooms' hook, with a way back to the session
+                dead = weakref.ref(s)
+                del s
+                await ws.close()
+                for _ in range(400):
+                    await asyncio.sleep(0.01)
+                    if not app.state.sessions.sessions:
+                        break
+                else:
+                    raise AssertionError("the closed page's session was never reaped")
+                for _ in range(20):  # its runner's last turns
+                    await asyncio.sleep(0.01)
+                assert dead() is None, [type(r).__name__ for r in gc.get_referrers(dead())]
+                assert app.state.sessions.connections == 0 and app.state.sessions.churn >= 2
+            finally:
+                gc.enable()
 
     asyncio.run(main())
 
