@@ -215,12 +215,16 @@ class SessionManager:
         the sessions hold (about 150 ms for 250 sessions on this VM, while no session ticks or
         sends): every `gc_freeze_every_s` the survivors of a collection of what is new are frozen
         (`gc.freeze`: later full collections skip them; memory freed by reference counting as
-        usual). Frozen cyclic garbage is freed only when they are unfrozen and collected once:
+        usual), and sooner once `gc_freeze_new_sessions` sessions were created since the last
+        freeze (a burst of new pages would make the next collection scan all of them at once:
+        133 ms for 500, every session on the worker waiting). Frozen cyclic garbage is freed
+        only when they are unfrozen and collected once:
         every `gc_full_every_s`, or sooner when the churn since the last such pass (connections
         ended, sessions closed: each leaves some, a simulation's objects refer to each other and
         so do a server connection's) reaches `gc_full_churn_fraction` of the connections and
         sessions open (and `gc_full_churn_min`), so what waits stays a fraction of what lives: a
-        worker whose pages come and go keeps a flat memory. (The collection before each freeze is
+        worker whose pages come and go keeps a flat memory. (At most one such early pass every
+        `gc_freeze_every_s`: pages opened and closed in a hurry cannot make it run often.) (The collection before each freeze is
         a full one of what is not frozen: one of the young generations only was tried, and the
         automatic full collections then stopped, their threshold being set by the last full one,
         so closed sessions' cyclic garbage waited the whole `gc_full_every_s`: the soak's
@@ -228,9 +232,19 @@ class SessionManager:
         st = self.settings
         loop = asyncio.get_running_loop()
         full_at = loop.time() + st.gc_full_every_s
+        freeze_at = loop.time() + st.gc_freeze_every_s
+        created = self._created
+        look = min(1.0, st.gc_freeze_every_s)
         while True:
-            await asyncio.sleep(st.gc_freeze_every_s)
-            if loop.time() >= full_at or self.churn >= self._churn_for_full():
+            await asyncio.sleep(look)
+            if (loop.time() < freeze_at
+                    and self._created - created < st.gc_freeze_new_sessions):
+                continue
+            freeze_at = loop.time() + st.gc_freeze_every_s
+            created = self._created
+            if loop.time() >= full_at or (self.churn >= self._churn_for_full()
+                                          and loop.time() >= full_at - st.gc_full_every_s
+                                          + st.gc_freeze_every_s):
                 full_at = loop.time() + st.gc_full_every_s
                 self.churn = 0
                 self.gc_full_passes += 1

@@ -133,13 +133,15 @@ class Settings(BaseModel):
     search_grace_s: float = Field(15, ge=0)  # past the budget: the process start, the last run
     # The collector's long pauses (app/sessions.py `keep_gc`): every `gc_freeze_every_s` the
     # objects that survived a collection are moved out of its sight (a full collection then scans
-    # only what is newer), and every `gc_full_every_s` everything is collected once (what was
-    # frozen and became garbage since is freed then), or sooner, once the connections ended and
+    # only what is newer; sooner once `gc_freeze_new_sessions` sessions are new), and every
+    # `gc_full_every_s` everything is collected once (what was frozen and became garbage since
+    # is freed then), or sooner, once the connections ended and
     # sessions closed since the last full pass (each leaves frozen cyclic garbage: a simulation,
     # a server's protocol objects) reach `gc_full_churn_fraction` of those open, and at least
     # `gc_full_churn_min` (CPython's own rule for its oldest generation, a quarter, applied to
     # what the sessions hold). 0 turns it off.
     gc_freeze_every_s: float = Field(30, ge=0)
+    gc_freeze_new_sessions: int = Field(25, ge=1)
     gc_full_every_s: float = Field(600, gt=0)
     gc_full_churn_fraction: float = Field(0.25, gt=0)
     gc_full_churn_min: int = Field(32, ge=1)

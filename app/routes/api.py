@@ -38,24 +38,27 @@ async def healthz(request: Request, sessions=Depends(get_sessions)):
 
 
 @router.get("/api/stats")
-def stats(request: Request, reset: bool = False, sessions=Depends(get_sessions)):
+async def stats(request: Request, reset: bool = False, sessions=Depends(get_sessions)):
     """Server-side frame lateness, full GC pauses and the recipes' batches (round trips to the
-    broker, and recipes written in them) (benchmarks only: PLAYGROUND_BENCH_STATS=1)."""
+    broker, and recipes written in them) (benchmarks only: PLAYGROUND_BENCH_STATS=1). `reset`:
+    start over, answering the empty figures (a benchmark's start of measurement: summing up the
+    warm-up's figures, sorting some 10^5 of them, held the worker's loop for 100 ms and more;
+    `async`, so no thread holds the interpreter while the loop waits for it)."""
     xs = sessions.lateness_s
     if xs is None:
         raise HTTPException(404, "stats are off (set PLAYGROUND_BENCH_STATS=1)")
-    ys = sorted(xs)
-    gcs = list(sessions.gc_pauses_s)
     w = request.app.state.rooms.recipes
-    batches = {"batches": w.batches, "recipes": w.keys}
-    parts = list(zip(*sessions.click_parts_s)) or [(), (), ()]
-    lag = sorted(sessions.loop_lag_s)
     if reset:
         xs.clear()
         sessions.gc_pauses_s.clear()
         sessions.click_parts_s.clear()
         sessions.loop_lag_s.clear()
         w.batches = w.keys = 0
+    ys = sorted(xs)
+    gcs = list(sessions.gc_pauses_s)
+    batches = {"batches": w.batches, "recipes": w.keys}
+    parts = list(zip(*sessions.click_parts_s)) or [(), (), ()]
+    lag = sorted(sessions.loop_lag_s)
 
     def pct(p, ys=ys):
         return round(ys[min(len(ys) - 1, int(p / 100 * (len(ys) - 1)))] * 1000, 2) if ys else None

@@ -12,6 +12,7 @@ import weakref
 from websockets.asyncio.client import connect
 
 from app.main import create_app
+from app.session import default_scenario
 from app.sessions import SessionManager
 from app.settings import Settings
 
@@ -98,6 +99,34 @@ def test_pages_coming_and_going_bring_the_full_pass_forward():
             assert m.gc_full_passes == 1 and m.churn == 0 and m.connections == 0
         finally:
             await m.stop()
+
+    asyncio.run(main())
+
+
+def test_a_burst_of_new_sessions_is_frozen_without_waiting_for_the_interval(tmp_path):
+    """So the next collection does not scan all of them at once (every session waits for it)."""
+    async def main():
+        st = _settings(tmp_path, gc_freeze_every_s=3600, gc_freeze_new_sessions=3)
+        m = SessionManager(st, {})
+        gc.unfreeze()
+        m.start()
+        await asyncio.sleep(0)  # the keeper counts from its start
+        try:
+            for _ in range(2):
+                m.create(default_scenario(st, seed=1), None, None)
+            for _ in range(150):  # 1.5 s: the keeper looks every second
+                await asyncio.sleep(0.01)
+            assert gc.get_freeze_count() == 0  # two new sessions, under the three that trigger
+            m.create(default_scenario(st, seed=1), None, None)
+            for _ in range(3000):
+                await asyncio.sleep(0.01)
+                if gc.get_freeze_count() > 0:
+                    break
+            else:
+                raise AssertionError("three new sessions were not frozen before the interval")
+        finally:
+            await m.stop()
+            gc.unfreeze()
 
     asyncio.run(main())
 

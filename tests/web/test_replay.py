@@ -236,3 +236,21 @@ def test_live_play_has_a_cpu_budget_per_tick_and_says_it_is_behind(tmp_path):
     assert s.behind and s.sim.now_ms < 50_000
     assert took < 0.1, took  # about the 2 ms budget (plus a checkpoint, a GC pass)
     assert any(f.get("behind") for f in s.outbox if f["type"] == "events")
+
+
+def test_bench_stats_reset_starts_over_and_answers_the_empty_figures(make_client):
+    c = make_client(bench_stats=True)
+
+    def counted() -> bool:  # the session ticks on: some tick is counted within 200 frames
+        for _ in range(200):
+            ws.receive_json()
+            if c.get("/api/stats").json()["frames"] >= 1:
+                return True
+        return False
+
+    with c.websocket_connect("/ws?speed=1") as ws:
+        assert counted()
+        gone = c.get("/api/stats", params={"reset": True}).json()
+        # (Summing up what a warm-up gathered held the worker's loop for 100 ms and more.)
+        assert gone["frames"] == 0 and gone["lateness_ms"]["p99"] is None
+        assert counted()

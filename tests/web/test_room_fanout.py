@@ -9,7 +9,6 @@ import time
 
 import orjson
 import pytest
-import uvicorn
 from websockets.asyncio.client import connect
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
@@ -23,7 +22,7 @@ from app.settings import Settings
 from app.transport import text_frame
 
 from .conftest import _settings
-from ..serving import free_port
+from ..serving import uvicorn_on_this_loop
 
 
 @pytest.mark.parametrize("n", [0, 1, 125, 126, 127, 65535, 65536, 70000])
@@ -108,13 +107,7 @@ def test_followers_under_uvicorn_take_the_raw_path_with_the_presenters_bytes(tmp
 
     async def main():
         app = create_app(_settings(tmp_path))
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                               ws_per_message_deflate=False, lifespan="on"))
-        serving = asyncio.ensure_future(server.serve())
-        try:
-            while not server.started:
-                await asyncio.sleep(0.01)
+        async with uvicorn_on_this_loop(app) as port:
             p, code = await open_room(port)
             v = await connect(f"ws://127.0.0.1:{port}/ws?room={code}", compression=None)
             got = [orjson.loads(await v.recv()) for _ in range(40)]
@@ -134,9 +127,6 @@ def test_followers_under_uvicorn_take_the_raw_path_with_the_presenters_bytes(tmp
             assert all(f in theirs for f in strip[-5:])
             await v.close()
             await p.close()
-        finally:
-            server.should_exit = True
-            await asyncio.wait_for(serving, 10)
 
     asyncio.run(main())
 
