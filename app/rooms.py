@@ -264,7 +264,7 @@ class Relay:
     def recipe_bytes(self) -> bytes:
         s = self.session
         return orjson.dumps({**self.recipe, "v": 1, "secret": secret_hash(s.secret),
-                             "client": s.client,
+                             "client": s.client, "w": self.service.worker,
                              "room": self.room.code if self.room is not None else None})
 
 
@@ -716,6 +716,8 @@ class RoomService:
         self._joins: dict[str, TokenBucket] = {}  # room joins per client address
         self.recipes = KeyWriter(broker, self.ttl_s)  # the recipes' group commit
         broker.on_health(self._health_changed)
+        if manager is not None and broker.shared:
+            manager.on_reaped = self.forget_recipe
 
     async def start(self) -> None:
         await self.broker.start()
@@ -726,6 +728,17 @@ class RoomService:
         for a in list(self.audiences.values()):
             await a.stop()
         await self.broker.close()
+
+    def forget_recipe(self, session) -> None:
+        """A session this worker reaped (its tab closed past the grace, or idle too long) is gone:
+        its recipe goes from the broker now rather than at the end of its TTL (31 minutes: a
+        busy link's closed sessions would pile up in Redis for that long), unless another
+        worker has written it since (a page that moved there, whose session it rebuilt: the
+        recipe then names that worker, `w`)."""
+        if session.relay is None or session.relay.recipe is None:
+            return
+        mine = b'"w":' + orjson.dumps(self.worker)
+        self.spawn(self.broker.delete_if_holds(_k_recipe(session.id), mine))
 
     def spawn(self, coro) -> None:
         """Run a broker operation in the background (from a callback); failures are health news."""

@@ -8,6 +8,7 @@ import gc
 import logging
 import secrets
 import time
+from collections.abc import Callable
 
 import orjson
 
@@ -46,6 +47,8 @@ class SessionManager:
         self.connections = 0
         self.churn = 0
         self.gc_full_passes = 0
+        # Told of each session the reaper closes (app/rooms.py: its recipe leaves the broker).
+        self.on_reaped: Callable[[Session], None] | None = None
         # Replays (share links, seeks, imports, exports) take turns: a busy link cannot hold
         # more than this many slices of the loop at once.
         self._new_by_client: dict[str, TokenBucket] = {}  # new-session rate, per address
@@ -198,6 +201,8 @@ class SessionManager:
             s = self.sessions.pop(sid, None)
             if s is not None and s.ws is None:
                 s.closed = True
+            if s is not None and self.on_reaped is not None:
+                self.on_reaped(s)
         return gone
 
     async def run_reaper(self) -> None:

@@ -45,6 +45,15 @@ def _busy(e: BaseException) -> bool:
     return False
 
 
+# KEYS[1]'s value contains ARGV[1] (a plain find, no patterns): delete it. 1 if deleted, else 0.
+_DELETE_IF_HOLDS = """
+local v = redis.call('GET', KEYS[1])
+if v and string.find(v, ARGV[1], 1, true) then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
 class RedisBroker(Broker):
     kind = "redis"
     shared = True
@@ -252,6 +261,10 @@ class RedisBroker(Broker):
 
     async def delete(self, key: str) -> None:
         await self._op(self.r.delete(key))
+
+    async def delete_if_holds(self, key: str, part: bytes) -> bool:
+        """GET, compare and DEL in one Lua script: atomic in Redis."""
+        return bool(await self._op(self.r.eval(_DELETE_IF_HOLDS, 1, key, part)))
 
     async def health(self) -> dict:
         try:

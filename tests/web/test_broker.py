@@ -79,6 +79,66 @@ def test_keys_set_get_delete_and_expire(broker_url):
     asyncio.run(main())
 
 
+def test_delete_if_holds_deletes_only_a_value_that_holds_the_part(broker_url):
+    async def main():
+        b = make_broker(broker_url)
+        await b.start()
+        await b.set("r", b'{"t":1,"w":"ab12"}', ttl_s=30)
+        assert await b.delete_if_holds("r", b'"w":"cd34"') is False  # another worker's: kept
+        assert await b.get("r") == b'{"t":1,"w":"ab12"}'
+        assert await b.delete_if_holds("r", b'"w":"ab12"') is True
+        assert await b.get("r") is None
+        assert await b.delete_if_holds("r", b'"w":"ab12"') is False  # nothing there
+        await b.set("pattern", b"a.b", ttl_s=30)  # a plain find, not a Lua pattern
+        assert await b.delete_if_holds("pattern", b"a-b") is False
+        assert await b.delete_if_holds("pattern", b".") is True
+        await b.close()
+
+    asyncio.run(main())
+
+
+def test_a_reaped_sessions_recipe_leaves_redis_unless_another_worker_wrote_it(redis_url):
+    """The reaper's closed sessions do not wait out their recipe's 31-minute TTL in Redis; a
+    session another worker rebuilt (its recipe names that worker) keeps its recipe."""
+    from app.rooms import RoomService, _k_recipe
+    from app.session import default_scenario
+    from app.sessions import SessionManager
+    from app.settings import Settings
+
+    async def main():
+        st = Settings.from_env({}, broker=redis_url, detached_grace_s=0)
+        m = SessionManager(st, {})
+        service = RoomService(st, make_broker(redis_url), m)
+        await service.start()
+        try:
+            gone, moved, kept = (m.create(default_scenario(st, seed=i), None, None)
+                                 for i in (1, 2, 3))
+            for s in (gone, moved, kept):
+                service.track(s)
+                s.relay.recipe.update(sc={}, actions=[], t=0)
+                await service.store_recipe(s.relay)
+                assert await service.broker.get(_k_recipe(s.id)) is not None
+            # `moved`'s page went to another worker, which rebuilt its session and wrote it.
+            other = (await service.broker.get(_k_recipe(moved.id))).replace(
+                f'"w":"{service.worker}"'.encode(), b'"w":"0ther000"')
+            await service.broker.set(_k_recipe(moved.id), other, ttl_s=60)
+            for s in (gone, moved):
+                s.detached_at = 0.0  # closed tabs, long ago
+            kept.detached_at = None  # still attached (as far as the reaper knows)
+            kept.ws = object()
+            kept.last_input = 10**9
+            assert sorted(m.reap(now=10**9)) == sorted([gone.id, moved.id])
+            await _wait_for(lambda: not service._tasks)
+            assert await service.broker.get(_k_recipe(gone.id)) is None
+            assert await service.broker.get(_k_recipe(moved.id)) == other
+            assert await service.broker.get(_k_recipe(kept.id)) is not None
+        finally:
+            kept.ws = None
+            await service.stop()
+
+    asyncio.run(main())
+
+
 def test_make_broker_refuses_what_is_not_a_broker_url():
     assert isinstance(make_broker(""), MemoryBroker)
     assert isinstance(make_broker("redis://127.0.0.1:1/0"), RedisBroker)
