@@ -175,6 +175,9 @@ class Relay:
         self.recipe: dict | None = {} if recipes else None
         self.hello: tuple[dict, bytes] | None = None  # the last hello sent (a room opened later needs it)
         self.told_down = False
+        # Who writes this recipe: this worker, and this copy of the session (a page that comes
+        # back after its session was reaped gets a new copy, on this worker or another).
+        self.writer = f"{service.worker}.{secrets.token_hex(4)}"
 
     @property
     def session(self):
@@ -186,13 +189,14 @@ class Relay:
             if frame["type"] == "hello":
                 self.hello = (frame, body)
             if self.recipe is not None:
-                seq = self.session.seq + 1  # this frame's (the runner stamps it after the relay)
+                s = self.session  # (alive: its runner calls)
+                seq = s.seq + 1  # this frame's (the runner stamps it after the relay)
                 change = self._update(frame)
                 if change is not None:
                     self.recipe["seq"] = seq  # the last frame it holds (a rebuild compares the page's)
                 if change == WAIT:
                     await self.service.store_recipe(self)
-                    self._durable(seq)
+                    self._durable(s, seq)
                 elif change == LATER:
                     self._store_later(seq)
             room = self.room
@@ -243,28 +247,29 @@ class Relay:
         fut.add_done_callback(lambda f: self._stored(seq, f))
 
     def _stored(self, seq: int, fut: asyncio.Future) -> None:
-        if fut.cancelled() or self.session is None:
+        s = self.session
+        if fut.cancelled() or s is None:
             return
         e = fut.exception()
         if e is None:
-            self._durable(seq)
+            self._durable(s, seq)
             return
         if isinstance(e, BrokerDown):
             self.broker_down(str(e))
         else:  # pragma: no cover - the writer only fails with BrokerDown
-            log.error("session %s: a recipe write failed: %r", self.session.id, e)
-        self.session.kick()
+            log.error("session %s: a recipe write failed: %r", s.id, e)
+        s.kick()
 
-    def _durable(self, seq: int) -> None:
+    def _durable(self, s, seq: int) -> None:
         """The recipe holds everything up to frame `seq`: the page is told with the next frame."""
-        s = self.session
         if seq > s.durable_seq:
             s.durable_seq = seq
 
     def recipe_bytes(self) -> bytes:
         s = self.session
-        return orjson.dumps({**self.recipe, "v": 1, "secret": secret_hash(s.secret),
-                             "client": s.client, "w": self.service.worker,
+        # The writer first: a reaper deletes the recipe only if it still starts with its own.
+        return orjson.dumps({"w": self.writer, **self.recipe, "v": 1,
+                             "secret": secret_hash(s.secret), "client": s.client,
                              "room": self.room.code if self.room is not None else None})
 
 
@@ -682,9 +687,10 @@ class Audience:
     async def stop(self) -> None:
         if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()
-        if self._unsub is not None:
+        unsub, self._unsub = self._unsub, None  # (it refers back to this audience)
+        if unsub is not None:
             try:
-                await self._unsub()
+                await unsub()
             except BrokerDown:
                 pass
 
@@ -730,15 +736,18 @@ class RoomService:
         await self.broker.close()
 
     def forget_recipe(self, session) -> None:
-        """A session this worker reaped (its tab closed past the grace, or idle too long) is gone:
-        its recipe goes from the broker now rather than at the end of its TTL (31 minutes: a
-        busy link's closed sessions would pile up in Redis for that long), unless another
-        worker has written it since (a page that moved there, whose session it rebuilt: the
-        recipe then names that worker, `w`)."""
-        if session.relay is None or session.relay.recipe is None:
+        """A session this worker reaped (its tab closed past the grace, or idle too long) or
+        dropped for a newcomer is gone: its recipe goes from the broker now rather than at the
+        end of its TTL (31 minutes: a busy link's closed sessions would pile up in Redis for that
+        long), unless another copy of the session has written it since (its page came back and
+        a worker, this one or another, rebuilt it: the recipe then begins with that copy's
+        `w`). (A write of this copy's still on its way can land after the delete: that recipe
+        then waits out its TTL, as before.)"""
+        relay = session.relay
+        if relay is None or relay.recipe is None:
             return
-        mine = b'"w":' + orjson.dumps(self.worker)
-        self.spawn(self.broker.delete_if_holds(_k_recipe(session.id), mine))
+        mine = b'{"w":' + orjson.dumps(relay.writer) + b","  # how its recipe_bytes begin
+        self.spawn(self.broker.delete_if_starts(_k_recipe(session.id), mine))
 
     def spawn(self, coro) -> None:
         """Run a broker operation in the background (from a callback); failures are health news."""
@@ -911,9 +920,10 @@ class RoomService:
             relay.room = None
         if room._task is not None and room._task is not asyncio.current_task():
             room._task.cancel()
+        unsub, room._unsub = room._unsub, None  # (it refers back to the room, which holds its session)
         try:
-            if room._unsub is not None:
-                await room._unsub()
+            if unsub is not None:
+                await unsub()
             if not stand_down:
                 await self.broker.publish(_ch_out(room.code), b"C" + orjson.dumps({"closed": True}))
                 await self.broker.delete(_k_room(room.code))

@@ -106,6 +106,8 @@ class SessionManager:
         if old is None:
             return False
         self.drop(old)
+        if self.on_reaped is not None:
+            self.on_reaped(old)  # gone for good, as a reaped one
         return True
 
     def get(self, sid: str | None) -> Session | None:

@@ -98,11 +98,11 @@ class Broker(abc.ABC):
     async def delete(self, key: str) -> None:
         """Forget `key` (nothing happens when it is not there)."""
 
-    async def delete_if_holds(self, key: str, part: bytes) -> bool:
-        """Forget `key` if its value holds `part` (a networked broker checks and deletes in one
-        step, so a value written meanwhile by another worker stays); whether it was deleted."""
+    async def delete_if_starts(self, key: str, prefix: bytes) -> bool:
+        """Forget `key` if its value starts with `prefix` (a networked broker checks and deletes
+        in one step, so a value written meanwhile by another worker stays); whether it was."""
         value = await self.get(key)
-        if value is None or part not in value:
+        if value is None or not value.startswith(prefix):
             return False
         await self.delete(key)
         return True

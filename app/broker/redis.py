@@ -45,10 +45,10 @@ def _busy(e: BaseException) -> bool:
     return False
 
 
-# KEYS[1]'s value contains ARGV[1] (a plain find, no patterns): delete it. 1 if deleted, else 0.
-_DELETE_IF_HOLDS = """
+# KEYS[1]'s value starts with ARGV[1] (bytes compared, no patterns): delete it. 1 if deleted.
+_DELETE_IF_STARTS = """
 local v = redis.call('GET', KEYS[1])
-if v and string.find(v, ARGV[1], 1, true) then
+if v and string.sub(v, 1, string.len(ARGV[1])) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
@@ -262,9 +262,9 @@ class RedisBroker(Broker):
     async def delete(self, key: str) -> None:
         await self._op(self.r.delete(key))
 
-    async def delete_if_holds(self, key: str, part: bytes) -> bool:
+    async def delete_if_starts(self, key: str, prefix: bytes) -> bool:
         """GET, compare and DEL in one Lua script: atomic in Redis."""
-        return bool(await self._op(self.r.eval(_DELETE_IF_HOLDS, 1, key, part)))
+        return bool(await self._op(self.r.eval(_DELETE_IF_STARTS, 1, key, prefix)))
 
     async def health(self) -> dict:
         try:

@@ -79,27 +79,29 @@ def test_keys_set_get_delete_and_expire(broker_url):
     asyncio.run(main())
 
 
-def test_delete_if_holds_deletes_only_a_value_that_holds_the_part(broker_url):
+def test_delete_if_starts_deletes_only_a_value_that_starts_with_the_prefix(broker_url):
     async def main():
         b = make_broker(broker_url)
         await b.start()
-        await b.set("r", b'{"t":1,"w":"ab12"}', ttl_s=30)
-        assert await b.delete_if_holds("r", b'"w":"cd34"') is False  # another worker's: kept
-        assert await b.get("r") == b'{"t":1,"w":"ab12"}'
-        assert await b.delete_if_holds("r", b'"w":"ab12"') is True
+        await b.set("r", b'{"w":"ab12","t":1}', ttl_s=30)
+        assert await b.delete_if_starts("r", b'{"w":"cd34",') is False  # another worker's: kept
+        assert await b.get("r") == b'{"w":"ab12","t":1}'
+        assert await b.delete_if_starts("r", b'"t":1') is False  # inside, not at the start
+        assert await b.delete_if_starts("r", b'{"w":"ab12",') is True
         assert await b.get("r") is None
-        assert await b.delete_if_holds("r", b'"w":"ab12"') is False  # nothing there
-        await b.set("pattern", b"a.b", ttl_s=30)  # a plain find, not a Lua pattern
-        assert await b.delete_if_holds("pattern", b"a-b") is False
-        assert await b.delete_if_holds("pattern", b".") is True
+        assert await b.delete_if_starts("r", b'{"w":"ab12",') is False  # nothing there
+        await b.set("pattern", b"a.b", ttl_s=30)  # bytes compared, not a Lua pattern
+        assert await b.delete_if_starts("pattern", b"a-") is False
+        assert await b.delete_if_starts("pattern", b"a.") is True
         await b.close()
 
     asyncio.run(main())
 
 
-def test_a_reaped_sessions_recipe_leaves_redis_unless_another_worker_wrote_it(redis_url):
-    """The reaper's closed sessions do not wait out their recipe's 31-minute TTL in Redis; a
-    session another worker rebuilt (its recipe names that worker) keeps its recipe."""
+def test_a_reaped_sessions_recipe_leaves_redis_unless_another_copy_wrote_it(redis_url):
+    """The reaper's closed sessions (and one dropped for a newcomer) do not wait out their
+    recipe's 31-minute TTL in Redis; a session whose page came back and was rebuilt (by another
+    worker, or by this one: another copy, another `w`) keeps the recipe that copy wrote."""
     from app.rooms import RoomService, _k_recipe
     from app.session import default_scenario
     from app.sessions import SessionManager
@@ -111,26 +113,40 @@ def test_a_reaped_sessions_recipe_leaves_redis_unless_another_worker_wrote_it(re
         service = RoomService(st, make_broker(redis_url), m)
         await service.start()
         try:
-            gone, moved, kept = (m.create(default_scenario(st, seed=i), None, None)
-                                 for i in (1, 2, 3))
-            for s in (gone, moved, kept):
+            gone, moved, again, kept, evicted = (m.create(default_scenario(st, seed=i), None, None)
+                                                 for i in range(1, 6))
+            every = (gone, moved, again, kept, evicted)
+            for s in every:
                 service.track(s)
                 s.relay.recipe.update(sc={}, actions=[], t=0)
                 await service.store_recipe(s.relay)
-                assert await service.broker.get(_k_recipe(s.id)) is not None
-            # `moved`'s page went to another worker, which rebuilt its session and wrote it.
-            other = (await service.broker.get(_k_recipe(moved.id))).replace(
-                f'"w":"{service.worker}"'.encode(), b'"w":"0ther000"')
-            await service.broker.set(_k_recipe(moved.id), other, ttl_s=60)
-            for s in (gone, moved):
+                mine = b'{"w":"%s",' % s.relay.writer.encode()
+                assert (await service.broker.get(_k_recipe(s.id))).startswith(mine)
+            assert len({s.relay.writer for s in every}) == 5
+            assert all(s.relay.writer.startswith(service.worker + ".") for s in every)
+            # `moved`'s page went to another worker, which rebuilt its session and wrote it;
+            # whatever its scenario holds (a config may name this copy, even first: not first
+            # in the recipe) does not make it this copy's. `again`'s page came back to this
+            # worker after the reaper's decision and got a new copy, which wrote it.
+            others = {}
+            for s, w in ((moved, b"0ther000.00000000"), (again, service.worker.encode() + b".1")):
+                mine = b'{"w":"%s",' % s.relay.writer.encode()
+                others[s.id] = (await service.broker.get(_k_recipe(s.id))).replace(
+                    mine, b'{"w":"%s","sc":{"w":"%s"},' % (w, s.relay.writer.encode()), 1)
+                await service.broker.set(_k_recipe(s.id), others[s.id], ttl_s=60)
+            for s in (gone, moved, again):
                 s.detached_at = 0.0  # closed tabs, long ago
             kept.detached_at = None  # still attached (as far as the reaper knows)
             kept.ws = object()
             kept.last_input = 10**9
-            assert sorted(m.reap(now=10**9)) == sorted([gone.id, moved.id])
+            assert sorted(m.reap(now=10**9)) == sorted([gone.id, moved.id, again.id])
+            evicted.detached_at = 1.0  # a closed tab dropped for a newcomer under a cap
+            assert m._evict_detached([evicted])
             await _wait_for(lambda: not service._tasks)
             assert await service.broker.get(_k_recipe(gone.id)) is None
-            assert await service.broker.get(_k_recipe(moved.id)) == other
+            assert await service.broker.get(_k_recipe(evicted.id)) is None
+            assert await service.broker.get(_k_recipe(moved.id)) == others[moved.id]
+            assert await service.broker.get(_k_recipe(again.id)) == others[again.id]
             assert await service.broker.get(_k_recipe(kept.id)) is not None
         finally:
             kept.ws = None

@@ -51,6 +51,7 @@ def test_frozen_survivors_are_still_freed_by_the_periodic_full_collection():
                 raise AssertionError("frozen cyclic garbage was never freed")
         finally:
             await m.stop()
+            gc.unfreeze()
 
     asyncio.run(main())
 
@@ -99,6 +100,7 @@ def test_pages_coming_and_going_bring_the_full_pass_forward():
             assert m.gc_full_passes == 1 and m.churn == 0 and m.connections == 0
         finally:
             await m.stop()
+            gc.unfreeze()  # (later tests count from nothing frozen)
 
     asyncio.run(main())
 
@@ -169,6 +171,42 @@ def test_a_closed_session_is_freed_by_reference_counting_alone(tmp_path):
                 assert app.state.sessions.connections == 0 and app.state.sessions.churn >= 2
             finally:
                 gc.enable()
+
+    asyncio.run(main())
+
+
+def test_a_closed_presenters_session_is_freed_by_reference_counting_alone():
+    """A session that hosted a room: once the room has ended with it, nothing keeps either (the
+    broker's unsubscribe closure once held the room, and the room its session)."""
+    from app.broker import MemoryBroker
+    from app.rooms import RoomService
+
+    async def main():
+        st = Settings(room_count_every_s=0.01)
+        m = SessionManager(st, {})
+        service = RoomService(st, MemoryBroker(), m)
+        await service.start()
+        s = m.create(default_scenario(st, seed=1), None, None)
+        service.track(s)
+        room = await service.open_room(s, None)
+        gc.disable()
+        try:
+            dead, room_dead = weakref.ref(s), weakref.ref(room)
+            m.drop(s)
+            del s, room
+            for _ in range(3000):  # the room's loop sees its session closed and ends the room
+                await asyncio.sleep(0.01)
+                if not service.hosted:
+                    break
+            else:
+                raise AssertionError("the room did not end with its session")
+            for _ in range(20):  # the room's task's last turns
+                await asyncio.sleep(0.01)
+            assert room_dead() is None, [type(r).__name__ for r in gc.get_referrers(room_dead())]
+            assert dead() is None
+        finally:
+            gc.enable()
+            await service.stop()
 
     asyncio.run(main())
 
