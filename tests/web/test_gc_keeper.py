@@ -56,6 +56,19 @@ def test_frozen_survivors_are_still_freed_by_the_periodic_full_collection():
     asyncio.run(main())
 
 
+async def _until_then_settle(pred, failure: str) -> None:
+    """Wait (bounded: 30 s) until `pred()`, then 20 more turns of 10 ms for the tasks that were
+    running to finish."""
+    for _ in range(3000):
+        await asyncio.sleep(0.01)
+        if pred():
+            break
+    else:
+        raise AssertionError(failure)
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+
+
 async def _frozen_then_garbage(m: SessionManager):
     """A cycle the keeper has frozen, then dropped: a weak reference to it."""
     before = gc.get_freeze_count()
@@ -159,14 +172,8 @@ def test_a_closed_session_is_freed_by_reference_counting_alone(tmp_path):
                 dead = weakref.ref(s)
                 del s
                 await ws.close()
-                for _ in range(400):
-                    await asyncio.sleep(0.01)
-                    if not app.state.sessions.sessions:
-                        break
-                else:
-                    raise AssertionError("the closed page's session was never reaped")
-                for _ in range(20):  # its runner's last turns
-                    await asyncio.sleep(0.01)
+                await _until_then_settle(lambda: not app.state.sessions.sessions,
+                                         "the closed page's session was never reaped")
                 assert dead() is None, [type(r).__name__ for r in gc.get_referrers(dead())]
                 assert app.state.sessions.connections == 0 and app.state.sessions.churn >= 2
             finally:
@@ -194,14 +201,9 @@ def test_a_closed_presenters_session_is_freed_by_reference_counting_alone():
             dead, room_dead = weakref.ref(s), weakref.ref(room)
             m.drop(s)
             del s, room
-            for _ in range(3000):  # the room's loop sees its session closed and ends the room
-                await asyncio.sleep(0.01)
-                if not service.hosted:
-                    break
-            else:
-                raise AssertionError("the room did not end with its session")
-            for _ in range(20):  # the room's task's last turns
-                await asyncio.sleep(0.01)
+            # The room's loop sees its session closed and ends the room.
+            await _until_then_settle(lambda: not service.hosted,
+                                     "the room did not end with its session")
             assert room_dead() is None, [type(r).__name__ for r in gc.get_referrers(room_dead())]
             assert dead() is None
         finally:
