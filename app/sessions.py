@@ -238,21 +238,19 @@ class SessionManager:
         whole `gc_full_every_s`: the soak's workers grew 12 MB a minute instead of 1-4.)"""
         st = self.settings
         loop = asyncio.get_running_loop()
-        full_at = loop.time() + st.gc_full_every_s
-        freeze_at = loop.time() + st.gc_freeze_every_s
-        created = self._created
-        look = min(1.0, st.gc_freeze_every_s)
+        last_freeze = last_full = loop.time()
+        created = self._created  # sessions created by the last freeze
         while True:
-            await asyncio.sleep(look)
-            if (loop.time() < freeze_at
+            await asyncio.sleep(min(1.0, st.gc_freeze_every_s))
+            now = loop.time()
+            if (now < last_freeze + st.gc_freeze_every_s
                     and self._created - created < st.gc_freeze_new_sessions):
                 continue
-            freeze_at = loop.time() + st.gc_freeze_every_s
-            created = self._created
-            if loop.time() >= full_at or (self.churn >= self._churn_for_full()
-                                          and loop.time() >= full_at - st.gc_full_every_s
-                                          + st.gc_freeze_every_s):
-                full_at = loop.time() + st.gc_full_every_s
+            last_freeze, created = now, self._created
+            if now >= last_full + st.gc_full_every_s or (
+                    now >= last_full + st.gc_freeze_every_s
+                    and self.churn >= self._churn_for_full()):
+                last_full = now
                 self.churn = 0
                 self.gc_full_passes += 1
                 gc.unfreeze()

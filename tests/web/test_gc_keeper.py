@@ -36,19 +36,9 @@ def test_frozen_survivors_are_still_freed_by_the_periodic_full_collection():
         dead = weakref.ref(obj)
         m.start()
         try:
-            for _ in range(3000):  # until a freeze has taken it (each turn waits 10 ms)
-                await asyncio.sleep(0.01)
-                if gc.get_freeze_count() > before:
-                    break
-            else:
-                raise AssertionError("the keeper never froze anything")
+            await _until(lambda: gc.get_freeze_count() > before, "the keeper never froze anything")
             del obj  # now garbage, a cycle: only a collection that sees it frees it
-            for _ in range(3000):
-                await asyncio.sleep(0.01)
-                if dead() is None:
-                    break
-            else:
-                raise AssertionError("frozen cyclic garbage was never freed")
+            await _until(lambda: dead() is None, "frozen cyclic garbage was never freed")
         finally:
             await m.stop()
             gc.unfreeze()
@@ -56,16 +46,16 @@ def test_frozen_survivors_are_still_freed_by_the_periodic_full_collection():
     asyncio.run(main())
 
 
-async def _until_then_settle(pred, failure: str) -> None:
-    """Wait (bounded: 30 s) until `pred()`, then 20 more turns of 10 ms for the tasks that were
-    running to finish."""
+async def _until(pred, failure: str, settle: int = 0) -> None:
+    """Wait (bounded: 3,000 turns of 10 ms) until `pred()`, then `settle` more turns for the
+    tasks that were running to finish."""
     for _ in range(3000):
         await asyncio.sleep(0.01)
         if pred():
             break
     else:
         raise AssertionError(failure)
-    for _ in range(20):
+    for _ in range(settle):
         await asyncio.sleep(0.01)
 
 
@@ -74,12 +64,7 @@ async def _frozen_then_garbage(m: SessionManager):
     before = gc.get_freeze_count()
     obj = _Cycle()
     dead = weakref.ref(obj)
-    for _ in range(3000):
-        await asyncio.sleep(0.01)
-        if gc.get_freeze_count() > before:
-            break
-    else:
-        raise AssertionError("the keeper never froze anything")
+    await _until(lambda: gc.get_freeze_count() > before, "the keeper never froze anything")
     del obj
     return dead
 
@@ -104,12 +89,8 @@ def test_pages_coming_and_going_bring_the_full_pass_forward():
             assert m.gc_full_passes == 0 and dead() is not None and m.churn == 3
             m.connection_opened()
             m.connection_ended()
-            for _ in range(3000):
-                await asyncio.sleep(0.01)
-                if dead() is None:
-                    break
-            else:
-                raise AssertionError("frozen cyclic garbage was not freed after the churn")
+            await _until(lambda: dead() is None,
+                         "frozen cyclic garbage was not freed after the churn")
             assert m.gc_full_passes == 1 and m.churn == 0 and m.connections == 0
         finally:
             await m.stop()
@@ -133,12 +114,8 @@ def test_a_burst_of_new_sessions_is_frozen_without_waiting_for_the_interval(tmp_
                 await asyncio.sleep(0.01)
             assert gc.get_freeze_count() == 0  # two new sessions, under the three that trigger
             m.create(default_scenario(st, seed=1), None, None)
-            for _ in range(3000):
-                await asyncio.sleep(0.01)
-                if gc.get_freeze_count() > 0:
-                    break
-            else:
-                raise AssertionError("three new sessions were not frozen before the interval")
+            await _until(lambda: gc.get_freeze_count() > 0,
+                         "three new sessions were not frozen before the interval")
         finally:
             await m.stop()
             gc.unfreeze()
@@ -172,8 +149,8 @@ def test_a_closed_session_is_freed_by_reference_counting_alone(tmp_path):
                 dead = weakref.ref(s)
                 del s
                 await ws.close()
-                await _until_then_settle(lambda: not app.state.sessions.sessions,
-                                         "the closed page's session was never reaped")
+                await _until(lambda: not app.state.sessions.sessions,
+                             "the closed page's session was never reaped", settle=20)
                 assert dead() is None, [type(r).__name__ for r in gc.get_referrers(dead())]
                 assert app.state.sessions.connections == 0 and app.state.sessions.churn >= 2
             finally:
@@ -202,8 +179,8 @@ def test_a_closed_presenters_session_is_freed_by_reference_counting_alone():
             m.drop(s)
             del s, room
             # The room's loop sees its session closed and ends the room.
-            await _until_then_settle(lambda: not service.hosted,
-                                     "the room did not end with its session")
+            await _until(lambda: not service.hosted, "the room did not end with its session",
+                         settle=20)
             assert room_dead() is None, [type(r).__name__ for r in gc.get_referrers(room_dead())]
             assert dead() is None
         finally:
